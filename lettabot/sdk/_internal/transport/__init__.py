@@ -1,0 +1,91 @@
+"""The transport seam: how a :class:`~lettabot.sdk.Session` reaches the CLI.
+
+Two transports implement :class:`Transport`:
+
+- ``subprocess``: one ``letta`` process per session, stream-json on stdin/stdout.
+- ``app_server``: one shared ``letta server --listen`` process, a WebSocket per server.
+
+A transport turns the wire protocol into typed :mod:`lettabot.sdk.types` messages and
+answers the CLI's control requests (``can_use_tool``, external tool calls) through the
+:class:`ControlHandler` the session gives it. Every turn it streams ends with exactly one
+:class:`~lettabot.sdk.types.ResultMessage`, also when the process dies (then an error
+result), so a caller never hangs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from lettabot.sdk.tools import ToolResult
+from lettabot.sdk.types import InitMessage, Message, PermissionResult
+
+__all__ = ["CanUseToolRequest", "ControlHandler", "Target", "Transport"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """Which agent and conversation a session opens.
+
+    - ``agent_id=None, new_agent=False``: the LRU agent of ``cwd`` (CLI default), new conversation
+    - ``agent_id=X, conversation_id=None``: agent X, a NEW conversation
+    - ``agent_id=X, conversation_id="default"``: agent X's default conversation
+    - ``conversation_id=C``: that conversation (its agent is derived)
+    - ``new_agent=True``: a new agent (defined by the session's agent options)
+    """
+
+    agent_id: str | None = None
+    conversation_id: str | None = None
+    new_agent: bool = False
+
+
+@dataclass(frozen=True)
+class CanUseToolRequest:
+    tool_name: str
+    tool_input: dict[str, Any]
+    tool_call_id: str
+    request_id: str
+    diffs: list[Any] | None = None
+    permission_suggestions: list[Any] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+class ControlHandler(Protocol):
+    """What a session answers on the CLI's behalf."""
+
+    async def can_use_tool(self, request: CanUseToolRequest) -> PermissionResult: ...
+
+    async def execute_tool(
+        self, tool_name: str, tool_call_id: str, tool_input: dict[str, Any]
+    ) -> ToolResult: ...
+
+
+class Transport(Protocol):
+    """One open conversation on the CLI."""
+
+    async def connect(self) -> InitMessage:
+        """Open the conversation; returns the init message (agent, conversation, model, tools)."""
+        ...
+
+    async def send(
+        self, content: str | list[dict[str, Any]], *, client_message_id: str | None = None
+    ) -> None:
+        """Queue a user message (the CLI merges messages sent during a turn into the next)."""
+        ...
+
+    def receive(self) -> AsyncIterator[Message]:
+        """Messages as they come; each turn ends with a ResultMessage. Ends when closed."""
+        ...
+
+    async def interrupt(self) -> None:
+        """Interrupt the running turn (its result arrives with subtype ``interrupted``)."""
+        ...
+
+    async def control(self, subtype: str, **fields: Any) -> dict[str, Any]:
+        """Send a control request (``list_messages``, ``bootstrap_session_state``, ...)."""
+        ...
+
+    async def close(self) -> None:
+        """Release the conversation (and any process it owns). Idempotent."""
+        ...

@@ -1,0 +1,62 @@
+"""The SDK's errors: one small hierarchy under :class:`LettaSDKError`."""
+
+from __future__ import annotations
+
+__all__ = [
+    "CLIConnectionError",
+    "CLIJSONDecodeError",
+    "CLINotFoundError",
+    "LettaSDKError",
+    "ProcessError",
+    "ProtocolTimeoutError",
+    "SessionClosedError",
+]
+
+
+class LettaSDKError(Exception):
+    """Base class of every error the SDK raises."""
+
+
+class CLINotFoundError(LettaSDKError):
+    """The ``letta`` CLI could not be found."""
+
+    def __init__(self, searched: list[str] | None = None) -> None:
+        where = f" (looked in: {', '.join(searched)})" if searched else ""
+        super().__init__(
+            "The Letta Code CLI (`letta`) was not found"
+            f"{where}. Install it with `pip install letta`, or set LETTA_CLI_PATH."
+        )
+
+
+class CLIConnectionError(LettaSDKError):
+    """The CLI or App Server could not be reached, or refused the connection."""
+
+
+class ProcessError(LettaSDKError):
+    """The CLI process failed or exited unexpectedly."""
+
+    def __init__(self, message: str, *, exit_code: int | None = None, stderr: str = "") -> None:
+        self.exit_code = exit_code
+        self.stderr = stderr
+        detail = message
+        if exit_code is not None:
+            detail += f" (exit code {exit_code})"
+        if stderr.strip():
+            detail += f"\nCLI stderr:\n{stderr.strip()[-4000:]}"
+        super().__init__(detail)
+
+
+class CLIJSONDecodeError(LettaSDKError):
+    """The CLI wrote a line that is not valid JSON."""
+
+    def __init__(self, line: str, error: Exception) -> None:
+        self.line = line
+        super().__init__(f"Could not decode CLI output as JSON: {line[:200]!r} ({error})")
+
+
+class ProtocolTimeoutError(LettaSDKError):
+    """A request to the CLI or App Server got no answer in time."""
+
+
+class SessionClosedError(LettaSDKError):
+    """The session was closed (or its process died) and can take no more requests."""

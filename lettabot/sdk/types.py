@@ -1,0 +1,200 @@
+"""Typed messages, content parts and permission results.
+
+Every message a session streams is one of the models below, told apart by ``type``::
+
+    async for msg in session.stream():
+        if msg.type == "assistant":
+            print(msg.content)
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+__all__ = [
+    "AssistantMessage",
+    "ContentPart",
+    "ErrorMessage",
+    "ImagePart",
+    "InitMessage",
+    "Message",
+    "PermissionAllow",
+    "PermissionDeny",
+    "PermissionResult",
+    "ReasoningMessage",
+    "ResultMessage",
+    "RetryMessage",
+    "StreamEventMessage",
+    "TextPart",
+    "ToolCallMessage",
+    "ToolResultMessage",
+    "Usage",
+    "UserContent",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+# -- content a user sends ----------------------------------------------------
+
+
+class TextPart(_Model):
+    type: Literal["text"] = "text"
+    text: str
+
+
+class _ImageSource(_Model):
+    type: Literal["base64"] = "base64"
+    media_type: str
+    data: str
+
+
+class ImagePart(_Model):
+    """An image, base64-encoded (``media_type`` like ``image/png``)."""
+
+    type: Literal["image"] = "image"
+    source: _ImageSource
+
+    @classmethod
+    def from_base64(cls, data: str, media_type: str = "image/png") -> ImagePart:
+        return cls(source=_ImageSource(media_type=media_type, data=data))
+
+
+ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+UserContent = str | list[ContentPart] | list[dict[str, Any]]
+
+
+# -- messages a session streams ---------------------------------------------
+
+
+class InitMessage(_Model):
+    type: Literal["init"] = "init"
+    agent_id: str
+    session_id: str
+    conversation_id: str
+    model: str | None = None
+    tools: list[str] = Field(default_factory=list)
+    cwd: str | None = None
+
+
+class AssistantMessage(_Model):
+    type: Literal["assistant"] = "assistant"
+    content: str
+    uuid: str = ""
+    run_id: str | None = None
+
+
+class ReasoningMessage(_Model):
+    type: Literal["reasoning"] = "reasoning"
+    content: str
+    uuid: str = ""
+
+
+class ToolCallMessage(_Model):
+    type: Literal["tool_call"] = "tool_call"
+    tool_call_id: str
+    tool_name: str
+    tool_input: dict[str, Any] = Field(default_factory=dict)
+    uuid: str = ""
+
+
+class ToolResultMessage(_Model):
+    type: Literal["tool_result"] = "tool_result"
+    tool_call_id: str
+    content: str
+    is_error: bool = False
+    uuid: str = ""
+
+
+class StreamEventMessage(_Model):
+    """A partial chunk (only with ``include_partial_messages=True``)."""
+
+    type: Literal["stream_event"] = "stream_event"
+    event: dict[str, Any]
+    uuid: str = ""
+
+    @property
+    def text(self) -> str:
+        """The text this chunk adds to an assistant message, if any."""
+        delta = self.event.get("delta") or {}
+        return str(delta.get("text") or "")
+
+
+class ErrorMessage(_Model):
+    type: Literal["error"] = "error"
+    message: str
+    stop_reason: str | None = None
+    run_id: str | None = None
+    api_error: Any = None
+
+
+class RetryMessage(_Model):
+    type: Literal["retry"] = "retry"
+    reason: str = ""
+    attempt: int = 0
+    max_attempts: int = 0
+    delay_ms: int = 0
+
+
+class Usage(_Model):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class ResultMessage(_Model):
+    """The end of a turn. ``success`` is False on errors, interrupts and limits."""
+
+    type: Literal["result"] = "result"
+    success: bool
+    subtype: Literal["success", "interrupted", "error"] = "success"
+    result: str | None = None
+    error: str | None = None
+    error_code: str | None = None
+    stop_reason: str | None = None
+    duration_ms: int = 0
+    num_turns: int = 0
+    agent_id: str | None = None
+    conversation_id: str | None = None
+    run_ids: list[str] = Field(default_factory=list)
+    usage: Usage | None = None
+
+
+Message = Annotated[
+    InitMessage
+    | AssistantMessage
+    | ReasoningMessage
+    | ToolCallMessage
+    | ToolResultMessage
+    | StreamEventMessage
+    | ErrorMessage
+    | RetryMessage
+    | ResultMessage,
+    Field(discriminator="type"),
+]
+message_adapter: TypeAdapter[Message] = TypeAdapter(Message)
+
+
+# -- permission decisions ------------------------------------------------------
+
+
+class PermissionAllow(_Model):
+    """Let the tool run, optionally with changed input."""
+
+    behavior: Literal["allow"] = "allow"
+    updated_input: dict[str, Any] | None = None
+
+
+class PermissionDeny(_Model):
+    """Refuse the tool; ``message`` is shown to the agent. ``interrupt`` ends the turn."""
+
+    behavior: Literal["deny"] = "deny"
+    message: str = "Denied by the user."
+    interrupt: bool = False
+
+
+PermissionResult = PermissionAllow | PermissionDeny
