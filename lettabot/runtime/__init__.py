@@ -1,0 +1,1 @@
+"""The lettabot runtime: routes chat traffic to Letta agent conversations."""

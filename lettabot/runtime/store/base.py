@@ -1,0 +1,191 @@
+"""The store's records and its typed interface.
+
+One :class:`Store` holds what must survive a restart: chat routes, processed platform
+event ids (dedupe), the approvals audit log, "Always allow" rules and a few settings.
+Every write is a single atomic statement, so many tasks may share one store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+
+class StoreError(Exception):
+    """The store cannot be opened or used (bad URL, unreachable database, newer schema)."""
+
+
+class ApprovalStatus(StrEnum):
+    """Where an approval request stands. Only ``pending`` can change."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    TIMED_OUT = "timed_out"
+    EXPIRED = "expired"
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Route(_Record):
+    """A chat scope's conversation: ``scope`` is an opaque key such as ``slack:T1:C1:123.4``."""
+
+    scope: str
+    agent_id: str
+    conversation_id: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class Approval(_Record):
+    """One ``can_use_tool`` request and, once decided, who decided it, how and why."""
+
+    request_id: str
+    scope: str
+    conversation_id: str
+    tool_name: str
+    input_digest: str
+    input_summary: str
+    requested_by: str
+    created_at: datetime
+    status: ApprovalStatus
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    reason: str | None = None
+    message_ref: str | None = None
+    """Adapter-specific reference to the chat message showing the buttons (to update it later)."""
+
+
+class AllowRule(_Record):
+    """"Always allow ``tool_name`` here": approvals for this tool in this scope are skipped."""
+
+    scope: str
+    tool_name: str
+    created_by: str
+    created_at: datetime
+
+
+def input_digest(tool_input: Mapping[str, Any]) -> str:
+    """sha256 (hex) of the canonical JSON of a tool input: sorted keys, no spaces, UTF-8."""
+    canonical = json.dumps(
+        tool_input, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Persistent state of the runtime. Safe for concurrent use from many tasks."""
+
+    # routes ------------------------------------------------------------------
+    async def get_route(self, scope: str) -> Route | None:
+        """The route of ``scope``, or None if the scope has never been seen (or was reset)."""
+        ...
+
+    async def set_route(self, scope: str, agent_id: str, conversation_id: str) -> Route:
+        """Create or replace the route of ``scope`` (keeps its ``created_at``)."""
+        ...
+
+    async def delete_route(self, scope: str) -> bool:
+        """Forget the route of ``scope`` (the reset command). True if there was one."""
+        ...
+
+    async def list_routes(self) -> list[Route]:
+        """Every route, oldest first."""
+        ...
+
+    # dedupe ------------------------------------------------------------------
+    async def claim_event(self, adapter: str, event_id: str, ttl: float | timedelta) -> bool:
+        """Mark a platform event processed; True only for the first claim within ``ttl``.
+
+        Atomic: of many concurrent claims of one id exactly one gets True. Call it only
+        once the event is accepted (queued for a turn), never before.
+        """
+        ...
+
+    async def purge_expired_events(self) -> int:
+        """Delete processed-event ids whose ttl has passed; returns how many."""
+        ...
+
+    # approvals ---------------------------------------------------------------
+    async def create_pending(
+        self,
+        request_id: str,
+        *,
+        scope: str,
+        conversation_id: str,
+        tool_name: str,
+        tool_input: Mapping[str, Any],
+        input_summary: str,
+        requested_by: str,
+    ) -> Approval:
+        """Record a new pending approval (the input is kept only as its digest)."""
+        ...
+
+    async def get_approval(self, request_id: str) -> Approval | None:
+        """One approval by request id, whatever its status."""
+        ...
+
+    async def set_approval_message(self, request_id: str, message_ref: str) -> None:
+        """Remember where the approval's buttons were posted."""
+        ...
+
+    async def decide(
+        self, request_id: str, outcome: ApprovalStatus | str, by: str, reason: str | None = None
+    ) -> bool:
+        """Move a pending approval to ``outcome`` in one atomic step.
+
+        True only for the call that made the transition: a double click, a click racing
+        the timeout, or a decision on an unknown request all get False.
+        """
+        ...
+
+    async def list_pending(self, scope: str | None = None) -> list[Approval]:
+        """Pending approvals (of one scope, or all), oldest first."""
+        ...
+
+    async def list_approvals(self, scope: str | None = None, limit: int = 100) -> list[Approval]:
+        """The audit log: approvals of any status, newest first."""
+        ...
+
+    async def expire_pending(self, reason: str) -> list[Approval]:
+        """Mark every pending approval ``expired`` (at startup, after a restart); returns them."""
+        ...
+
+    # allow rules -------------------------------------------------------------
+    async def add_allow_rule(self, scope: str, tool_name: str, created_by: str) -> AllowRule:
+        """Add "Always allow ``tool_name`` in ``scope``"; adding it twice keeps the first."""
+        ...
+
+    async def is_allowed(self, scope: str, tool_name: str) -> bool:
+        """Whether an allow rule exists for ``tool_name`` in ``scope``."""
+        ...
+
+    async def list_allow_rules(self, scope: str | None = None) -> list[AllowRule]:
+        """Allow rules (of one scope, or all), oldest first."""
+        ...
+
+    async def remove_allow_rule(self, scope: str, tool_name: str) -> bool:
+        """Remove a rule. True if it existed."""
+        ...
+
+    # settings ----------------------------------------------------------------
+    async def get_setting(self, key: str) -> str | None:
+        """A small persisted value (e.g. the id of the agent the bot created), or None."""
+        ...
+
+    async def set_setting(self, key: str, value: str) -> None:
+        """Create or replace a persisted value."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections. The store is unusable afterwards."""
+        ...

@@ -1,0 +1,382 @@
+"""The SQL store: SQLite (aiosqlite) or PostgreSQL (asyncpg), chosen by URL alone.
+
+Every write is one atomic statement (or an INSERT ... ON CONFLICT followed by a guarded
+UPDATE in the same transaction): no read-modify-write, no DELETE-then-INSERT. SQLite runs
+in WAL mode with a busy timeout, so concurrent tasks wait for the write lock instead of
+failing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from sqlalchemy import Table, delete, event, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, RowMapping, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from lettabot.runtime.store import schema
+from lettabot.runtime.store.base import (
+    AllowRule,
+    Approval,
+    ApprovalStatus,
+    Route,
+    StoreError,
+    input_digest,
+)
+
+Clock = Callable[[], datetime]
+
+_SQLITE_BUSY_TIMEOUT_S = 30
+_SUPPORTED = "sqlite+aiosqlite:///path/to/lettabot.db or postgresql+asyncpg://user@host:5432/db"
+
+
+def utcnow() -> datetime:
+    """The default clock: now, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def default_store_url(data_dir: Path) -> str:
+    """The default store: ``lettabot.db`` in the data dir."""
+    return f"sqlite+aiosqlite:///{(data_dir.expanduser() / 'lettabot.db').absolute()}"
+
+
+def normalize_url(url: str) -> URL:
+    """Parse a store URL, adding the async driver (``sqlite://`` → ``sqlite+aiosqlite://``).
+
+    A bare filesystem path means a SQLite file.
+    """
+    if "://" not in url:
+        url = f"sqlite+aiosqlite:///{Path(url).expanduser().absolute()}"
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(f"store URL is not valid: {exc} — use {_SUPPORTED}") from None
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    if backend == "sqlite" and driver in ("pysqlite", "aiosqlite"):
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+        if parsed.database in (None, "", ":memory:"):
+            raise StoreError(f"the SQLite store needs a file path — use {_SUPPORTED}")
+    elif backend in ("postgresql", "postgres") and driver in ("psycopg2", "asyncpg", "postgres"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    else:
+        raise StoreError(f"unsupported store URL scheme {parsed.drivername!r} — use {_SUPPORTED}")
+    return parsed
+
+
+def _masked(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_S * 1000}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
+def _create_engine(url: URL) -> AsyncEngine:
+    if url.get_backend_name() == "sqlite":
+        assert url.database is not None
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_S})
+        event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
+        return engine
+    return create_async_engine(url, pool_pre_ping=True)
+
+
+def _ttl(ttl: float | timedelta) -> timedelta:
+    value = ttl if isinstance(ttl, timedelta) else timedelta(seconds=ttl)
+    if value <= timedelta(0):
+        raise ValueError("ttl must be positive")
+    return value
+
+
+class SQLStore:
+    """:class:`~lettabot.runtime.store.base.Store` on SQLAlchemy 2.0 async."""
+
+    def __init__(self, engine: AsyncEngine, *, clock: Clock = utcnow) -> None:
+        self._engine = engine
+        self._now = clock
+        dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+        self._insert = dialect.insert
+
+    @classmethod
+    async def open(cls, url: str, *, clock: Clock = utcnow) -> SQLStore:
+        """Connect, then create or migrate the schema."""
+        parsed = normalize_url(url)
+        engine = _create_engine(parsed)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(schema.migrate)
+        except StoreError:
+            await engine.dispose()
+            raise
+        except (SQLAlchemyError, OSError) as exc:
+            await engine.dispose()
+            raise StoreError(f"cannot open the store at {_masked(parsed)}: {exc}") from exc
+        return cls(engine, clock=clock)
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._engine.dialect.name
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # helpers -----------------------------------------------------------------
+    async def _rows(self, stmt: Any) -> list[RowMapping]:
+        async with self._engine.connect() as conn:
+            result = await conn.execute(stmt)
+            return [row._mapping for row in result]
+
+    async def _write(self, stmt: Any) -> int:
+        async with self._engine.begin() as conn:
+            return (await conn.execute(stmt)).rowcount
+
+    # routes ------------------------------------------------------------------
+    async def get_route(self, scope: str) -> Route | None:
+        t = schema.routes
+        rows = await self._rows(select(t).where(t.c.scope == scope))
+        return Route.model_validate(rows[0]) if rows else None
+
+    async def set_route(self, scope: str, agent_id: str, conversation_id: str) -> Route:
+        t, now = schema.routes, self._now()
+        stmt = self._insert(t).values(
+            scope=scope,
+            agent_id=agent_id,
+            conversation_id=conversation_id,
+            created_at=now,
+            updated_at=now,
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[t.c.scope],
+            set_={
+                "agent_id": stmt.excluded.agent_id,
+                "conversation_id": stmt.excluded.conversation_id,
+                "updated_at": stmt.excluded.updated_at,
+            },
+        ).returning(*t.c)
+        async with self._engine.begin() as conn:
+            row = (await conn.execute(stmt)).one()
+        return Route.model_validate(row._mapping)
+
+    async def delete_route(self, scope: str) -> bool:
+        t = schema.routes
+        return await self._write(delete(t).where(t.c.scope == scope)) > 0
+
+    async def list_routes(self) -> list[Route]:
+        t = schema.routes
+        rows = await self._rows(select(t).order_by(t.c.created_at, t.c.scope))
+        return [Route.model_validate(r) for r in rows]
+
+    # dedupe ------------------------------------------------------------------
+    async def claim_event(self, adapter: str, event_id: str, ttl: float | timedelta) -> bool:
+        t, now = schema.processed_events, self._now()
+        expires = now + _ttl(ttl)
+        insert = (
+            self._insert(t)
+            .values(adapter=adapter, event_id=event_id, claimed_at=now, expires_at=expires)
+            .on_conflict_do_nothing(index_elements=[t.c.adapter, t.c.event_id])
+        )
+        # An expired id not yet purged may be claimed again: a guarded UPDATE, so of
+        # several concurrent re-claims only one matches ``expires_at <= now``.
+        reclaim = (
+            update(t)
+            .where(t.c.adapter == adapter, t.c.event_id == event_id, t.c.expires_at <= now)
+            .values(claimed_at=now, expires_at=expires)
+        )
+        async with self._engine.begin() as conn:
+            if (await conn.execute(insert)).rowcount == 1:
+                return True
+            return (await conn.execute(reclaim)).rowcount == 1
+
+    async def purge_expired_events(self) -> int:
+        t = schema.processed_events
+        return await self._write(delete(t).where(t.c.expires_at <= self._now()))
+
+    # approvals ---------------------------------------------------------------
+    async def create_pending(
+        self,
+        request_id: str,
+        *,
+        scope: str,
+        conversation_id: str,
+        tool_name: str,
+        tool_input: Mapping[str, Any],
+        input_summary: str,
+        requested_by: str,
+    ) -> Approval:
+        t = schema.approvals
+        stmt = (
+            t.insert()
+            .values(
+                request_id=request_id,
+                scope=scope,
+                conversation_id=conversation_id,
+                tool_name=tool_name,
+                input_digest=input_digest(tool_input),
+                input_summary=input_summary,
+                requested_by=requested_by,
+                created_at=self._now(),
+                status=ApprovalStatus.PENDING.value,
+            )
+            .returning(*t.c)
+        )
+        async with self._engine.begin() as conn:
+            row = (await conn.execute(stmt)).one()
+        return Approval.model_validate(row._mapping)
+
+    async def get_approval(self, request_id: str) -> Approval | None:
+        t = schema.approvals
+        rows = await self._rows(select(t).where(t.c.request_id == request_id))
+        return Approval.model_validate(rows[0]) if rows else None
+
+    async def set_approval_message(self, request_id: str, message_ref: str) -> None:
+        t = schema.approvals
+        stmt = update(t).where(t.c.request_id == request_id).values(message_ref=message_ref)
+        await self._write(stmt)
+
+    async def decide(
+        self, request_id: str, outcome: ApprovalStatus | str, by: str, reason: str | None = None
+    ) -> bool:
+        status = ApprovalStatus(outcome)
+        if status is ApprovalStatus.PENDING:
+            raise ValueError("an approval cannot be decided as 'pending'")
+        t = schema.approvals
+        stmt = (
+            update(t)
+            .where(t.c.request_id == request_id, t.c.status == ApprovalStatus.PENDING.value)
+            .values(status=status.value, decided_by=by, decided_at=self._now(), reason=reason)
+        )
+        return await self._write(stmt) == 1
+
+    async def list_pending(self, scope: str | None = None) -> list[Approval]:
+        t = schema.approvals
+        stmt = select(t).where(t.c.status == ApprovalStatus.PENDING.value)
+        if scope is not None:
+            stmt = stmt.where(t.c.scope == scope)
+        rows = await self._rows(stmt.order_by(t.c.created_at, t.c.request_id))
+        return [Approval.model_validate(r) for r in rows]
+
+    async def list_approvals(self, scope: str | None = None, limit: int = 100) -> list[Approval]:
+        t = schema.approvals
+        stmt = select(t)
+        if scope is not None:
+            stmt = stmt.where(t.c.scope == scope)
+        stmt = stmt.order_by(t.c.created_at.desc(), t.c.request_id.desc()).limit(limit)
+        return [Approval.model_validate(r) for r in await self._rows(stmt)]
+
+    async def expire_pending(self, reason: str) -> list[Approval]:
+        t = schema.approvals
+        stmt = (
+            update(t)
+            .where(t.c.status == ApprovalStatus.PENDING.value)
+            .values(
+                status=ApprovalStatus.EXPIRED.value,
+                decided_by="lettabot",
+                decided_at=self._now(),
+                reason=reason,
+            )
+            .returning(*t.c)
+        )
+        async with self._engine.begin() as conn:
+            rows = [r._mapping for r in await conn.execute(stmt)]
+        expired = [Approval.model_validate(r) for r in rows]
+        return sorted(expired, key=lambda a: (a.created_at, a.request_id))
+
+    # allow rules -------------------------------------------------------------
+    async def add_allow_rule(self, scope: str, tool_name: str, created_by: str) -> AllowRule:
+        t = schema.allow_rules
+        insert = (
+            self._insert(t)
+            .values(scope=scope, tool_name=tool_name, created_by=created_by, created_at=self._now())
+            .on_conflict_do_nothing(index_elements=[t.c.scope, t.c.tool_name])
+        )
+        async with self._engine.begin() as conn:
+            await conn.execute(insert)
+            row = (await conn.execute(self._rule(t, scope, tool_name))).one()
+        return AllowRule.model_validate(row._mapping)
+
+    @staticmethod
+    def _rule(t: Table, scope: str, tool_name: str) -> Any:
+        return select(t).where(t.c.scope == scope, t.c.tool_name == tool_name)
+
+    async def is_allowed(self, scope: str, tool_name: str) -> bool:
+        t = schema.allow_rules
+        return bool(await self._rows(self._rule(t, scope, tool_name)))
+
+    async def list_allow_rules(self, scope: str | None = None) -> list[AllowRule]:
+        t = schema.allow_rules
+        stmt = select(t)
+        if scope is not None:
+            stmt = stmt.where(t.c.scope == scope)
+        rows = await self._rows(stmt.order_by(t.c.created_at, t.c.scope, t.c.tool_name))
+        return [AllowRule.model_validate(r) for r in rows]
+
+    async def remove_allow_rule(self, scope: str, tool_name: str) -> bool:
+        t = schema.allow_rules
+        stmt = delete(t).where(t.c.scope == scope, t.c.tool_name == tool_name)
+        return await self._write(stmt) > 0
+
+    # settings ----------------------------------------------------------------
+    async def get_setting(self, key: str) -> str | None:
+        t = schema.settings
+        async with self._engine.connect() as conn:
+            value = await conn.scalar(select(t.c.value).where(t.c.key == key))
+        return None if value is None else str(value)
+
+    async def set_setting(self, key: str, value: str) -> None:
+        t = schema.settings
+        stmt = self._insert(t).values(key=key, value=value, updated_at=self._now())
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[t.c.key],
+            set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
+        )
+        await self._write(stmt)
+
+
+class StoreOpener:
+    """What :func:`open_store` returns: ``await`` it, or use it as ``async with``."""
+
+    def __init__(self, url: str, clock: Clock) -> None:
+        self._url = url
+        self._clock = clock
+        self._store: SQLStore | None = None
+
+    def __await__(self) -> Generator[Any, None, SQLStore]:
+        return SQLStore.open(self._url, clock=self._clock).__await__()
+
+    async def __aenter__(self) -> SQLStore:
+        self._store = await SQLStore.open(self._url, clock=self._clock)
+        return self._store
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._store is not None:
+            await self._store.close()
+            self._store = None

@@ -1,0 +1,366 @@
+"""The store on SQLite (a temp file) and on a real PostgreSQL (a database made for this run)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import anyio
+import asyncpg
+import pytest
+
+from lettabot.runtime.store import (
+    ApprovalStatus,
+    SQLStore,
+    Store,
+    StoreError,
+    input_digest,
+    open_store,
+)
+
+pytestmark = pytest.mark.anyio
+
+PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+async def _pg_admin(database: str = "postgres") -> asyncpg.Connection:
+    return await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database=database)
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A uniquely named PostgreSQL database for this test session, dropped afterwards."""
+    name = f"lettabot_test_{uuid.uuid4().hex[:12]}"
+
+    async def create() -> None:
+        conn = await _pg_admin()
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    async def drop() -> None:
+        conn = await _pg_admin()
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    try:
+        anyio.run(create)
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.fail(
+            f"PostgreSQL is required for the store tests but {PG_USER}@{PG_HOST}:{PG_PORT} "
+            f"is unreachable or refused CREATE DATABASE ({exc!r}). Start PostgreSQL 15 there "
+            "with trust auth for user 'postgres'.",
+            pytrace=False,
+        )
+    yield name
+    anyio.run(drop)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store URL on an empty database."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'data' / 'lettabot.db'}"
+    name = request.getfixturevalue("pg_database")
+
+    async def empty() -> None:
+        conn = await _pg_admin(name)
+        try:
+            await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+        finally:
+            await conn.close()
+
+    anyio.run(empty)
+    return f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def store(store_url: str, clock: FakeClock) -> AsyncIterator[SQLStore]:
+    async with open_store(store_url, clock=clock) as opened:
+        yield opened
+
+
+# routes ---------------------------------------------------------------------
+
+
+async def test_route_round_trip_and_survives_reopen(store_url: str, clock: FakeClock) -> None:
+    scope = "slack:T1:C42:1700000000.000100"
+    async with open_store(store_url, clock=clock) as store:
+        assert isinstance(store, Store)
+        assert await store.get_route(scope) is None
+        first = await store.set_route(scope, "agent-local-1", "local-conv-1")
+        assert (first.agent_id, first.conversation_id) == ("agent-local-1", "local-conv-1")
+        assert first.created_at == first.updated_at == clock.now
+
+    clock.advance(30)
+    store = await open_store(store_url, clock=clock)  # the bot restarted
+    try:
+        again = await store.get_route(scope)
+        assert again == first
+        # reset then a new conversation: same scope, created_at kept on upsert
+        moved = await store.set_route(scope, "agent-local-1", "local-conv-2")
+        assert moved.conversation_id == "local-conv-2"
+        assert moved.created_at == first.created_at
+        assert moved.updated_at == clock.now
+        await store.set_route("discord:@me:99", "agent-local-1", "local-conv-3")
+        assert [r.scope for r in await store.list_routes()] == [scope, "discord:@me:99"]
+        assert await store.delete_route(scope) is True
+        assert await store.delete_route(scope) is False
+        assert await store.get_route(scope) is None
+    finally:
+        await store.close()
+
+
+async def test_unicode_and_long_scope_keys(store: SQLStore) -> None:
+    scope = "web:tab-" + "é" * 300
+    await store.set_route(scope, "agent-1", "conv-1")
+    route = await store.get_route(scope)
+    assert route is not None and route.scope == scope
+
+
+# dedupe ---------------------------------------------------------------------
+
+
+async def test_fifty_concurrent_claims_of_one_event_exactly_one_wins(
+    store_url: str, clock: FakeClock
+) -> None:
+    results: list[bool] = []
+    # two store objects on one database, as two bot processes would have
+    async with open_store(store_url, clock=clock) as a, open_store(store_url, clock=clock) as b:
+
+        async def claim(s: SQLStore) -> None:
+            results.append(await s.claim_event("slack", "Ev0123", ttl=3600))
+
+        async with anyio.create_task_group() as tg:
+            for i in range(50):
+                tg.start_soon(claim, a if i % 2 else b)
+        assert sorted(results) == [False] * 49 + [True]
+        # the same id from another adapter is a different event
+        assert await a.claim_event("discord", "Ev0123", ttl=3600) is True
+        assert await b.claim_event("slack", "Ev0124", ttl=3600) is True
+
+
+async def test_claimed_event_expires(store: SQLStore, clock: FakeClock) -> None:
+    assert await store.claim_event("slack", "Ev1", ttl=timedelta(minutes=10)) is True
+    clock.advance(9 * 60)
+    assert await store.claim_event("slack", "Ev1", ttl=600) is False
+    clock.advance(61)  # past the ttl: a retry that late is treated as new
+    assert await store.claim_event("slack", "Ev1", ttl=600) is True
+    assert await store.claim_event("slack", "Ev1", ttl=600) is False
+
+    assert await store.claim_event("slack", "Ev2", ttl=60) is True
+    clock.advance(61)
+    assert await store.purge_expired_events() == 1  # Ev2 gone, Ev1 (re-claimed) kept
+    assert await store.claim_event("slack", "Ev1", ttl=600) is False
+    assert await store.claim_event("slack", "Ev2", ttl=600) is True
+    with pytest.raises(ValueError):
+        await store.claim_event("slack", "Ev3", ttl=0)
+
+
+async def test_concurrent_reclaims_of_an_expired_event_one_wins(
+    store: SQLStore, clock: FakeClock
+) -> None:
+    assert await store.claim_event("slack", "Ev9", ttl=1) is True
+    clock.advance(5)
+    results: list[bool] = []
+
+    async def claim() -> None:
+        results.append(await store.claim_event("slack", "Ev9", ttl=60))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(20):
+            tg.start_soon(claim)
+    assert results.count(True) == 1
+
+
+# approvals ------------------------------------------------------------------
+
+
+async def _pending(store: SQLStore, request_id: str, scope: str = "slack:T1:C1:1.0") -> None:
+    await store.create_pending(
+        request_id,
+        scope=scope,
+        conversation_id="local-conv-1",
+        tool_name="Bash",
+        tool_input={"command": "rm -rf build", "timeout": 5},
+        input_summary="rm -rf build",
+        requested_by="slack:U1",
+    )
+
+
+async def test_approval_is_recorded_with_a_digest_of_its_input(
+    store: SQLStore, clock: FakeClock
+) -> None:
+    await _pending(store, "perm-call_1")
+    approval = await store.get_approval("perm-call_1")
+    assert approval is not None
+    assert approval.status is ApprovalStatus.PENDING
+    assert approval.created_at == clock.now
+    assert approval.decided_by is None and approval.decided_at is None
+    canonical = json.dumps({"command": "rm -rf build", "timeout": 5}, separators=(",", ":"))
+    assert approval.input_digest == hashlib.sha256(canonical.encode()).hexdigest()
+    assert input_digest({"timeout": 5, "command": "rm -rf build"}) == approval.input_digest
+    await store.set_approval_message("perm-call_1", "C1:1700000000.2")
+    updated = await store.get_approval("perm-call_1")
+    assert updated is not None and updated.message_ref == "C1:1700000000.2"
+    assert await store.get_approval("perm-unknown") is None
+
+
+async def test_double_click_decides_once(store: SQLStore, clock: FakeClock) -> None:
+    await _pending(store, "perm-call_2")
+    clock.advance(12)
+    results: list[tuple[str, bool]] = []
+
+    async def click(i: int) -> None:
+        outcome = ApprovalStatus.APPROVED if i % 2 else ApprovalStatus.DENIED
+        won = await store.decide("perm-call_2", outcome, by=f"slack:U{i}", reason=f"click {i}")
+        results.append((f"slack:U{i}", won))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(30):
+            tg.start_soon(click, i)
+    winners = [who for who, won in results if won]
+    assert len(winners) == 1
+
+    decided = await store.get_approval("perm-call_2")
+    assert decided is not None
+    assert decided.decided_by == winners[0]
+    winner_index = int(winners[0].removeprefix("slack:U"))
+    expected = ApprovalStatus.APPROVED if winner_index % 2 else ApprovalStatus.DENIED
+    assert decided.status is expected
+    assert decided.reason == f"click {winner_index}"
+    assert decided.decided_at == clock.now
+    # the timeout firing after the click changes nothing
+    assert await store.decide("perm-call_2", "timed_out", by="lettabot") is False
+    assert await store.decide("perm-never-asked", "approved", by="slack:U1") is False
+    with pytest.raises(ValueError):
+        await store.decide("perm-call_2", "pending", by="slack:U1")
+    with pytest.raises(ValueError):
+        await store.decide("perm-call_2", "maybe", by="slack:U1")
+
+
+async def test_expire_pending_after_restart(store_url: str, clock: FakeClock) -> None:
+    async with open_store(store_url, clock=clock) as store:
+        await _pending(store, "perm-a", scope="slack:T1:C1:1.0")
+        clock.advance(1)
+        await _pending(store, "perm-b", scope="discord:G1:C2")
+        clock.advance(1)
+        await _pending(store, "perm-c", scope="slack:T1:C1:1.0")
+        assert await store.decide("perm-c", "denied", by="slack:U2", reason="no") is True
+        assert [a.request_id for a in await store.list_pending()] == ["perm-a", "perm-b"]
+        pending_here = await store.list_pending(scope="discord:G1:C2")
+        assert [a.request_id for a in pending_here] == ["perm-b"]
+
+    clock.advance(60)
+    async with open_store(store_url, clock=clock) as store:
+        expired = await store.expire_pending("lettabot restarted")
+        assert [a.request_id for a in expired] == ["perm-a", "perm-b"]
+        assert all(a.status is ApprovalStatus.EXPIRED for a in expired)
+        assert all(a.reason == "lettabot restarted" for a in expired)
+        assert await store.list_pending() == []
+        assert await store.decide("perm-a", "approved", by="slack:U1") is False
+        kept = await store.get_approval("perm-c")
+        assert kept is not None and kept.status is ApprovalStatus.DENIED and kept.reason == "no"
+        audit = await store.list_approvals()
+        assert [a.request_id for a in audit] == ["perm-c", "perm-b", "perm-a"]
+        assert await store.expire_pending("again") == []
+
+
+# allow rules ----------------------------------------------------------------
+
+
+async def test_allow_rules(store: SQLStore, clock: FakeClock) -> None:
+    here, there = "slack:T1:C1:1.0", "slack:T1:C2:2.0"
+    assert await store.is_allowed(here, "Bash") is False
+    rule = await store.add_allow_rule(here, "Bash", created_by="slack:U1")
+    clock.advance(5)
+    again = await store.add_allow_rule(here, "Bash", created_by="slack:U2")
+    assert again == rule and again.created_by == "slack:U1"
+    await store.add_allow_rule(here, "Edit", created_by="slack:U1")
+    await store.add_allow_rule(there, "Write", created_by="slack:U3")
+
+    assert await store.is_allowed(here, "Bash") is True
+    assert await store.is_allowed(there, "Bash") is False
+    assert [r.tool_name for r in await store.list_allow_rules(here)] == ["Bash", "Edit"]
+    assert len(await store.list_allow_rules()) == 3
+
+    assert await store.remove_allow_rule(here, "Bash") is True
+    assert await store.remove_allow_rule(here, "Bash") is False
+    assert await store.is_allowed(here, "Bash") is False
+
+
+async def test_settings_persist(store_url: str) -> None:
+    async with open_store(store_url) as store:
+        assert await store.get_setting("agent_id") is None
+        await store.set_setting("agent_id", "agent-local-1")
+        await store.set_setting("agent_id", "agent-local-2")
+    async with open_store(store_url) as store:
+        assert await store.get_setting("agent_id") == "agent-local-2"
+
+
+# opening ----------------------------------------------------------------------
+
+
+async def test_url_alone_picks_the_backend(store_url: str) -> None:
+    async with open_store(store_url) as store:
+        expected = "sqlite" if store_url.startswith("sqlite") else "postgresql"
+        assert store.dialect == expected
+
+
+async def test_short_urls_and_bare_paths_are_sqlite_files(tmp_path: Path) -> None:
+    for url in (f"sqlite:///{tmp_path / 'a.db'}", str(tmp_path / "nested" / "b.db")):
+        async with open_store(url) as store:
+            assert store.dialect == "sqlite"
+    assert (tmp_path / "a.db").exists() and (tmp_path / "nested" / "b.db").exists()
+
+
+async def test_bad_urls_are_refused_clearly(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="unsupported store URL scheme 'mysql"):
+        await open_store("mysql://root@localhost/db")
+    with pytest.raises(StoreError, match="needs a file path"):
+        await open_store("sqlite+aiosqlite:///:memory:")
+    with pytest.raises(StoreError, match="cannot open the store at") as info:
+        await open_store("postgresql://postgres:hunter2@127.0.0.1:1/nothing")
+    assert "hunter2" not in str(info.value)
+
+
+async def test_a_newer_schema_is_refused(store_url: str) -> None:
+    async with open_store(store_url) as store:
+        await store.set_route("s", "a", "c")
+    from sqlalchemy import update
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from lettabot.runtime.store import normalize_url
+    from lettabot.runtime.store.schema import LATEST_VERSION, schema_version
+
+    engine = create_async_engine(normalize_url(store_url))
+    async with engine.begin() as conn:
+        await conn.execute(update(schema_version).values(version=LATEST_VERSION + 1))
+    await engine.dispose()
+    with pytest.raises(StoreError, match="newer than this lettabot"):
+        await open_store(store_url)
