@@ -28,7 +28,23 @@ __all__ = [
     "TransportName",
 ]
 
-SYSTEM_PROMPT_PRESETS = (
+# The TypeScript SDK's preset names, and what CLI 0.34 calls them (it accepts only
+# default, letta, source-claude, source-codex, source-gemini).
+PRESET_TO_CLI = {
+    "default": "default",
+    "letta-claude": "letta",
+    "letta-codex": "letta",
+    "letta-gemini": "letta",
+    "claude": "source-claude",
+    "codex": "source-codex",
+    "gemini": "source-gemini",
+    "letta": "letta",
+    "source-claude": "source-claude",
+    "source-codex": "source-codex",
+    "source-gemini": "source-gemini",
+}
+SYSTEM_PROMPT_PRESETS = tuple(PRESET_TO_CLI)
+PresetName = Literal[
     "default",
     "letta-claude",
     "letta-codex",
@@ -36,7 +52,11 @@ SYSTEM_PROMPT_PRESETS = (
     "claude",
     "codex",
     "gemini",
-)
+    "letta",
+    "source-claude",
+    "source-codex",
+    "source-gemini",
+]
 MEMORY_PRESETS = ("persona", "human", "project")
 
 PermissionMode = Literal[
@@ -71,10 +91,12 @@ class SystemPromptPreset(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["preset"] = "preset"
-    preset: Literal[
-        "default", "letta-claude", "letta-codex", "letta-gemini", "claude", "codex", "gemini"
-    ]
+    preset: PresetName
     append: str | None = None
+
+    @property
+    def cli_name(self) -> str:
+        return PRESET_TO_CLI[self.preset]
 
 
 class MemoryBlock(BaseModel):

@@ -120,8 +120,14 @@ class StreamEventMessage(_Model):
     @property
     def text(self) -> str:
         """The text this chunk adds to an assistant message, if any."""
+        if self.event.get("message_type") == "assistant_message":
+            content = self.event.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
         delta = self.event.get("delta") or {}
-        return str(delta.get("text") or "")
+        return str(delta.get("text") or "") if isinstance(delta, dict) else ""
 
 
 class ErrorMessage(_Model):

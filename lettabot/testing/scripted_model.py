@@ -115,6 +115,17 @@ class ChatRequest:
         return ""
 
     @property
+    def user_texts(self) -> list[str]:
+        """Texts of all user messages in the request (the conversation so far)."""
+        texts = []
+        for m in self.messages:
+            if m.get("role") == "user":
+                text = _REMINDER.sub("", _text_of(m.get("content"))).strip()
+                if text:
+                    texts.append(text)
+        return texts
+
+    @property
     def tool_names(self) -> list[str]:
         return [t["function"]["name"] for t in self.body.get("tools") or []]
 
@@ -170,6 +181,7 @@ def demo_brain(request: ChatRequest) -> Reply:
     - ``run: <command>``: calls Bash with that command
     - ``write <path>: <text>``: calls Write
     - ``remember: <fact>``: writes the fact as a memory file and commits it
+    - ``... my first message ...``: quotes the conversation's first user message (history)
     - a question containing ``secret word``: answers from the system prompt (memory)
     - anything else: ``You said: <text>``
     """
@@ -188,6 +200,9 @@ def demo_brain(request: ChatRequest) -> Reply:
             "git add notes.md && git commit -qm 'Remember a fact' && echo saved"
         )
         return Reply.tool("Bash", command=command, description="Save a fact to memory")
+    if "my first message" in text.lower():
+        first = request.user_texts[0] if request.user_texts else ""
+        return Reply.say(f"Your first message was: {first}")
     if "secret word" in text.lower():
         found = re.search(r"secret word is (\w+)", request.system, re.I)
         return Reply.say(

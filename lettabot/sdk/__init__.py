@@ -1,0 +1,98 @@
+"""lettabot.sdk: the Letta Code SDK in Python.
+
+Drives the real ``letta`` CLI: agents with persistent memory that learn over time.
+
+    from lettabot import sdk
+
+    async with sdk.resume_session(agent_id) as session:
+        await session.send("Hello")
+        async for msg in session.stream():
+            if msg.type == "assistant":
+                print(msg.content)
+"""
+
+from lettabot.sdk.client import (
+    create_agent,
+    create_session,
+    get_default_transport,
+    prompt,
+    resume_session,
+    set_default_transport,
+)
+from lettabot.sdk.errors import (
+    CLIConnectionError,
+    CLIJSONDecodeError,
+    CLINotFoundError,
+    LettaSDKError,
+    ProcessError,
+    ProtocolTimeoutError,
+    SessionClosedError,
+)
+from lettabot.sdk.options import (
+    AgentOptions,
+    BlockRef,
+    MemoryBlock,
+    PermissionMode,
+    SessionOptions,
+    SystemPromptPreset,
+)
+from lettabot.sdk.session import Session
+from lettabot.sdk.tools import Tool, ToolResult, tool
+from lettabot.sdk.types import (
+    AssistantMessage,
+    ErrorMessage,
+    ImagePart,
+    InitMessage,
+    Message,
+    PermissionAllow,
+    PermissionDeny,
+    PermissionResult,
+    ReasoningMessage,
+    ResultMessage,
+    RetryMessage,
+    StreamEventMessage,
+    TextPart,
+    ToolCallMessage,
+    ToolResultMessage,
+)
+
+__all__ = [
+    "AgentOptions",
+    "AssistantMessage",
+    "BlockRef",
+    "CLIConnectionError",
+    "CLIJSONDecodeError",
+    "CLINotFoundError",
+    "ErrorMessage",
+    "ImagePart",
+    "InitMessage",
+    "LettaSDKError",
+    "MemoryBlock",
+    "Message",
+    "PermissionAllow",
+    "PermissionDeny",
+    "PermissionMode",
+    "PermissionResult",
+    "ProcessError",
+    "ProtocolTimeoutError",
+    "ReasoningMessage",
+    "ResultMessage",
+    "RetryMessage",
+    "Session",
+    "SessionClosedError",
+    "SessionOptions",
+    "StreamEventMessage",
+    "SystemPromptPreset",
+    "TextPart",
+    "Tool",
+    "ToolCallMessage",
+    "ToolResult",
+    "ToolResultMessage",
+    "create_agent",
+    "create_session",
+    "get_default_transport",
+    "prompt",
+    "resume_session",
+    "set_default_transport",
+    "tool",
+]

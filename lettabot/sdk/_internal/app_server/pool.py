@@ -1,0 +1,152 @@
+"""Which App Server a session uses, started lazily and shared.
+
+- ``LETTA_APP_SERVER_URL`` (+ ``LETTA_APP_SERVER_TOKEN``): a server someone else runs.
+- otherwise: a local ``letta server`` per CLI + environment, started on first use and
+  stopped when its last session closes (and restarted if it died).
+
+A :class:`Lease` is one session's hold on a server; its ``connection`` is the current
+WebSocket of that server for the running event loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+
+from lettabot.sdk._internal.app_server.connection import Connection
+from lettabot.sdk._internal.app_server.process import LocalServer
+from lettabot.sdk._internal.cli import cli_env, find_cli
+from lettabot.sdk.options import SessionOptions
+
+__all__ = ["Lease", "acquire", "server_key"]
+
+log = logging.getLogger("lettabot.sdk.app_server")
+
+URL_ENV = "LETTA_APP_SERVER_URL"
+TOKEN_ENV = "LETTA_APP_SERVER_TOKEN"
+
+
+@dataclass(eq=False)
+class _Slot:
+    """One server, as seen from one event loop."""
+
+    key: str
+    url: str | None  # fixed for external servers
+    token: str | None
+    cli: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path = field(default_factory=Path.cwd)
+    server: LocalServer | None = None
+    connection: Connection | None = None
+    users: int = 0
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
+    generation: int = 0
+
+    async def ensure(self, timeout: float) -> Connection:
+        """The live connection, (re)starting the local server if needed."""
+        async with self.lock:
+            conn = self.connection
+            if conn is not None and not conn.dead:
+                return conn
+            if conn is not None:
+                await conn.close()
+                self.connection = None
+            url = self.url
+            if url is None:
+                if self.server is not None and not self.server.alive():
+                    log.warning("the App Server (pid %s) died; starting a new one", self.server.pid)
+                    await self.server.stop()
+                    self.server = None
+                if self.server is None:
+                    assert self.cli is not None
+                    self.server = LocalServer(self.cli, self.env, self.cwd)
+                    await self.server.start(timeout)
+                url = self.server.url
+                assert url is not None
+            conn = Connection(url, self.token)
+            await conn.open(timeout)
+            self.connection = conn
+            self.generation += 1
+            return conn
+
+    async def release(self) -> None:
+        async with self.lock:
+            self.users -= 1
+            if self.users > 0:
+                return
+            _slots.pop((self.key, _loop_id()), None)
+            if self.connection is not None:
+                await self.connection.close()
+                self.connection = None
+            if self.server is not None:
+                with anyio.CancelScope(shield=True):
+                    await self.server.stop()
+                self.server = None
+
+
+_slots: dict[tuple[str, int], _Slot] = {}
+
+
+def _loop_id() -> int:
+    import asyncio
+
+    return id(asyncio.get_running_loop())
+
+
+def server_key(options: SessionOptions) -> str:
+    """Sessions with the same key share a server."""
+    url = os.environ.get(URL_ENV)
+    if url:
+        return f"url:{url}"
+    env = cli_env(options.env)
+    digest = hashlib.sha256(repr(sorted(env.items())).encode()).hexdigest()[:16]
+    return f"local:{find_cli(options.cli_path)}:{digest}"
+
+
+@dataclass(eq=False)
+class Lease:
+    """A session's hold on a server; ``release()`` once."""
+
+    slot: _Slot
+    released: bool = False
+
+    @property
+    def external(self) -> bool:
+        return self.slot.url is not None
+
+    @property
+    def generation(self) -> int:
+        return self.slot.generation
+
+    async def connection(self, timeout: float) -> Connection:
+        return await self.slot.ensure(timeout)
+
+    def server(self) -> LocalServer | None:
+        return self.slot.server
+
+    async def release(self) -> None:
+        if not self.released:
+            self.released = True
+            await self.slot.release()
+
+
+def acquire(options: SessionOptions) -> Lease:
+    """Take a hold on the server for ``options`` (nothing starts until first use)."""
+    key = server_key(options)
+    slot = _slots.get((key, _loop_id()))
+    if slot is None:
+        url = os.environ.get(URL_ENV)
+        token = os.environ.get(TOKEN_ENV) if url else None
+        slot = _Slot(key=key, url=url, token=token)
+        if url is None:
+            slot.cli = find_cli(options.cli_path)
+            slot.env = cli_env(options.env)
+            slot.cwd = Path.cwd()
+        _slots[(key, _loop_id())] = slot
+    slot.users += 1
+    return Lease(slot)

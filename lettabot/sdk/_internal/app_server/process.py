@@ -1,0 +1,141 @@
+"""A local ``letta server --listen`` process: start it, read its URL, stop it.
+
+The process is a plain :class:`subprocess.Popen` (not tied to one event loop) so one
+server can outlive the loop that started it. It dies with us: Linux's parent-death
+signal is armed in the child, and an ``atexit`` hook kills anything still running.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import contextlib
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Mapping
+from pathlib import Path
+
+import anyio
+
+from lettabot.sdk.errors import ProcessError
+
+__all__ = ["LocalServer"]
+
+log = logging.getLogger("lettabot.sdk.app_server")
+
+_LISTENING = re.compile(r"Listening on (wss?://\S+)")
+_live: weakref.WeakSet[LocalServer] = weakref.WeakSet()
+
+
+def _arm_parent_death_signal() -> None:  # runs in the child, before exec
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class LocalServer:
+    """One App Server process on a loopback port."""
+
+    def __init__(self, cli: str, env: Mapping[str, str], cwd: Path, *, grace: float = 3.0) -> None:
+        self.cli = cli
+        self.env = dict(env)
+        self.cwd = cwd
+        self.grace = grace
+        self.url: str | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._tail: collections.deque[str] = collections.deque(maxlen=200)
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def output_tail(self) -> str:
+        return "\n".join(self._tail)
+
+    async def start(self, timeout: float) -> str:
+        """Spawn the server and return its ``ws://`` URL once it listens."""
+        argv = [self.cli, "server", "--listen", "ws://127.0.0.1:0"]
+        # Popen runs in the loop's thread: the parent-death signal follows the forking
+        # thread, and a worker thread may exit long before we do.
+        self._proc = subprocess.Popen(
+            argv,
+            env=self.env,
+            cwd=self.cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_arm_parent_death_signal if os.name == "posix" else None,  # noqa: PLW1509
+        )
+        _live.add(self)
+        found = threading.Event()
+        threading.Thread(target=self._drain, args=(found,), daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while not found.is_set():
+            if self._proc.poll() is not None:
+                raise ProcessError(
+                    "letta server exited before listening",
+                    exit_code=self._proc.returncode,
+                    stderr=self.output_tail(),
+                )
+            if time.monotonic() > deadline:
+                await self.stop()
+                raise ProcessError(f"letta server did not listen within {timeout}s", stderr=self.output_tail())
+            await anyio.sleep(0.02)
+        assert self.url is not None
+        log.debug("App Server pid %s listening on %s", self.pid, self.url)
+        return self.url
+
+    def _drain(self, found: threading.Event) -> None:
+        """Read the server's output (so its pipe never fills); note the URL."""
+        proc = self._proc
+        assert proc is not None and proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip()
+            self._tail.append(line)
+            if not found.is_set() and (match := _LISTENING.search(line)):
+                self.url = match.group(1)
+                found.set()
+        found.set()
+
+    async def stop(self) -> None:
+        """SIGTERM, then SIGKILL after the grace period; always reaps."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        deadline = time.monotonic() + self.grace
+        while proc.poll() is None and time.monotonic() < deadline:
+            await anyio.sleep(0.02)
+        if proc.poll() is None:
+            log.warning("App Server pid %s ignored SIGTERM; killing it", proc.pid)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await anyio.to_thread.run_sync(proc.wait)
+
+    def kill_now(self) -> None:
+        """Synchronous last resort (interpreter exit)."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            with contextlib.suppress(Exception):
+                proc.wait(timeout=5)
+
+
+@atexit.register
+def _kill_all() -> None:
+    for server in list(_live):
+        server.kill_now()

@@ -1,0 +1,428 @@
+"""The ``subprocess`` transport: one ``letta`` process, stream-json on stdin/stdout.
+
+No background task reads stdout. Whoever needs the next object (``receive()``, or a
+control request waiting for its answer) takes the read lock and *pumps*: reads one
+line, answers the CLI's own control requests inline, hands control responses to their
+waiters and queues messages. So there is nothing to leak and nothing to cancel: the
+process is the only resource, and :meth:`close` reaps it.
+
+stderr goes to a temporary file (a pipe nobody drains would block the CLI); its tail is
+put into errors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import tempfile
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import IO, Any
+
+import anyio
+from anyio.abc import Process
+
+from lettabot.sdk._internal.cli import cli_env, find_cli, is_conversation_id
+from lettabot.sdk._internal.parser import TurnTracker, parse_stream_json
+from lettabot.sdk._internal.transport import CanUseToolRequest, ControlHandler, Target
+from lettabot.sdk.errors import (
+    CLIConnectionError,
+    ProcessError,
+    ProtocolTimeoutError,
+    SessionClosedError,
+)
+from lettabot.sdk.options import SessionOptions
+from lettabot.sdk.types import InitMessage, Message, PermissionAllow, ResultMessage
+
+__all__ = ["SubprocessTransport", "build_argv"]
+
+log = logging.getLogger("lettabot.sdk")
+
+_MAX_LINE = 32 * 1024 * 1024
+_MAX_QUEUED = 10_000
+_CLOSE_GRACE = 3.0
+
+
+def build_argv(cli: str, options: SessionOptions, target: Target) -> list[str]:
+    """The CLI command line for a session (the CLI always gets an explicit permission mode)."""
+    argv = [
+        cli,
+        "--output-format",
+        "stream-json",
+        "--input-format",
+        "stream-json",
+        "--permission-mode",
+        options.cli_permission_mode,
+    ]
+    if target.new_agent:
+        argv.append("--new-agent")
+        if options.tags:
+            argv += ["--tags", ",".join(options.tags)]
+    elif target.conversation_id and target.conversation_id != "default":
+        argv += ["--conversation", target.conversation_id]
+    elif target.agent_id and target.conversation_id == "default":
+        argv += ["--agent", target.agent_id, "--conversation", "default"]
+    elif target.agent_id:
+        argv += ["--agent", target.agent_id, "--new"]
+    else:
+        argv.append("--new")
+    if options.model:
+        argv += ["-m", options.model]
+    preset = options.preset
+    if preset is not None:
+        argv += ["--system", preset.cli_name]
+    elif options.custom_system is not None:
+        argv += ["--system-custom", options.custom_system]
+    if options.allowed_tools is not None:
+        argv += ["--allowedTools", ",".join(options.allowed_tools)]
+    if options.disallowed_tools:
+        argv += ["--disallowedTools", ",".join(options.disallowed_tools)]
+    if options.include_partial_messages:
+        argv.append("--include-partial-messages")
+    return argv
+
+
+class SubprocessTransport:
+    """A session on its own CLI process."""
+
+    def __init__(self, options: SessionOptions, target: Target, handler: ControlHandler) -> None:
+        if target.conversation_id and target.conversation_id != "default":
+            if not is_conversation_id(target.conversation_id):
+                raise ValueError(f"not a conversation id: {target.conversation_id!r}")
+        self._options = options
+        self._target = target
+        self._handler = handler
+        self._process: Process | None = None
+        self._stderr: IO[bytes] | None = None
+        self._buffer = bytearray()
+        self._read_lock = anyio.Lock()
+        self._write_lock = anyio.Lock()
+        # Messages, and the CLI's control requests (raw dicts), in arrival order. Control
+        # requests are answered by the receive() loop, outside the read lock, so a slow
+        # permission callback never blocks another task's control request.
+        self._messages: deque[Message | dict[str, Any]] = deque()
+        self._responses: dict[str, dict[str, Any]] = {}
+        self._request_ids = iter(range(1, 1 << 62))
+        self._turns_open = 0
+        self._tracker = TurnTracker()
+        self._eof = False
+        self._closed = False
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def connect(self) -> InitMessage:
+        cli = find_cli(self._options.cli_path)
+        argv = build_argv(cli, self._options, self._target)
+        self._stderr = tempfile.TemporaryFile(prefix="letta-stderr-")
+        cwd = str(self._options.cwd) if self._options.cwd else os.getcwd()
+        log.debug("starting CLI: %s (cwd %s)", _redact(argv), cwd)
+        try:
+            self._process = await anyio.open_process(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+                cwd=cwd,
+                env=cli_env(self._options.env),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise CLIConnectionError(f"could not start the Letta CLI {cli!r}: {exc}") from exc
+        try:
+            response = await self.control("initialize")
+            if self._options.tools:
+                await self.control(
+                    "register_external_tools",
+                    tools=[t.definition() for t in self._options.tools],
+                )
+            init = await self._wait_init(response)
+        except BaseException:
+            await self.close()
+            raise
+        return init
+
+    async def _wait_init(self, response: dict[str, Any]) -> InitMessage:
+        for msg in list(self._messages):
+            if isinstance(msg, InitMessage):
+                self._messages.remove(msg)
+                return msg
+        agent_id = response.get("agent_id")
+        if not agent_id:
+            raise ProcessError("the CLI sent no init message", stderr=self._stderr_tail())
+        return InitMessage(
+            agent_id=agent_id,
+            session_id=str(response.get("session_id") or agent_id),
+            conversation_id=str(response.get("conversation_id") or ""),
+            model=response.get("model"),
+            tools=list(response.get("tools") or []),
+        )
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        process = self._process
+        with anyio.CancelScope(shield=True):
+            if process is not None:
+                await _reap(process)
+            if self._stderr is not None:
+                self._stderr.close()
+
+    # -- I/O ------------------------------------------------------------------
+
+    async def _write(self, obj: dict[str, Any]) -> None:
+        if self._closed or self._process is None or self._process.stdin is None:
+            raise SessionClosedError("the session is closed")
+        data = (json.dumps(obj) + "\n").encode()
+        async with self._write_lock:
+            try:
+                await self._process.stdin.send(data)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+                raise ProcessError(
+                    "the CLI process is gone", exit_code=self._process.returncode,
+                    stderr=self._stderr_tail(),
+                ) from exc
+
+    async def send(
+        self, content: str | list[dict[str, Any]], *, client_message_id: str | None = None
+    ) -> None:
+        message: dict[str, Any] = {"role": "user", "content": content}
+        frame: dict[str, Any] = {"type": "user", "message": message}
+        if client_message_id:
+            frame["client_message_id"] = client_message_id
+        await self._write(frame)
+        self._turns_open += 1
+
+    async def interrupt(self) -> None:
+        await self.control("interrupt")
+
+    async def control(self, subtype: str, **fields: Any) -> dict[str, Any]:
+        request_id = f"req-{next(self._request_ids)}"
+        await self._write(
+            {"type": "control_request", "request_id": request_id, "request": {"subtype": subtype, **fields}}
+        )
+        try:
+            with anyio.fail_after(self._options.request_timeout):
+                while request_id not in self._responses:
+                    async with self._read_lock:
+                        if request_id in self._responses:
+                            break
+                        if not await self._pump():
+                            raise ProcessError(
+                                f"the CLI exited before answering {subtype!r}",
+                                exit_code=self._returncode(),
+                                stderr=self._stderr_tail(),
+                            )
+        except TimeoutError:
+            raise ProtocolTimeoutError(
+                f"no answer to control request {subtype!r} within {self._options.request_timeout}s"
+            ) from None
+        response = self._responses.pop(request_id)
+        if response.get("subtype") == "error":
+            raise ProcessError(f"control request {subtype!r} failed: {response.get('error')}")
+        return dict(response.get("response") or {})
+
+    async def receive(self) -> AsyncIterator[Message]:
+        while True:
+            if self._messages:
+                msg = self._messages.popleft()
+                if isinstance(msg, dict):
+                    await self._answer(msg)
+                    continue
+                if isinstance(msg, ResultMessage):
+                    self._turns_open = max(0, self._turns_open - 1)
+                yield msg
+                continue
+            if self._eof or self._closed:
+                return
+            async with self._read_lock:
+                if not self._messages and not await self._pump():
+                    self._on_eof()
+
+    def _on_eof(self) -> None:
+        if self._eof:
+            return
+        self._eof = True
+        if self._turns_open > 0 and not self._closed:
+            code = self._returncode()
+            tail = self._stderr_tail()
+            error = f"The Letta CLI exited unexpectedly (exit code {code})."
+            if tail:
+                error += f" stderr: {tail[-1500:]}"
+            self._messages.append(
+                ResultMessage(success=False, subtype="error", error=error, error_code="process_exited")
+            )
+
+    async def _read_line(self) -> bytes | None:
+        assert self._process is not None and self._process.stdout is not None
+        while True:
+            newline = self._buffer.find(b"\n")
+            if newline >= 0:
+                line = bytes(self._buffer[:newline])
+                del self._buffer[: newline + 1]
+                return line
+            if len(self._buffer) > _MAX_LINE:
+                raise ProcessError(f"a CLI output line exceeded {_MAX_LINE} bytes")
+            try:
+                chunk = await self._process.stdout.receive(65536)
+            except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+                if self._buffer:
+                    line = bytes(self._buffer)
+                    self._buffer.clear()
+                    return line
+                return None
+            self._buffer.extend(chunk)
+
+    async def _pump(self) -> bool:
+        """Read and dispatch one object; False at end of output."""
+        if self._process is None:
+            return False
+        line = await self._read_line()
+        if line is None:
+            with anyio.move_on_after(5):
+                await self._process.wait()
+            return False
+        if not line.strip():
+            return True
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            log.warning("skipping a malformed CLI output line: %r", line[:300])
+            return True
+        if not isinstance(obj, dict):
+            log.warning("skipping a non-object CLI output line: %r", line[:300])
+            return True
+        kind = obj.get("type")
+        if kind == "control_response":
+            response = obj.get("response") or {}
+            self._responses[str(response.get("request_id"))] = response
+        elif kind == "control_request":
+            self._messages.append(obj)
+        else:
+            if kind == "message":
+                self._tracker.observe(obj)
+            elif kind == "stream_event" and isinstance(obj.get("event"), dict):
+                self._tracker.observe(obj["event"])
+            try:
+                parsed = parse_stream_json(obj)
+                parsed = [
+                    self._tracker.complete(m) if isinstance(m, ResultMessage) else m
+                    for m in parsed
+                ]
+            except Exception:
+                log.warning("skipping an unparseable CLI message: %r", line[:300], exc_info=True)
+                return True
+            if len(self._messages) + len(parsed) > _MAX_QUEUED:
+                raise ProcessError("more than %d unread messages: is stream() consumed?" % _MAX_QUEUED)
+            self._messages.extend(parsed)
+        return True
+
+    async def _answer(self, obj: dict[str, Any]) -> None:
+        """Answer one of the CLI's control requests (permission, external tool)."""
+        request_id = obj.get("request_id")
+        request = obj.get("request") or {}
+        subtype = request.get("subtype")
+        if subtype == "can_use_tool":
+            decision = await self._handler.can_use_tool(
+                CanUseToolRequest(
+                    tool_name=str(request.get("tool_name") or ""),
+                    tool_input=dict(request.get("input") or {}),
+                    tool_call_id=str(request.get("tool_call_id") or ""),
+                    request_id=str(request_id),
+                    diffs=request.get("diffs"),
+                    permission_suggestions=list(request.get("permission_suggestions") or []),
+                    raw=request,
+                )
+            )
+            if isinstance(decision, PermissionAllow):
+                answer: dict[str, Any] = {"behavior": "allow"}
+                if decision.updated_input is not None:
+                    answer["updatedInput"] = decision.updated_input
+            else:
+                answer = {"behavior": "deny", "message": decision.message}
+                if decision.interrupt:
+                    answer["interrupt"] = True
+            response = {"subtype": "success", "request_id": request_id, "response": answer}
+        elif subtype == "execute_external_tool":
+            result = await self._handler.execute_tool(
+                str(request.get("tool_name") or ""),
+                str(request.get("tool_call_id") or ""),
+                dict(request.get("input") or {}),
+            )
+            response = {
+                "subtype": "external_tool_result",
+                "request_id": request_id,
+                "tool_call_id": request.get("tool_call_id"),
+                "content": result.content,
+                "is_error": result.is_error,
+            }
+        else:
+            response = {
+                "subtype": "error",
+                "request_id": request_id,
+                "error": f"unsupported control request {subtype!r}",
+            }
+        await self._write({"type": "control_response", "response": response})
+
+    # -- diagnostics ------------------------------------------------------------
+
+    def _returncode(self) -> int | None:
+        return self._process.returncode if self._process is not None else None
+
+    def _stderr_tail(self, limit: int = 8000) -> str:
+        if self._stderr is None or self._stderr.closed:
+            return ""
+        try:
+            self._stderr.seek(0, os.SEEK_END)
+            size = self._stderr.tell()
+            self._stderr.seek(max(0, size - limit))
+            return self._stderr.read().decode(errors="replace")
+        except (OSError, ValueError):
+            return ""
+
+
+async def _reap(process: Process) -> None:
+    """Close stdin, then TERM, then KILL; always wait for the exit."""
+    if process.stdin is not None:
+        with anyio.move_on_after(1):
+            await process.stdin.aclose()
+    if process.returncode is None:
+        with anyio.move_on_after(0.5):
+            await process.wait()
+    if process.returncode is None:
+        _signal_group(process, terminate=True)
+        with anyio.move_on_after(_CLOSE_GRACE):
+            await process.wait()
+    if process.returncode is None:
+        _signal_group(process, terminate=False)
+        await process.wait()
+    await process.aclose()
+
+
+def _signal_group(process: Process, *, terminate: bool) -> None:
+    import signal
+
+    sig = signal.SIGTERM if terminate else signal.SIGKILL
+    try:
+        os.killpg(process.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            process.terminate() if terminate else process.kill()
+        except ProcessLookupError:
+            pass
+
+
+def _redact(argv: list[str]) -> str:
+    # A custom system prompt may be long or private; keep logs short.
+    out = []
+    skip = False
+    for arg in argv:
+        if skip:
+            out.append(f"<{len(arg)} chars>")
+            skip = False
+            continue
+        out.append(arg)
+        skip = arg == "--system-custom"
+    return " ".join(out)

@@ -1,0 +1,146 @@
+"""The SDK's entry points: ``create_agent``, ``create_session``, ``resume_session``, ``prompt``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from lettabot.sdk._internal.cli import cli_env, is_agent_id, is_conversation_id
+from lettabot.sdk._internal.memfs import apply_agent_memory
+from lettabot.sdk._internal.transport import Target, Transport
+from lettabot.sdk.options import SessionOptions, TransportName
+from lettabot.sdk.session import Session
+from lettabot.sdk.types import InitMessage, ResultMessage, UserContent
+
+__all__ = [
+    "create_agent",
+    "create_session",
+    "get_default_transport",
+    "prompt",
+    "resume_session",
+    "set_default_transport",
+]
+
+log = logging.getLogger("lettabot.sdk")
+
+_default_transport: TransportName | None = None
+
+
+def set_default_transport(name: TransportName) -> None:
+    """Choose the transport for sessions that do not pass ``transport=``."""
+    global _default_transport
+    SessionOptions(transport=name)  # validates the name
+    _default_transport = name
+
+
+def get_default_transport() -> TransportName:
+    """``set_default_transport``'s choice, else ``$LETTABOT_SDK_TRANSPORT``, else ``app_server``."""
+    if _default_transport is not None:
+        return _default_transport
+    env = os.environ.get("LETTABOT_SDK_TRANSPORT")
+    if env:
+        return SessionOptions(transport=env).transport or "app_server"  # type: ignore[arg-type]
+    return "app_server"
+
+
+def _transport_for(options: SessionOptions, target: Target, session: Session) -> Transport:
+    name = options.transport or get_default_transport()
+    if name == "app_server":
+        from lettabot.sdk._internal.transport.app_server import AppServerTransport
+
+        return AppServerTransport(options, target, session)
+    from lettabot.sdk._internal.transport.subprocess_cli import SubprocessTransport
+
+    return SubprocessTransport(options, target, session)
+
+
+def _session(target: Target, options: dict[str, Any]) -> Session:
+    opts = SessionOptions.model_validate(options)
+    if not target.new_agent and _has_memory_settings(opts):
+        raise ValueError(
+            "memory, persona, human and project define a NEW agent: pass them to create_agent() "
+            "(or to create_session() without an agent id)"
+        )
+    return Session(opts, target, _transport_for)
+
+
+def _has_memory_settings(opts: SessionOptions) -> bool:
+    return any(v is not None for v in (opts.memory, opts.persona, opts.human, opts.project))
+
+
+def _uses_memfs(opts: SessionOptions) -> bool:
+    """Whether agent settings must be written as memory files (the subprocess transport)."""
+    name = opts.transport or get_default_transport()
+    preset = opts.preset
+    return name == "subprocess" and (
+        _has_memory_settings(opts) or (preset is not None and preset.append is not None)
+    )
+
+
+async def create_agent(**options: Any) -> str:
+    """Create an agent (model, system prompt, memory, persona/human/project); return its id."""
+    opts = SessionOptions.model_validate(options)
+    session = Session(opts, Target(new_agent=True), _transport_for)
+    async with session:
+        agent_id = session.agent_id
+    assert agent_id is not None
+    if _uses_memfs(opts):
+        await apply_agent_memory(agent_id, opts.agent_options(), cli_env(opts.env))
+    return agent_id
+
+
+def create_session(agent_id: str | None = None, **options: Any) -> Session:
+    """A NEW conversation: on ``agent_id``, else on the folder's last-used agent.
+
+    Without an agent id, agent settings (``system_prompt``, ``memory``, ``persona``, ...)
+    create a new agent for the session.
+    """
+    if agent_id is not None:
+        if not is_agent_id(agent_id):
+            raise ValueError(f"not an agent id: {agent_id!r} (expected agent-... or agent-local-...)")
+        return _session(Target(agent_id=agent_id), options)
+    opts = SessionOptions.model_validate(options)
+    if _has_memory_settings(opts):
+        return _NewAgentSession(opts)
+    return Session(opts, Target(), _transport_for)
+
+
+def resume_session(id: str, **options: Any) -> Session:
+    """An agent's default conversation (agent id), or a given conversation (conversation id)."""
+    if is_agent_id(id):
+        return _session(Target(agent_id=id, conversation_id="default"), options)
+    if is_conversation_id(id):
+        return _session(Target(conversation_id=id), options)
+    raise ValueError(
+        f"not an agent or conversation id: {id!r} (expected agent-..., agent-local-..., "
+        "conv-... or local-conv-...)"
+    )
+
+
+async def prompt(message: UserContent, agent_id: str | None = None, **options: Any) -> ResultMessage:
+    """One message, one answer, in a new conversation (on ``agent_id`` or the last-used agent)."""
+    async with create_session(agent_id, **options) as session:
+        return await session.run_turn(message)
+
+
+class _NewAgentSession(Session):
+    """A session on a brand-new agent defined by the session's agent settings.
+
+    Memory files are only projected into conversations created after they are committed,
+    so on the subprocess transport the agent is created first and the session then opens
+    a new conversation on it.
+    """
+
+    def __init__(self, options: SessionOptions) -> None:
+        super().__init__(options, Target(new_agent=True), _transport_for)
+
+    async def connect(self) -> InitMessage:
+        if self.init is None and _uses_memfs(self.options) and self.target.new_agent:
+            agent_id = await create_agent(**_agent_fields(self.options))
+            self.target = Target(agent_id=agent_id)
+        return await super().connect()
+
+
+def _agent_fields(opts: SessionOptions) -> dict[str, Any]:
+    return {name: getattr(opts, name) for name in opts.model_fields_set}

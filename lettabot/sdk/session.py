@@ -1,0 +1,302 @@
+"""A :class:`Session`: one conversation with a Letta agent."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from types import TracebackType
+from typing import Any
+
+import anyio
+
+from lettabot.sdk._internal.transport import CanUseToolRequest, Target, Transport
+from lettabot.sdk.errors import SessionClosedError
+from lettabot.sdk.options import SessionOptions
+from lettabot.sdk.tools import ToolResult
+from lettabot.sdk.types import (
+    AssistantMessage,
+    ImagePart,
+    InitMessage,
+    Message,
+    PermissionAllow,
+    PermissionDeny,
+    PermissionResult,
+    ReasoningMessage,
+    ResultMessage,
+    StreamEventMessage,
+    TextPart,
+    ToolCallMessage,
+    UserContent,
+)
+
+__all__ = ["Session"]
+
+log = logging.getLogger("lettabot.sdk")
+
+TransportFactory = Callable[[SessionOptions, Target, "Session"], Transport]
+
+
+class Session:
+    """A conversation: ``send()`` a message, then iterate ``stream()`` until its result.
+
+    Opens lazily on first use (or ``async with``). Not safe for two concurrent turns:
+    the CLI queues messages sent during a turn and merges them into the next one.
+    """
+
+    def __init__(
+        self, options: SessionOptions, target: Target, transport_factory: TransportFactory
+    ) -> None:
+        self.options = options
+        self.target = target
+        self._factory = transport_factory
+        self._transport: Transport | None = None
+        self._init: InitMessage | None = None
+        self._connect_lock = anyio.Lock()
+        self._closed = False
+        self._tool_calls = 0
+        self._limit_hit = False
+        self._messages: AsyncIterator[Message] | None = None
+        self._tools = {t.name: t for t in options.tools}
+
+    # -- identity ---------------------------------------------------------------
+
+    @property
+    def init(self) -> InitMessage | None:
+        return self._init
+
+    @property
+    def agent_id(self) -> str | None:
+        return self._init.agent_id if self._init else self.target.agent_id
+
+    @property
+    def session_id(self) -> str | None:
+        return self._init.session_id if self._init else None
+
+    @property
+    def conversation_id(self) -> str | None:
+        if self._init:
+            return self._init.conversation_id
+        cid = self.target.conversation_id
+        return cid if cid != "default" else None
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def connect(self) -> InitMessage:
+        """Open the conversation (idempotent); returns its init message."""
+        async with self._connect_lock:
+            if self._closed:
+                raise SessionClosedError("the session is closed")
+            if self._init is None:
+                transport = self._factory(self.options, self.target, self)
+                self._init = await transport.connect()
+                self._transport = transport
+                self._messages = transport.receive()
+            return self._init
+
+    async def close(self) -> None:
+        """Close the conversation and release its process or server slot."""
+        self._closed = True
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            await transport.close()
+
+    async def __aenter__(self) -> Session:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _ready(self) -> Transport:
+        await self.connect()
+        if self._transport is None:
+            raise SessionClosedError("the session is closed")
+        return self._transport
+
+    # -- turns ----------------------------------------------------------------------
+
+    async def send(self, message: UserContent, *, client_message_id: str | None = None) -> None:
+        """Send a user message: text, or content parts (text and base64 images)."""
+        transport = await self._ready()
+        self._tool_calls = 0
+        self._limit_hit = False
+        await transport.send(_wire_content(message), client_message_id=client_message_id)
+
+    async def stream(self) -> AsyncIterator[Message]:
+        """Yield the turn's messages; ends after its :class:`ResultMessage`."""
+        await self._ready()
+        assert self._messages is not None
+        # The CLI streams a long assistant (or reasoning) message as several messages with
+        # one id; they are joined here, so each yielded message is whole. Partial text is
+        # what `include_partial_messages=True` (stream_event) is for.
+        pending: AssistantMessage | ReasoningMessage | None = None
+        async for msg in self._messages:
+            if isinstance(msg, AssistantMessage | ReasoningMessage):
+                if pending is not None and type(msg) is type(pending) and msg.uuid == pending.uuid:
+                    pending = pending.model_copy(update={"content": pending.content + msg.content})
+                    continue
+                if pending is not None:
+                    yield pending
+                pending = msg
+                continue
+            if pending is not None and not (
+                isinstance(msg, StreamEventMessage) and msg.event.get("id") == pending.uuid
+            ):
+                yield pending
+                pending = None
+            if isinstance(msg, ToolCallMessage):
+                await self._count_step()
+            if isinstance(msg, ResultMessage):
+                if pending is not None:
+                    yield pending
+                yield self._finish(msg)
+                return
+            yield msg
+
+    async def run_turn(self, message: UserContent, **kwargs: Any) -> ResultMessage:
+        """Send a message and consume the turn; returns its result."""
+        await self.send(message, **kwargs)
+        result: ResultMessage | None = None
+        async for msg in self.stream():
+            if isinstance(msg, ResultMessage):
+                result = msg
+        assert result is not None  # transports always end a turn with a result
+        return result
+
+    async def abort(self) -> None:
+        """Interrupt the running turn; its stream ends with an ``interrupted`` result."""
+        transport = await self._ready()
+        await transport.interrupt()
+
+    async def list_messages(self, **params: Any) -> list[dict[str, Any]]:
+        """The conversation's stored messages (raw Letta message dicts, oldest first)."""
+        transport = await self._ready()
+        response = await transport.control("list_messages", **params)
+        messages = response.get("messages", response.get("items", []))
+        return list(messages) if isinstance(messages, list) else []
+
+    async def bootstrap_state(self, **params: Any) -> dict[str, Any]:
+        """The session's state as the CLI reports it (agent, conversation, pending approvals...)."""
+        transport = await self._ready()
+        return await transport.control("bootstrap_session_state", **params)
+
+    async def recover_pending_approvals(self) -> dict[str, Any]:
+        """Resolve approvals left pending by a dead process (the CLI denies them as stale)."""
+        transport = await self._ready()
+        return await transport.control("recover_pending_approvals")
+
+    # -- limits -------------------------------------------------------------------
+
+    async def _count_step(self) -> None:
+        self._tool_calls += 1
+        limit = self.options.max_turns
+        if limit is not None and self._tool_calls >= limit and not self._limit_hit:
+            # The tool's result would need another model step beyond the limit.
+            self._limit_hit = True
+            if self._transport is not None:
+                await self._transport.interrupt()
+
+    def _finish(self, result: ResultMessage) -> ResultMessage:
+        if self._limit_hit:
+            return result.model_copy(
+                update={
+                    "success": False,
+                    "subtype": "error",
+                    "error": f"Reached max_turns ({self.options.max_turns}).",
+                    "error_code": "max_turns",
+                }
+            )
+        return result
+
+    # -- ControlHandler ---------------------------------------------------------------
+
+    async def can_use_tool(self, request: CanUseToolRequest) -> PermissionResult:
+        """Decide a tool permission request from the CLI."""
+        limit = self.options.max_turns
+        if self._limit_hit or (limit is not None and self._tool_calls >= limit):
+            self._limit_hit = True
+            return PermissionDeny(message=f"Stopped: reached max_turns ({limit}).", interrupt=True)
+        callback = self.options.can_use_tool
+        if callback is None:
+            return PermissionDeny(
+                message=(
+                    f"{request.tool_name} needs approval and this session has no can_use_tool "
+                    "handler; it was not run."
+                )
+            )
+        try:
+            args: tuple[Any, ...] = (request.tool_name, request.tool_input)
+            if _accepts_context(callback):
+                args = (*args, request)
+            value = callback(*args)
+            if inspect.isawaitable(value):
+                value = await value
+            return _permission(value)
+        except Exception as exc:
+            log.exception("can_use_tool callback failed for %s", request.tool_name)
+            return PermissionDeny(message=f"Permission check failed: {type(exc).__name__}: {exc}")
+
+    async def execute_tool(
+        self, tool_name: str, tool_call_id: str, tool_input: dict[str, Any]
+    ) -> ToolResult:
+        tool = self._tools.get(tool_name)
+        if tool is None:
+            return ToolResult.error(f"unknown tool {tool_name!r}")
+        return await tool.run(tool_input)
+
+
+def _accepts_context(callback: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(callback).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [
+        p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    return any(p.kind == p.VAR_POSITIONAL for p in positional) or len(positional) >= 3
+
+
+def _permission(value: Any) -> PermissionResult:
+    """Accept PermissionAllow/Deny, a dict with ``behavior``, or a bool."""
+    if isinstance(value, PermissionAllow | PermissionDeny):
+        return value
+    if value is True:
+        return PermissionAllow()
+    if value is False or value is None:
+        return PermissionDeny()
+    if isinstance(value, dict):
+        behavior = value.get("behavior")
+        if behavior == "allow":
+            updated = value.get("updated_input", value.get("updatedInput"))
+            return PermissionAllow(updated_input=updated)
+        if behavior == "deny":
+            return PermissionDeny(
+                message=str(value.get("message") or "Denied by the user."),
+                interrupt=bool(value.get("interrupt", False)),
+            )
+    raise TypeError(f"can_use_tool returned {value!r}; return PermissionAllow or PermissionDeny")
+
+
+def _wire_content(message: UserContent) -> str | list[dict[str, Any]]:
+    if isinstance(message, str):
+        return message
+    parts: list[dict[str, Any]] = []
+    for part in message:
+        if isinstance(part, TextPart | ImagePart):
+            parts.append(part.model_dump())
+        elif isinstance(part, dict) and part.get("type") in ("text", "image"):
+            parts.append(part)
+        else:
+            raise TypeError(f"unsupported content part: {part!r}")
+    return parts
+
+
+def new_client_message_id() -> str:
+    return f"cm-{uuid.uuid4().hex}"

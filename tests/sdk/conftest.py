@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+
+import pytest
+
+from lettabot import sdk
+
+TRANSPORTS = ["subprocess"]
+if importlib.util.find_spec("lettabot.sdk._internal.transport.app_server"):
+    TRANSPORTS.append("app_server")
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run the test once per transport (it becomes the SDK's default)."""
+    sdk.set_default_transport(request.param)
+    yield request.param
+    sdk.client._default_transport = None
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
