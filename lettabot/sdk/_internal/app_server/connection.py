@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
@@ -44,8 +44,8 @@ class Channel:
     """One subscriber's view of one conversation."""
 
     key: RuntimeKey
-    send: ObjectSendStream[dict[str, Any]]
-    receive: ObjectReceiveStream[dict[str, Any]]
+    send: MemoryObjectSendStream[dict[str, Any]]
+    receive: MemoryObjectReceiveStream[dict[str, Any]]
     overflowed: bool = False
 
 
@@ -76,7 +76,7 @@ class Connection:
 
     # -- lifecycle ------------------------------------------------------------------
 
-    async def open(self, timeout: float) -> None:
+    async def open(self, timeout: float) -> None:  # noqa: ASYNC109
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
         try:
             with anyio.fail_after(timeout):
@@ -90,9 +90,13 @@ class Connection:
                     f"the App Server at {self.url} refused the connection (HTTP 401): "
                     "missing or wrong token; set LETTA_APP_SERVER_TOKEN to its capability token"
                 ) from exc
-            raise CLIConnectionError(f"the App Server at {self.url} answered HTTP {status}") from exc
+            raise CLIConnectionError(
+                f"the App Server at {self.url} answered HTTP {status}"
+            ) from exc
         except TimeoutError as exc:
-            raise CLIConnectionError(f"no App Server answered at {self.url} within {timeout}s") from exc
+            raise CLIConnectionError(
+                f"no App Server answered at {self.url} within {timeout}s"
+            ) from exc
         except (OSError, WebSocketException) as exc:
             raise CLIConnectionError(f"cannot reach the App Server at {self.url}: {exc}") from exc
         # The reader's task group must be entered and left in one task, and sessions
@@ -147,6 +151,8 @@ class Connection:
         kind = frame.get("type")
         if kind in _NOISE:
             return
+        if kind == "turn_finished":
+            self.warmed.set()
         rid = frame.get("request_id")
         pending = self._pending.get(rid) if isinstance(rid, str) else None
         if pending is not None and pending.expect == kind:
@@ -224,7 +230,9 @@ class Connection:
             self._mark_dead(f"the App Server connection closed ({exc})")
             raise CLIConnectionError(self.death or "connection closed") from exc
 
-    async def request(self, frame: dict[str, Any], expect: str, timeout: float) -> dict[str, Any]:
+    async def request(
+        self, frame: dict[str, Any], expect: str, timeout: float  # noqa: ASYNC109
+    ) -> dict[str, Any]:
         """Send ``frame`` and wait for the ``expect`` frame with its ``request_id``."""
         rid = frame["request_id"]
         pending = _Pending(expect)

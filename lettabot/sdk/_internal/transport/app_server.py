@@ -1,0 +1,469 @@
+"""The ``app_server`` transport: a conversation on a shared ``letta server --listen``.
+
+``connect`` sends ``runtime_start`` (creating the agent and/or conversation as the
+target asks) and subscribes to the conversation's frames on the shared connection;
+``send`` is an ``input`` / ``create_message``; ``receive`` turns ``stream_delta`` frames
+into typed messages, answers ``can_use_tool`` and external tool calls through the
+session's handler, and ends every turn with one :class:`ResultMessage`.
+
+Options this transport cannot honour are listed by :func:`unsupported_options`; the
+client runs such sessions on the subprocess transport instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from lettabot.sdk._internal.app_server import frames
+from lettabot.sdk._internal.app_server.connection import LOST, Channel, Connection
+from lettabot.sdk._internal.app_server.pool import Lease, acquire
+from lettabot.sdk._internal.app_server.turn import TurnState
+from lettabot.sdk._internal.transport import CanUseToolRequest, ControlHandler, Target
+from lettabot.sdk.errors import CLIConnectionError, ProcessError, SessionClosedError
+from lettabot.sdk.options import SessionOptions
+from lettabot.sdk.types import InitMessage, Message, PermissionAllow, ResultMessage
+
+__all__ = ["AppServerTransport", "unsupported_options"]
+
+log = logging.getLogger("lettabot.sdk.app_server")
+
+ABORT_GRACE = 5.0
+"""How long after an acknowledged abort we wait for ``turn_finished`` before ending the turn."""
+RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0)
+"""Backoff for inputs the server refuses (quirk: right after an approval turn)."""
+
+
+def unsupported_options(options: SessionOptions, target: Target) -> list[str]:
+    """Options this transport cannot map (the session must use ``subprocess``)."""
+    out: list[str] = []
+    preset = options.preset
+    if preset is not None and (preset.preset != "default" or preset.append is not None):
+        out.append("system_prompt preset (CLI flag --system only)")
+    if options.system_prompt is not None and not target.new_agent:
+        out.append("system_prompt for an existing agent (CLI flag --system only)")
+    asks = options.cli_permission_mode != "unrestricted"
+    if (options.allowed_tools is not None or options.disallowed_tools is not None) and asks and (
+        options.can_use_tool is not None
+    ):
+        # execution_settings scope tools per conversation, but the server then denies
+        # every approval ("Tool requires approval (headless mode)") instead of asking.
+        out.append("allowed_tools/disallowed_tools together with can_use_tool")
+    return out
+
+
+def _lru_agent(cwd: Path) -> str | None:
+    """The folder's last-used agent, as the CLI records it."""
+    for path in (cwd / ".letta" / "settings.local.json", Path.home() / ".letta" / "settings.json"):
+        try:
+            value = json.loads(path.read_text()).get("lastAgent")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _remember_agent(cwd: Path, agent_id: str) -> None:
+    path = cwd / ".letta" / "settings.local.json"
+    try:
+        data = json.loads(path.read_text()) if path.exists() else {}
+        if not isinstance(data, dict):
+            return
+        data["lastAgent"] = agent_id
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2))
+    except (OSError, ValueError):
+        log.debug("could not record the last-used agent in %s", path, exc_info=True)
+
+
+class AppServerTransport:
+    """One conversation on a shared App Server."""
+
+    def __init__(self, options: SessionOptions, target: Target, handler: ControlHandler) -> None:
+        self._options = options
+        self._target = target
+        self._handler = handler
+        self._timeout = options.request_timeout
+        self._cwd = options.cwd or Path.cwd()
+        self._lease: Lease | None = None
+        self._conn: Connection | None = None
+        self._generation = -1
+        self._channel: Channel | None = None
+        self._channel_changed = anyio.Event()
+        self._runtime: dict[str, Any] | None = None
+        self._init: InitMessage | None = None
+        self._in_flight = 0
+        self._turn: TurnState | None = None
+        self._abort_deadline: float | None = None
+        self._closed = False
+        self._warm_owner = False
+
+    # -- opening ------------------------------------------------------------------------
+
+    async def connect(self) -> InitMessage:
+        unsupported = unsupported_options(self._options, self._target)
+        if unsupported:
+            raise ProcessError(
+                "the app_server transport cannot honour: " + "; ".join(unsupported)
+                + " (use transport='subprocess')"
+            )
+        self._lease = acquire(self._options)
+        try:
+            conn = await self._lease.connection(self._timeout)
+            start = await self._start_fields(conn)
+            response = await self._runtime_start(conn, start)
+        except BaseException:
+            await self.close()
+            raise
+        return self._on_started(conn, response)
+
+    async def _start_fields(self, conn: Connection) -> dict[str, Any]:
+        opts, target = self._options, self._target
+        fields: dict[str, Any] = {
+            "mode": opts.cli_permission_mode,
+            "cwd": str(self._cwd),
+        }
+        if opts.allowed_tools is not None or opts.disallowed_tools is not None:
+            fields["execution_settings"] = frames.execution_settings(
+                opts.allowed_tools, opts.disallowed_tools
+            )
+        if opts.tools:
+            fields["external_tools"] = [{"tools": [t.definition() for t in opts.tools]}]
+        agent_id = target.agent_id
+        if target.new_agent:
+            fields["create_agent"] = {"body": self._agent_body(), "memfs": True}
+        elif agent_id is None and target.conversation_id is not None:
+            agent_id = await self._agent_of(conn, target.conversation_id)
+        elif agent_id is None:
+            agent_id = _lru_agent(self._cwd)
+            if agent_id is None:
+                fields["create_agent"] = {"body": self._agent_body(), "memfs": True}
+        if agent_id is not None:
+            fields["agent_id"] = agent_id
+        if target.conversation_id is not None:
+            fields["conversation_id"] = target.conversation_id
+        else:
+            fields["create_conversation"] = {}
+        return fields
+
+    def _agent_body(self) -> dict[str, Any]:
+        opts = self._options
+        body: dict[str, Any] = {}
+        if opts.model:
+            body["model"] = opts.model
+        if opts.custom_system is not None:
+            body["system"] = opts.custom_system
+        if opts.memory is not None or any(
+            v is not None for v in (opts.persona, opts.human, opts.project)
+        ):
+            body["memory_blocks"] = [
+                {k: v for k, v in b.model_dump().items() if v is not None} for b in opts.blocks()
+            ]
+        refs = opts.agent_options().block_refs()
+        if refs:
+            body["block_ids"] = [r.block_id for r in refs]
+        if opts.tags:
+            body["tags"] = list(opts.tags)
+        return body
+
+    async def _agent_of(self, conn: Connection, conversation_id: str) -> str:
+        frame = {"type": "conversation_retrieve", "request_id": conn.new_id("conv"),
+                 "conversation_id": conversation_id}
+        response = await conn.request(frame, "conversation_retrieve_response", self._timeout)
+        conversation = response.get("conversation") or {}
+        agent_id = conversation.get("agent_id") if isinstance(conversation, dict) else None
+        if not response.get("success") or not agent_id:
+            raise ProcessError(
+                f"conversation {conversation_id!r} not found: {response.get('error') or 'no agent'}"
+            )
+        return str(agent_id)
+
+    async def _runtime_start(self, conn: Connection, fields: dict[str, Any]) -> dict[str, Any]:
+        frame = frames.runtime_start(conn.new_id("runtime-start"), **fields)
+        response = await conn.request(frame, "runtime_start_response", self._timeout)
+        if not response.get("success") or not isinstance(response.get("runtime"), dict):
+            raise ProcessError(f"the App Server could not open the conversation: "
+                               f"{response.get('error') or 'runtime_start failed'}")
+        return response
+
+    def _on_started(self, conn: Connection, response: dict[str, Any]) -> InitMessage:
+        runtime = response["runtime"]
+        self._attach(conn, runtime)
+        agent = response.get("agent") or {}
+        created = (response.get("created") or {}).get("agent")
+        if created and not self._target.new_agent and self._target.agent_id is None:
+            _remember_agent(self._cwd, str(runtime["agent_id"]))
+        conversation_id = str(runtime["conversation_id"])
+        self._init = InitMessage(
+            agent_id=str(runtime["agent_id"]),
+            session_id=conversation_id,
+            conversation_id=conversation_id,
+            model=agent.get("model") if isinstance(agent, dict) else None,
+            tools=[str(t.get("name", t)) if isinstance(t, dict) else str(t)
+                   for t in (agent.get("tools") or [])] if isinstance(agent, dict) else [],
+            cwd=str(self._cwd),
+        )
+        return self._init
+
+    def _attach(self, conn: Connection, runtime: dict[str, Any]) -> None:
+        if self._channel is not None and self._conn is not None:
+            self._conn.unsubscribe(self._channel)
+        self._conn = conn
+        assert self._lease is not None
+        self._generation = self._lease.generation
+        self._runtime = {"agent_id": runtime.get("agent_id"),
+                         "conversation_id": runtime["conversation_id"]}
+        self._channel = conn.subscribe((self._runtime["agent_id"],
+                                        self._runtime["conversation_id"]))
+        self._channel_changed.set()
+        self._channel_changed = anyio.Event()
+
+    async def _live(self) -> Connection:
+        """The connection, reopening the conversation on a new one if the server died."""
+        if self._closed or self._lease is None or self._runtime is None:
+            raise SessionClosedError("the session is closed")
+        conn = await self._lease.connection(self._timeout)
+        if conn is self._conn and self._lease.generation == self._generation:
+            return conn
+        log.warning("reopening conversation %s on a new App Server connection",
+                    self._runtime["conversation_id"])
+        fields = await self._resume_fields()
+        response = await self._runtime_start(conn, fields)
+        self._attach(conn, response["runtime"])
+        return conn
+
+    async def _resume_fields(self) -> dict[str, Any]:
+        assert self._runtime is not None
+        fields: dict[str, Any] = {
+            "agent_id": self._runtime["agent_id"],
+            "conversation_id": self._runtime["conversation_id"],
+            "mode": self._options.cli_permission_mode,
+            "cwd": str(self._cwd),
+            "recover_approvals": True,
+        }
+        opts = self._options
+        if opts.allowed_tools is not None or opts.disallowed_tools is not None:
+            fields["execution_settings"] = frames.execution_settings(
+                opts.allowed_tools, opts.disallowed_tools
+            )
+        if opts.tools:
+            fields["external_tools"] = [{"tools": [t.definition() for t in opts.tools]}]
+        return fields
+
+    # -- turns ----------------------------------------------------------------------------
+
+    async def send(
+        self, content: str | list[dict[str, Any]], *, client_message_id: str | None = None
+    ) -> None:
+        conn = await self._live()
+        assert self._runtime is not None
+        await self._warm_up(conn)
+        cmid = client_message_id or f"lb-{uuid.uuid4().hex}"
+        last_error = ""
+        for delay in (*RETRY_DELAYS, None):
+            frame = frames.create_message(conn.new_id("input"), self._runtime, content, cmid)
+            answer = await conn.request(frame, "input_accepted", self._timeout)
+            if answer.get("accepted"):
+                if self._in_flight == 0:
+                    self._turn = TurnState(partial=self._options.include_partial_messages)
+                self._in_flight += 1
+                return
+            last_error = str(answer.get("error") or "refused")
+            if delay is None:
+                break
+            log.info("App Server refused input %s (%s); retrying in %ss", cmid, last_error, delay)
+            await anyio.sleep(delay)
+        raise CLIConnectionError(
+            f"the App Server refused the message after {len(RETRY_DELAYS) + 1} attempts: {last_error}"
+        )
+
+    async def _warm_up(self, conn: Connection) -> None:
+        """Let a fresh server finish one turn before it takes concurrent ones (quirk 1)."""
+        if conn.warmed.is_set() or self._warm_owner:
+            return
+        if not conn.warming:
+            conn.warming = True
+            self._warm_owner = True
+            return
+        with anyio.move_on_after(self._timeout):
+            await conn.warmed.wait()
+
+    async def interrupt(self) -> None:
+        conn = await self._live()
+        assert self._runtime is not None
+        frame = frames.abort_message(conn.new_id("abort"), self._runtime)
+        answer = await conn.request(frame, "abort_message_response", self._timeout)
+        if answer.get("aborted") and self._in_flight:
+            self._abort_deadline = anyio.current_time() + ABORT_GRACE
+
+    async def receive(self) -> AsyncIterator[Message]:
+        while not self._closed:
+            channel = self._channel
+            if channel is None:
+                return
+            frame = await self._next(channel)
+            if frame is None:
+                if self._closed:
+                    return
+                if channel.overflowed and self._in_flight:
+                    for msg in self._fail("this session fell too far behind the App Server"):
+                        yield msg
+                if channel is self._channel:  # the connection is gone: wait for a new one
+                    await self._channel_changed.wait()
+                continue
+            for msg in await self._handle(frame):
+                yield msg
+
+    async def _next(self, channel: Channel) -> dict[str, Any] | None:
+        """The next frame; a synthetic ``cancelled`` end if an abort went unanswered."""
+        try:
+            if self._abort_deadline is None:
+                return await channel.receive.receive()
+            with anyio.move_on_after(max(0.0, self._abort_deadline - anyio.current_time())):
+                return await channel.receive.receive()
+            log.warning("no turn_finished %ss after an abort; ending the turn", ABORT_GRACE)
+            return {"type": "turn_finished", "stop_reason": "cancelled", "synthetic": True}
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            return None
+
+    async def _handle(self, frame: dict[str, Any]) -> list[Message]:
+        kind = frame.get("type")
+        if kind == "stream_delta" and isinstance(frame.get("delta"), dict):
+            return self._turn_state().feed(frame["delta"])
+        if kind == "turn_finished":
+            return self._finish(frame)
+        if kind == "control_request":
+            await self._answer_permission(frame)
+        elif kind == "external_tool_call_request":
+            await self._run_tool(frame)
+        elif kind == LOST:
+            return self._fail(f"{frame.get('error')}; the turn in flight was lost")
+        return []
+
+    def _turn_state(self) -> TurnState:
+        if self._turn is None:
+            self._turn = TurnState(partial=self._options.include_partial_messages)
+        return self._turn
+
+    def _finish(self, frame: dict[str, Any]) -> list[Message]:
+        state = self._turn_state()
+        self._turn = None
+        self._abort_deadline = None
+        self._in_flight = max(0, self._in_flight - 1)
+        if self._in_flight:
+            self._turn = TurnState(partial=self._options.include_partial_messages)
+        init = self._init
+        return state.finish(frame, init.agent_id if init else None,
+                            init.conversation_id if init else None)
+
+    def _fail(self, error: str) -> list[Message]:
+        if not self._in_flight:
+            return []
+        self._in_flight = 0
+        self._turn = None
+        self._abort_deadline = None
+        init = self._init
+        return [ResultMessage(
+            success=False, subtype="error", error=error, error_code="server_died",
+            agent_id=init.agent_id if init else None,
+            conversation_id=init.conversation_id if init else None,
+        )]
+
+    async def _answer_permission(self, frame: dict[str, Any]) -> None:
+        body = frame.get("request") or {}
+        if body.get("subtype") != "can_use_tool" or self._conn is None or self._runtime is None:
+            return
+        request = CanUseToolRequest(
+            tool_name=str(body.get("tool_name") or ""),
+            tool_input=dict(body.get("input") or {}),
+            tool_call_id=str(body.get("tool_call_id") or ""),
+            request_id=str(frame.get("request_id") or ""),
+            diffs=body.get("diffs"),
+            permission_suggestions=list(body.get("permission_suggestions") or []),
+            raw=frame,
+        )
+        result = await self._handler.can_use_tool(request)
+        decision: dict[str, Any]
+        if isinstance(result, PermissionAllow):
+            decision = {"behavior": "allow"}
+            if result.updated_input is not None:
+                decision["updated_input"] = result.updated_input
+        else:
+            decision = {"behavior": "deny", "message": result.message}
+        try:
+            await self._conn.send(frames.approval_response(self._runtime, request.request_id,
+                                                           decision))
+        except CLIConnectionError:
+            return  # the LOST frame that follows ends the turn
+        if not isinstance(result, PermissionAllow) and result.interrupt:
+            await self.interrupt()
+
+    async def _run_tool(self, frame: dict[str, Any]) -> None:
+        if self._conn is None:
+            return
+        result = await self._handler.execute_tool(
+            str(frame.get("tool_name") or ""), str(frame.get("tool_call_id") or ""),
+            dict(frame.get("input") or {}),
+        )
+        try:
+            await self._conn.send(frames.external_tool_response(
+                str(frame.get("request_id")), result.content, result.is_error))
+        except CLIConnectionError:
+            return
+
+    # -- control requests --------------------------------------------------------------------
+
+    async def control(self, subtype: str, **fields: Any) -> dict[str, Any]:
+        conn = await self._live()
+        assert self._runtime is not None and self._init is not None
+        if subtype == "interrupt":
+            await self.interrupt()
+            return {}
+        if subtype == "list_messages":
+            query = {k: v for k, v in fields.items() if v is not None}
+            query.setdefault("order", "asc")
+            frame = {"type": "conversation_messages_list", "request_id": conn.new_id("messages"),
+                     "conversation_id": self._runtime["conversation_id"], "query": query}
+            if self._runtime["conversation_id"] == "default":
+                frame["agent_id"] = self._runtime["agent_id"]
+            answer = await conn.request(frame, "conversation_messages_list_response",
+                                        self._timeout)
+            if not answer.get("success", True):
+                raise ProcessError(f"list_messages failed: {answer.get('error')}")
+            return {"messages": answer.get("messages") or [], "has_more": answer.get("has_more")}
+        if subtype == "recover_pending_approvals":
+            frame = {"type": "sync", "request_id": conn.new_id("sync"), "runtime": self._runtime,
+                     "recover_approvals": True}
+            return await conn.request(frame, "sync_response", self._timeout)
+        if subtype == "bootstrap_session_state":
+            return {"agent_id": self._init.agent_id, "conversation_id": self._init.conversation_id,
+                    "model": self._init.model, "cwd": self._init.cwd,
+                    "permission_mode": self._options.cli_permission_mode}
+        raise ProcessError(f"control request {subtype!r} is not available over the App Server")
+
+    # -- closing -------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._channel_changed.set()
+        if self._conn is not None and self._channel is not None:
+            self._conn.unsubscribe(self._channel)
+        self._channel = None
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            with anyio.CancelScope(shield=True):
+                await lease.release()
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true", "yes")
