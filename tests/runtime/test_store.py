@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from lettabot.runtime.store import (

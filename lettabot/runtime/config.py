@@ -1,0 +1,711 @@
+"""lettabot's configuration: one TOML file, ``LETTABOT_*`` environment overrides and ``.env``.
+
+Precedence, highest first: environment variables, ``.env`` (in the working directory),
+the TOML file, defaults. Nested keys use ``__`` in the environment:
+``slack.bot_token`` ↔ ``LETTABOT_SLACK__BOT_TOKEN``; lists are JSON there
+(``LETTABOT_ACCESS__APPROVERS='["slack:U123"]'``). Tokens are :class:`SecretStr`: they
+never appear in ``repr``, in :meth:`Config.describe`, or in error messages.
+
+:func:`load_config` is the entry point; every problem it finds is reported at once as
+``<section.key>: <what is wrong> — <how to fix>``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Self
+
+from dotenv import dotenv_values
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+ENV_PREFIX = "LETTABOT_"
+CONFIG_ENV = "LETTABOT_CONFIG"
+DEFAULT_CONFIG_FILE = "lettabot.toml"
+EXAMPLE_FILE = "config/lettabot.example.toml"
+
+PermissionMode = Literal["standard", "acceptEdits", "strict", "unrestricted"]
+_LEGACY_MODES = {"default": "standard", "bypassPermissions": "unrestricted"}
+
+
+# problems --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the config: which key, what is wrong, how to fix it."""
+
+    key: str
+    what: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.what} — {self.fix}"
+
+
+class ConfigError(Exception):
+    """The config cannot be used. ``problems`` lists every issue found."""
+
+    def __init__(self, problems: Sequence[Problem | str], source: str | None = None) -> None:
+        self.problems = [str(p) for p in problems]
+        self.source = source
+        where = f" ({source})" if source else ""
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid lettabot config{where}:\n{lines}")
+
+
+class _Problems(ValueError):
+    """Raised by validators; carries problems whose keys are relative to the model."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(str(p) for p in problems))
+
+
+def env_var(key: str) -> str:
+    """The variable for a dotted key: ``slack.bot_token`` → ``LETTABOT_SLACK__BOT_TOKEN``."""
+    return ENV_PREFIX + key.replace(".", "__").upper()
+
+
+def _blank(secret: SecretStr | None) -> bool:
+    return secret is None or not secret.get_secret_value().strip()
+
+
+def _missing(key: str, what: str) -> Problem:
+    # $ENV and $KEY are filled in with the full dotted key once the section is known.
+    return Problem(key, f"is not set but {what}", "set $ENV (or $KEY in the file)")
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    def _raise(self, problems: list[Problem]) -> Self:
+        if problems:
+            raise _Problems(problems)
+        return self
+
+
+# sections ----------------------------------------------------------------------
+
+
+class LettaConfig(_Section):
+    """How conversations are run: which CLI, backend, agent, model and tool permissions."""
+
+    cli_path: str | None = None
+    backend: Literal["local", "cloud"] = "local"
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    model: str | None = None
+    agent_id: str | None = None
+    agent_name: str = "lettabot"
+    permission_mode: PermissionMode = "standard"
+    cwd: Path | None = None
+    allowed_tools: list[str] = Field(default_factory=list)
+    disallowed_tools: list[str] = Field(default_factory=list)
+    system_prompt: str | None = None
+    persona: str | None = None
+
+    @field_validator("permission_mode", mode="before")
+    @classmethod
+    def _legacy_mode(cls, value: Any) -> Any:
+        return _LEGACY_MODES.get(value, value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        problems = []
+        if self.agent_id is not None and not self.agent_id.strip():
+            problems.append(
+                Problem("agent_id", "is empty", "remove it to let lettabot create an agent")
+            )
+        overlap = sorted(set(self.allowed_tools) & set(self.disallowed_tools))
+        if overlap:
+            problems.append(
+                Problem(
+                    "disallowed_tools",
+                    f"{', '.join(overlap)} also listed in allowed_tools",
+                    "list each tool in only one of the two",
+                )
+            )
+        return self._raise(problems)
+
+
+class AccessConfig(_Section):
+    """Who may talk to the bot and who may approve tool calls.
+
+    Entries are ``<adapter>:<user id>`` (``slack:U0123``, ``discord:81234``, ``web:local``)
+    or a bare user id that matches on any adapter.
+    """
+
+    allowed_users: list[str] = Field(default_factory=list)
+    approvers: list[str] = Field(default_factory=list)
+    require_mention: bool = True
+
+    @staticmethod
+    def _matches(entries: Iterable[str], adapter: str, user_id: str) -> bool:
+        return any(e in (user_id, f"{adapter}:{user_id}") for e in entries)
+
+    def is_allowed_user(self, adapter: str, user_id: str) -> bool:
+        """May this user talk to the bot? An empty ``allowed_users`` lets everyone."""
+        if not self.allowed_users:
+            return True
+        return self._matches(self.allowed_users, adapter, user_id) or self.is_approver(
+            adapter, user_id
+        )
+
+    def is_approver(self, adapter: str, user_id: str) -> bool:
+        """Is this user in ``approvers``? (With none configured the runtime lets the
+        person whose message started the turn decide.)"""
+        return self._matches(self.approvers, adapter, user_id)
+
+
+class ApprovalsConfig(_Section):
+    """Approval buttons: how long to wait, and whether "Always allow" is offered."""
+
+    timeout_seconds: float = Field(default=600.0, gt=0)
+    always_allow_button: bool = True
+
+
+class RemoteServer(_Section):
+    """An App Server on another machine (``letta server --listen``)."""
+
+    url: str
+    token: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        problems = []
+        if not re.match(r"^wss?://[^/]+", self.url):
+            problems.append(
+                Problem("url", "is not a WebSocket URL", "write ws://host:port or wss://host:port")
+            )
+        else:
+            host = re.sub(r"^wss?://", "", self.url).split("/")[0].rsplit(":", 1)[0]
+            if not _is_loopback(host) and _blank(self.token):
+                problems.append(
+                    Problem(
+                        "token",
+                        "is required for an App Server that is not on this machine",
+                        "set it to the capability token the server was started with "
+                        "(--ws-auth capability-token --ws-token-file ...)",
+                    )
+                )
+        return self._raise(problems)
+
+
+class ServersConfig(_Section):
+    """App Servers: local processes started by lettabot plus remote ones by URL."""
+
+    count: int = Field(default=1, ge=0, le=64)
+    urls: list[RemoteServer] = Field(default_factory=list)
+    max_concurrent_turns: int = Field(default=8, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.count == 0 and not self.urls:
+            return self._raise(
+                [Problem("count", "is 0 and no urls are given", "set count >= 1 or list urls")]
+            )
+        return self
+
+
+class StoreConfig(_Section):
+    """Where routes, approvals and dedupe ids are kept. Empty: a SQLite file in data_dir."""
+
+    url: str | None = Field(default=None, repr=False)
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str | None) -> str | None:
+        if value and "://" in value and not re.match(r"^(sqlite|postgres(ql)?)(\+\w+)?://", value):
+            raise _Problems(
+                [
+                    Problem(
+                        "",
+                        "is not a SQLite or PostgreSQL URL",
+                        "use sqlite+aiosqlite:///path/lettabot.db or "
+                        "postgresql+asyncpg://user:password@host:5432/db",
+                    )
+                ]
+            )
+        return value
+
+
+class WebConfig(_Section):
+    """The built-in web chat. ``enabled = "auto"`` runs it when no chat adapter is enabled."""
+
+    enabled: bool | Literal["auto"] = "auto"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8787, ge=1, le=65535)
+    token: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.enabled is not False and not _is_loopback(self.host) and _blank(self.token):
+            return self._raise(
+                [
+                    Problem(
+                        "token",
+                        f"is required when the web chat listens on {self.host} (not loopback)",
+                        f"set {env_var('web.token')} to a long random string, "
+                        "or set web.host = \"127.0.0.1\"",
+                    )
+                ]
+            )
+        return self
+
+
+class _ChatAdapterConfig(_Section):
+    enabled: bool = False
+    allow_bots: bool = False
+    unauthorized_reply: str = "Sorry, you are not allowed to use this bot."
+
+
+class SlackConfig(_ChatAdapterConfig):
+    """Slack (slack-bolt): Socket Mode (default, no public URL) or HTTP events."""
+
+    bot_token: SecretStr | None = None
+    app_token: SecretStr | None = None
+    signing_secret: SecretStr | None = None
+    mode: Literal["socket", "http"] = "socket"
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(default=3000, ge=1, le=65535)
+    http_path: str = "/slack/events"
+    allowed_channels: list[str] = Field(default_factory=list)
+    denied_channels: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if not self.enabled:
+            return self
+        problems = []
+        if _blank(self.bot_token):
+            problems.append(_missing("bot_token", "slack.enabled = true"))
+        elif not self._secret(self.bot_token).startswith("xoxb-"):
+            problems.append(
+                Problem(
+                    "bot_token",
+                    "does not look like a bot token (expected xoxb-…)",
+                    "copy the Bot User OAuth Token from the app's OAuth & Permissions page",
+                )
+            )
+        if self.mode == "socket":
+            if _blank(self.app_token):
+                problems.append(_missing("app_token", 'slack.mode = "socket"'))
+            elif not self._secret(self.app_token).startswith("xapp-"):
+                problems.append(
+                    Problem(
+                        "app_token",
+                        "does not look like an app-level token (expected xapp-…)",
+                        "create one with the connections:write scope under Basic Information",
+                    )
+                )
+        if self.mode == "http" and _blank(self.signing_secret):
+            problems.append(_missing("signing_secret", 'slack.mode = "http"'))
+        return self._raise(problems)
+
+    @staticmethod
+    def _secret(value: SecretStr | None) -> str:
+        return value.get_secret_value().strip() if value else ""
+
+
+class DiscordConfig(_ChatAdapterConfig):
+    """Discord (discord.py). Empty ``guild_ids`` / ``allowed_channels``: wherever the bot is."""
+
+    token: SecretStr | None = None
+    guild_ids: list[int] = Field(default_factory=list)
+    allowed_channels: list[int] = Field(default_factory=list)
+    denied_channels: list[int] = Field(default_factory=list)
+    reply_mode: Literal["thread", "inline"] = "thread"
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.enabled and _blank(self.token):
+            return self._raise([_missing("token", "discord.enabled = true")])
+        return self
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/lettabot``, else ``~/.local/share/lettabot``."""
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "lettabot"
+
+
+# the whole config ------------------------------------------------------------
+
+
+class _KnownKeysDotEnv(DotEnvSettingsSource):
+    """``.env`` without complaints about its unrelated keys (e.g. ``OPENAI_API_KEY``)."""
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        return {k: v for k, v in data.items() if k in self.settings_cls.model_fields}
+
+
+class Config(BaseSettings):
+    """The effective configuration. Build it with :func:`load_config`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    letta: LettaConfig = Field(default_factory=LettaConfig)
+    access: AccessConfig = Field(default_factory=AccessConfig)
+    approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)
+    servers: ServersConfig = Field(default_factory=ServersConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
+    slack: SlackConfig = Field(default_factory=SlackConfig)
+    discord: DiscordConfig = Field(default_factory=DiscordConfig)
+    adapters: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Settings of third-party adapters, one table per adapter name: ``[adapters.teams]``."""
+
+    _config_file: Path | None = PrivateAttr(default=None)
+    _load_warnings: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def config_file(self) -> Path | None:
+        """The TOML file this config was read from (set by :func:`load_config`)."""
+        return self._config_file
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init kwargs carry the TOML file's contents, so they rank BELOW env and .env.
+        assert isinstance(dotenv_settings, DotEnvSettingsSource)
+        dotenv = _KnownKeysDotEnv(
+            settings_cls,
+            env_file=dotenv_settings.env_file,
+            env_file_encoding=dotenv_settings.env_file_encoding,
+        )
+        return env_settings, dotenv, init_settings
+
+    # resolved values ---------------------------------------------------------
+
+    @property
+    def store_url(self) -> str:
+        """``store.url``, or the SQLite file ``<data_dir>/lettabot.db``."""
+        if self.store.url:
+            return self.store.url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'lettabot.db').absolute()}"
+
+    @property
+    def letta_cwd(self) -> Path:
+        """Where the agent's tools run: ``letta.cwd``, else ``<data_dir>/workspace``."""
+        return self.letta.cwd if self.letta.cwd else self.data_dir / "workspace"
+
+    @property
+    def web_enabled(self) -> bool:
+        """Whether the web chat runs (``auto``: when neither Slack nor Discord is enabled)."""
+        if self.web.enabled == "auto":
+            return not (self.slack.enabled or self.discord.enabled)
+        return bool(self.web.enabled)
+
+    def enabled_adapters(self) -> list[str]:
+        """Names of the built-in adapters that ``lettabot run`` starts, plus enabled
+        third-party ones (``[adapters.<name>] enabled = true``)."""
+        names = [n for n in ("slack", "discord") if getattr(self, n).enabled]
+        if self.web_enabled:
+            names.append("web")
+        names += [n for n, s in self.adapters.items() if s.get("enabled") is True]
+        return names
+
+    def warnings(self) -> list[str]:
+        """Settings that are valid but risky; ``check-config`` prints them."""
+        out = list(self._load_warnings)
+        if self.letta.permission_mode == "unrestricted":
+            out.append(
+                'letta.permission_mode is "unrestricted": every tool runs without asking anyone'
+            )
+        public = [n for n in ("slack", "discord") if getattr(self, n).enabled]
+        if public and not self.access.allowed_users and not self.access.approvers:
+            out.append(
+                f"{' and '.join(public)}: everyone who can message the bot may use it and approve "
+                "its own tool calls — set access.allowed_users or access.approvers"
+            )
+        return out
+
+    def describe(self) -> str:
+        """The effective config as TOML-like text, secrets masked (safe to print or log)."""
+        lines = []
+        if self.config_file:
+            lines.append(f"# config file: {self.config_file}")
+        lines.append(f"# adapters that would run: {', '.join(self.enabled_adapters()) or 'none'}")
+        lines += [f"# warning: {w}" for w in self.warnings()]
+        top = {"data_dir": str(self.data_dir), "log_level": self.log_level}
+        lines += _toml_lines(top)
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, BaseModel):
+                lines += ["", f"[{name}]", *_toml_lines(_plain(value))]
+        resolved = {"store.url (effective)": _mask_url(self.store_url)}
+        lines += ["", *(f"# {k} = {v}" for k, v in resolved.items())]
+        for name, settings in self.adapters.items():
+            lines += ["", f"[adapters.{name}]", *_toml_lines(_mask_unknown(settings))]
+        return "\n".join(lines) + "\n"
+
+    def __repr_args__(self) -> Any:
+        # Third-party adapter tables are free-form: hide them from repr (may hold tokens).
+        return [(k, v) for k, v in super().__repr_args__() if k != "adapters"]
+
+
+# describe() helpers ----------------------------------------------------------
+
+_MASK = "********"
+_SECRETISH = re.compile(r"(token|secret|password|api_key|key)$", re.IGNORECASE)
+
+
+def _mask_url(url: str) -> str:
+    return re.sub(r"(://[^:/@]+:)[^@]*@", rf"\1{_MASK}@", url)
+
+
+def _plain(model: BaseModel) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, SecretStr):
+            out[name] = _MASK if value.get_secret_value() else ""
+        elif isinstance(value, BaseModel):
+            out[name] = _plain(value)
+        elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
+            out[name] = [_plain(v) for v in value]
+        elif isinstance(value, Path):
+            out[name] = str(value)
+        elif name == "url" and isinstance(value, str):
+            out[name] = _mask_url(value)
+        else:
+            out[name] = value
+    return out
+
+
+def _mask_unknown(settings: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        k: (_MASK if _SECRETISH.search(k) and v else v) if not isinstance(v, Mapping)
+        else _mask_unknown(v)
+        for k, v in settings.items()
+    }
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return _toml_value(str(value))
+
+
+def _toml_lines(values: Mapping[str, Any]) -> list[str]:
+    return [
+        f"# {k} = (not set)" if v is None else f"{k} = {_toml_value(v)}" for k, v in values.items()
+    ]
+
+
+# loading -----------------------------------------------------------------------
+
+
+def _loc(loc: Iterable[int | str]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+_FIXES = {
+    "bool_parsing": "write true or false",
+    "bool_type": "write true or false",
+    "int_parsing": "write a whole number",
+    "int_type": "write a whole number",
+    "int_from_float": "write a whole number",
+    "float_parsing": "write a number",
+    "float_type": "write a number",
+    "string_type": 'write a quoted string, e.g. "text"',
+    "list_type": 'write a list, e.g. ["a", "b"] (in the environment: JSON)',
+    "dict_type": "write a table",
+    "model_type": "write a table ([section] in the file)",
+    "model_attributes_type": "write a table ([section] in the file)",
+    "greater_than": "use a larger value",
+    "greater_than_equal": "use a larger value",
+    "less_than": "use a smaller value",
+    "less_than_equal": "use a smaller value",
+    "literal_error": "use one of the listed values",
+}
+
+
+def _describe_error(err: Mapping[str, Any]) -> list[Problem]:
+    loc = tuple(err["loc"])
+    ctx = err.get("ctx") or {}
+    cause = ctx.get("error")
+    if isinstance(cause, _Problems):
+        out = []
+        for p in cause.problems:
+            key = _loc((*loc, *(p.key.split(".") if p.key else ())))
+            fix = p.fix.replace("$ENV", env_var(key)).replace("$KEY", key)
+            out.append(Problem(key, p.what, fix))
+        return out
+    key = _loc(loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return [
+            Problem(
+                key,
+                "unknown key",
+                f"remove it or fix its spelling (every key is listed in {EXAMPLE_FILE})",
+            )
+        ]
+    if kind == "missing":
+        return [Problem(key, "is required", f"set it in the file or as {env_var(key)}")]
+    what = str(err["msg"])
+    what = what[:1].lower() + what[1:]
+    what = what.removeprefix("value error, ")
+    secret = bool(_SECRETISH.search(str(loc[-1]))) if loc else False
+    if "input" in err and not secret and not isinstance(err["input"], dict | list):
+        what += f" (got {err['input']!r})"
+    fix = _FIXES.get(kind, f"see the comment for this key in {EXAMPLE_FILE}")
+    return [Problem(key, what, fix)]
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            [Problem(str(path), f"is not valid TOML: {exc}", "fix the syntax at that line")],
+            str(path),
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            [Problem(str(path), f"cannot be read: {exc.strerror}", "check path and permissions")],
+            str(path),
+        ) from None
+
+
+def _resolve_path(explicit: str | Path | None) -> Path | None:
+    if explicit is not None:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                [Problem(str(path), "does not exist", "pass the path of an existing TOML file")]
+            )
+        return path
+    from_env = os.environ.get(CONFIG_ENV)
+    if from_env:
+        path = Path(from_env).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                [
+                    Problem(
+                        CONFIG_ENV,
+                        f"names {path}, which does not exist",
+                        "point it at an existing TOML file or unset it",
+                    )
+                ]
+            )
+        return path
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.is_file() else None
+
+
+def _unknown_env(env_file: Path | None) -> list[str]:
+    """``LETTABOT_*`` variables whose first part names no setting (typos, probably)."""
+    names = set(os.environ)
+    if env_file is not None and env_file.is_file():
+        names |= {k for k in dotenv_values(env_file) if k}
+    known = {env_var(f) for f in Config.model_fields} | {CONFIG_ENV}
+    problems = []
+    for name in sorted(names):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX):
+            continue
+        head = upper.split("__", 1)[0]
+        if head not in known:
+            problems.append(
+                f"{name} is set but is not a lettabot setting: it is ignored "
+                f"(spelling? LETTABOT_<SECTION>__<KEY>, see {EXAMPLE_FILE})"
+            )
+    return problems
+
+
+def load_config(path: str | Path | None = None, *, env_file: str | Path | None = ".env") -> Config:
+    """Read the config: ``path``, else ``$LETTABOT_CONFIG``, else ``./lettabot.toml`` if it
+    exists (else defaults), then apply ``.env`` and ``LETTABOT_*`` environment overrides.
+
+    Relative ``data_dir`` and ``letta.cwd`` are resolved against the config file's folder
+    (the working directory when there is no file). Raises :class:`ConfigError` listing every
+    problem.
+    """
+    file = _resolve_path(path)
+    data = _read_toml(file) if file else {}
+    dotenv = Path(env_file) if env_file is not None else None
+    source = str(file) if file else None
+    try:
+        config = Config(_env_file=dotenv, **data)
+    except ValidationError as exc:
+        problems = [p for err in exc.errors() for p in _describe_error(err)]
+        raise ConfigError(problems, source) from None
+    base = file.parent.absolute() if file else Path.cwd()
+
+    def resolve(p: Path) -> Path:
+        p = p.expanduser()
+        return p if p.is_absolute() else base / p
+
+    letta = config.letta
+    if letta.cwd is not None:
+        letta = letta.model_copy(update={"cwd": resolve(letta.cwd)})
+    config = config.model_copy(update={"data_dir": resolve(config.data_dir), "letta": letta})
+    config._config_file = file.absolute() if file else None
+    config._load_warnings = _unknown_env(dotenv)
+    return config

@@ -1,0 +1,385 @@
+"""Config: the example file, env overrides, secrets masking, and errors that name the fix."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from lettabot.runtime.config import Config, ConfigError, load_config
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "lettabot.example.toml"
+SECRET = "xoxb-0000-TOPSECRET-VALUE"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No LETTABOT_* from the outside, an empty working directory, a temp XDG data home."""
+    for name in list(os.environ):
+        if name.upper().startswith("LETTABOT_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return work
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def problems(exc: pytest.ExceptionInfo[ConfigError]) -> list[str]:
+    return exc.value.problems
+
+
+def uncommented_example() -> str:
+    """The example with every setting and table header uncommented."""
+    out = []
+    for line in EXAMPLE.read_text().splitlines():
+        m = re.match(r"^# ((\[[\w.]+\])|([a-z_]+ = .+))$", line)
+        out.append(m.group(1) if m else line)
+    return "\n".join(out) + "\n"
+
+
+# the example file -----------------------------------------------------------------
+
+
+def test_example_file_loads_with_safe_defaults(tmp_path: Path) -> None:
+    config = load_config(EXAMPLE)
+    assert config.config_file == EXAMPLE
+    assert config.letta.permission_mode == "standard"
+    assert config.approvals.timeout_seconds == 600
+    assert config.servers.count == 1 and config.servers.max_concurrent_turns == 8
+    assert config.web.host == "127.0.0.1" and config.web.port == 8787
+    assert config.enabled_adapters() == ["web"]
+    assert config.data_dir == tmp_path / "xdg" / "lettabot"
+    db = tmp_path / "xdg" / "lettabot" / "lettabot.db"
+    assert config.store_url == f"sqlite+aiosqlite:///{db}"
+    assert config.letta_cwd == config.data_dir / "workspace"
+    assert config.warnings() == []
+
+
+def test_every_key_in_the_example_is_real_and_every_real_key_is_documented(
+    clean_env: Path,
+) -> None:
+    path = write(clean_env / "full.toml", uncommented_example())
+    config = load_config(path)  # no "unknown key" problems
+    data = tomllib.loads(path.read_text())
+    for section, fields in (
+        ("letta", Config.model_fields["letta"].annotation),
+        ("access", Config.model_fields["access"].annotation),
+        ("approvals", Config.model_fields["approvals"].annotation),
+        ("servers", Config.model_fields["servers"].annotation),
+        ("store", Config.model_fields["store"].annotation),
+        ("web", Config.model_fields["web"].annotation),
+        ("slack", Config.model_fields["slack"].annotation),
+        ("discord", Config.model_fields["discord"].annotation),
+    ):
+        assert set(data[section]) == set(fields.model_fields), section  # type: ignore[union-attr]
+    assert {"data_dir", "log_level"} <= set(data)
+    assert config.slack.mode == "socket" and config.discord.reply_mode == "thread"
+    assert config.adapters["teams"]["enabled"] is True
+    assert "teams" in config.enabled_adapters()
+
+
+# where values come from --------------------------------------------------------
+
+
+def test_env_overrides_the_file_and_completes_secrets(
+    monkeypatch: pytest.MonkeyPatch, clean_env: Path
+) -> None:
+    path = write(
+        clean_env / "lettabot.toml",
+        '[slack]\nenabled = true\nallowed_channels = ["C1"]\n[web]\nport = 9000\n',
+    )
+    monkeypatch.setenv("LETTABOT_SLACK__BOT_TOKEN", SECRET)
+    monkeypatch.setenv("LETTABOT_SLACK__APP_TOKEN", "xapp-1-abc")
+    monkeypatch.setenv("LETTABOT_WEB__PORT", "9100")
+    monkeypatch.setenv("LETTABOT_ACCESS__APPROVERS", '["slack:U1", "slack:U2"]')
+    monkeypatch.setenv("LETTABOT_LETTA__PERMISSION_MODE", "strict")
+    config = load_config(path)
+    assert config.slack.enabled and config.slack.allowed_channels == ["C1"]
+    assert config.slack.bot_token is not None
+    assert config.slack.bot_token.get_secret_value() == SECRET
+    assert config.web.port == 9100
+    assert config.access.approvers == ["slack:U1", "slack:U2"]
+    assert config.letta.permission_mode == "strict"
+    assert config.enabled_adapters() == ["slack"]  # web "auto" steps aside
+
+
+def test_dotenv_applies_below_the_environment(
+    monkeypatch: pytest.MonkeyPatch, clean_env: Path
+) -> None:
+    write(
+        clean_env / ".env",
+        "OPENAI_API_KEY=sk-unrelated\n"
+        "LETTABOT_DISCORD__ENABLED=true\n"
+        "LETTABOT_DISCORD__TOKEN=from-dotenv\n"
+        "LETTABOT_SERVERS__COUNT=3\n",
+    )
+    monkeypatch.setenv("LETTABOT_SERVERS__COUNT", "2")
+    config = load_config()  # no file at all: defaults + .env + env
+    assert config.config_file is None
+    assert config.discord.enabled
+    assert config.discord.token is not None
+    assert config.discord.token.get_secret_value() == "from-dotenv"
+    assert config.servers.count == 2
+
+
+def test_config_file_from_env_or_working_directory(
+    monkeypatch: pytest.MonkeyPatch, clean_env: Path, tmp_path: Path
+) -> None:
+    write(clean_env / "lettabot.toml", "[web]\nport = 8001\n")
+    assert load_config().web.port == 8001
+    other = write(tmp_path / "elsewhere" / "bot.toml", 'data_dir = ".state"\n[web]\nport = 8002\n')
+    monkeypatch.setenv("LETTABOT_CONFIG", str(other))
+    config = load_config()
+    assert config.web.port == 8002
+    # relative paths are taken from the config file's folder, not the working directory
+    assert config.data_dir == tmp_path / "elsewhere" / ".state"
+    assert config.store_url.endswith(f"{tmp_path / 'elsewhere' / '.state' / 'lettabot.db'}")
+
+
+def test_missing_config_file_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path / "nope.toml")
+    assert "nope.toml: does not exist" in str(exc.value)
+    monkeypatch.setenv("LETTABOT_CONFIG", str(tmp_path / "gone.toml"))
+    with pytest.raises(ConfigError, match=r"LETTABOT_CONFIG: names .*gone.toml, which does not"):
+        load_config()
+
+
+def test_misspelt_env_variable_is_warned_about(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LETTABOT_SLAK__BOT_TOKEN", SECRET)
+    config = load_config()
+    assert any("LETTABOT_SLAK__BOT_TOKEN" in w for w in config.warnings())
+    assert SECRET not in config.describe()
+
+
+# secrets -------------------------------------------------------------------------
+
+
+def test_secrets_never_shown(
+    monkeypatch: pytest.MonkeyPatch, clean_env: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write(
+        clean_env / "lettabot.toml",
+        "[slack]\nenabled = true\nmode = \"http\"\n"
+        "[store]\nurl = \"postgresql+asyncpg://bot:pg-PASSWORD-1@db:5432/lettabot\"\n"
+        "[servers]\nurls = [{ url = \"wss://far.example:9\", token = \"server-TOKEN-2\" }]\n"
+        "[adapters.teams]\nenabled = true\napp_password = \"teams-PASSWORD-3\"\n",
+    )
+    monkeypatch.setenv("LETTABOT_SLACK__BOT_TOKEN", SECRET)
+    monkeypatch.setenv("LETTABOT_SLACK__SIGNING_SECRET", "signing-SECRET-4")
+    monkeypatch.setenv("LETTABOT_WEB__TOKEN", "web-TOKEN-5")
+    monkeypatch.setenv("LETTABOT_LETTA__API_KEY", "letta-KEY-6")
+    config = load_config(path)
+    secrets = [
+        SECRET,
+        "pg-PASSWORD-1",
+        "server-TOKEN-2",
+        "teams-PASSWORD-3",
+        "signing-SECRET-4",
+        "web-TOKEN-5",
+        "letta-KEY-6",
+    ]
+    with caplog.at_level(logging.DEBUG):
+        logging.getLogger("lettabot").info("config: %r / %s\n%s", config, config, config.describe())
+    shown = "\n".join([config.describe(), repr(config), str(config), caplog.text])
+    for secret in secrets:
+        assert secret not in shown
+    described = config.describe()
+    assert 'bot_token = "********"' in described
+    assert "postgresql+asyncpg://bot:********@db:5432/lettabot" in described
+    assert "# signing_secret" not in described  # set → shown masked, not as "not set"
+
+
+def test_bad_secret_values_are_not_echoed_in_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LETTABOT_SLACK__ENABLED", "true")
+    monkeypatch.setenv("LETTABOT_SLACK__BOT_TOKEN", "xoxp-USER-TOKEN-SECRET")
+    monkeypatch.setenv("LETTABOT_SLACK__APP_TOKEN", "xapp-ok")
+    with pytest.raises(ConfigError) as exc:
+        load_config()
+    assert problems(exc) == [
+        "slack.bot_token: does not look like a bot token (expected xoxb-…) — copy the Bot "
+        "User OAuth Token from the app's OAuth & Permissions page"
+    ]
+    assert "USER-TOKEN-SECRET" not in str(exc.value)
+
+
+# errors ------------------------------------------------------------------------------
+
+
+def test_malformed_toml_names_the_line(clean_env: Path) -> None:
+    text = '[letta]\nmodel = "openai/gpt-4.1\nbackend = "local"\n'
+    path = write(clean_env / "lettabot.toml", text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    (problem,) = problems(exc)
+    assert problem.startswith(f"{path}: is not valid TOML")
+    assert "line 2" in problem and "fix the syntax at that line" in problem
+
+
+def test_bad_values_are_all_reported_with_key_and_fix(clean_env: Path) -> None:
+    path = write(
+        clean_env / "lettabot.toml",
+        """
+log_level = "LOUD"
+[letta]
+backend = "remote"
+[approvals]
+timeout_seconds = -5
+[servers]
+count = "two"
+max_concurrent_turns = 0
+urls = [{ url = "http://far.example:9000" }, { url = "ws://10.1.2.3:9000" }]
+[web]
+port = 70000
+[discord]
+reply_mode = "dm"
+guild_ids = "123"
+[slack]
+bot_tokn = "xoxb-typo"
+[stor]
+url = "sqlite:///x.db"
+""",
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    found = problems(exc)
+    message = str(exc.value)
+    assert message.startswith(f"invalid lettabot config ({path}):")
+    expected_prefixes = [
+        "log_level: input should be 'DEBUG', 'INFO', 'WARNING' or 'ERROR' (got 'LOUD') — use one",
+        "letta.backend: input should be 'local' or 'cloud' (got 'remote') — use one of the listed",
+        "approvals.timeout_seconds: input should be greater than 0 (got -5) — use a larger value",
+        "servers.count: input should be a valid integer",
+        "servers.max_concurrent_turns: input should be greater than or equal to 1",
+        "servers.urls[0].url: is not a WebSocket URL — write ws://host:port or wss://host:port",
+        "servers.urls[1].token: is required for an App Server that is not on this machine",
+        "web.port: input should be less than or equal to 65535 (got 70000) — use a smaller value",
+        "discord.reply_mode: input should be 'thread' or 'inline' (got 'dm')",
+        "discord.guild_ids: input should be a valid list",
+        "slack.bot_tokn: unknown key — remove it or fix its spelling",
+        "stor: unknown key",
+    ]
+    for prefix in expected_prefixes:
+        assert any(p.startswith(prefix) for p in found), (prefix, found)
+    assert len(found) == len(expected_prefixes)
+    for p in found:
+        assert re.match(r"^[\w.\[\]]+: .+ — .+$", p), p
+
+
+def test_unsupported_store_url(clean_env: Path) -> None:
+    path = write(clean_env / "lettabot.toml", '[store]\nurl = "mysql://root:pw@db/bot"\n')
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    (problem,) = problems(exc)
+    assert problem.startswith("store.url: is not a SQLite or PostgreSQL URL — use sqlite+aiosqlite")
+    assert "pw" not in problem
+
+
+def test_enabled_adapter_without_token_names_the_env_var(clean_env: Path) -> None:
+    text = "[slack]\nenabled = true\n[discord]\nenabled = true\n"
+    path = write(clean_env / "lettabot.toml", text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert problems(exc) == [
+        "slack.bot_token: is not set but slack.enabled = true — set LETTABOT_SLACK__BOT_TOKEN "
+        "(or slack.bot_token in the file)",
+        'slack.app_token: is not set but slack.mode = "socket" — set LETTABOT_SLACK__APP_TOKEN '
+        "(or slack.app_token in the file)",
+        "discord.token: is not set but discord.enabled = true — set LETTABOT_DISCORD__TOKEN "
+        "(or discord.token in the file)",
+    ]
+
+
+def test_http_mode_slack_needs_signing_secret_not_app_token(
+    monkeypatch: pytest.MonkeyPatch, clean_env: Path
+) -> None:
+    path = write(clean_env / "lettabot.toml", '[slack]\nenabled = true\nmode = "http"\n')
+    monkeypatch.setenv("LETTABOT_SLACK__BOT_TOKEN", SECRET)
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert [p.split(":")[0] for p in problems(exc)] == ["slack.signing_secret"]
+    assert "LETTABOT_SLACK__SIGNING_SECRET" in problems(exc)[0]
+
+
+def test_disabled_adapters_need_nothing(clean_env: Path) -> None:
+    path = write(clean_env / "lettabot.toml", '[slack]\nenabled = false\nmode = "http"\n')
+    config = load_config(path)
+    assert config.enabled_adapters() == ["web"]
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "::", "bot.example.com"])
+def test_web_off_loopback_requires_a_token(
+    monkeypatch: pytest.MonkeyPatch, clean_env: Path, host: str
+) -> None:
+    path = write(clean_env / "lettabot.toml", f'[web]\nhost = "{host}"\n')
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    (problem,) = problems(exc)
+    assert problem.startswith(f"web.token: is required when the web chat listens on {host}")
+    assert "LETTABOT_WEB__TOKEN" in problem
+    monkeypatch.setenv("LETTABOT_WEB__TOKEN", "long-random-string")
+    assert load_config(path).web.host == host
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])
+def test_web_on_loopback_needs_no_token(clean_env: Path, host: str) -> None:
+    path = write(clean_env / "lettabot.toml", f'[web]\nhost = "{host}"\n')
+    assert load_config(path).web.token is None
+
+
+def test_web_disabled_off_loopback_needs_no_token(clean_env: Path) -> None:
+    path = write(clean_env / "lettabot.toml", '[web]\nenabled = false\nhost = "0.0.0.0"\n')
+    assert load_config(path).enabled_adapters() == []
+
+
+# permissions and access ----------------------------------------------------------
+
+
+def test_permission_mode_is_never_unrestricted_by_default(
+    monkeypatch: pytest.MonkeyPatch, clean_env: Path
+) -> None:
+    assert load_config().letta.permission_mode == "standard"
+    path = write(clean_env / "lettabot.toml", '[letta]\npermission_mode = "bypassPermissions"\n')
+    config = load_config(path)
+    assert config.letta.permission_mode == "unrestricted"
+    assert any("every tool runs without asking" in w for w in config.warnings())
+    assert "# warning: letta.permission_mode is \"unrestricted\"" in config.describe()
+    write(clean_env / "lettabot.toml", '[letta]\npermission_mode = "yolo"\n')
+    with pytest.raises(ConfigError, match=r"letta.permission_mode: input should be 'standard'"):
+        load_config(path)
+
+
+def test_open_chat_adapter_without_access_lists_is_warned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LETTABOT_DISCORD__ENABLED", "true")
+    monkeypatch.setenv("LETTABOT_DISCORD__TOKEN", "tok")
+    config = load_config()
+    assert any("everyone who can message the bot" in w for w in config.warnings())
+    monkeypatch.setenv("LETTABOT_ACCESS__APPROVERS", '["discord:42"]')
+    assert load_config().warnings() == []
+
+
+def test_access_lists_match_qualified_and_bare_ids(clean_env: Path) -> None:
+    path = write(
+        clean_env / "lettabot.toml",
+        '[access]\nallowed_users = ["slack:U1", "D9"]\napprovers = ["discord:42"]\n',
+    )
+    access = load_config(path).access
+    assert access.is_allowed_user("slack", "U1")
+    assert not access.is_allowed_user("discord", "U1")
+    assert access.is_allowed_user("discord", "D9") and access.is_allowed_user("slack", "D9")
+    assert access.is_allowed_user("discord", "42")  # approvers may always talk
+    assert access.is_approver("discord", "42") and not access.is_approver("slack", "U1")
+    assert load_config(EXAMPLE).access.is_allowed_user("slack", "anyone")
