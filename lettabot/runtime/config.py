@@ -39,6 +39,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from lettabot.runtime.store import StoreError, default_store_url, normalize_url
+
 ENV_PREFIX = "LETTABOT_"
 CONFIG_ENV = "LETTABOT_CONFIG"
 DEFAULT_CONFIG_FILE = "lettabot.toml"
@@ -244,18 +246,13 @@ class StoreConfig(_Section):
 
     @field_validator("url")
     @classmethod
-    def _scheme(cls, value: str | None) -> str | None:
-        if value and "://" in value and not re.match(r"^(sqlite|postgres(ql)?)(\+\w+)?://", value):
-            raise _Problems(
-                [
-                    Problem(
-                        "",
-                        "is not a SQLite or PostgreSQL URL",
-                        "use sqlite+aiosqlite:///path/lettabot.db or "
-                        "postgresql+asyncpg://user:password@host:5432/db",
-                    )
-                ]
-            )
+    def _supported(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                normalize_url(value)
+            except StoreError as exc:
+                what, _, fix = str(exc).partition(" — ")
+                raise _Problems([Problem("", what, fix or "fix the URL")]) from None
         return value
 
 
@@ -432,9 +429,7 @@ class Config(BaseSettings):
     @property
     def store_url(self) -> str:
         """``store.url``, or the SQLite file ``<data_dir>/lettabot.db``."""
-        if self.store.url:
-            return self.store.url
-        return f"sqlite+aiosqlite:///{(self.data_dir / 'lettabot.db').absolute()}"
+        return self.store.url or default_store_url(self.data_dir)
 
     @property
     def letta_cwd(self) -> Path:

@@ -282,8 +282,15 @@ def test_unsupported_store_url(clean_env: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         load_config(path)
     (problem,) = problems(exc)
-    assert problem.startswith("store.url: is not a SQLite or PostgreSQL URL — use sqlite+aiosqlite")
+    assert problem.startswith(
+        "store.url: unsupported store URL scheme 'mysql' — use sqlite+aiosqlite:///"
+    )
     assert "pw" not in problem
+    write(path, '[store]\nurl = "sqlite:///:memory:"\n')
+    with pytest.raises(ConfigError, match=r"store\.url: the SQLite store needs a file path"):
+        load_config(path)
+    write(path, '[store]\nurl = "postgresql://bot:pw@db/lettabot"\n')
+    assert load_config(path).store_url == "postgresql://bot:pw@db/lettabot"
 
 
 def test_enabled_adapter_without_token_names_the_env_var(clean_env: Path) -> None:

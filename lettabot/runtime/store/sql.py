@@ -17,7 +17,7 @@ from typing import Any, Self
 from sqlalchemy import Table, delete, event, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, RowMapping, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from lettabot.runtime.store import schema
@@ -55,8 +55,8 @@ def normalize_url(url: str) -> URL:
         url = f"sqlite+aiosqlite:///{Path(url).expanduser().absolute()}"
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise StoreError(f"store URL is not valid: {exc} — use {_SUPPORTED}") from None
+    except ArgumentError:  # its message repeats the URL, password included
+        raise StoreError(f"store URL cannot be parsed — use {_SUPPORTED}") from None
     backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
     if backend == "sqlite" and driver in ("pysqlite", "aiosqlite"):
         parsed = parsed.set(drivername="sqlite+aiosqlite")
@@ -120,9 +120,12 @@ class SQLStore:
         except StoreError:
             await engine.dispose()
             raise
-        except (SQLAlchemyError, OSError) as exc:
+        except Exception as exc:  # drivers raise their own types on connect (asyncpg, OSError)
             await engine.dispose()
-            raise StoreError(f"cannot open the store at {_masked(parsed)}: {exc}") from exc
+            detail = f"{type(exc).__name__}: {exc}"
+            if parsed.password:
+                detail = detail.replace(str(parsed.password), "***")
+            raise StoreError(f"cannot open the store at {_masked(parsed)}: {detail}") from exc
         return cls(engine, clock=clock)
 
     @property
