@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -231,6 +233,29 @@ async def test_approval_is_recorded_with_a_digest_of_its_input(
     assert await store.get_approval("perm-unknown") is None
 
 
+async def test_a_re_sent_request_keeps_its_first_record(store: SQLStore, clock: FakeClock) -> None:
+    await _pending(store, "perm-call_5")
+    first = await store.get_approval("perm-call_5")
+    assert await store.decide("perm-call_5", "approved", by="slack:U1") is True
+    clock.advance(3)
+    again = await store.create_pending(
+        "perm-call_5",
+        scope="elsewhere",
+        conversation_id="local-conv-9",
+        tool_name="Bash",
+        tool_input={"command": "other"},
+        input_summary="other",
+        requested_by="slack:U9",
+    )
+    assert first is not None
+    assert again.status is ApprovalStatus.APPROVED and again.decided_by == "slack:U1"
+    assert (again.scope, again.input_digest, again.created_at) == (
+        first.scope,
+        first.input_digest,
+        first.created_at,
+    )
+
+
 async def test_double_click_decides_once(store: SQLStore, clock: FakeClock) -> None:
     await _pending(store, "perm-call_2")
     clock.advance(12)
@@ -330,6 +355,10 @@ async def test_url_alone_picks_the_backend(store_url: str) -> None:
     async with open_store(store_url) as store:
         expected = "sqlite" if store_url.startswith("sqlite") else "postgresql"
         assert store.dialect == expected
+    if expected == "sqlite":  # WAL persists in the file: readers never block the writer
+        path = store_url.removeprefix("sqlite+aiosqlite:///")
+        with closing(sqlite3.connect(path)) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 async def test_short_urls_and_bare_paths_are_sqlite_files(tmp_path: Path) -> None:

@@ -127,7 +127,11 @@ class Store(Protocol):
         input_summary: str,
         requested_by: str,
     ) -> Approval:
-        """Record a new pending approval (the input is kept only as its digest)."""
+        """Record a new pending approval (the input is kept only as its digest).
+
+        Asking again for a known ``request_id`` (a re-sent ``can_use_tool``) changes nothing
+        and returns the stored record, whose status may already be decided.
+        """
         ...
 
     async def get_approval(self, request_id: str) -> Approval | None:

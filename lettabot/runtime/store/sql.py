@@ -231,8 +231,8 @@ class SQLStore:
         requested_by: str,
     ) -> Approval:
         t = schema.approvals
-        stmt = (
-            t.insert()
+        insert = (
+            self._insert(t)
             .values(
                 request_id=request_id,
                 scope=scope,
@@ -244,10 +244,11 @@ class SQLStore:
                 created_at=self._now(),
                 status=ApprovalStatus.PENDING.value,
             )
-            .returning(*t.c)
+            .on_conflict_do_nothing(index_elements=[t.c.request_id])
         )
         async with self._engine.begin() as conn:
-            row = (await conn.execute(stmt)).one()
+            await conn.execute(insert)
+            row = (await conn.execute(select(t).where(t.c.request_id == request_id))).one()
         return Approval.model_validate(row._mapping)
 
     async def get_approval(self, request_id: str) -> Approval | None:
