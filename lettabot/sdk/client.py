@@ -44,8 +44,29 @@ def get_default_transport() -> TransportName:
     return "app_server"
 
 
-def _transport_for(options: SessionOptions, target: Target, session: Session) -> Transport:
+def _transport_name(
+    options: SessionOptions, target: Target, *, warn: bool = False
+) -> TransportName:
+    """The transport a session runs on: the chosen one, unless the App Server cannot honour
+    one of its options (then ``subprocess``, with a warning)."""
     name = options.transport or get_default_transport()
+    if name == "app_server":
+        from lettabot.sdk._internal.transport.app_server import unsupported_options
+
+        unsupported = unsupported_options(options, target)
+        if unsupported:
+            if warn:
+                log.warning(
+                    "running this session on the subprocess transport: the App Server cannot "
+                    "honour %s",
+                    "; ".join(unsupported),
+                )
+            return "subprocess"
+    return name
+
+
+def _transport_for(options: SessionOptions, target: Target, session: Session) -> Transport:
+    name = _transport_name(options, target, warn=True)
     if name == "app_server":
         from lettabot.sdk._internal.transport.app_server import AppServerTransport
 
@@ -71,7 +92,7 @@ def _has_memory_settings(opts: SessionOptions) -> bool:
 
 def _uses_memfs(opts: SessionOptions) -> bool:
     """Whether agent settings must be written as memory files (the subprocess transport)."""
-    name = opts.transport or get_default_transport()
+    name = _transport_name(opts, Target(new_agent=True))
     preset = opts.preset
     return name == "subprocess" and (
         _has_memory_settings(opts) or (preset is not None and preset.append is not None)

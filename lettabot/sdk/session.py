@@ -7,7 +7,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 
@@ -59,6 +59,7 @@ class Session:
         self._limit_hit = False
         self._messages: AsyncIterator[Message] | None = None
         self._tools = {t.name: t for t in options.tools}
+        self._last_sent: tuple[str | list[dict[str, Any]], str | None] | None = None
 
     # -- identity ---------------------------------------------------------------
 
@@ -114,6 +115,11 @@ class Session:
     ) -> None:
         await self.close()
 
+    def _transport_or_raise(self) -> Transport:
+        if self._transport is None:
+            raise SessionClosedError("the session is closed")
+        return self._transport
+
     async def _ready(self) -> Transport:
         await self.connect()
         if self._transport is None:
@@ -127,7 +133,9 @@ class Session:
         transport = await self._ready()
         self._tool_calls = 0
         self._limit_hit = False
-        await transport.send(_wire_content(message), client_message_id=client_message_id)
+        content = _wire_content(message)
+        self._last_sent = (content, client_message_id)
+        await transport.send(content, client_message_id=client_message_id)
 
     async def stream(self) -> AsyncIterator[Message]:
         """Yield the turn's messages; ends after its :class:`ResultMessage`."""
@@ -137,7 +145,21 @@ class Session:
         # one id; they are joined here, so each yielded message is whole. Partial text is
         # what `include_partial_messages=True` (stream_event) is for.
         pending: AssistantMessage | ReasoningMessage | None = None
+        retry_delay = _BUSY_RETRY_FIRST
         async for msg in self._messages:
+            if (
+                isinstance(msg, ResultMessage)
+                and _busy(msg)
+                and self._last_sent is not None
+                and retry_delay <= _BUSY_RETRY_LAST
+            ):
+                # The CLI refused the message because the previous (interrupted) run has
+                # not wound down yet; nothing was processed, so sending it again is safe.
+                await anyio.sleep(retry_delay)
+                retry_delay *= 2
+                content, client_message_id = self._last_sent
+                await self._transport_or_raise().send(content, client_message_id=client_message_id)
+                continue
             if isinstance(msg, AssistantMessage | ReasoningMessage):
                 if pending is not None and type(msg) is type(pending) and msg.uuid == pending.uuid:
                     pending = pending.model_copy(update={"content": pending.content + msg.content})
@@ -175,9 +197,24 @@ class Session:
         transport = await self._ready()
         await transport.interrupt()
 
-    async def list_messages(self, **params: Any) -> list[dict[str, Any]]:
-        """The conversation's stored messages (raw Letta message dicts, oldest first)."""
+    async def list_messages(
+        self,
+        *,
+        limit: int = 50,
+        order: Literal["asc", "desc"] = "desc",
+        before: str | None = None,
+        after: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The conversation's stored messages as raw Letta message dicts (newest first by default).
+
+        Page back with ``before=<id of the oldest message you have>``.
+        """
         transport = await self._ready()
+        params: dict[str, Any] = {"limit": limit, "order": order}
+        if before:
+            params["before"] = before
+        if after:
+            params["after"] = after
         response = await transport.control("list_messages", **params)
         messages = response.get("messages", response.get("items", []))
         return list(messages) if isinstance(messages, list) else []
@@ -250,6 +287,18 @@ class Session:
         if tool is None:
             return ToolResult.error(f"unknown tool {tool_name!r}")
         return await tool.run(tool_input)
+
+
+_BUSY_RETRY_FIRST = 0.25
+_BUSY_RETRY_LAST = 2.0  # 0.25 + 0.5 + 1 + 2: about 4 s in all
+
+
+def _busy(result: ResultMessage) -> bool:
+    return (
+        not result.success
+        and result.num_turns == 0
+        and "already has an active run" in (result.error or "")
+    )
 
 
 def _accepts_context(callback: Callable[..., Any]) -> bool:

@@ -183,7 +183,7 @@ class TurnTracker:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.steps = 0
-        self.last_text: str | None = None
+        self.error: str | None = None
 
     def observe(self, obj: dict[str, Any]) -> None:
         """Feed a Letta message dict (plain, or the event of a stream_event)."""
@@ -195,8 +195,13 @@ class TurnTracker:
             self.prompt_tokens += int(obj.get("prompt_tokens") or 0)
             self.completion_tokens += int(obj.get("completion_tokens") or 0)
 
+    def observe_error(self, message: str) -> None:
+        self.error = message
+
     def complete(self, result: ResultMessage) -> ResultMessage:
         update: dict[str, Any] = {}
+        if not result.success and self.error and result.error in (None, "error", result.subtype):
+            update["error"] = self.error
         if result.stop_reason is None and self.stop_reason:
             update["stop_reason"] = self.stop_reason
         if result.usage is None and self.steps:

@@ -109,12 +109,43 @@ class SubprocessTransport:
         self._tracker = TurnTracker()
         self._eof = False
         self._closed = False
+        self._init: InitMessage | None = None
+        self._respawn_needed = False
 
     # -- lifecycle ------------------------------------------------------------
 
     async def connect(self) -> InitMessage:
+        self._init = await self._spawn(self._target)
+        return self._init
+
+    async def _respawn(self) -> None:
+        """Replace the process with a new one on the same conversation.
+
+        CLI 0.34.12 on the local backend leaves an interrupted run marked active in the
+        process (every later message fails with "already has an active run"); a new
+        process starts without it. Measured: the run stayed active for minutes.
+        """
+        assert self._init is not None
+        old, self._process = self._process, None
+        if old is not None:
+            with anyio.CancelScope(shield=True):
+                await _reap(old)
+        if self._stderr is not None:
+            self._stderr.close()
+        self._buffer.clear()
+        self._messages.clear()
+        self._responses.clear()
+        self._eof = False
+        conversation = self._init.conversation_id
+        if conversation == "default" or not conversation:
+            target = Target(agent_id=self._init.agent_id, conversation_id="default")
+        else:
+            target = Target(conversation_id=conversation)
+        self._init = await self._spawn(target)
+
+    async def _spawn(self, target: Target) -> InitMessage:
         cli = find_cli(self._options.cli_path)
-        argv = build_argv(cli, self._options, self._target)
+        argv = build_argv(cli, self._options, target)
         self._stderr = tempfile.TemporaryFile(prefix="letta-stderr-")
         cwd = str(self._options.cwd) if self._options.cwd else os.getcwd()
         log.debug("starting CLI: %s (cwd %s)", _redact(argv), cwd)
@@ -192,6 +223,9 @@ class SubprocessTransport:
         frame: dict[str, Any] = {"type": "user", "message": message}
         if client_message_id:
             frame["client_message_id"] = client_message_id
+        if self._respawn_needed:
+            self._respawn_needed = False
+            await self._respawn()
         await self._write(frame)
         self._turns_open += 1
 
@@ -233,6 +267,8 @@ class SubprocessTransport:
                     continue
                 if isinstance(msg, ResultMessage):
                     self._turns_open = max(0, self._turns_open - 1)
+                    if msg.subtype == "interrupted" and self._is_local():
+                        self._respawn_needed = True
                 yield msg
                 continue
             if self._eof or self._closed:
@@ -291,6 +327,8 @@ class SubprocessTransport:
         except json.JSONDecodeError:
             log.warning("skipping a malformed CLI output line: %r", line[:300])
             return True
+        if log.isEnabledFor(5):
+            log.log(5, "CLI> %s", line[:2000].decode(errors="replace"))
         if not isinstance(obj, dict):
             log.warning("skipping a non-object CLI output line: %r", line[:300])
             return True
@@ -305,11 +343,12 @@ class SubprocessTransport:
                 self._tracker.observe(obj)
             elif kind == "stream_event" and isinstance(obj.get("event"), dict):
                 self._tracker.observe(obj["event"])
+            elif kind == "error":
+                self._tracker.observe_error(str(obj.get("message") or "error"))
             try:
-                parsed = parse_stream_json(obj)
                 parsed = [
                     self._tracker.complete(m) if isinstance(m, ResultMessage) else m
-                    for m in parsed
+                    for m in parse_stream_json(obj)
                 ]
             except Exception:
                 log.warning("skipping an unparseable CLI message: %r", line[:300], exc_info=True)
@@ -367,6 +406,9 @@ class SubprocessTransport:
         await self._write({"type": "control_response", "response": response})
 
     # -- diagnostics ------------------------------------------------------------
+
+    def _is_local(self) -> bool:
+        return self._init is not None and self._init.agent_id.startswith("agent-local-")
 
     def _returncode(self) -> int | None:
         return self._process.returncode if self._process is not None else None
