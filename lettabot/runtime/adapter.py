@@ -1,0 +1,228 @@
+"""The seam between the runtime and a chat platform.
+
+An adapter knows its platform and nothing about Letta; the runtime knows Letta and
+nothing about any platform. Traffic crosses as the small typed values below:
+
+- inbound: the adapter calls the :class:`BotAPI` it is given (``handle_message``,
+  ``decide_approval``, ``run_command``);
+- outbound: the runtime calls the :class:`Adapter` (``post``, ``edit``, ``typing``,
+  ``present_approval``, ``resolve_approval``, ``notify``).
+
+Adapters are found through the entry-point group ``lettabot.adapters``: each entry point
+names an :class:`AdapterFactory` (``factory(config_section, bot) -> Adapter``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Adapter",
+    "AdapterFactory",
+    "AdapterLimits",
+    "ApprovalDecision",
+    "ApprovalView",
+    "Attachment",
+    "BotAPI",
+    "Command",
+    "CommandResult",
+    "DecisionOutcome",
+    "InboundMessage",
+    "MessageRef",
+    "Scope",
+]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Scope(_Frozen):
+    """Where a conversation lives: (adapter, workspace, channel, thread), or a DM.
+
+    ``workspace`` is the Slack team / Discord guild ("" where there is none, e.g. a DM or
+    the web chat). ``thread`` is the thread id (Slack ``thread_ts``, Discord thread
+    channel id, a web chat tab id) or None for a channel's top level / a whole DM.
+    """
+
+    adapter: str
+    workspace: str = ""
+    channel: str
+    thread: str | None = None
+    is_dm: bool = False
+
+    @property
+    def key(self) -> str:
+        """A stable string key (used by the store): ``slack:T1:C1:1700.1``, ``discord:@me:D9``."""
+        parts = [self.adapter, self.workspace or ("@me" if self.is_dm else "-"), self.channel]
+        if self.thread:
+            parts.append(self.thread)
+        return ":".join(p.replace(":", "%3A") for p in parts)
+
+    @classmethod
+    def from_key(cls, key: str) -> Scope:
+        parts = [p.replace("%3A", ":") for p in key.split(":")]
+        if len(parts) not in (3, 4):
+            raise ValueError(f"not a scope key: {key!r}")
+        adapter, workspace, channel = parts[:3]
+        is_dm = workspace == "@me"
+        return cls(
+            adapter=adapter,
+            workspace="" if workspace in ("-", "@me") else workspace,
+            channel=channel,
+            thread=parts[3] if len(parts) == 4 else None,
+            is_dm=is_dm,
+        )
+
+
+class Attachment(_Frozen):
+    name: str
+    url: str | None = None
+    content_type: str | None = None
+    size: int | None = None
+    data_base64: str | None = None  # small images, already downloaded by the adapter
+
+
+class InboundMessage(_Frozen):
+    """One chat message, normalised by the adapter."""
+
+    scope: Scope
+    user_id: str
+    user_name: str = ""
+    text: str
+    message_id: str
+    """The platform's id for this message (Slack ts, Discord snowflake); used for dedupe."""
+    event_id: str | None = None
+    """The platform's delivery id when it differs (Slack ``event_id``); dedupe prefers it."""
+    mentioned: bool = False
+    """The bot was @-mentioned (always True in a DM)."""
+    is_bot: bool = False
+    attachments: tuple[Attachment, ...] = ()
+    received_at: datetime | None = None
+    raw: Mapping[str, Any] | None = Field(default=None, exclude=True, repr=False)
+
+    @property
+    def dedupe_id(self) -> str:
+        return self.event_id or self.message_id
+
+
+class MessageRef(_Frozen):
+    """A message the adapter posted, so it can be edited later. ``id`` is adapter-defined."""
+
+    scope: Scope
+    id: str
+
+
+class AdapterLimits(_Frozen):
+    max_message_length: int = 4000
+    can_edit: bool = True
+    has_buttons: bool = True
+    min_edit_interval: float = 1.0
+    """Seconds between edits of one message (the runtime throttles streaming to this)."""
+    can_type: bool = True
+
+
+class ApprovalView(_Frozen):
+    """What an approval prompt shows. Buttons carry ``request_id`` (stable across restarts)."""
+
+    request_id: str
+    scope: Scope
+    tool_name: str
+    input_summary: str
+    """A readable rendering of the tool input (a command, a path, JSON), already truncated."""
+    diff: str | None = None
+    """A unified diff preview when the CLI sent one (edits, writes)."""
+    requested_by: str | None = None
+    """User id of the person whose message started the turn."""
+    allow_always: bool = True
+    """Whether to offer "Always allow <tool> here"."""
+    expires_at: datetime | None = None
+
+
+ApprovalDecision = Literal["approve", "deny", "always"]
+
+
+class DecisionOutcome(_Frozen):
+    """What became of a click. Adapters render ``message`` (ephemeral where they can)."""
+
+    status: Literal["decided", "not_authorized", "unknown", "already_decided"]
+    message: str
+    final_text: str | None = None
+    """When decided: the text the approval message should now show, e.g. "Approved by @ada"."""
+
+
+Command = Literal["reset", "status", "stop", "memory", "help"]
+
+
+class CommandResult(_Frozen):
+    text: str
+    ephemeral: bool = False
+
+
+@runtime_checkable
+class BotAPI(Protocol):
+    """What an adapter may call on the runtime."""
+
+    async def handle_message(self, message: InboundMessage) -> None:
+        """Accept a message. Returns quickly (the turn runs in the background, queued per scope)."""
+        ...
+
+    async def decide_approval(
+        self, request_id: str, decision: ApprovalDecision, user_id: str, user_name: str = ""
+    ) -> DecisionOutcome:
+        """A button click. Authorises the clicker; decides atomically (a double click decides once)."""
+        ...
+
+    async def run_command(
+        self, scope: Scope, user_id: str, command: str, args: str = ""
+    ) -> CommandResult:
+        """``reset`` / ``status`` / ``stop`` / ``memory`` / ``help`` for that scope."""
+        ...
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """A chat platform. ``run`` serves until cancelled; the other methods are called by the runtime."""
+
+    name: str
+    limits: AdapterLimits
+
+    async def run(self) -> None:
+        """Connect and deliver inbound traffic to the BotAPI until cancelled."""
+        ...
+
+    async def post(self, scope: Scope, text: str) -> MessageRef:
+        """Post a message (markdown; the adapter converts to its dialect) in the scope."""
+        ...
+
+    async def edit(self, ref: MessageRef, text: str) -> None: ...
+
+    async def typing(self, scope: Scope) -> None:
+        """Show a working signal for a few seconds (the runtime repeats it while a turn runs)."""
+        ...
+
+    async def done(self, scope: Scope) -> None:
+        """Remove a working signal (a reaction, a status line) if the platform keeps one."""
+        ...
+
+    async def present_approval(self, view: ApprovalView) -> MessageRef:
+        """Show an approval prompt with Approve / Deny (/ Always allow) buttons."""
+        ...
+
+    async def resolve_approval(self, ref: MessageRef, view: ApprovalView, text: str) -> None:
+        """Replace the buttons with the outcome text ("Approved by @ada", "Timed out")."""
+        ...
+
+    async def notify(self, scope: Scope, text: str, *, user_id: str | None = None) -> None:
+        """A short note; only ``user_id`` sees it where the platform supports ephemeral messages."""
+        ...
+
+
+class AdapterFactory(Protocol):
+    """The object an entry point in ``lettabot.adapters`` names."""
+
+    def __call__(self, config: Mapping[str, Any], bot: BotAPI) -> Adapter: ...
