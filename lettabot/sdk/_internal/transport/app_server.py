@@ -139,13 +139,11 @@ class AppServerTransport:
             fields["external_tools"] = [{"tools": [t.definition() for t in opts.tools]}]
         agent_id = target.agent_id
         if target.new_agent:
-            fields["create_agent"] = {"body": self._agent_body(), "memfs": True}
+            agent_id = await self._new_agent(conn, fields)
         elif agent_id is None and target.conversation_id is not None:
             agent_id = await self._agent_of(conn, target.conversation_id)
         elif agent_id is None:
-            agent_id = _lru_agent(self._cwd)
-            if agent_id is None:
-                fields["create_agent"] = {"body": self._agent_body(), "memfs": True}
+            agent_id = _lru_agent(self._cwd) or await self._new_agent(conn, fields)
         if agent_id is not None:
             fields["agent_id"] = agent_id
         if target.conversation_id is not None:
@@ -154,11 +152,31 @@ class AppServerTransport:
             fields["create_conversation"] = {}
         return fields
 
+    async def _new_agent(self, conn: Connection, fields: dict[str, Any]) -> str | None:
+        """A new agent: the CLI's own (default system prompt) unless a custom system prompt or
+        memory blocks are given; those go in a raw ``create_agent`` body in ``runtime_start``."""
+        opts = self._options
+        if opts.custom_system is not None or opts.has_agent_settings():
+            fields["create_agent"] = {"body": self._agent_body(), "memfs": True}
+            return None
+        frame: dict[str, Any] = {"type": "create_agent", "request_id": conn.new_id("agent"),
+                                 "personality": "blank"}
+        if opts.model:
+            frame["model"] = opts.model
+        if opts.tags:
+            frame["tags"] = list(opts.tags)
+        answer = await conn.request(frame, "create_agent_response", self._timeout)
+        if not answer.get("success") or not answer.get("agent_id"):
+            raise ProcessError(f"the App Server could not create an agent: {answer.get('error')}")
+        return str(answer["agent_id"])
+
     def _agent_body(self) -> dict[str, Any]:
         opts = self._options
-        body: dict[str, Any] = {}
+        body: dict[str, Any] = {"tags": ["origin:letta-code"]}
         if opts.model:
             body["model"] = opts.model
+            if "/" in opts.model:  # what the CLI records; its toolset choice depends on it
+                body["model_settings"] = {"provider_type": opts.model.split("/", 1)[0]}
         if opts.custom_system is not None:
             body["system"] = opts.custom_system
         if opts.memory is not None or any(
@@ -170,8 +188,7 @@ class AppServerTransport:
         refs = opts.agent_options().block_refs()
         if refs:
             body["block_ids"] = [r.block_id for r in refs]
-        if opts.tags:
-            body["tags"] = list(opts.tags)
+        body["tags"] += list(opts.tags or [])
         return body
 
     async def _agent_of(self, conn: Connection, conversation_id: str) -> str:
@@ -198,9 +215,7 @@ class AppServerTransport:
         runtime = response["runtime"]
         self._attach(conn, runtime)
         agent = response.get("agent") or {}
-        created = (response.get("created") or {}).get("agent")
-        if created and not self._target.new_agent and self._target.agent_id is None:
-            _remember_agent(self._cwd, str(runtime["agent_id"]))
+        _remember_agent(self._cwd, str(runtime["agent_id"]))  # the CLI's "last-used agent"
         conversation_id = str(runtime["conversation_id"])
         self._init = InitMessage(
             agent_id=str(runtime["agent_id"]),
