@@ -1,0 +1,1 @@
+"""lettabot's Discord adapter."""
