@@ -33,13 +33,28 @@ def _cold_start(cli: str, env: dict[str, str], cwd: Path, agent_id: str) -> floa
     """Seconds from spawn to the init message of `letta --agent X --new` in stream-json."""
     start = time.perf_counter()
     proc = subprocess.Popen(
-        [cli, "--output-format", "stream-json", "--input-format", "stream-json",
-         "--permission-mode", "standard", "--agent", agent_id, "--new"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        env=env, cwd=cwd,
+        [
+            cli,
+            "--output-format",
+            "stream-json",
+            "--input-format",
+            "stream-json",
+            "--permission-mode",
+            "standard",
+            "--agent",
+            agent_id,
+            "--new",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=cwd,
     )
     assert proc.stdin and proc.stdout
-    proc.stdin.write(b'{"type":"control_request","request_id":"i","request":{"subtype":"initialize"}}\n')
+    proc.stdin.write(
+        b'{"type":"control_request","request_id":"i","request":{"subtype":"initialize"}}\n'
+    )
     proc.stdin.flush()
     for line in proc.stdout:
         if json.loads(line).get("subtype") == "init":
@@ -53,13 +68,28 @@ def _cold_start(cli: str, env: dict[str, str], cwd: Path, agent_id: str) -> floa
 def _raw_turns(cli: str, env: dict[str, str], cwd: Path, agent_id: str, runs: int) -> list[float]:
     """Warm turns over a raw pipe: write a user line, read until the result line."""
     proc = subprocess.Popen(
-        [cli, "--output-format", "stream-json", "--input-format", "stream-json",
-         "--permission-mode", "standard", "--agent", agent_id, "--new"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        env=env, cwd=cwd,
+        [
+            cli,
+            "--output-format",
+            "stream-json",
+            "--input-format",
+            "stream-json",
+            "--permission-mode",
+            "standard",
+            "--agent",
+            agent_id,
+            "--new",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=cwd,
     )
     assert proc.stdin and proc.stdout
-    proc.stdin.write(b'{"type":"control_request","request_id":"i","request":{"subtype":"initialize"}}\n')
+    proc.stdin.write(
+        b'{"type":"control_request","request_id":"i","request":{"subtype":"initialize"}}\n'
+    )
     proc.stdin.flush()
     times = []
     for n in range(runs + 1):
@@ -95,7 +125,8 @@ def main() -> None:
     args = parser.parse_args()
     with ScriptedModelServer() as model, tempfile.TemporaryDirectory() as tmp:
         home = LettaHome.copy_of(
-            prepare_template(Path(tmp) / "t", model.base_url), Path(tmp) / "h",
+            prepare_template(Path(tmp) / "t", model.base_url),
+            Path(tmp) / "h",
             model="openai-compatible/scripted",
         )
         os.environ.update(home.env)
@@ -109,19 +140,30 @@ def main() -> None:
         _cold_start(cli, {**base_env, "NODE_COMPILE_CACHE": str(cache)}, home.workdir, agent_id)
         for _ in range(max(5, args.runs // 2)):  # interleaved, so drift hits both alike
             plain.append(_cold_start(cli, base_env, home.workdir, agent_id))
-            cached.append(_cold_start(cli, {**base_env, "NODE_COMPILE_CACHE": str(cache)},
-                                      home.workdir, agent_id))
+            cached.append(
+                _cold_start(
+                    cli, {**base_env, "NODE_COMPILE_CACHE": str(cache)}, home.workdir, agent_id
+                )
+            )
         os.environ["NODE_COMPILE_CACHE"] = str(cache)
         raw = _raw_turns(cli, os.environ.copy(), home.workdir, agent_id, args.runs)
         through_sdk = anyio.run(_sdk_turns, agent_id, args.runs)
 
     rows = [
         ("cold start to init, plain spawn", statistics.median(plain), None, "baseline"),
-        ("cold start to init, compile cache", statistics.median(cached),
-         statistics.median(cached) / statistics.median(plain), "<= 0.75x"),
+        (
+            "cold start to init, compile cache",
+            statistics.median(cached),
+            statistics.median(cached) / statistics.median(plain),
+            "<= 0.75x",
+        ),
         ("warm turn, raw pipe", statistics.median(raw), None, "baseline"),
-        ("warm turn, SDK run_turn", statistics.median(through_sdk),
-         statistics.median(through_sdk) / statistics.median(raw), "<= 1.02x"),
+        (
+            "warm turn, SDK run_turn",
+            statistics.median(through_sdk),
+            statistics.median(through_sdk) / statistics.median(raw),
+            "<= 1.02x",
+        ),
     ]
     print(f"{'measurement':40} {'median ms':>10} {'ratio':>7}  target")
     for name, value, ratio, target in rows:

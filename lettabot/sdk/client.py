@@ -40,7 +40,7 @@ def get_default_transport() -> TransportName:
         return _default_transport
     env = os.environ.get("LETTABOT_SDK_TRANSPORT")
     if env:
-        return SessionOptions(transport=env).transport or "app_server"  # type: ignore[arg-type]
+        return SessionOptions(transport=env).transport or "app_server"
     return "app_server"
 
 
@@ -119,7 +119,9 @@ def create_session(agent_id: str | None = None, **options: Any) -> Session:
     """
     if agent_id is not None:
         if not is_agent_id(agent_id):
-            raise ValueError(f"not an agent id: {agent_id!r} (expected agent-... or agent-local-...)")
+            raise ValueError(
+                f"not an agent id: {agent_id!r} (expected agent-... or agent-local-...)"
+            )
         return _session(Target(agent_id=agent_id), options)
     opts = SessionOptions.model_validate(options)
     if _has_memory_settings(opts):
@@ -139,7 +141,9 @@ def resume_session(id: str, **options: Any) -> Session:
     )
 
 
-async def prompt(message: UserContent, agent_id: str | None = None, **options: Any) -> ResultMessage:
+async def prompt(
+    message: UserContent, agent_id: str | None = None, **options: Any
+) -> ResultMessage:
     """One message, one answer, in a new conversation (on ``agent_id`` or the last-used agent)."""
     async with create_session(agent_id, **options) as session:
         return await session.run_turn(message)

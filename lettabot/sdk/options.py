@@ -80,9 +80,7 @@ _CLI_MODE = {
 
 TransportName = Literal["app_server", "subprocess"]
 
-CanUseTool = Callable[
-    [str, dict[str, Any]], "PermissionResult | Awaitable[PermissionResult]"
-]
+CanUseTool = Callable[[str, dict[str, Any]], "PermissionResult | Awaitable[PermissionResult]"]
 
 
 class SystemPromptPreset(BaseModel):
@@ -138,7 +136,7 @@ class AgentOptions(BaseModel):
     def _preset_name(cls, value: Any) -> Any:
         # A bare preset name selects that preset; any other string is a custom prompt.
         if isinstance(value, str) and value in SYSTEM_PROMPT_PRESETS:
-            return SystemPromptPreset(preset=value)  # type: ignore[arg-type]
+            return SystemPromptPreset(preset=value)
         if isinstance(value, str) and not value.strip():
             raise ValueError("system_prompt must not be empty")
         return value
@@ -250,10 +248,8 @@ class SessionOptions(AgentOptions):
 
     @property
     def cli_permission_mode(self) -> str:
-        """The mode the CLI is given; the SDK always passes one (the CLI's own default is unrestricted)."""
+        """The mode the CLI gets. Always passed: the CLI's own default is unrestricted."""
         return _CLI_MODE[self.permission_mode]
 
     def agent_options(self) -> AgentOptions:
-        return AgentOptions.model_validate(
-            {k: getattr(self, k) for k in AgentOptions.model_fields}
-        )
+        return AgentOptions.model_validate({k: getattr(self, k) for k in AgentOptions.model_fields})

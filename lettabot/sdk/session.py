@@ -307,7 +307,9 @@ def _accepts_context(callback: Callable[..., Any]) -> bool:
     except (TypeError, ValueError):
         return False
     positional = [
-        p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+        p
+        for p in params
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
     ]
     return any(p.kind == p.VAR_POSITIONAL for p in positional) or len(positional) >= 3
 

@@ -21,7 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["Tool", "ToolResult", "tool"]
 
-_PY_TO_JSON = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array", dict: "object"}
+_PY_TO_JSON = {
+    str: "string",
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    list: "array",
+    dict: "object",
+}
 
 
 class ToolResult(BaseModel):

@@ -35,7 +35,9 @@ def scripted_model(_scripted_model_server: ScriptedModelServer) -> Iterator[Scri
 def _letta_home_template(
     tmp_path_factory: pytest.TempPathFactory, _scripted_model_server: ScriptedModelServer
 ) -> Path:
-    return prepare_template(tmp_path_factory.mktemp("letta-template"), _scripted_model_server.base_url)
+    return prepare_template(
+        tmp_path_factory.mktemp("letta-template"), _scripted_model_server.base_url
+    )
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +54,9 @@ def letta_home(
     _node_compile_cache: Path,
 ) -> LettaHome:
     home = LettaHome.copy_of(
-        _letta_home_template, tmp_path / "letta-home", model=f"openai-compatible/{scripted_model.models[0]}"
+        _letta_home_template,
+        tmp_path / "letta-home",
+        model=f"openai-compatible/{scripted_model.models[0]}",
     )
     for key, value in home.env.items():
         monkeypatch.setenv(key, value)

@@ -18,7 +18,10 @@ async def test_basic_session_streams_typed_messages(letta_home: LettaHome, trans
         seen = [msg async for msg in session.stream()]
     assert [m.type for m in seen] == ["assistant", "result"]
     assistant, result = seen
-    assert assistant.content == "You said: Hello there, this message is long enough to arrive in chunks"
+    assert (
+        assistant.content
+        == "You said: Hello there, this message is long enough to arrive in chunks"
+    )
     assert result.type == "result" and result.success and result.subtype == "success"
     assert result.result == assistant.content
     assert result.stop_reason == "end_turn"
@@ -77,7 +80,8 @@ async def test_images_reach_the_cli(
     letta_home: LettaHome, transport: str, scripted_model: ScriptedModelServer
 ) -> None:
     pixel = (
-        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQ"
+        "AAAABJRU5ErkJggg=="
     )
     agent_id = await sdk.create_agent(model=letta_home.model)
     async with sdk.resume_session(agent_id) as session:

@@ -21,7 +21,9 @@ pytestmark = pytest.mark.anyio
 async def test_abort_interrupts_a_running_turn(
     letta_home: LettaHome, transport: str, scripted_model: ScriptedModelServer
 ) -> None:
-    scripted_model.on("tell me a long story", Reply.say("once upon a time " * 200, chunk_delay=0.05))
+    scripted_model.on(
+        "tell me a long story", Reply.say("once upon a time " * 200, chunk_delay=0.05)
+    )
     async with sdk.create_session(await sdk.create_agent(model=letta_home.model)) as session:
         await session.send("tell me a long story")
         started = anyio.Event()
@@ -59,7 +61,9 @@ async def test_list_messages_returns_the_history(letta_home: LettaHome, transpor
     assert len(one) == 1 and one[0] == newest_first[0]
 
 
-async def test_bootstrap_state_names_the_conversation(letta_home: LettaHome, transport: str) -> None:
+async def test_bootstrap_state_names_the_conversation(
+    letta_home: LettaHome, transport: str
+) -> None:
     async with sdk.create_session(await sdk.create_agent(model=letta_home.model)) as session:
         await session.run_turn("hello")
         state = await session.bootstrap_state()
@@ -199,10 +203,7 @@ async def test_malformed_cli_output_is_skipped(
     real = find_cli()
     wrapper = tmp_path / "noisy-letta"
     wrapper.write_text(
-        "#!/bin/sh\n"
-        "echo 'this is not json'\n"
-        "echo '[1, 2, 3]'\n"
-        f'exec "{real}" "$@"\n'
+        f"#!/bin/sh\necho 'this is not json'\necho '[1, 2, 3]'\nexec \"{real}\" \"$@\"\n"
     )
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("LETTA_CLI_PATH", str(wrapper))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import textwrap
 
+import anyio
 import pytest
 
 from lettabot import sdk
@@ -113,16 +113,15 @@ async def test_memory_persists_into_a_new_process(
         anyio.run(main)
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=dict(os.environ),
-        cwd=letta_home.workdir,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "The secret word is banana."
+    with anyio.fail_after(120):
+        done = await anyio.run_process(
+            [sys.executable, "-c", script],
+            env=dict(os.environ),
+            cwd=letta_home.workdir,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().strip() == "The secret word is banana."
     # ...and it came through the agent's memory files, not through this test.
     assert "banana" in (letta_home.memory_dir(agent_id) / "notes.md").read_text()
 

@@ -28,7 +28,12 @@ async def test_can_use_tool_allow_runs_the_tool(letta_home: LettaHome, transport
     async with sdk.create_session(await _agent(letta_home), can_use_tool=allow) as session:
         await session.send(f"run: echo yes > {target} && cat {target}")
         messages = [m async for m in session.stream()]
-    assert asked == [("Bash", {"command": f"echo yes > {target} && cat {target}", "description": "Run a command"})]
+    assert asked == [
+        (
+            "Bash",
+            {"command": f"echo yes > {target} && cat {target}", "description": "Run a command"},
+        )
+    ]
     assert target.read_text() == "yes\n"
     calls = [m for m in messages if m.type == "tool_call"]
     results = [m for m in messages if m.type == "tool_result"]
@@ -55,7 +60,10 @@ async def test_can_use_tool_updated_input(letta_home: LettaHome, transport: str)
     replaced = letta_home.workdir / "replaced.txt"
 
     def redirect(tool_name: str, tool_input: dict[str, Any]) -> dict[str, Any]:
-        return {"behavior": "allow", "updated_input": {**tool_input, "command": f"echo swapped > {replaced}"}}
+        return {
+            "behavior": "allow",
+            "updated_input": {**tool_input, "command": f"echo swapped > {replaced}"},
+        }
 
     async with sdk.create_session(await _agent(letta_home), can_use_tool=redirect) as session:
         await session.run_turn(f"run: echo original > {wanted}")
@@ -73,7 +81,9 @@ async def test_without_handler_default_mode_never_runs_writes(
     assert "needs approval" in (result.result or "")
 
 
-async def test_bypass_permissions_runs_without_asking(letta_home: LettaHome, transport: str) -> None:
+async def test_bypass_permissions_runs_without_asking(
+    letta_home: LettaHome, transport: str
+) -> None:
     target = letta_home.workdir / "bypass.txt"
     asked: list[str] = []
     async with sdk.create_session(
@@ -86,7 +96,9 @@ async def test_bypass_permissions_runs_without_asking(letta_home: LettaHome, tra
     assert asked == []
 
 
-async def test_cwd_is_where_tools_run(letta_home: LettaHome, transport: str, tmp_path: Path) -> None:
+async def test_cwd_is_where_tools_run(
+    letta_home: LettaHome, transport: str, tmp_path: Path
+) -> None:
     project = tmp_path / "project"
     project.mkdir()
     async with sdk.create_session(
@@ -143,7 +155,9 @@ async def test_custom_python_tool_is_called(
 
     scripted_model.on("add 2 and 3", Reply.tool("add_numbers", a=2, b=3))
     async with sdk.create_session(
-        await _agent(letta_home), tools=[add_numbers], can_use_tool=lambda n, i: sdk.PermissionAllow()
+        await _agent(letta_home),
+        tools=[add_numbers],
+        can_use_tool=lambda n, i: sdk.PermissionAllow(),
     ) as session:
         result = await session.run_turn("please add 2 and 3")
     assert calls == [{"a": 2, "b": 3}]

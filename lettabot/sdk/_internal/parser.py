@@ -66,7 +66,11 @@ def parse_letta_message(obj: dict[str, Any]) -> list[Message]:
     kind = obj.get("message_type")
     uuid = str(obj.get("uuid") or obj.get("id") or "")
     if kind == "assistant_message":
-        return [AssistantMessage(content=text_of(obj.get("content")), uuid=uuid, run_id=obj.get("run_id"))]
+        return [
+            AssistantMessage(
+                content=text_of(obj.get("content")), uuid=uuid, run_id=obj.get("run_id")
+            )
+        ]
     if kind in ("reasoning_message", "hidden_reasoning_message"):
         text = obj.get("reasoning") or obj.get("hidden_reasoning") or text_of(obj.get("content"))
         return [ReasoningMessage(content=str(text or ""), uuid=uuid)]
@@ -146,7 +150,8 @@ def parse_stream_json(obj: dict[str, Any]) -> list[Message]:
     if kind == "stream_event":
         # With --include-partial-messages the CLI wraps each Letta message chunk in a
         # stream_event (and sends no plain `message`): yield the chunk, then its typed form.
-        event = obj.get("event") if isinstance(obj.get("event"), dict) else obj
+        raw = obj.get("event")
+        event: dict[str, Any] = raw if isinstance(raw, dict) else obj
         out: list[Message] = [StreamEventMessage(event=event, uuid=str(obj.get("uuid") or ""))]
         return out + parse_letta_message(event)
     if kind == "error":

@@ -12,6 +12,7 @@ put into errors.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -88,9 +89,9 @@ class SubprocessTransport:
     """A session on its own CLI process."""
 
     def __init__(self, options: SessionOptions, target: Target, handler: ControlHandler) -> None:
-        if target.conversation_id and target.conversation_id != "default":
-            if not is_conversation_id(target.conversation_id):
-                raise ValueError(f"not a conversation id: {target.conversation_id!r}")
+        cid = target.conversation_id
+        if cid and cid != "default" and not is_conversation_id(cid):
+            raise ValueError(f"not a conversation id: {target.conversation_id!r}")
         self._options = options
         self._target = target
         self._handler = handler
@@ -146,7 +147,7 @@ class SubprocessTransport:
     async def _spawn(self, target: Target) -> InitMessage:
         cli = find_cli(self._options.cli_path)
         argv = build_argv(cli, self._options, target)
-        self._stderr = tempfile.TemporaryFile(prefix="letta-stderr-")
+        self._stderr = tempfile.TemporaryFile(prefix="letta-stderr-")  # noqa: SIM115 (closed in close())
         cwd = str(self._options.cwd) if self._options.cwd else os.getcwd()
         log.debug("starting CLI: %s (cwd %s)", _redact(argv), cwd)
         try:
@@ -212,7 +213,8 @@ class SubprocessTransport:
                 await self._process.stdin.send(data)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
                 raise ProcessError(
-                    "the CLI process is gone", exit_code=self._process.returncode,
+                    "the CLI process is gone",
+                    exit_code=self._process.returncode,
                     stderr=self._stderr_tail(),
                 ) from exc
 
@@ -235,7 +237,11 @@ class SubprocessTransport:
     async def control(self, subtype: str, **fields: Any) -> dict[str, Any]:
         request_id = f"req-{next(self._request_ids)}"
         await self._write(
-            {"type": "control_request", "request_id": request_id, "request": {"subtype": subtype, **fields}}
+            {
+                "type": "control_request",
+                "request_id": request_id,
+                "request": {"subtype": subtype, **fields},
+            }
         )
         try:
             with anyio.fail_after(self._options.request_timeout):
@@ -288,7 +294,9 @@ class SubprocessTransport:
             if tail:
                 error += f" stderr: {tail[-1500:]}"
             self._messages.append(
-                ResultMessage(success=False, subtype="error", error=error, error_code="process_exited")
+                ResultMessage(
+                    success=False, subtype="error", error=error, error_code="process_exited"
+                )
             )
 
     async def _read_line(self) -> bytes | None:
@@ -354,7 +362,9 @@ class SubprocessTransport:
                 log.warning("skipping an unparseable CLI message: %r", line[:300], exc_info=True)
                 return True
             if len(self._messages) + len(parsed) > _MAX_QUEUED:
-                raise ProcessError("more than %d unread messages: is stream() consumed?" % _MAX_QUEUED)
+                raise ProcessError(
+                    f"more than {_MAX_QUEUED} unread messages: is stream() consumed?"
+                )
             self._messages.extend(parsed)
         return True
 
@@ -450,10 +460,8 @@ def _signal_group(process: Process, *, terminate: bool) -> None:
     try:
         os.killpg(process.pid, sig)
     except (ProcessLookupError, PermissionError):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             process.terminate() if terminate else process.kill()
-        except ProcessLookupError:
-            pass
 
 
 def _redact(argv: list[str]) -> str:
