@@ -298,6 +298,8 @@ class SlackConfig(_ChatAdapterConfig):
     http_path: str = "/slack/events"
     allowed_channels: list[str] = Field(default_factory=list)
     denied_channels: list[str] = Field(default_factory=list)
+    api_url: str = "https://slack.com/api/"
+    """Slack Web API base URL (GovSlack: https://slack-gov.com/api/; tests: a local mock)."""
 
     @model_validator(mode="after")
     def _check(self) -> Self:
