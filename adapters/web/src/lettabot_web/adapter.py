@@ -1,0 +1,177 @@
+"""The web chat as a lettabot adapter: a Starlette app served by uvicorn inside ``run``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import sys
+from collections.abc import Generator, Mapping
+from typing import Any
+
+import anyio
+import uvicorn
+
+from lettabot.runtime.adapter import (
+    AdapterLimits,
+    ApprovalView,
+    BotAPI,
+    MessageRef,
+    Scope,
+)
+from lettabot_web.app import ADAPTER_NAME, build_app
+from lettabot_web.hub import Hub
+from lettabot_web.settings import WebSettings, WebSettingsError
+
+__all__ = ["WebAdapter", "create_adapter"]
+
+log = logging.getLogger("lettabot.web")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handlers: the runtime owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class WebAdapter:
+    """Serves the chat page; maps each browser tab to a private scope."""
+
+    name = ADAPTER_NAME
+    limits = AdapterLimits(
+        max_message_length=100_000,
+        can_edit=True,
+        has_buttons=True,
+        min_edit_interval=0.15,
+        can_type=True,
+    )
+
+    def __init__(self, settings: WebSettings, bot: BotAPI) -> None:
+        self.settings = settings
+        self.bot = bot
+        self.hub = Hub()
+        self.app = build_app(settings, self.hub, bot)
+        self.port: int | None = None
+        self.listening = anyio.Event()
+
+    @property
+    def url(self) -> str:
+        """The page's address once listening (without the token)."""
+        host = self.settings.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port or self.settings.port}/"
+
+    # serving -------------------------------------------------------------------
+
+    def _bind(self) -> socket.socket:
+        host = self.settings.host
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, self.settings.port))
+        except OSError as exc:
+            sock.close()
+            raise WebSettingsError(
+                f"web.port: cannot listen on {host}:{self.settings.port} ({exc.strerror}) — "
+                "stop the other program or set web.port / LETTABOT_WEB__PORT"
+            ) from None
+        sock.listen(128)
+        sock.setblocking(False)
+        return sock
+
+    async def run(self) -> None:
+        """Serve until cancelled; then close every open page's stream and the socket."""
+        sock = self._bind()
+        self.port = int(sock.getsockname()[1])
+        config = uvicorn.Config(
+            self.app,
+            lifespan="off",
+            ws="none",
+            access_log=False,
+            log_config=None,
+            timeout_graceful_shutdown=3,
+        )
+        server = _Server(config)
+
+        stopped = anyio.Event()
+
+        async def serve() -> None:
+            try:
+                with anyio.CancelScope(shield=True):  # shut down cleanly, even when cancelled
+                    await server.serve(sockets=[sock])
+            finally:
+                stopped.set()
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(serve)
+                try:
+                    while not server.started:
+                        if stopped.is_set():
+                            raise RuntimeError("the web chat server stopped while starting")
+                        await anyio.sleep(0.02)
+                    self._announce()
+                    self.listening.set()
+                    await stopped.wait()
+                    raise RuntimeError("the web chat server stopped unexpectedly")
+                finally:
+                    server.should_exit = True
+                    self.hub.close_all()
+        finally:
+            sock.close()
+
+    def _announce(self) -> None:
+        label = " (DEMO: scripted model, no real AI)" if self.settings.demo else ""
+        hint = "?token=<web.token>" if self.settings.token else ""
+        line = f"lettabot web chat{label}: {self.url}{hint}"
+        log.info("%s", line)
+        print(line, file=sys.stdout, flush=True)
+
+    # the Adapter protocol ------------------------------------------------------
+
+    @staticmethod
+    def _tab(scope: Scope) -> str:
+        if scope.adapter != ADAPTER_NAME:
+            raise ValueError(f"not a web chat scope: {scope.key}")
+        return scope.channel
+
+    async def post(self, scope: Scope, text: str) -> MessageRef:
+        item = self.hub.add(self._tab(scope), "bot", text)
+        return MessageRef(scope=scope, id=item.id)
+
+    async def edit(self, ref: MessageRef, text: str) -> None:
+        self.hub.update(self._tab(ref.scope), ref.id, text)
+
+    async def typing(self, scope: Scope) -> None:
+        self.hub.signal(self._tab(scope), {"type": "typing"})
+
+    async def done(self, scope: Scope) -> None:
+        self.hub.signal(self._tab(scope), {"type": "done"})
+
+    async def present_approval(self, view: ApprovalView) -> MessageRef:
+        item = self.hub.add(
+            self._tab(view.scope),
+            "approval",
+            "",
+            request_id=view.request_id,
+            tool=view.tool_name,
+            input=view.input_summary,
+            diff=view.diff,
+            allow_always=view.allow_always,
+            status=None,
+        )
+        return MessageRef(scope=view.scope, id=item.id)
+
+    async def resolve_approval(self, ref: MessageRef, view: ApprovalView, text: str) -> None:
+        self.hub.update(self._tab(ref.scope), ref.id, status=text)
+
+    async def notify(self, scope: Scope, text: str, *, user_id: str | None = None) -> None:
+        self.hub.signal(self._tab(scope), {"type": "notice", "text": text})
+
+
+def create_adapter(config: Mapping[str, Any], bot: BotAPI) -> WebAdapter:
+    """The ``lettabot.adapters`` entry point: ``config`` is the ``[web]`` section."""
+    return WebAdapter(WebSettings.from_mapping(config), bot)

@@ -1,0 +1,278 @@
+"""The HTTP side of the web chat: one page, an event stream per tab, three JSON actions.
+
+Routes::
+
+    GET  /                 the page (``?token=`` sets the auth cookie, then redirects)
+    GET  /static/<file>    its script and style sheet
+    GET  /api/events?tab=  Server-Sent Events: ``hello``, a ``snapshot``, then live changes
+    POST /api/send         {tab, text, id}: a message (or ``/reset``, ``/status``, ... commands)
+    POST /api/decide       {request_id, decision}: an approval button
+    POST /api/reset        {tab}: a new conversation for the tab
+    GET  /healthz          liveness (no auth)
+
+Security: with a token configured every route but ``/healthz`` wants it (query on the page,
+then a cookie; or ``Authorization: Bearer``), compared in constant time. On a loopback bind
+without a token, the Host header must be a loopback name (no DNS rebinding), and POSTs must be
+JSON from the page's own origin (no cross-site requests from other pages in the browser).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from starlette.routing import Route
+
+from lettabot.runtime.adapter import BotAPI, InboundMessage, Scope
+from lettabot_web.hub import Hub
+from lettabot_web.settings import WebSettings, is_loopback
+
+__all__ = ["ADAPTER_NAME", "COMMANDS", "build_app", "scope_for"]
+
+log = logging.getLogger("lettabot.web")
+
+ADAPTER_NAME = "web"
+COMMANDS = ("reset", "status", "stop", "memory", "help")
+MAX_TEXT = 20_000
+PING_SECONDS = 15.0
+_TAB = re.compile(r"[A-Za-z0-9_-]{6,64}")
+_MSG_ID = re.compile(r"[A-Za-z0-9_.:-]{1,80}")
+_STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+
+
+def scope_for(tab: str) -> Scope:
+    """A browser tab is a private conversation with the bot."""
+    return Scope(adapter=ADAPTER_NAME, channel=tab, is_dm=True)
+
+
+class _BadRequest(Exception):
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _static(name: str) -> str:
+    return resources.files("lettabot_web").joinpath("static", name).read_text("utf-8")
+
+
+def build_app(settings: WebSettings, hub: Hub, bot: BotAPI) -> Starlette:
+    """The ASGI app for one adapter instance."""
+    cookie = f"lettabot_web_{settings.port}"
+    page = _static("index.html")
+    assets = {name: _static(name) for name in _STATIC}
+
+    def presented_token(request: Request) -> str | None:
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            return auth[7:].strip()
+        return request.cookies.get(cookie)
+
+    def refuse(request: Request) -> Response | None:
+        """Why this request may not proceed, as a response; None when it may."""
+        if settings.loopback and settings.token is None:
+            host = (request.headers.get("host") or "").rsplit(":", 1)[0]
+            if host and not is_loopback(host):
+                return PlainTextResponse("unknown host", status_code=421)
+        if not settings.token_ok(presented_token(request)):
+            return PlainTextResponse(
+                "lettabot web chat: a token is required. Open this page as /?token=<web.token>.",
+                status_code=401,
+            )
+        return None
+
+    def same_origin(request: Request) -> bool:
+        origin = request.headers.get("origin")
+        if origin is None:
+            return True  # not a browser cross-site request (browsers send Origin on POST)
+        return urlsplit(origin).netloc == request.headers.get("host")
+
+    def guarded(
+        handler: Callable[[Request], Awaitable[Response]], *, post: bool = False, auth: bool = True
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            denied = refuse(request) if auth else None
+            if denied is None and post:
+                if not same_origin(request):
+                    denied = PlainTextResponse("cross-origin request refused", status_code=403)
+                elif request.headers.get("content-type", "").split(";")[0] != "application/json":
+                    denied = PlainTextResponse("send application/json", status_code=415)
+            if denied is not None:
+                response = denied
+            else:
+                try:
+                    response = await handler(request)
+                except _BadRequest as exc:
+                    response = JSONResponse({"error": str(exc)}, status_code=exc.status)
+                except Exception as exc:
+                    log.exception("web chat: %s failed", request.url.path)
+                    response = JSONResponse({"error": f"failed: {exc}"}, status_code=500)
+            response.headers.update(_SECURITY_HEADERS)
+            return response
+
+        return endpoint
+
+    async def body(request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        if len(raw) > 4 * MAX_TEXT:
+            raise _BadRequest("message too long", 413)
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise _BadRequest("body is not JSON") from None
+        if not isinstance(data, dict):
+            raise _BadRequest("body must be a JSON object")
+        return data
+
+    def tab_of(value: Any) -> str:
+        if not isinstance(value, str) or not _TAB.fullmatch(value):
+            raise _BadRequest("tab: expected 6-64 letters, digits, _ or -")
+        return value
+
+    # pages -------------------------------------------------------------------
+
+    async def index(request: Request) -> Response:
+        query_token = request.query_params.get("token")
+        if query_token is not None and settings.token is not None:
+            if not settings.token_ok(query_token):
+                return PlainTextResponse("lettabot web chat: wrong token.", status_code=401)
+            response: Response = RedirectResponse("/", status_code=303)
+            response.set_cookie(cookie, query_token, httponly=True, samesite="strict", path="/")
+            return response
+        denied = refuse(request)
+        return denied or HTMLResponse(page)
+
+    async def static(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in assets:
+            return PlainTextResponse("not found", status_code=404)
+        return Response(assets[name], media_type=_STATIC[name])
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    # live events -------------------------------------------------------------
+
+    async def events(request: Request) -> Response:
+        tab = tab_of(request.query_params.get("tab"))
+
+        async def stream() -> AsyncIterator[str]:
+            hello = {"type": "hello", "demo": settings.demo, "user": settings.user_name}
+            yield _sse(hello)
+            with hub.subscribe(tab) as receive:
+                while True:
+                    with anyio.move_on_after(PING_SECONDS) as idle:
+                        try:
+                            event = await receive.receive()
+                        except (anyio.EndOfStream, anyio.ClosedResourceError):
+                            return
+                    yield ": ping\n\n" if idle.cancelled_caught else _sse(event)
+
+        return StreamingResponse(
+            stream(), media_type="text/event-stream", headers={"X-Accel-Buffering": "no"}
+        )
+
+    # actions -----------------------------------------------------------------
+
+    async def reset(tab: str) -> None:
+        result = await bot.run_command(scope_for(tab), settings.user_id, "reset")
+        hub.clear(tab)
+        hub.add(tab, "system", result.text or "New conversation.", reset=True)
+
+    async def send(request: Request) -> Response:
+        data = await body(request)
+        tab = tab_of(data.get("tab"))
+        text = data.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise _BadRequest("text: write a message")
+        if len(text) > MAX_TEXT:
+            raise _BadRequest(f"text: at most {MAX_TEXT} characters", 413)
+        message_id = data.get("id")
+        if not isinstance(message_id, str) or not _MSG_ID.fullmatch(message_id):
+            message_id = uuid.uuid4().hex
+        command, _, args = text.strip().partition(" ")
+        if command.startswith("/") and command[1:].lower() in COMMANDS:
+            name = command[1:].lower()
+            if name == "reset":
+                await reset(tab)
+            else:
+                hub.add(tab, "user", text)
+                result = await bot.run_command(
+                    scope_for(tab), settings.user_id, name, args.strip()
+                )
+                hub.add(tab, "system", result.text)
+            return JSONResponse({"ok": True, "command": name}, status_code=202)
+        hub.add(tab, "user", text)
+        await bot.handle_message(
+            InboundMessage(
+                scope=scope_for(tab),
+                user_id=settings.user_id,
+                user_name=settings.user_name,
+                text=text,
+                message_id=f"web-{tab}-{message_id}",
+                mentioned=True,
+            )
+        )
+        return JSONResponse({"ok": True}, status_code=202)
+
+    async def decide(request: Request) -> Response:
+        data = await body(request)
+        request_id, decision = data.get("request_id"), data.get("decision")
+        if not isinstance(request_id, str) or not request_id:
+            raise _BadRequest("request_id: missing")
+        if decision not in ("approve", "deny", "always"):
+            raise _BadRequest("decision: one of approve, deny, always")
+        outcome = await bot.decide_approval(
+            request_id, decision, settings.user_id, settings.user_name
+        )
+        where = hub.approval(request_id)
+        if outcome.status == "decided" and outcome.final_text and where:
+            hub.update(*where, status=outcome.final_text)
+        return JSONResponse(outcome.model_dump())
+
+    async def reset_endpoint(request: Request) -> Response:
+        data = await body(request)
+        await reset(tab_of(data.get("tab")))
+        return JSONResponse({"ok": True})
+
+    return Starlette(
+        routes=[
+            Route("/", guarded(index, auth=False)),
+            Route("/static/{name}", guarded(static)),
+            Route("/healthz", health),
+            Route("/api/events", guarded(events)),
+            Route("/api/send", guarded(send, post=True), methods=["POST"]),
+            Route("/api/decide", guarded(decide, post=True), methods=["POST"]),
+            Route("/api/reset", guarded(reset_endpoint, post=True), methods=["POST"]),
+        ],
+    )
+
+
+def _sse(event: dict[str, Any]) -> str:
+    return f"data: {json.dumps(event, separators=(',', ':'))}\n\n"

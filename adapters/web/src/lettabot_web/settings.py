@@ -1,0 +1,94 @@
+"""The web chat's settings, read from the ``[web]`` config section the runtime passes in."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import SecretStr
+
+__all__ = ["WebSettings", "WebSettingsError", "is_loopback"]
+
+DEFAULT_PORT = 8787
+USER_ID = "web-user"
+
+
+class WebSettingsError(ValueError):
+    """The web chat cannot start with these settings (the message names the key and the fix)."""
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _secret(value: Any) -> str | None:
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise WebSettingsError("web.token: must be a string")
+    return value.strip() or None
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """Where to listen, the token (None: none required), and whether this is the demo."""
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    token: str | None = None
+    demo: bool = False
+    user_id: str = USER_ID
+    user_name: str = "You"
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.port <= 65535):
+            raise WebSettingsError(f"web.port: {self.port} is not a port — use 1..65535")
+        if not is_loopback(self.host) and not self.token:
+            raise WebSettingsError(
+                f"web.token: is required when the web chat listens on {self.host} (not loopback)"
+                " — set LETTABOT_WEB__TOKEN to a long random string, or web.host = \"127.0.0.1\""
+            )
+        if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", self.user_id):
+            raise WebSettingsError("web.user_id: use letters, digits and _.@- (at most 64)")
+
+    @classmethod
+    def from_mapping(cls, section: Mapping[str, Any]) -> WebSettings:
+        """Build from the ``[web]`` section (a plain mapping or a pydantic model's dump)."""
+        return cls(
+            host=str(section.get("host") or "127.0.0.1"),
+            port=int(section.get("port") or 0) if section.get("port") is not None else DEFAULT_PORT,
+            token=_secret(section.get("token")),
+            demo=bool(section.get("demo", False)),
+            user_id=str(section.get("user_id") or USER_ID),
+            user_name=str(section.get("user_name") or "You"),
+        )
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
+
+    def token_ok(self, presented: str | None) -> bool:
+        """Constant-time check of a presented token (always True when none is configured)."""
+        if self.token is None:
+            return True
+        if not presented:
+            return False
+        return hmac.compare_digest(presented.encode(), self.token.encode())
+
+    def __repr__(self) -> str:  # never show the token
+        masked = "********" if self.token else None
+        return (
+            f"WebSettings(host={self.host!r}, port={self.port}, token={masked}, demo={self.demo})"
+        )

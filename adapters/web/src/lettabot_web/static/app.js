@@ -1,0 +1,277 @@
+// lettabot web chat: one conversation per browser tab, live over Server-Sent Events.
+// No build step, no dependencies. All text is put into the page with textContent (never
+// innerHTML), so nothing a model or user writes can become markup or script.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const log = $("log"), input = $("input"), typingRow = $("typing");
+const nodes = new Map(); // item id -> element
+let typingTimer = null;
+
+function newTabId() {
+  const bytes = new Uint8Array(12);
+  crypto.getRandomValues(bytes);
+  return "t" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+const TAB = sessionStorage.getItem("lettabot-tab") || newTabId();
+sessionStorage.setItem("lettabot-tab", TAB);
+document.body.dataset.tab = TAB;
+
+// ---------- markdown (safe: builds DOM nodes from text) ----------
+
+const INLINE = /(`[^`\n]+`)|(\*\*[^*\n]+\*\*)|(\*[^*\s][^*\n]*\*)|\[([^\]\n]+)\]\((https?:\/\/[^\s)]+)\)|(https?:\/\/[^\s<>)]+)/g;
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function link(href, text) {
+  const a = el("a", null, text);
+  a.href = href;
+  a.target = "_blank";
+  a.rel = "noopener noreferrer";
+  return a;
+}
+
+function inline(parent, text) {
+  let last = 0;
+  for (const m of text.matchAll(INLINE)) {
+    if (m.index > last) parent.append(text.slice(last, m.index));
+    if (m[1]) parent.append(el("code", null, m[1].slice(1, -1)));
+    else if (m[2]) parent.append(el("strong", null, m[2].slice(2, -2)));
+    else if (m[3]) parent.append(el("em", null, m[3].slice(1, -1)));
+    else if (m[4]) parent.append(link(m[5], m[4]));
+    else parent.append(link(m[6], m[6]));
+    last = m.index + m[0].length;
+  }
+  if (last < text.length) parent.append(text.slice(last));
+}
+
+function renderMarkdown(src) {
+  const root = document.createDocumentFragment();
+  const lines = src.replace(/\r\n/g, "\n").split("\n");
+  let i = 0;
+  while (i < lines.length) {
+    const line = lines[i];
+    const fence = line.match(/^\s*(```|~~~)\s*([\w+-]*)/);
+    if (fence) { // a code block; an unclosed fence (still streaming) runs to the end
+      const body = [];
+      i++;
+      while (i < lines.length && !lines[i].trim().startsWith(fence[1])) body.push(lines[i++]);
+      i++;
+      const pre = el("pre");
+      const code = el("code", null, body.join("\n"));
+      if (fence[2]) code.dataset.lang = fence[2];
+      pre.append(code);
+      root.append(pre);
+      continue;
+    }
+    const bullet = /^\s*[-*+]\s+/, numbered = /^\s*\d+[.)]\s+/;
+    if (bullet.test(line) || numbered.test(line)) {
+      const kind = bullet.test(line) ? bullet : numbered;
+      const list = el(kind === bullet ? "ul" : "ol");
+      while (i < lines.length && kind.test(lines[i])) {
+        const li = el("li");
+        inline(li, lines[i].replace(kind, ""));
+        list.append(li);
+        i++;
+      }
+      root.append(list);
+      continue;
+    }
+    if (!line.trim()) { i++; continue; }
+    const para = [];
+    while (i < lines.length && lines[i].trim() && !/^\s*(```|~~~)/.test(lines[i])
+           && !bullet.test(lines[i]) && !numbered.test(lines[i])) para.push(lines[i++]);
+    const p = el("p");
+    para.forEach((l, n) => {
+      const heading = l.match(/^#{1,6}\s+(.*)$/);
+      if (heading) { const s = el("strong"); inline(s, heading[1]); p.append(s); }
+      else inline(p, l);
+      if (n < para.length - 1) p.append(el("br"));
+    });
+    root.append(p);
+  }
+  return root;
+}
+
+// ---------- rendering items ----------
+
+function renderMessage(item) {
+  const row = el("div", "msg " + item.kind);
+  const bubble = el("div", "bubble");
+  if (item.kind === "user") bubble.textContent = item.text;
+  else bubble.append(renderMarkdown(item.text));
+  row.append(bubble);
+  return row;
+}
+
+function renderApproval(item) {
+  const card = el("div", "card");
+  card.dataset.requestId = item.request_id;
+  card.append(el("div", "title", "Approval needed: " + item.tool));
+  if (item.input) card.append(el("pre", "input", item.input));
+  if (item.diff) {
+    const d = el("details");
+    d.append(el("summary", null, "Show the change"));
+    d.append(el("pre", "diff", item.diff));
+    card.append(d);
+  }
+  if (item.status) {
+    const s = el("div", "status", item.status);
+    card.append(s);
+    const low = item.status.toLowerCase();
+    card.classList.add(/deni|reject|timed out|expired|cancel/.test(low) ? "denied" : "approved");
+    return card;
+  }
+  const actions = el("div", "actions");
+  const button = (label, decision, cls) => {
+    const b = el("button", cls, label);
+    b.type = "button";
+    b.dataset.decision = decision;
+    b.addEventListener("click", () => decide(item.request_id, decision, actions));
+    actions.append(b);
+  };
+  button("Approve", "approve", "approve");
+  button("Deny", "deny", "deny");
+  if (item.allow_always !== false) button("Always allow " + item.tool + " here", "always", "always secondary");
+  card.append(actions);
+  return card;
+}
+
+function renderItem(item) {
+  let node;
+  if (item.kind === "approval") node = renderApproval(item);
+  else if (item.kind === "system") node = el("div", "system" + (item.reset ? " reset" : ""), item.text);
+  else node = renderMessage(item);
+  node.dataset.id = item.id;
+  node.dataset.kind = item.kind;
+  return node;
+}
+
+function upsert(item) {
+  const stick = log.scrollHeight - log.scrollTop - log.clientHeight < 80;
+  const node = renderItem(item);
+  const old = nodes.get(item.id);
+  if (old) old.replaceWith(node);
+  else log.append(node);
+  nodes.set(item.id, node);
+  $("empty").hidden = true;
+  if (item.kind === "bot" || item.kind === "approval") setTyping(false);
+  if (stick || !old) log.scrollTop = log.scrollHeight;
+}
+
+function clearLog() {
+  for (const node of nodes.values()) node.remove();
+  nodes.clear();
+  $("empty").hidden = false;
+}
+
+function setTyping(on) {
+  clearTimeout(typingTimer);
+  typingRow.hidden = !on;
+  if (on) typingTimer = setTimeout(() => { typingRow.hidden = true; }, 8000);
+}
+
+function toast(text, kind) {
+  const t = el("div", "toast" + (kind ? " " + kind : ""), text);
+  $("toasts").append(t);
+  setTimeout(() => t.remove(), 8000);
+}
+
+// ---------- talking to the server ----------
+
+async function post(path, payload) {
+  const r = await fetch(path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(payload),
+    credentials: "same-origin",
+  });
+  let data = {};
+  try { data = await r.json(); } catch (e) { /* not JSON */ }
+  if (!r.ok) throw new Error(data.error || (r.status + " " + r.statusText));
+  return data;
+}
+
+async function send(text) {
+  const id = newTabId();
+  try {
+    await post("/api/send", { tab: TAB, text, id });
+  } catch (e) {
+    toast("Not sent: " + e.message, "error");
+    if (!input.value) input.value = text;
+  }
+}
+
+async function decide(requestId, decision, actions) {
+  for (const b of actions.querySelectorAll("button")) b.disabled = true;
+  try {
+    const outcome = await post("/api/decide", { request_id: requestId, decision });
+    if (outcome.status !== "decided") {
+      toast(outcome.message, "error");
+      if (outcome.status === "not_authorized") for (const b of actions.querySelectorAll("button")) b.disabled = false;
+    }
+  } catch (e) {
+    toast("Decision failed: " + e.message, "error");
+    for (const b of actions.querySelectorAll("button")) b.disabled = false;
+  }
+}
+
+function connect() {
+  const conn = $("conn");
+  const source = new EventSource("/api/events?tab=" + encodeURIComponent(TAB));
+  source.onopen = () => { conn.textContent = "connected"; conn.classList.add("live"); };
+  source.onerror = () => { conn.textContent = "reconnecting…"; conn.classList.remove("live"); };
+  source.onmessage = (m) => {
+    const ev = JSON.parse(m.data);
+    switch (ev.type) {
+      case "hello":
+        $("demo-badge").hidden = !ev.demo;
+        $("demo-banner").hidden = !ev.demo;
+        document.title = ev.demo ? "lettabot (demo)" : "lettabot";
+        break;
+      case "snapshot": clearLog(); ev.items.forEach(upsert); break;
+      case "item": upsert(ev.item); break;
+      case "clear": clearLog(); break;
+      case "typing": setTyping(true); break;
+      case "done": setTyping(false); break;
+      case "notice": toast(ev.text); break;
+    }
+  };
+}
+
+// ---------- the composer ----------
+
+$("composer").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const text = input.value.trim();
+  if (!text) return;
+  input.value = "";
+  autosize();
+  send(text);
+});
+input.addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+    e.preventDefault();
+    $("composer").requestSubmit();
+  }
+});
+function autosize() {
+  input.style.height = "auto";
+  input.style.height = Math.min(input.scrollHeight + 2, 200) + "px";
+}
+input.addEventListener("input", autosize);
+$("reset").addEventListener("click", async () => {
+  try { await post("/api/reset", { tab: TAB }); }
+  catch (e) { toast("Reset failed: " + e.message, "error"); }
+});
+for (const chip of document.querySelectorAll("[data-try]")) {
+  chip.addEventListener("click", () => { input.value = chip.dataset.try; autosize(); input.focus(); });
+}
+
+connect();
+input.focus();
