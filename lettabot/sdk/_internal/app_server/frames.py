@@ -46,7 +46,7 @@ def _check_settings(settings: Any) -> None:
     if not isinstance(settings, dict):
         raise FrameError("execution_settings must be an object")
     if not (_strings(settings.get("allowed_tools")) and _strings(settings.get("disallowed_tools"))):
-        raise FrameError("execution_settings needs allowed_tools and disallowed_tools (string lists)")
+        raise FrameError("execution_settings needs allowed_tools and disallowed_tools lists")
     if not isinstance(settings.get("disable_memory_guard"), bool):
         raise FrameError("execution_settings needs a boolean disable_memory_guard")
     turns = settings.get("max_turns")
@@ -79,7 +79,8 @@ def _check_runtime_start(frame: dict[str, Any]) -> None:
     if "conversation_id" not in frame and "create_conversation" not in frame:
         raise FrameError("runtime_start needs conversation_id or create_conversation")
     if "create_agent" in frame:
-        body = frame["create_agent"].get("body") if isinstance(frame["create_agent"], dict) else None
+        spec = frame["create_agent"]
+        body = spec.get("body") if isinstance(spec, dict) else None
         if not isinstance(body, dict):
             raise FrameError("create_agent needs a body object")
     if frame.get("mode") is not None and frame["mode"] not in MODES:
@@ -191,7 +192,9 @@ def approval_response(
         {
             "type": "input",
             "runtime": runtime,
-            "payload": {"kind": "approval_response", "request_id": request_id, "decision": decision},
+            "payload": {
+                "kind": "approval_response", "request_id": request_id, "decision": decision
+            },
         }
     )
 

@@ -21,6 +21,7 @@ import anyio
 from lettabot.sdk._internal.app_server.connection import Connection
 from lettabot.sdk._internal.app_server.process import LocalServer
 from lettabot.sdk._internal.cli import cli_env, find_cli
+from lettabot.sdk.errors import CLIConnectionError
 from lettabot.sdk.options import SessionOptions
 
 __all__ = ["Lease", "acquire", "server_key"]
@@ -47,7 +48,7 @@ class _Slot:
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     generation: int = 0
 
-    async def ensure(self, timeout: float) -> Connection:
+    async def ensure(self, timeout: float) -> Connection:  # noqa: ASYNC109
         """The live connection, (re)starting the local server if needed."""
         async with self.lock:
             conn = self.connection
@@ -68,11 +69,30 @@ class _Slot:
                     await self.server.start(timeout)
                 url = self.server.url
                 assert url is not None
-            conn = Connection(url, self.token)
-            await conn.open(timeout)
+            conn = await self._open(url, timeout)
             self.connection = conn
             self.generation += 1
             return conn
+
+    async def _open(self, url: str, timeout: float) -> Connection:  # noqa: ASYNC109
+        """Connect; a server that just printed its URL may need a moment to take upgrades."""
+        for attempt in range(5):
+            conn = Connection(url, self.token)
+            try:
+                await conn.open(timeout)
+                return conn
+            except CLIConnectionError as exc:
+                if "401" in str(exc) or attempt == 4:
+                    raise
+                if self.url is None and self.server is not None and attempt >= 1:
+                    # Our own server takes no connections (dying, or wedged): replace it.
+                    log.warning("the App Server at %s is unreachable; starting a new one", url)
+                    await self.server.stop()
+                    self.server = LocalServer(self.server.cli, self.env, self.cwd)
+                    url = await self.server.start(timeout)
+                log.debug("App Server not ready yet (%s); retrying", exc)
+                await anyio.sleep(0.1 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     async def release(self) -> None:
         async with self.lock:
@@ -123,7 +143,7 @@ class Lease:
     def generation(self) -> int:
         return self.slot.generation
 
-    async def connection(self, timeout: float) -> Connection:
+    async def connection(self, timeout: float) -> Connection:  # noqa: ASYNC109
         return await self.slot.ensure(timeout)
 
     def server(self) -> LocalServer | None:

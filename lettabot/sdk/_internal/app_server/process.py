@@ -64,19 +64,19 @@ class LocalServer:
     def output_tail(self) -> str:
         return "\n".join(self._tail)
 
-    async def start(self, timeout: float) -> str:
+    async def start(self, timeout: float) -> str:  # noqa: ASYNC109
         """Spawn the server and return its ``ws://`` URL once it listens."""
         argv = [self.cli, "server", "--listen", "ws://127.0.0.1:0"]
         # Popen runs in the loop's thread: the parent-death signal follows the forking
         # thread, and a worker thread may exit long before we do.
-        self._proc = subprocess.Popen(
+        self._proc = subprocess.Popen(  # noqa: ASYNC220 (fork+exec only; see above)
             argv,
             env=self.env,
             cwd=self.cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            preexec_fn=_arm_parent_death_signal if os.name == "posix" else None,  # noqa: PLW1509
+            preexec_fn=_arm_parent_death_signal if os.name == "posix" else None,
         )
         _live.add(self)
         found = threading.Event()
@@ -91,7 +91,9 @@ class LocalServer:
                 )
             if time.monotonic() > deadline:
                 await self.stop()
-                raise ProcessError(f"letta server did not listen within {timeout}s", stderr=self.output_tail())
+                raise ProcessError(
+                    f"letta server did not listen within {timeout}s", stderr=self.output_tail()
+                )
             await anyio.sleep(0.02)
         assert self.url is not None
         log.debug("App Server pid %s listening on %s", self.pid, self.url)
@@ -117,7 +119,7 @@ class LocalServer:
         with contextlib.suppress(ProcessLookupError):
             proc.terminate()
         deadline = time.monotonic() + self.grace
-        while proc.poll() is None and time.monotonic() < deadline:
+        while proc.poll() is None and time.monotonic() < deadline:  # noqa: ASYNC110
             await anyio.sleep(0.02)
         if proc.poll() is None:
             log.warning("App Server pid %s ignored SIGTERM; killing it", proc.pid)

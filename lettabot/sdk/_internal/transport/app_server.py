@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -297,7 +296,8 @@ class AppServerTransport:
             log.info("App Server refused input %s (%s); retrying in %ss", cmid, last_error, delay)
             await anyio.sleep(delay)
         raise CLIConnectionError(
-            f"the App Server refused the message after {len(RETRY_DELAYS) + 1} attempts: {last_error}"
+            f"the App Server refused the message after {len(RETRY_DELAYS) + 1} attempts: "
+            f"{last_error}"
         )
 
     async def _warm_up(self, conn: Connection) -> None:
@@ -479,6 +479,3 @@ class AppServerTransport:
             with anyio.CancelScope(shield=True):
                 await lease.release()
 
-
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes")
