@@ -78,10 +78,12 @@ def _transport_for(options: SessionOptions, target: Target, session: Session) ->
 
 def _session(target: Target, options: dict[str, Any]) -> Session:
     opts = SessionOptions.model_validate(options)
-    if not target.new_agent and _has_memory_settings(opts):
+    if _has_memory_settings(opts):
+        if target.agent_id and target.conversation_id is None:
+            return _AgentMemorySession(opts, target)
         raise ValueError(
-            "memory, persona, human and project define a NEW agent: pass them to create_agent() "
-            "(or to create_session() without an agent id)"
+            "memory, persona, human and project reach an agent's NEW conversations: pass them "
+            "to create_agent() or create_session(agent_id, ...), not to resume_session()"
         )
     return Session(opts, target, _transport_for)
 
@@ -164,6 +166,27 @@ class _NewAgentSession(Session):
         if self.init is None and _uses_memfs(self.options) and self.target.new_agent:
             agent_id = await create_agent(**_agent_fields(self.options))
             self.target = Target(agent_id=agent_id)
+        return await super().connect()
+
+
+class _AgentMemorySession(Session):
+    """A new conversation on an existing agent whose memory blocks are set first.
+
+    Memory blocks belong to the agent (every conversation shares them), so they are written
+    into its memory files and committed before this conversation starts, the way the agent
+    itself edits its memory. New conversations see them; older ones keep their prompt.
+    """
+
+    def __init__(self, options: SessionOptions, target: Target) -> None:
+        self._memory = options.agent_options()
+        stripped = options.model_copy(
+            update={"memory": None, "persona": None, "human": None, "project": None}
+        )
+        super().__init__(stripped, target, _transport_for)
+
+    async def connect(self) -> InitMessage:
+        if self.init is None and self.target.agent_id is not None:
+            await apply_agent_memory(self.target.agent_id, self._memory, cli_env(self.options.env))
         return await super().connect()
 
 

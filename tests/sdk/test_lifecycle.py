@@ -184,8 +184,8 @@ def test_bad_options_are_refused_with_the_option_named(tmp_path: Path) -> None:
             sdk.create_session(**options)  # type: ignore[arg-type]
     with pytest.raises(pydantic.ValidationError, match="persona"):
         sdk.create_session(memory=["human"], persona="x")
-    with pytest.raises(ValueError, match="NEW agent"):
-        sdk.create_session("agent-local-1", persona="x")
+    with pytest.raises(ValueError, match="NEW conversations"):
+        sdk.resume_session("agent-local-1", persona="x")
 
 
 async def test_missing_cli_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:

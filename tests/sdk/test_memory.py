@@ -137,3 +137,20 @@ async def test_shared_memory_across_conversations(
         result = await second.run_turn("what is the secret word?")
         assert second.conversation_id != first.conversation_id
     assert result.result == "The secret word is mango."
+
+
+async def test_memory_options_on_an_existing_agent_reach_its_new_conversations(
+    letta_home: LettaHome, transport: str, scripted_model: ScriptedModelServer
+) -> None:
+    """The seed README's `createSession(agentId, {persona, memory: [...]})`."""
+    agent_id = await sdk.create_agent(model=letta_home.model)
+    async with sdk.create_session(
+        agent_id,
+        memory=["persona", {"label": "rules", "value": "Prefer functional patterns."}],
+        persona="You are a senior Python developer.",
+    ) as session:
+        await session.run_turn("hi")
+    system = scripted_model.requests[-1].system
+    assert "You are a senior Python developer." in system
+    assert "Prefer functional patterns." in system
+    assert "<human>" not in system
