@@ -168,13 +168,13 @@ class BotAPI(Protocol):
     """What an adapter may call on the runtime."""
 
     async def handle_message(self, message: InboundMessage) -> None:
-        """Accept a message. Returns quickly (the turn runs in the background, queued per scope)."""
+        """Accept a message. Returns quickly: the turn runs in the background, queued per scope."""
         ...
 
     async def decide_approval(
         self, request_id: str, decision: ApprovalDecision, user_id: str, user_name: str = ""
     ) -> DecisionOutcome:
-        """A button click. Authorises the clicker; decides atomically (a double click decides once)."""
+        """A click: authorise the clicker, decide atomically (a double click decides once)."""
         ...
 
     async def run_command(
@@ -186,7 +186,7 @@ class BotAPI(Protocol):
 
 @runtime_checkable
 class Adapter(Protocol):
-    """A chat platform. ``run`` serves until cancelled; the other methods are called by the runtime."""
+    """A chat platform. ``run`` serves until cancelled; the runtime calls the rest."""
 
     name: str
     limits: AdapterLimits
