@@ -223,9 +223,7 @@ def build_app(settings: WebSettings, hub: Hub, bot: BotAPI) -> Starlette:
                 await reset(tab)
             else:
                 hub.add(tab, "user", text)
-                result = await bot.run_command(
-                    scope_for(tab), settings.user_id, name, args.strip()
-                )
+                result = await bot.run_command(scope_for(tab), settings.user_id, name, args.strip())
                 hub.add(tab, "system", result.text)
             return JSONResponse({"ok": True, "command": name}, status_code=202)
         hub.add(tab, "user", text)

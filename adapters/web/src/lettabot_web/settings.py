@@ -58,7 +58,7 @@ class WebSettings:
         if not is_loopback(self.host) and not self.token:
             raise WebSettingsError(
                 f"web.token: is required when the web chat listens on {self.host} (not loopback)"
-                " — set LETTABOT_WEB__TOKEN to a long random string, or web.host = \"127.0.0.1\""
+                ' — set LETTABOT_WEB__TOKEN to a long random string, or web.host = "127.0.0.1"'
             )
         if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", self.user_id):
             raise WebSettingsError("web.user_id: use letters, digits and _.@- (at most 64)")

@@ -144,7 +144,7 @@ function renderApproval(item) {
 
 function renderItem(item) {
   let node;
-  if (item.kind === "approval") node = renderApproval(item);
+  if (item.kind === "approval") { node = el("div", "msg bot"); node.append(renderApproval(item)); }
   else if (item.kind === "system") node = el("div", "system" + (item.reset ? " reset" : ""), item.text);
   else node = renderMessage(item);
   node.dataset.id = item.id;

@@ -1,0 +1,115 @@
+"""``lettabot run --demo``: the whole bot with no model key, clearly labelled as a demo.
+
+The demo starts the project's scripted model server (its "demo brain": echo, ``run: <cmd>``
+asks to run a command, ``remember: <fact>`` saves a fact to the agent's memory files, and a
+question about the ``secret word`` answers from memory) and a Letta CLI home of its own under
+``<data_dir>/demo`` (local backend, connected to that server), so nothing touches the user's
+real Letta settings, agents or lettabot store. Only the web chat runs; it says DEMO on the page.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from lettabot.runtime.config import Config
+from lettabot.runtime.store import default_store_url
+from lettabot.testing.letta_home import prepare_template
+from lettabot.testing.scripted_model import Reply, ScriptedModelServer
+
+__all__ = ["DEMO_MODEL", "Demo", "banner", "demo_mode"]
+
+DEMO_MODEL = "openai-compatible/scripted"
+DEMO_AGENT_NAME = "lettabot-demo"
+STORY = (
+    "Once upon a time a small bot lived in a chat window. Every morning it read the notes in "
+    "its memory folder, so it never forgot a friend's name or a secret word. One day someone "
+    "asked it to run a command. The bot did not just do it: it asked first, and waited for a "
+    "click on Approve. Everyone slept well after that. The end."
+)
+"""The demo's streamed reply to "tell me a story" (slow enough to watch it arrive)."""
+
+_CLI_VARS = ("HOME", "LETTA_LOCAL_BACKEND_DIR", "LETTA_API_KEY", "LETTA_BASE_URL")
+
+
+@dataclass(frozen=True)
+class Demo:
+    """A running demo: the config to run with and where its pieces are."""
+
+    config: Config
+    model_url: str
+    home: Path
+
+
+def demo_config(config: Config, root: Path) -> Config:
+    """``config`` changed to run the demo: scripted model, its own agent, store and workspace,
+    web chat only (host, port and token kept from ``config``)."""
+    letta = config.letta.model_copy(
+        update={
+            "backend": "local",
+            "base_url": None,
+            "api_key": None,
+            "model": DEMO_MODEL,
+            "agent_id": None,
+            "agent_name": DEMO_AGENT_NAME,
+            "permission_mode": "standard",
+            "cwd": root / "workspace",
+            "allowed_tools": [],
+            "disallowed_tools": [],
+        }
+    )
+    return config.model_copy(
+        update={
+            "letta": letta,
+            "store": config.store.model_copy(update={"url": default_store_url(root)}),
+            "servers": config.servers.model_copy(update={"count": 1, "urls": []}),
+            "web": config.web.model_copy(update={"enabled": True}),
+            "slack": config.slack.model_copy(update={"enabled": False}),
+            "discord": config.discord.model_copy(update={"enabled": False}),
+            "adapters": {},
+        }
+    )
+
+
+@contextmanager
+def demo_mode(config: Config) -> Iterator[Demo]:
+    """Start the scripted model and point the Letta CLI at a demo home for the duration.
+
+    The CLI finds its home through ``HOME`` (and ``LETTA_LOCAL_BACKEND_DIR``); both are set in
+    this process's environment (inherited by the App Server it starts) and restored after.
+    """
+    root = config.data_dir / "demo"
+    (root / "workspace").mkdir(parents=True, exist_ok=True)
+    with ScriptedModelServer() as model:
+        model.on("tell me a story", Reply.say(STORY, chunk_delay=0.08))
+        home = prepare_template(root, model.base_url)
+        saved = {k: os.environ.pop(k, None) for k in _CLI_VARS}
+        os.environ["HOME"] = str(home)
+        os.environ["LETTA_LOCAL_BACKEND_DIR"] = str(home / ".letta" / "lc-local-backend")
+        try:
+            yield Demo(demo_config(config, root), model.base_url, home)
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def banner(demo: Demo) -> str:
+    """What the terminal shows when the demo starts."""
+    return "\n".join(
+        [
+            "=" * 72,
+            " lettabot DEMO — replies come from a scripted stand-in model, not a real AI.",
+            " No API key is used. The Letta agent, its memory and tool approvals are real.",
+            f"   model server: {demo.model_url}   demo data: {demo.home.parent}",
+            " Try in the web chat:  hello  |  tell me a story",
+            "   remember: the secret word is mango  |  what is the secret word?",
+            "   run: echo hi > file.txt   (asks for your approval first)",
+            "=" * 72,
+        ]
+    )

@@ -1,0 +1,230 @@
+"""The web chat in a real browser, end to end: ``lettabot run --demo`` (real Letta CLI on an
+App Server, the scripted demo model), driven through headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import BrowserContext, Page, expect
+
+from tests.web.conftest import RunningBot, free_port, lettabot_command, start_lettabot
+
+pytestmark = pytest.mark.slow
+
+
+def open_chat(context: BrowserContext, bot: RunningBot) -> Page:
+    page = context.new_page()
+    page.goto(bot.url)
+    expect(page.locator("#conn")).to_have_text("connected")
+    return page
+
+
+def say(page: Page, text: str) -> None:
+    page.fill("#input", text)
+    page.press("#input", "Enter")
+    expect(page.locator(".msg.user .bubble").last).to_have_text(text)
+
+
+def last_reply(page: Page) -> Any:
+    return page.locator(".msg.bot .bubble").last
+
+
+def test_demo_page_says_it_is_a_demo(context: BrowserContext, demo_bot: RunningBot) -> None:
+    page = open_chat(context, demo_bot)
+    expect(page.locator("#demo-badge")).to_be_visible()
+    expect(page.locator("#demo-banner")).to_contain_text("scripted stand-in model")
+    assert "DEMO" in demo_bot.output  # and the terminal says so too
+
+
+def test_reply_streams_into_the_page(context: BrowserContext, demo_bot: RunningBot) -> None:
+    page = open_chat(context, demo_bot)
+    # Record every text the newest reply shows, to see it grow while the model streams.
+    page.evaluate(
+        """() => {
+          window.__seen = [];
+          new MutationObserver(() => {
+            const b = document.querySelectorAll('.msg.bot .bubble');
+            if (b.length) window.__seen.push(b[b.length - 1].textContent);
+          }).observe(document.getElementById('log'), {childList: true, subtree: true});
+        }"""
+    )
+    say(page, "tell me a story")
+    expect(last_reply(page)).to_contain_text("The end.", timeout=90_000)
+    final = last_reply(page).text_content() or ""
+    seen = page.evaluate("window.__seen")
+    partial = [t for t in seen if t and t != final and final.startswith(t.rstrip("\u2026 "))]
+    assert partial, f"the reply appeared only whole; seen: {seen[:5]}"
+
+
+def test_markup_in_messages_is_shown_as_text(context: BrowserContext, demo_bot: RunningBot) -> None:
+    page = open_chat(context, demo_bot)
+    say(page, "<img src=x onerror=alert(1)> **bold** `code`")
+    reply = last_reply(page)
+    expect(reply).to_contain_text("You said: <img src=x onerror=alert(1)>")
+    assert page.locator(".bubble img").count() == 0
+    expect(reply.locator("strong")).to_have_text("bold")
+    expect(reply.locator("code")).to_have_text("code")
+
+
+def approval_turn(page: Page, bot: RunningBot, decision: str) -> Path:
+    target = bot.workspace / f"{decision}-{uuid.uuid4().hex[:8]}.txt"
+    say(page, f"run: echo hi > {target.name}")
+    card = page.locator(".card").last
+    expect(card).to_contain_text("Approval needed: Bash")
+    expect(card.locator("pre.input")).to_contain_text(f"echo hi > {target.name}")
+    card.locator(f"button[data-decision={decision}]").click()
+    expect(card.locator(".status")).to_be_visible()
+    expect(last_reply(page)).to_contain_text("Tool result", timeout=90_000)
+    return target
+
+
+def test_approve_runs_the_tool(
+    context: BrowserContext, demo_bot: RunningBot, screenshots: Path
+) -> None:
+    page = open_chat(context, demo_bot)
+    target = approval_turn(page, demo_bot, "approve")
+    expect(page.locator(".card .status").last).to_contain_text("Approved")
+    assert target.read_text().strip() == "hi"
+    page.screenshot(path=str(screenshots / "web-chat-approved.png"))
+
+
+def test_deny_keeps_the_tool_from_running(context: BrowserContext, demo_bot: RunningBot) -> None:
+    page = open_chat(context, demo_bot)
+    target = approval_turn(page, demo_bot, "deny")
+    expect(page.locator(".card").last).to_have_class("card denied")
+    assert not target.exists()
+
+
+def test_memory_is_shared_by_new_conversations(
+    context: BrowserContext, demo_bot: RunningBot
+) -> None:
+    word = f"kiwi{uuid.uuid4().hex[:6]}"
+    first = open_chat(context, demo_bot)
+    say(first, f"remember: the secret word is {word}")
+    first.locator(".card button[data-decision=approve]").last.click()
+    expect(last_reply(first)).to_contain_text("saved", timeout=90_000)
+    second = open_chat(context, demo_bot)  # another tab: a new conversation
+    say(second, "what is the secret word?")
+    expect(last_reply(second)).to_contain_text(f"The secret word is {word}", timeout=90_000)
+
+
+def test_tabs_are_separate_conversations_and_reset_starts_a_new_one(
+    context: BrowserContext, demo_bot: RunningBot
+) -> None:
+    a, b = open_chat(context, demo_bot), open_chat(context, demo_bot)
+    assert a.evaluate("sessionStorage['lettabot-tab']") != b.evaluate(
+        "sessionStorage['lettabot-tab']"
+    )
+    say(a, "alpha one")
+    say(b, "bravo one")
+    expect(last_reply(a)).to_have_text("You said: alpha one")
+    expect(last_reply(b)).to_have_text("You said: bravo one")
+    say(a, "what was my first message?")
+    say(b, "what was my first message?")
+    expect(last_reply(a)).to_have_text("Your first message was: alpha one")
+    expect(last_reply(b)).to_have_text("Your first message was: bravo one")
+
+    a.reload()  # a reload keeps the tab's conversation on screen
+    expect(a.locator(".msg.user .bubble").first).to_have_text("alpha one")
+
+    a.click("#reset")
+    expect(a.locator(".msg")).to_have_count(0)
+    expect(a.locator(".system.reset")).to_be_visible()
+    say(a, "charlie two")
+    say(a, "what was my first message?")
+    expect(last_reply(a)).to_have_text("Your first message was: charlie two")
+    say(b, "and my first message?")
+    expect(last_reply(b)).to_have_text("Your first message was: bravo one")
+
+
+def _post(url: str, payload: dict[str, Any], headers: dict[str, str]) -> int:
+    req = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), headers=headers, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> int:
+    try:
+        req = urllib.request.Request(url, headers=headers or {})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_other_sites_cannot_drive_the_local_chat(demo_bot: RunningBot) -> None:
+    """No token on loopback, so: only loopback Host names (no DNS rebinding) and only
+    same-origin JSON posts (a page on another site cannot send messages or click Approve)."""
+    send = demo_bot.url + "api/send"
+    body = {"tab": "tcsrf-test-tab", "text": "hello"}
+    host = demo_bot.url.split("/")[2]
+    assert _get(demo_bot.url, {"Host": f"evil.example:{host.split(':')[1]}"}) == 421
+    json_from_elsewhere = {"Content-Type": "application/json", "Origin": "http://evil.example"}
+    assert _post(send, body, json_from_elsewhere) == 403
+    assert _post(send, body, {"Content-Type": "text/plain"}) == 415
+    decide = demo_bot.url + "api/decide"
+    assert _post(decide, {"request_id": "x", "decision": "approve"}, json_from_elsewhere) == 403
+    same_site = {"Content-Type": "application/json", "Origin": demo_bot.url.rstrip("/")}
+    assert _post(send, body, same_site) == 202
+
+
+def test_non_loopback_bind_needs_a_token(tmp_path: Path, context: BrowserContext) -> None:
+    env = {"LETTABOT_WEB__HOST": "0.0.0.0", "LETTABOT_DATA_DIR": str(tmp_path / "data")}
+    refused = subprocess.run(
+        [*lettabot_command(), "run", "--demo"],
+        cwd=tmp_path,
+        env={**_clean_env(), **env, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "web.token" in refused.stdout + refused.stderr
+
+    token = uuid.uuid4().hex
+    port = free_port()
+    bot = start_lettabot(
+        tmp_path / "with-token",
+        "--demo",
+        env={**env, "LETTABOT_WEB__PORT": str(port), "LETTABOT_WEB__TOKEN": token},
+    )
+    try:
+        assert token not in bot.output  # the token is never printed
+        local = f"http://127.0.0.1:{port}/"
+        assert _get(local) == 401
+        assert _get(local + f"?token=wrong{token}") == 401
+        assert _get(local + "api/events?tab=tnotoken1") == 401
+        assert (
+            _post(
+                local + "api/send",
+                {"tab": "tnotoken1", "text": "hi"},
+                {"Content-Type": "application/json"},
+            )
+            == 401
+        )
+        page = context.new_page()
+        page.goto(local + f"?token={token}")
+        assert token not in page.url  # the token moves into a cookie
+        expect(page.locator("#conn")).to_have_text("connected")
+        say(page, "hello over the network")
+        expect(last_reply(page)).to_have_text("You said: hello over the network", timeout=90_000)
+    finally:
+        assert bot.stop() == 0, bot.output[-3000:]
+
+
+def _clean_env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("LETTABOT_")}
