@@ -1,0 +1,402 @@
+"""The Discord adapter: discord.py events in, ``Adapter`` calls out.
+
+Inbound: a message that @mentions the bot in a channel opens a thread on that message
+(``reply_mode = "thread"``) and the thread is the conversation; later messages in a thread
+the bot is in, and DMs, need no mention. Approval clicks and ``/lettabot`` commands go to
+the :class:`BotAPI`. Outbound calls catch and log Discord's HTTP errors, one call at a time,
+so a refused message never stops the adapter; rate limits are discord.py's job.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import discord
+from discord import app_commands
+
+from lettabot.runtime.adapter import (
+    AdapterLimits,
+    ApprovalDecision,
+    ApprovalView,
+    Attachment,
+    BotAPI,
+    CommandResult,
+    DecisionOutcome,
+    InboundMessage,
+    MessageRef,
+    Scope,
+)
+from lettabot_discord.approvals import ApprovalButton, approval_view, disabled_view
+from lettabot_discord.commands import lettabot_group
+from lettabot_discord.render import (
+    MAX_MESSAGE,
+    approval_text,
+    clip,
+    resolved_text,
+    strip_mention,
+    thread_name,
+)
+from lettabot_discord.scopes import ADAPTER, scope_of_channel, target_channel_id, thread_scope
+from lettabot_discord.settings import DiscordSettings
+
+__all__ = ["PERMISSIONS", "DiscordAdapter", "DiscordAdapterError", "create_adapter", "intents"]
+
+log = logging.getLogger(__name__)
+
+PERMISSIONS = discord.Permissions(
+    view_channel=True,
+    send_messages=True,
+    send_messages_in_threads=True,
+    create_public_threads=True,
+    read_message_history=True,
+)
+"""What the bot needs in a channel (309237713920); the README's invite URL asks for it."""
+
+EXPIRED = "This approval request has expired (lettabot restarted or it timed out)."
+_THREAD_ARCHIVE_MINUTES: Literal[1440] = 1440
+_THREADABLE = (discord.TextChannel,)
+_USER_MESSAGES = (discord.MessageType.default, discord.MessageType.reply)
+
+
+class DiscordAdapterError(Exception):
+    """The adapter cannot run: no token, a rejected token, a missing privileged intent."""
+
+
+def intents() -> discord.Intents:
+    """Guilds, guild and DM messages, and the privileged message-content intent."""
+    value = discord.Intents.none()
+    value.guilds = True
+    value.guild_messages = True
+    value.dm_messages = True
+    value.message_content = True
+    return value
+
+
+class _Client(discord.Client):
+    """discord.py's client wired to one adapter."""
+
+    def __init__(self, adapter: DiscordAdapter, **options: Any) -> None:
+        super().__init__(
+            intents=intents(), allowed_mentions=discord.AllowedMentions.none(), **options
+        )
+        self.tree = app_commands.CommandTree(self)
+        self.lettabot_adapter = adapter
+        self.lettabot_on_decision = adapter.on_decision
+
+    async def setup_hook(self) -> None:
+        await self.lettabot_adapter.setup()
+
+    async def on_ready(self) -> None:
+        self.lettabot_adapter.ready()
+
+    async def on_message(self, message: discord.Message) -> None:
+        await self.lettabot_adapter.on_message(message)
+
+
+class DiscordAdapter:
+    """lettabot on Discord (see the module docstring)."""
+
+    name = ADAPTER
+    limits = AdapterLimits(
+        max_message_length=MAX_MESSAGE,
+        can_edit=True,
+        has_buttons=True,
+        min_edit_interval=1.0,
+        can_type=True,
+    )
+
+    def __init__(self, settings: DiscordSettings, bot: BotAPI, **client_options: Any) -> None:
+        self.settings = settings
+        self.bot = bot
+        self._client_options = client_options
+        self.client = _Client(self, **client_options)
+
+    # lifecycle ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        token = self.settings.token_value()
+        if not token:
+            raise DiscordAdapterError(
+                "discord.token is not set — set LETTABOT_DISCORD__TOKEN to the bot token"
+            )
+        if self.client.is_closed():
+            self.client = _Client(self, **self._client_options)
+        try:
+            async with self.client:
+                await self.client.start(token)
+        except discord.LoginFailure:
+            raise DiscordAdapterError(
+                "Discord rejected the bot token — copy it again from the Developer Portal "
+                "(your application → Bot → Reset Token) into LETTABOT_DISCORD__TOKEN"
+            ) from None
+        except discord.PrivilegedIntentsRequired:
+            raise DiscordAdapterError(
+                "Discord refused the Message Content intent — enable it in the Developer "
+                "Portal (your application → Bot → Privileged Gateway Intents)"
+            ) from None
+
+    async def setup(self) -> None:
+        """After login, before the gateway: buttons and slash commands."""
+        self.client.add_dynamic_items(ApprovalButton)
+        tree = self.client.tree
+        tree.add_command(lettabot_group(self.command))
+        try:
+            if self.settings.guild_ids:
+                for guild_id in self.settings.guild_ids:
+                    guild = discord.Object(guild_id)
+                    tree.copy_global_to(guild=guild)
+                    await tree.sync(guild=guild)
+            else:
+                await tree.sync()
+        except discord.HTTPException as exc:
+            log.warning(
+                "discord: could not register the /lettabot commands (%s); invite the bot "
+                "with the applications.commands scope (see the README)",
+                exc,
+            )
+
+    def ready(self) -> None:
+        app_id = self.client.application_id
+        if app_id:
+            url = discord.utils.oauth_url(
+                app_id, permissions=PERMISSIONS, scopes=("bot", "applications.commands")
+            )
+            log.info("discord: connected as %s; invite URL: %s", self.client.user, url)
+
+    # inbound -----------------------------------------------------------------
+
+    def _me(self) -> int:
+        assert self.client.user is not None  # set at login
+        return self.client.user.id
+
+    def _in_thread(self, thread: discord.Thread) -> bool:
+        return thread.owner_id == self._me() or thread.me is not None
+
+    async def on_message(self, message: discord.Message) -> None:
+        try:
+            inbound = await self._inbound(message)
+            if inbound is not None:
+                await self.bot.handle_message(inbound)
+        except Exception:
+            log.exception("discord: could not handle message %s", message.id)
+
+    async def _inbound(self, message: discord.Message) -> InboundMessage | None:
+        """The message for the runtime, or None when it is not for the bot."""
+        me = self._me()
+        author = message.author
+        if author.id == me or message.type not in _USER_MESSAGES:
+            return None
+        if author.bot and not self.settings.allow_bots:
+            return None
+        channel = message.channel
+        guild_id = message.guild.id if message.guild else None
+        mentioned = guild_id is None or any(u.id == me for u in message.mentions)
+        if isinstance(channel, discord.Thread):
+            if not self.settings.allows_place(guild_id, channel.id, channel.parent_id):
+                return None
+            if not mentioned and not self._in_thread(channel):
+                return None
+        elif not self.settings.allows_place(guild_id, channel.id):
+            return None
+        elif guild_id is not None and not mentioned and self.settings.require_mention:
+            return None  # top-level chatter that does not address the bot
+        if not self.settings.allows_user(author.id):
+            if mentioned and self.settings.unauthorized_reply:
+                await self._reply(message, self.settings.unauthorized_reply)
+            return None
+        text = strip_mention(message.content, me)
+        scope = scope_of_channel(channel, guild_id)
+        if (
+            guild_id is not None
+            and scope.thread is None
+            and self.settings.reply_mode == "thread"
+            and isinstance(channel, _THREADABLE)
+        ):
+            scope = await self._open_thread(message, text, guild_id) or scope
+        return InboundMessage(
+            scope=scope,
+            user_id=str(author.id),
+            user_name=author.display_name,
+            text=text,
+            message_id=str(message.id),
+            mentioned=mentioned,
+            is_bot=author.bot,
+            attachments=tuple(
+                Attachment(name=a.filename, url=a.url, content_type=a.content_type, size=a.size)
+                for a in message.attachments
+            ),
+            received_at=message.created_at,
+        )
+
+    async def _open_thread(
+        self, message: discord.Message, text: str, guild_id: int
+    ) -> Scope | None:
+        try:
+            thread = await message.create_thread(
+                name=thread_name(text), auto_archive_duration=_THREAD_ARCHIVE_MINUTES
+            )
+        except discord.HTTPException as exc:
+            log.warning("discord: could not open a thread (%s); replying in the channel", exc)
+            return None
+        return thread_scope(guild_id, message.channel.id, thread.id)
+
+    async def _reply(self, message: discord.Message, text: str) -> None:
+        try:
+            await message.reply(clip(text, MAX_MESSAGE), mention_author=False)
+        except discord.HTTPException as exc:
+            log.warning("discord: reply failed: %s", exc)
+
+    # approvals and commands ------------------------------------------------------
+
+    async def on_decision(
+        self, interaction: discord.Interaction[Any], decision: ApprovalDecision, request_id: str
+    ) -> None:
+        """A click on Approve / Deny / Always allow (possibly on a prompt from before a restart)."""
+        user = interaction.user
+        try:
+            outcome = await self.bot.decide_approval(
+                request_id, decision, str(user.id), user.display_name
+            )
+        except Exception:
+            log.exception("discord: deciding approval %s failed", request_id)
+            outcome = DecisionOutcome(
+                status="already_decided", message="Could not record your decision; try again."
+            )
+        message = interaction.message
+        try:
+            if outcome.status == "decided" and message is not None:
+                await interaction.response.edit_message(
+                    content=resolved_text(message.content, outcome.final_text or outcome.message),
+                    view=disabled_view(request_id, _decisions_on(message)),
+                )
+                return
+            text = outcome.message or (EXPIRED if outcome.status == "unknown" else "")
+            if outcome.status == "unknown":
+                text = text if "expired" in text.lower() else f"{EXPIRED} {text}".strip()
+            await interaction.response.send_message(clip(text, MAX_MESSAGE), ephemeral=True)
+            if outcome.status == "unknown" and message is not None:
+                await message.edit(
+                    content=resolved_text(message.content, "Expired"),
+                    view=disabled_view(request_id, _decisions_on(message)),
+                )
+        except discord.HTTPException as exc:
+            log.warning("discord: could not answer a click on %s: %s", request_id, exc)
+
+    async def command(self, interaction: discord.Interaction[Any], name: str) -> CommandResult:
+        channel = interaction.channel
+        if channel is None:
+            return CommandResult(
+                text="This command works in a channel, thread or DM.", ephemeral=True
+            )
+        parent = getattr(channel, "parent_id", None)
+        if not self.settings.allows_place(interaction.guild_id, channel.id, parent):
+            return CommandResult(text="lettabot does not work in this channel.", ephemeral=True)
+        scope = scope_of_channel(channel, interaction.guild_id)
+        return await self.bot.run_command(scope, str(interaction.user.id), name)
+
+    # outbound ----------------------------------------------------------------
+
+    def _channel(self, scope: Scope) -> discord.PartialMessageable:
+        guild_id = int(scope.workspace) if scope.workspace else None
+        return self.client.get_partial_messageable(target_channel_id(scope), guild_id=guild_id)
+
+    async def post(self, scope: Scope, text: str) -> MessageRef:
+        """Post ``text`` (already split to :attr:`limits` by the runtime).
+
+        Returns a ref with an empty id when Discord refused the message (logged).
+        """
+        channel = self._channel(scope)
+        ref_id = ""
+        for start in range(0, max(len(text), 1), MAX_MESSAGE):
+            chunk = text[start : start + MAX_MESSAGE] or "…"
+            try:
+                sent = await channel.send(chunk)
+            except discord.HTTPException as exc:
+                log.warning("discord: posting in %s failed: %s", scope.key, exc)
+                continue
+            ref_id = str(sent.id)
+        return MessageRef(scope=scope, id=ref_id)
+
+    async def edit(self, ref: MessageRef, text: str) -> None:
+        if not ref.id:
+            return
+        try:
+            await (
+                self._channel(ref.scope)
+                .get_partial_message(int(ref.id))
+                .edit(content=clip(text, MAX_MESSAGE) or "…")
+            )
+        except discord.HTTPException as exc:
+            log.warning("discord: editing %s failed: %s", ref.id, exc)
+
+    async def typing(self, scope: Scope) -> None:
+        try:
+            await self._channel(scope).typing()
+        except discord.HTTPException as exc:
+            log.debug("discord: typing in %s failed: %s", scope.key, exc)
+
+    async def done(self, scope: Scope) -> None:
+        """Nothing to remove: Discord's typing indicator stops by itself."""
+
+    async def present_approval(self, view: ApprovalView) -> MessageRef:
+        requester = view.requested_by
+        mentions = (
+            discord.AllowedMentions(users=[discord.Object(int(requester))])
+            if requester and requester.isdigit()
+            else discord.AllowedMentions.none()
+        )
+        try:
+            sent = await self._channel(view.scope).send(
+                approval_text(view), view=approval_view(view), allowed_mentions=mentions
+            )
+        except discord.HTTPException as exc:
+            log.warning("discord: could not post approval %s: %s", view.request_id, exc)
+            return MessageRef(scope=view.scope, id="")
+        return MessageRef(scope=view.scope, id=str(sent.id))
+
+    async def resolve_approval(self, ref: MessageRef, view: ApprovalView, text: str) -> None:
+        if not ref.id:
+            return
+        decisions: list[ApprovalDecision] = (
+            ["approve", "deny", "always"] if view.allow_always else ["approve", "deny"]
+        )
+        try:
+            await (
+                self._channel(ref.scope)
+                .get_partial_message(int(ref.id))
+                .edit(
+                    content=resolved_text(approval_text(view), text),
+                    view=disabled_view(view.request_id, decisions),
+                )
+            )
+        except discord.HTTPException as exc:
+            log.warning("discord: could not resolve approval %s: %s", view.request_id, exc)
+
+    async def notify(self, scope: Scope, text: str, *, user_id: str | None = None) -> None:
+        """Discord has no ephemeral messages outside interactions: a note addressed to the user."""
+        mentions = discord.AllowedMentions.none()
+        if user_id and user_id.isdigit():
+            text = f"<@{user_id}> {text}"
+            mentions = discord.AllowedMentions(users=[discord.Object(int(user_id))])
+        try:
+            await self._channel(scope).send(clip(text, MAX_MESSAGE), allowed_mentions=mentions)
+        except discord.HTTPException as exc:
+            log.warning("discord: notify in %s failed: %s", scope.key, exc)
+
+
+def _decisions_on(message: discord.Message) -> list[ApprovalDecision]:
+    """Which buttons a prompt carries (so the disabled copy shows the same ones)."""
+    found: list[ApprovalDecision] = []
+    every: tuple[ApprovalDecision, ...] = ("approve", "deny", "always")
+    for row in message.components:
+        for child in getattr(row, "children", ()):
+            cid = getattr(child, "custom_id", None) or ""
+            found.extend(d for d in every if cid.startswith(f"lettabot:{d}:"))
+    return found or ["approve", "deny", "always"]
+
+
+def create_adapter(config: Mapping[str, Any], bot: BotAPI) -> DiscordAdapter:
+    """The ``lettabot.adapters`` entry point: ``config`` is the ``[discord]`` section."""
+    return DiscordAdapter(DiscordSettings.from_mapping(config), bot)
