@@ -1,0 +1,276 @@
+"""The Slack adapter: outbound calls (post, edit, reactions, approvals) on the Web API,
+and :meth:`SlackAdapter.run`, which serves inbound traffic (Socket Mode or HTTP).
+
+Listeners (in :mod:`lettabot_slack.inbound`) ack first; work that may take longer than
+Slack's 3 seconds runs in the adapter's task group, so nothing outlives :meth:`run`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from lettabot.runtime.adapter import (
+    AdapterLimits,
+    ApprovalView,
+    BotAPI,
+    MessageRef,
+    Scope,
+)
+from lettabot.runtime.config import SlackConfig
+from lettabot_slack import blocks, inbound, server
+from lettabot_slack.events import Filters, Identity
+from lettabot_slack.mrkdwn import MAX_TEXT, to_messages
+
+__all__ = ["WORKING_REACTION", "SlackAdapter"]
+
+log = logging.getLogger("lettabot.slack")
+
+WORKING_REACTION = "hourglass_flowing_sand"
+_MEMORY = 2000  # scopes / multi-part messages remembered (oldest forgotten first)
+
+
+class _Lru(OrderedDict[str, Any]):
+    def remember(self, key: str, value: Any) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > _MEMORY:
+            self.popitem(last=False)
+
+
+def make_client(settings: SlackConfig) -> AsyncWebClient:
+    """A Web API client that retries 429s per ``Retry-After`` and dropped connections."""
+    token = settings.bot_token.get_secret_value() if settings.bot_token else None
+    base = settings.api_url if settings.api_url.endswith("/") else settings.api_url + "/"
+    return AsyncWebClient(
+        token=token,
+        base_url=base,
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=5),
+        ],
+    )
+
+
+class SlackAdapter:
+    """A Slack workspace, through one bot token."""
+
+    name = "slack"
+
+    def __init__(self, settings: SlackConfig, bot: BotAPI) -> None:
+        self.settings = settings
+        self.bot = bot
+        self.limits = AdapterLimits(
+            # room for mrkdwn to grow (escaping) before MAX_TEXT; we split again if it does
+            max_message_length=3500,
+            can_edit=True,
+            has_buttons=True,
+            min_edit_interval=1.2,  # chat.update is Tier 3 (~50/min); one reply at a time
+            can_type=True,
+        )
+        self.filters = Filters(
+            allow_bots=settings.allow_bots,
+            allowed_channels=frozenset(settings.allowed_channels),
+            denied_channels=frozenset(settings.denied_channels),
+        )
+        self.client = make_client(settings)
+        self.app = AsyncApp(
+            client=self.client,
+            signing_secret=(
+                settings.signing_secret.get_secret_value() if settings.signing_secret else None
+            ),
+            # HTTP requests are signed; Socket Mode traffic is authenticated by the app token
+            request_verification_enabled=settings.mode == "http",
+            # listeners run inside the request (they ack and hand slow work to our task group)
+            process_before_response=True,
+            logger=logging.getLogger("lettabot.slack.bolt"),
+        )
+        inbound.register(self)
+        self.http_port: int | None = None
+        """The bound port in HTTP mode (useful with ``http_port = 0``)."""
+        self.ready = anyio.Event()
+        """Set once the adapter is connected (Socket Mode) or listening (HTTP)."""
+        self._tg: TaskGroup | None = None
+        self._identity: Identity | None = None
+        self._last_inbound: _Lru = _Lru()  # scope key → (channel, ts) of the newest message
+        self._working: dict[str, set[tuple[str, str]]] = {}
+        self._parts: _Lru = _Lru()  # "channel:ts" → ts of the extra messages of a long post
+        self._names: _Lru = _Lru()
+
+    # lifecycle -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve until cancelled: Socket Mode (default) or the HTTP Events API endpoint."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            try:
+                await self.identity()
+                if self.settings.mode == "http":
+                    await server.serve_http(self)
+                else:
+                    await server.serve_socket(self)
+            finally:
+                self._tg = None
+                tg.cancel_scope.cancel()
+
+    def spawn(self, job: Callable[[], Awaitable[None]], what: str) -> None:
+        """Run ``job`` in the adapter's task group; failures are logged, never raised."""
+
+        async def guarded() -> None:
+            try:
+                await job()
+            except Exception:
+                log.exception("slack: %s failed", what)
+
+        if self._tg is None:
+            raise RuntimeError("the Slack adapter is not running")
+        self._tg.start_soon(guarded)
+
+    async def identity(self) -> Identity:
+        """The bot's user id (``auth.test``, once)."""
+        if self._identity is None:
+            auth = await self.client.auth_test()
+            self._identity = Identity(user_id=str(auth["user_id"]), bot_id=auth.get("bot_id"))
+        return self._identity
+
+    async def user_name(self, user_id: str) -> str:
+        """A display name for ``user_id`` (``users.info``, cached; "" if unavailable)."""
+        if user_id in self._names:
+            return str(self._names[user_id])
+        name = ""
+        try:
+            info = await self.client.users_info(user=user_id)
+            user = info.get("user") or {}
+            profile = user.get("profile") or {}
+            name = profile.get("display_name") or profile.get("real_name") or user.get("name") or ""
+        except SlackApiError as exc:
+            log.debug("slack: users.info %s failed: %s", user_id, api_error(exc))
+        self._names.remember(user_id, name)
+        return str(name)
+
+    def saw_message(self, scope: Scope, channel: str, ts: str) -> None:
+        """Remember the newest inbound message of a scope (the working signal goes on it)."""
+        self._last_inbound.remember(scope.key, (channel, ts))
+
+    # outbound: the Adapter protocol --------------------------------------------------
+
+    async def post(self, scope: Scope, text: str) -> MessageRef:
+        parts = to_messages(text, MAX_TEXT)
+        first = await self._post(scope, parts[0])
+        extra = [await self._post(scope, part) for part in parts[1:]]
+        if extra:
+            self._parts.remember(f"{scope.channel}:{first}", extra)
+        return MessageRef(scope=scope, id=first)
+
+    async def edit(self, ref: MessageRef, text: str) -> None:
+        parts = to_messages(text, MAX_TEXT)
+        channel = ref.scope.channel
+        await self.client.chat_update(channel=channel, ts=ref.id, text=parts[0])
+        key = f"{channel}:{ref.id}"
+        extra: list[str] = list(self._parts.get(key, []))
+        for i, part in enumerate(parts[1:]):
+            if i < len(extra):
+                await self.client.chat_update(channel=channel, ts=extra[i], text=part)
+            else:
+                extra.append(await self._post(ref.scope, part))
+        for ts in extra[len(parts) - 1 :]:
+            await self.client.chat_delete(channel=channel, ts=ts)
+        del extra[len(parts) - 1 :]
+        if extra:
+            self._parts.remember(key, extra)
+        else:
+            self._parts.pop(key, None)
+
+    async def typing(self, scope: Scope) -> None:
+        target = self._last_inbound.get(scope.key)
+        working = self._working.setdefault(scope.key, set())
+        if target is None or target in working:
+            return
+        working.add(target)
+        await self._reaction("add", *target)
+
+    async def done(self, scope: Scope) -> None:
+        for target in self._working.pop(scope.key, set()):
+            await self._reaction("remove", *target)
+
+    async def present_approval(self, view: ApprovalView) -> MessageRef:
+        resp = await self.client.chat_postMessage(
+            channel=view.scope.channel,
+            thread_ts=view.scope.thread,
+            text=blocks.approval_text(view),
+            blocks=blocks.approval_blocks(view),
+        )
+        return MessageRef(scope=view.scope, id=str(resp["ts"]))
+
+    async def resolve_approval(self, ref: MessageRef, view: ApprovalView, text: str) -> None:
+        await self.client.chat_update(
+            channel=ref.scope.channel,
+            ts=ref.id,
+            text=f"{blocks.approval_text(view)} — {text}",
+            blocks=blocks.resolved_blocks(view, text),
+        )
+
+    async def notify(self, scope: Scope, text: str, *, user_id: str | None = None) -> None:
+        parts = to_messages(text, MAX_TEXT)
+        for part in parts:
+            if user_id:
+                await self.client.chat_postEphemeral(
+                    channel=scope.channel, user=user_id, text=part, thread_ts=scope.thread
+                )
+            else:
+                await self._post(scope, part)
+
+    # helpers ---------------------------------------------------------------------
+
+    async def _post(self, scope: Scope, text: str) -> str:
+        resp = await self.client.chat_postMessage(
+            channel=scope.channel,
+            thread_ts=scope.thread,
+            text=text,
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+        return str(resp["ts"])
+
+    async def _reaction(self, action: str, channel: str, ts: str) -> None:
+        """Add or remove the working reaction; a cosmetic failure is only logged."""
+        try:
+            if action == "add":
+                await self.client.reactions_add(
+                    channel=channel, timestamp=ts, name=WORKING_REACTION
+                )
+            else:
+                await self.client.reactions_remove(
+                    channel=channel, timestamp=ts, name=WORKING_REACTION
+                )
+        except SlackApiError as exc:
+            error = api_error(exc)
+            if error not in ("already_reacted", "no_reaction", "message_not_found"):
+                log.warning("slack: reactions.%s failed: %s", action, error)
+
+
+def api_error(exc: SlackApiError) -> str:
+    """Slack's error code (``ratelimited``, ``channel_not_found``...) or the HTTP status."""
+    data = exc.response.data
+    if isinstance(data, dict) and data.get("error"):
+        return str(data["error"])
+    return f"HTTP {exc.response.status_code}"
+
+
+def settings_from(config: Mapping[str, Any] | SlackConfig) -> SlackConfig:
+    """Validate the ``[slack]`` section (a mapping, as the runtime passes it)."""
+    if isinstance(config, SlackConfig):
+        return config
+    return SlackConfig.model_validate(dict(config))

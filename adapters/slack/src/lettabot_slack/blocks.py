@@ -1,0 +1,109 @@
+"""Block Kit for approval prompts: the question with buttons, and the settled outcome.
+
+Each button's ``value`` is the approval's ``request_id`` (stable across restarts); its
+``action_id`` names the decision (see :data:`ACTIONS`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lettabot.runtime.adapter import ApprovalDecision, ApprovalView
+from lettabot_slack.mrkdwn import to_mrkdwn
+
+__all__ = ["ACTIONS", "approval_blocks", "approval_text", "resolved_blocks"]
+
+ACTIONS: dict[str, ApprovalDecision] = {
+    "lettabot_approve": "approve",
+    "lettabot_deny": "deny",
+    "lettabot_always": "always",
+}
+ACTION_PATTERN = r"^lettabot_(approve|deny|always)$"
+BLOCK_ID = "lettabot_approval"
+
+_SECTION_MAX = 3000  # Slack's limit for a section's text
+_INPUT_MAX = 1200
+_DIFF_MAX = 2400
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _code(text: str, limit: int) -> str:
+    """A code block of at most ``limit`` characters of ``text`` (cut on a line if it can)."""
+    text = text.replace("```", "`\u200b``")
+    if len(text) > limit:
+        cut = text.rfind("\n", 0, limit)
+        cut = cut if cut > limit // 2 else limit
+        text = text[:cut].rstrip() + "\n… (truncated)"
+    return f"```{_escape(text)}```"
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:_SECTION_MAX]}}
+
+
+def approval_text(view: ApprovalView) -> str:
+    """Plain fallback text (notifications, screen readers)."""
+    return f"Approval needed: {view.tool_name}"
+
+
+def _question(view: ApprovalView) -> list[dict[str, Any]]:
+    who = f" (asked by <@{view.requested_by}>)" if view.requested_by else ""
+    blocks = [
+        _section(f":lock: *Approval needed:* `{_escape(view.tool_name)}`{who}"),
+        _section(_code(view.input_summary or "(no input)", _INPUT_MAX)),
+    ]
+    if view.diff:
+        blocks.append(_section("*Changes*\n" + _code(view.diff, _DIFF_MAX)))
+    return blocks
+
+
+def approval_blocks(view: ApprovalView) -> list[dict[str, Any]]:
+    """The prompt: tool, input preview, diff preview, and the buttons."""
+    buttons: list[dict[str, Any]] = [
+        _button("Approve", "lettabot_approve", view.request_id, style="primary"),
+        _button("Deny", "lettabot_deny", view.request_id, style="danger"),
+    ]
+    if view.allow_always:
+        buttons.append(_button("Always allow", "lettabot_always", view.request_id))
+    blocks = _question(view)
+    if view.expires_at is not None:
+        stamp = int(view.expires_at.timestamp())
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [
+                    {
+                        "type": "mrkdwn",
+                        "text": f"Expires <!date^{stamp}^{{time}}|in a while> if nobody decides.",
+                    }
+                ],
+            }
+        )
+    blocks.append({"type": "actions", "block_id": BLOCK_ID, "elements": buttons})
+    return blocks
+
+
+def resolved_blocks(view: ApprovalView, outcome: str) -> list[dict[str, Any]]:
+    """The same prompt without buttons, ending with the outcome ("Approved by @ada")."""
+    return [
+        *_question(view),
+        {
+            "type": "context",
+            "elements": [{"type": "mrkdwn", "text": to_mrkdwn(outcome)[:_SECTION_MAX]}],
+        },
+    ]
+
+
+def _button(label: str, action_id: str, value: str, *, style: str | None = None) -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": label},
+        "action_id": action_id,
+        "value": value,
+    }
+    if style:
+        button["style"] = style
+    return button

@@ -1,0 +1,103 @@
+"""Bolt listeners: events, approval buttons and the ``/lettabot`` slash command.
+
+Events go to :meth:`BotAPI.handle_message` inside the request (it only queues), so a
+failure answers Slack with an error and Slack retries; the runtime dedupes retries by
+``event_id``. Buttons and commands ack at once and do their work in the adapter's task
+group (Slack wants an answer within 3 seconds).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+from slack_bolt.context.ack.async_ack import AsyncAck
+
+from lettabot.runtime.adapter import Scope
+from lettabot_slack import blocks
+from lettabot_slack.events import Ignored, inbound_from_event, slash_scope
+
+if TYPE_CHECKING:
+    from lettabot_slack.adapter import SlackAdapter
+
+__all__ = ["COMMAND", "register"]
+
+log = logging.getLogger("lettabot.slack")
+
+COMMAND = "/lettabot"
+_COMMANDS = ("reset", "status", "stop", "memory", "help")
+
+
+def register(adapter: SlackAdapter) -> None:
+    """Attach the listeners to ``adapter.app``."""
+    app = adapter.app
+
+    async def on_event(body: dict[str, Any]) -> None:
+        identity = await adapter.identity()
+        message = inbound_from_event(body, identity, adapter.filters)
+        if isinstance(message, Ignored):
+            log.debug("slack: ignored event %s: %s", body.get("event_id"), message.reason)
+            return
+        name = await adapter.user_name(message.user_id) if not message.is_bot else ""
+        if name:
+            message = message.model_copy(update={"user_name": name})
+        adapter.saw_message(message.scope, message.scope.channel, message.message_id)
+        await adapter.bot.handle_message(message)
+
+    app.event("app_mention")(on_event)
+    app.event("message")(on_event)
+
+    async def on_action(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        decision = blocks.ACTIONS[action["action_id"]]
+        request_id = str(action.get("value") or "")
+        user = body.get("user") or {}
+        user_id = str(user.get("id") or "")
+        channel = str((body.get("channel") or {}).get("id") or "")
+        container = body.get("container") or {}
+        thread = container.get("thread_ts") or (body.get("message") or {}).get("thread_ts")
+
+        async def decide() -> None:
+            name = await adapter.user_name(user_id) or str(user.get("username") or "")
+            outcome = await adapter.bot.decide_approval(request_id, decision, user_id, name)
+            log.info("slack: %s on %s by %s: %s", decision, request_id, user_id, outcome.status)
+            if outcome.status != "decided" and channel:
+                await adapter.client.chat_postEphemeral(
+                    channel=channel, user=user_id, text=outcome.message, thread_ts=thread
+                )
+
+        adapter.spawn(decide, f"approval click {request_id}")
+
+    app.action(re.compile(blocks.ACTION_PATTERN))(on_action)
+
+    async def on_command(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        words = str(body.get("text") or "").strip()
+        scope, rest = slash_scope(body, words)
+        command, _, args = rest.partition(" ")
+        user_id = str(body.get("user_id") or "")
+        command = command.lower() or "help"
+        if command not in _COMMANDS:
+            text = f"Unknown command `{command}`. Try: " + ", ".join(f"`{c}`" for c in _COMMANDS)
+            adapter.spawn(lambda: _ephemeral(adapter, scope, user_id, text), "slash reply")
+            return
+        if not scope.is_dm and not adapter.filters.channel_ok(scope.channel):
+            text = "lettabot does not work in that channel."
+            adapter.spawn(lambda: _ephemeral(adapter, scope, user_id, text), "slash reply")
+            return
+
+        async def run() -> None:
+            result = await adapter.bot.run_command(scope, user_id, command, args.strip())
+            if result.ephemeral:
+                await _ephemeral(adapter, scope, user_id, result.text)
+            else:
+                await adapter.post(scope, result.text)
+
+        adapter.spawn(run, f"/lettabot {command}")
+
+    app.command(COMMAND)(on_command)
+
+
+async def _ephemeral(adapter: SlackAdapter, scope: Scope, user_id: str, text: str) -> None:
+    await adapter.notify(scope, text, user_id=user_id)

@@ -1,0 +1,71 @@
+"""Inbound transports: Socket Mode (a WebSocket Slack opens for us) or an HTTP endpoint.
+
+HTTP: an aiohttp server on ``http_host:http_port`` that hands each POST to Bolt, which
+checks the signature (``X-Slack-Signature``, signing secret) and rejects requests whose
+timestamp is more than 5 minutes off with 401.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import anyio
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+if TYPE_CHECKING:
+    from lettabot_slack.adapter import SlackAdapter
+
+__all__ = ["serve_http", "serve_socket"]
+
+log = logging.getLogger("lettabot.slack")
+
+
+async def serve_http(adapter: SlackAdapter) -> None:
+    """Serve the Events API endpoint until cancelled."""
+    settings = adapter.settings
+
+    async def handle(request: web.Request) -> web.Response:
+        bolt_response = await adapter.app.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(bolt_response)
+
+    web_app = web.Application(client_max_size=1024 * 1024)
+    web_app.router.add_post(settings.http_path, handle)
+    runner = web.AppRunner(web_app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.http_host, settings.http_port)
+        await site.start()
+        addresses = runner.addresses
+        adapter.http_port = int(addresses[0][1]) if addresses else settings.http_port
+        log.info(
+            "slack: HTTP events on http://%s:%s%s",
+            settings.http_host,
+            adapter.http_port,
+            settings.http_path,
+        )
+        adapter.ready.set()
+        await anyio.sleep_forever()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await runner.cleanup()
+
+
+async def serve_socket(adapter: SlackAdapter) -> None:
+    """Hold a Socket Mode connection until cancelled (slack_sdk reconnects on its own)."""
+    token = adapter.settings.app_token
+    if token is None:
+        raise RuntimeError("slack.app_token is required in socket mode")
+    handler = AsyncSocketModeHandler(
+        adapter.app, token.get_secret_value(), web_client=adapter.client
+    )
+    try:
+        await handler.connect_async()
+        log.info("slack: connected (Socket Mode)")
+        adapter.ready.set()
+        await anyio.sleep_forever()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await handler.close_async()

@@ -1,0 +1,23 @@
+"""Fixtures for the Slack adapter's tests: the mock Web API and a running adapter."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from slack_mock_api import MockSlack
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def mock_slack() -> AsyncIterator[MockSlack]:
+    mock = MockSlack()
+    await mock.start()
+    try:
+        yield mock
+    finally:
+        await mock.stop()

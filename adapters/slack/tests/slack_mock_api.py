@@ -1,0 +1,339 @@
+"""Test doubles for Slack: a local Web API server and a signer of inbound requests.
+
+:class:`MockSlack` answers the Web API methods the adapter uses on 127.0.0.1 (point an
+``AsyncWebClient``'s ``base_url`` at :attr:`MockSlack.api_url`), records every call,
+keeps the messages it was sent (with their edits and reactions), can answer the next call
+of a method with 429 + ``Retry-After``, and serves a Socket Mode WebSocket.
+
+:class:`SlackSender` sends Slack-shaped, properly signed HTTP requests to the adapter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import anyio
+from aiohttp import web
+
+BOT_USER = "UBOT"
+BOT_ID = "BBOT"
+TEAM = "T0TEAM"
+
+
+@dataclass
+class Call:
+    method: str
+    args: dict[str, Any]
+    token: str
+
+
+@dataclass
+class Message:
+    channel: str
+    ts: str
+    text: str
+    thread_ts: str | None = None
+    blocks: list[dict[str, Any]] | None = None
+    reactions: set[str] = field(default_factory=set)
+    edits: int = 0
+    deleted: bool = False
+
+
+class MockSlack:
+    """A fake Slack Web API (and Socket Mode endpoint) on 127.0.0.1."""
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.messages: dict[str, Message] = {}
+        self.user_names: dict[str, str] = {"U_ADA": "ada", "U_BOB": "bob", "U_EVE": "eve"}
+        self._failures: dict[str, list[tuple[int, int]]] = {}
+        self._ts = itertools.count(1)
+        self._changed = anyio.Event()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        self.socket_acks: list[dict[str, Any]] = []
+        self._sockets: list[web.WebSocketResponse] = []
+        self._socket_ready = anyio.Event()
+
+    # lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/api/{method}", self._api)
+        app.router.add_get("/api/{method}", self._api)
+        app.router.add_get("/link", self._socket)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        for ws in self._sockets:
+            await ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    # scripting -------------------------------------------------------------------
+
+    def fail_next(self, method: str, status: int = 429, retry_after: int = 0) -> None:
+        """Answer the next call of ``method`` with ``status`` (and ``Retry-After``)."""
+        self._failures.setdefault(method, []).append((status, retry_after))
+
+    # queries -------------------------------------------------------------------------
+
+    def calls_to(self, method: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method]
+
+    def thread(self, channel: str, thread_ts: str) -> list[Message]:
+        """The bot's live messages in a thread, oldest first."""
+        return [
+            m
+            for m in self.messages.values()
+            if m.channel == channel and m.thread_ts == thread_ts and not m.deleted
+        ]
+
+    async def wait_for(self, check: Callable[[], Any], limit: float = 60) -> Any:
+        """Wait until ``check()`` is truthy (re-checked after every API call)."""
+        with anyio.fail_after(limit):
+            while True:
+                result = check()
+                if result:
+                    return result
+                await self._changed.wait()
+
+    # the Web API -----------------------------------------------------------------
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        args: dict[str, Any] = dict(request.query)
+        if request.method == "POST" and request.content_type == "application/json":
+            args.update(await request.json())
+        elif request.method == "POST":
+            args.update(await request.post())
+        for key in ("blocks", "attachments"):
+            if isinstance(args.get(key), str):
+                args[key] = json.loads(args[key])
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if not token and "token" in args:
+            token = str(args.pop("token"))
+        self.calls.append(Call(method, args, token))
+        try:
+            failures = self._failures.get(method)
+            if failures:
+                status, retry_after = failures.pop(0)
+                return web.json_response(
+                    {"ok": False, "error": "ratelimited"},
+                    status=status,
+                    headers={"Retry-After": str(retry_after)},
+                )
+            return web.json_response(self._answer(method, args))
+        finally:
+            self._changed.set()
+            self._changed = anyio.Event()
+
+    def _next_ts(self) -> str:
+        return f"1700001000.{next(self._ts):06d}"
+
+    def _answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        if method == "auth.test":
+            return {"ok": True, "team": "Acme", "user": "lettabot", "team_id": TEAM,
+                    "user_id": BOT_USER, "bot_id": BOT_ID, "url": "https://acme.slack.com/"}
+        if method == "chat.postMessage":
+            ts = self._next_ts()
+            channel = str(args["channel"])
+            self.messages[ts] = Message(
+                channel, ts, str(args.get("text", "")), args.get("thread_ts"), args.get("blocks")
+            )
+            return {"ok": True, "channel": channel, "ts": ts,
+                    "message": {"text": args.get("text", ""), "ts": ts, "user": BOT_USER}}
+        if method == "chat.update":
+            msg = self.messages.get(str(args["ts"]))
+            if msg is None:
+                return {"ok": False, "error": "message_not_found"}
+            msg.text = str(args.get("text", msg.text))
+            if "blocks" in args:
+                msg.blocks = args["blocks"]
+            msg.edits += 1
+            return {"ok": True, "channel": msg.channel, "ts": msg.ts, "text": msg.text}
+        if method == "chat.delete":
+            msg = self.messages.get(str(args["ts"]))
+            if msg is None:
+                return {"ok": False, "error": "message_not_found"}
+            msg.deleted = True
+            return {"ok": True, "channel": msg.channel, "ts": msg.ts}
+        if method == "chat.postEphemeral":
+            return {"ok": True, "message_ts": self._next_ts()}
+        if method in ("reactions.add", "reactions.remove"):
+            msg = self.messages.setdefault(
+                str(args["timestamp"]), Message(str(args["channel"]), str(args["timestamp"]), "")
+            )
+            name = str(args["name"])
+            if method == "reactions.add":
+                if name in msg.reactions:
+                    return {"ok": False, "error": "already_reacted"}
+                msg.reactions.add(name)
+            else:
+                if name not in msg.reactions:
+                    return {"ok": False, "error": "no_reaction"}
+                msg.reactions.discard(name)
+            return {"ok": True}
+        if method == "users.info":
+            user = str(args["user"])
+            name = self.user_names.get(user, user.lower())
+            return {"ok": True, "user": {"id": user, "name": name,
+                                         "profile": {"display_name": name, "real_name": name}}}
+        if method == "apps.connections.open":
+            return {"ok": True, "url": f"ws://127.0.0.1:{self.port}/link"}
+        return {"ok": False, "error": "unknown_method"}
+
+    # Socket Mode ---------------------------------------------------------------------
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        self._sockets.append(ws)
+        await ws.send_json({"type": "hello", "num_connections": 1,
+                            "connection_info": {"app_id": "A1"}})
+        self._socket_ready.set()
+        async for frame in ws:
+            if frame.type == aiohttp.WSMsgType.TEXT:
+                self.socket_acks.append(json.loads(frame.data))
+                self._changed.set()
+                self._changed = anyio.Event()
+        return ws
+
+    async def socket_send(self, payload: dict[str, Any], kind: str = "events_api") -> str:
+        """Deliver an envelope over the Socket Mode connection; returns its envelope id."""
+        await self._socket_ready.wait()
+        envelope_id = uuid.uuid4().hex
+        await self._sockets[-1].send_json(
+            {"envelope_id": envelope_id, "type": kind, "payload": payload,
+             "accepts_response_payload": kind != "events_api", "retry_attempt": 0}
+        )
+        return envelope_id
+
+
+# inbound traffic ---------------------------------------------------------------------
+
+_ids = itertools.count(1)
+
+
+def event_body(event: dict[str, Any], *, event_id: str | None = None) -> dict[str, Any]:
+    """An ``event_callback`` envelope as Slack posts it."""
+    return {
+        "token": "legacy-verification-token",
+        "team_id": TEAM,
+        "api_app_id": "A0APP",
+        "event": event,
+        "type": "event_callback",
+        "event_id": event_id or f"Ev{next(_ids):08d}",
+        "event_time": int(time.time()),
+        "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}],
+    }
+
+
+def new_ts() -> str:
+    return f"{int(time.time())}.{next(_ids):06d}"
+
+
+def mention(text: str, *, user: str = "U_ADA", channel: str = "C0GENERAL",
+            ts: str | None = None, thread_ts: str | None = None) -> dict[str, Any]:
+    event = {"type": "app_mention", "user": user, "text": f"<@{BOT_USER}> {text}",
+             "ts": ts or new_ts(), "channel": channel, "team": TEAM, "event_ts": ts}
+    if thread_ts:
+        event["thread_ts"] = thread_ts
+    return event
+
+
+def message(text: str, *, user: str = "U_ADA", channel: str = "C0GENERAL",
+            channel_type: str = "channel", ts: str | None = None,
+            thread_ts: str | None = None, **extra: Any) -> dict[str, Any]:
+    event = {"type": "message", "user": user, "text": text, "ts": ts or new_ts(),
+             "channel": channel, "channel_type": channel_type, "team": TEAM, **extra}
+    if thread_ts:
+        event["thread_ts"] = thread_ts
+    return event
+
+
+class SlackSender:
+    """Posts signed requests to the adapter's HTTP endpoint, as Slack does."""
+
+    def __init__(self, url: str, signing_secret: str) -> None:
+        self.url = url
+        self.secret = signing_secret
+
+    def sign(self, body: str, timestamp: int) -> str:
+        base = f"v0:{timestamp}:{body}".encode()
+        return "v0=" + hmac.new(self.secret.encode(), base, hashlib.sha256).hexdigest()
+
+    async def post(self, body: str, content_type: str, *, retry_num: int | None = None,
+                   timestamp: int | None = None, signature: str | None = None) -> tuple[int, str]:
+        ts = int(time.time()) if timestamp is None else timestamp
+        headers = {
+            "Content-Type": content_type,
+            "X-Slack-Request-Timestamp": str(ts),
+            "X-Slack-Signature": signature or self.sign(body, ts),
+        }
+        if retry_num is not None:
+            headers["X-Slack-Retry-Num"] = str(retry_num)
+            headers["X-Slack-Retry-Reason"] = "http_timeout"
+        async with aiohttp.ClientSession() as session, session.post(
+            self.url, data=body.encode(), headers=headers
+        ) as resp:
+            return resp.status, await resp.text()
+
+    async def event(self, event: dict[str, Any], *, event_id: str | None = None,
+                    retry_num: int | None = None, **kw: Any) -> tuple[int, str]:
+        body = json.dumps(event_body(event, event_id=event_id))
+        return await self.post(body, "application/json", retry_num=retry_num, **kw)
+
+    async def click(self, action_id: str, request_id: str, *, user: str, channel: str,
+                    message_ts: str, thread_ts: str | None) -> tuple[int, str]:
+        """A ``block_actions`` payload: ``user`` clicked a button on message ``message_ts``."""
+        payload = {
+            "type": "block_actions",
+            "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": TEAM},
+            "api_app_id": "A0APP",
+            "token": "legacy-verification-token",
+            "container": {"type": "message", "message_ts": message_ts, "channel_id": channel,
+                          "is_ephemeral": False, "thread_ts": thread_ts},
+            "trigger_id": "123.456.abc",
+            "team": {"id": TEAM, "domain": "acme"},
+            "channel": {"id": channel, "name": "general"},
+            "message": {"type": "message", "ts": message_ts, "thread_ts": thread_ts,
+                        "user": BOT_USER, "bot_id": BOT_ID, "text": "Approval needed"},
+            "response_url": "https://hooks.slack.invalid/actions/T0/1/x",
+            "actions": [{"action_id": action_id, "block_id": "lettabot_approval",
+                         "text": {"type": "plain_text", "text": "Approve"},
+                         "value": request_id, "type": "button", "action_ts": new_ts()}],
+        }
+        body = urlencode({"payload": json.dumps(payload)})
+        return await self.post(body, "application/x-www-form-urlencoded")
+
+    async def command(self, text: str, *, user: str = "U_ADA",
+                      channel: str = "C0GENERAL") -> tuple[int, str]:
+        """A ``/lettabot`` slash command."""
+        body = urlencode({
+            "token": "legacy-verification-token", "team_id": TEAM, "team_domain": "acme",
+            "channel_id": channel,
+            "channel_name": "directmessage" if channel.startswith("D") else "general",
+            "user_id": user, "user_name": user.lower(), "command": "/lettabot", "text": text,
+            "api_app_id": "A0APP", "response_url": "https://hooks.slack.invalid/commands/1",
+            "trigger_id": "123.456.def",
+        })
+        return await self.post(body, "application/x-www-form-urlencoded")

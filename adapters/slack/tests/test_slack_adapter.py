@@ -1,0 +1,252 @@
+"""The Slack adapter over real slack-bolt in HTTP mode, against the mock Web API, with a
+recording BotAPI: what reaches the runtime, and what the runtime's calls do in Slack."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import anyio
+import pytest
+from lettabot_slack.adapter import WORKING_REACTION
+from slack_harness import RecordingBot, running_adapter
+from slack_mock_api import BOT_USER, TEAM, MockSlack, mention, message, new_ts
+
+from lettabot.runtime.adapter import (
+    ApprovalView,
+    CommandResult,
+    DecisionOutcome,
+    MessageRef,
+    Scope,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+async def wait_until(bot: RecordingBot, check: Callable[[], object], limit: float = 20) -> None:
+    with anyio.fail_after(limit):
+        while not check():
+            await bot.changed.wait()
+
+
+async def test_mention_reaches_the_bot_scoped_to_its_thread(mock_slack: MockSlack) -> None:
+    bot = RecordingBot()
+    async with running_adapter(mock_slack, bot) as (_, slack):
+        ts = new_ts()
+        status, _ = await slack.event(mention("what is up?", ts=ts), event_id="Ev1")
+        assert status == 200
+        await wait_until(bot, lambda: bot.messages)
+    [msg] = bot.messages
+    assert msg.scope == Scope(adapter="slack", workspace=TEAM, channel="C0GENERAL", thread=ts)
+    assert msg.text == "what is up?"
+    assert msg.mentioned and not msg.is_bot
+    assert msg.event_id == "Ev1" and msg.message_id == ts
+    assert (msg.user_id, msg.user_name) == ("U_ADA", "ada")
+
+
+async def test_thread_reply_dm_and_what_is_ignored(mock_slack: MockSlack) -> None:
+    bot = RecordingBot()
+    async with running_adapter(mock_slack, bot, denied_channels=["C0SECRET"]) as (_, slack):
+        parent = new_ts()
+        # a reply in a thread, no mention: delivered, not mentioned (the runtime decides)
+        await slack.event(message("and then?", thread_ts=parent))
+        # a DM and a thread inside a DM
+        await slack.event(message("hi", channel="D0ADA", channel_type="im"))
+        dm_thread = new_ts()
+        await slack.event(message("in a DM thread", channel="D0ADA", channel_type="im",
+                                  thread_ts=dm_thread))
+        # ignored: own message, an edit, another bot, a denied channel, and the message
+        # copy of a mention (Slack sends app_mention for it too)
+        await slack.event(message("me", user=BOT_USER))
+        await slack.event(message("", subtype="message_changed",
+                                  message={"text": "edited", "user": "U_ADA"}))
+        await slack.event(message("beep", user="", bot_id="B0OTHER", subtype="bot_message"))
+        await slack.event(message("psst", channel="C0SECRET"))
+        await slack.event(message(f"<@{BOT_USER}> hey"))
+        await slack.event(mention("last", ts=new_ts()))
+        await wait_until(bot, lambda: len(bot.messages) >= 4)
+    texts = [m.text for m in bot.messages]
+    assert texts == ["and then?", "hi", "in a DM thread", "last"]
+    thread_reply, dm, dm_in_thread, _ = bot.messages
+    assert thread_reply.scope.thread == parent and not thread_reply.mentioned
+    assert dm.scope == Scope(adapter="slack", channel="D0ADA", is_dm=True) and dm.mentioned
+    assert dm_in_thread.scope.thread == dm_thread and dm_in_thread.scope.is_dm
+    assert Scope.from_key(dm.scope.key) == dm.scope
+
+
+async def test_other_bots_are_delivered_when_allowed(mock_slack: MockSlack) -> None:
+    bot = RecordingBot()
+    async with running_adapter(mock_slack, bot, allow_bots=True) as (_, slack):
+        await slack.event(message("beep", user="", bot_id="B0OTHER", subtype="bot_message"))
+        await wait_until(bot, lambda: bot.messages)
+    assert bot.messages[0].is_bot and bot.messages[0].user_id == "B0OTHER"
+
+
+async def test_bad_or_stale_signature_is_rejected(mock_slack: MockSlack) -> None:
+    bot = RecordingBot()
+    async with running_adapter(mock_slack, bot) as (_, slack):
+        status, _ = await slack.event(mention("forged"), signature="v0=" + "0" * 64)
+        assert status == 401
+        stale = int(time.time()) - 6 * 60
+        status, _ = await slack.event(mention("replayed"), timestamp=stale)
+        assert status == 401
+        status, _ = await slack.event(mention("genuine"))
+        assert status == 200
+        await wait_until(bot, lambda: bot.messages)
+    assert [m.text for m in bot.messages] == ["genuine"]
+
+
+async def test_a_retry_carries_the_same_event_id(mock_slack: MockSlack) -> None:
+    bot = RecordingBot()
+    async with running_adapter(mock_slack, bot) as (_, slack):
+        event = mention("once please")
+        await slack.event(event, event_id="EvRETRY")
+        await slack.event(event, event_id="EvRETRY", retry_num=1)
+        await wait_until(bot, lambda: len(bot.messages) == 2)
+    assert {m.dedupe_id for m in bot.messages} == {"EvRETRY"}
+
+
+async def test_replies_post_edit_split_and_working_signal(mock_slack: MockSlack) -> None:
+    bot = RecordingBot()
+    async with running_adapter(mock_slack, bot) as (adapter, slack):
+        ts = new_ts()
+        await slack.event(mention("go", ts=ts))
+        await wait_until(bot, lambda: bot.messages)
+        scope = bot.messages[0].scope
+        await adapter.typing(scope)
+        await adapter.typing(scope)  # repeated while the turn runs: one reaction
+        assert mock_slack.messages[ts].reactions == {WORKING_REACTION}
+        ref = await adapter.post(scope, "Working on **it**")
+        await adapter.edit(ref, "Done: see [the docs](https://example.com/a?b=1&c=2)")
+        await adapter.done(scope)
+        assert mock_slack.messages[ts].reactions == set()
+        [reply] = mock_slack.thread("C0GENERAL", ts)
+        assert reply.text == "Done: see <https://example.com/a?b=1&amp;c=2|the docs>"
+        assert reply.edits == 1
+        assert len(mock_slack.calls_to("reactions.add")) == 1
+
+        # a reply whose mrkdwn outgrows one Slack message is split, fences intact;
+        # edits then keep the extra messages in step (and delete those not needed)
+        code = "```python\n" + "\n".join(f"x = a < b & c  # {i}" for i in range(400)) + "\n```"
+        long_ref = await adapter.post(scope, code)
+        parts = mock_slack.thread("C0GENERAL", ts)[1:]
+        assert len(parts) >= 3
+        for part in parts:
+            assert len(part.text) <= 3900
+            assert part.text.startswith("```") and part.text.endswith("```")
+            assert part.text.count("```") == 2
+        joined = "\n".join(p.text.removeprefix("```\n").removesuffix("\n```") for p in parts)
+        assert joined.count("x = a &lt; b &amp; c") == 400
+        await adapter.edit(long_ref, "short now")
+        live = mock_slack.thread("C0GENERAL", ts)[1:]
+        assert [m.text for m in live] == ["short now"]
+
+
+async def test_429_is_retried_after_retry_after(mock_slack: MockSlack) -> None:
+    bot = RecordingBot()
+    async with running_adapter(mock_slack, bot) as (adapter, _):
+        scope = Scope(adapter="slack", workspace=TEAM, channel="C0GENERAL", thread=new_ts())
+        mock_slack.fail_next("chat.postMessage", status=429, retry_after=1)
+        ref = await adapter.post(scope, "hello after a rate limit")
+    assert len(mock_slack.calls_to("chat.postMessage")) == 2
+    assert mock_slack.messages[ref.id].text == "hello after a rate limit"
+
+
+def _view(scope: Scope, **kw: object) -> ApprovalView:
+    values: dict[str, object] = {
+        "request_id": "req-42",
+        "scope": scope,
+        "tool_name": "Bash",
+        "input_summary": "echo <hi> > out.txt",
+        "diff": "--- a\n+++ b\n@@\n-old\n+new",
+        "requested_by": "U_ADA",
+    }
+    values.update(kw)
+    return ApprovalView.model_validate(values)
+
+
+async def test_approval_prompt_click_and_resolution(mock_slack: MockSlack) -> None:
+    bot = RecordingBot()
+    async with running_adapter(mock_slack, bot) as (adapter, slack):
+        thread = new_ts()
+        scope = Scope(adapter="slack", workspace=TEAM, channel="C0GENERAL", thread=thread)
+        view = _view(scope)
+        ref = await adapter.present_approval(view)
+        prompt = mock_slack.messages[ref.id]
+        assert prompt.thread_ts == thread
+        assert prompt.blocks is not None
+        shown = str(prompt.blocks)
+        assert "Bash" in shown and "echo &lt;hi&gt; &gt; out.txt" in shown and "+new" in shown
+        [actions] = [b for b in prompt.blocks if b["type"] == "actions"]
+        buttons = {e["text"]["text"]: e for e in actions["elements"]}
+        assert set(buttons) == {"Approve", "Deny", "Always allow"}
+        assert {e["value"] for e in buttons.values()} == {"req-42"}
+
+        # an approver's click reaches decide_approval; no ephemeral note
+        status, _ = await slack.click(buttons["Approve"]["action_id"], "req-42", user="U_ADA",
+                                      channel="C0GENERAL", message_ts=ref.id, thread_ts=thread)
+        assert status == 200
+        await wait_until(bot, lambda: bot.decisions)
+        assert bot.decisions == [("req-42", "approve", "U_ADA", "ada")]
+
+        # someone else: refused with an ephemeral note, in the thread
+        bot.outcome = DecisionOutcome(status="not_authorized", message="Only ada may decide.")
+        await slack.click(buttons["Deny"]["action_id"], "req-42", user="U_EVE",
+                          channel="C0GENERAL", message_ts=ref.id, thread_ts=thread)
+        note = await mock_slack.wait_for(lambda: mock_slack.calls_to("chat.postEphemeral"))
+        assert note[0].args["user"] == "U_EVE"
+        assert note[0].args["text"] == "Only ada may decide."
+        assert note[0].args["thread_ts"] == thread
+
+        await adapter.resolve_approval(ref, view, "Approved by <@U_ADA>")
+        done = mock_slack.messages[ref.id]
+        assert done.blocks is not None
+        assert not [b for b in done.blocks if b["type"] == "actions"]
+        assert "Approved by <@U_ADA>" in str(done.blocks)
+
+
+async def test_no_always_button_when_not_offered(mock_slack: MockSlack) -> None:
+    async with running_adapter(mock_slack, RecordingBot()) as (adapter, _):
+        scope = Scope(adapter="slack", workspace=TEAM, channel="C0GENERAL", thread=new_ts())
+        ref = await adapter.present_approval(_view(scope, allow_always=False, diff=None))
+    blocks = mock_slack.messages[ref.id].blocks or []
+    [actions] = [b for b in blocks if b["type"] == "actions"]
+    assert [e["text"]["text"] for e in actions["elements"]] == ["Approve", "Deny"]
+
+
+async def test_slash_command_in_channel_thread_and_dm(mock_slack: MockSlack) -> None:
+    bot = RecordingBot(command_result=CommandResult(text="Conversation reset.", ephemeral=True))
+    async with running_adapter(mock_slack, bot) as (_, slack):
+        status, _ = await slack.command("status")
+        assert status == 200
+        link = "https://acme.slack.com/archives/C0GENERAL/p1700000000000100"
+        await slack.command(f"reset {link}", user="U_BOB")
+        await slack.command("memory", channel="D0ADA")
+        await slack.command("frobnicate")
+        await wait_until(bot, lambda: len(bot.commands) == 3)
+        notes = await mock_slack.wait_for(
+            lambda: len(mock_slack.calls_to("chat.postEphemeral")) == 4
+            and mock_slack.calls_to("chat.postEphemeral")
+        )
+    status_cmd, reset_cmd, memory_cmd = bot.commands
+    assert status_cmd == (Scope(adapter="slack", workspace=TEAM, channel="C0GENERAL"),
+                          "U_ADA", "status", "")
+    assert reset_cmd == (Scope(adapter="slack", workspace=TEAM, channel="C0GENERAL",
+                               thread="1700000000.000100"), "U_BOB", "reset", "")
+    assert memory_cmd[0] == Scope(adapter="slack", channel="D0ADA", is_dm=True)
+    texts = sorted(n.args["text"] for n in notes)
+    assert texts.count("Conversation reset.") == 3
+    assert any("Unknown command" in t for t in texts)
+
+
+async def test_post_and_notify_use_the_scope_thread(mock_slack: MockSlack) -> None:
+    async with running_adapter(mock_slack, RecordingBot()) as (adapter, _):
+        dm = Scope(adapter="slack", channel="D0ADA", is_dm=True)
+        ref = await adapter.post(dm, "top level in the DM")
+        await adapter.notify(dm, "just for you", user_id="U_ADA")
+    post = mock_slack.calls_to("chat.postMessage")[0]
+    assert post.args["channel"] == "D0ADA" and "thread_ts" not in post.args
+    assert post.token == "xoxb-test-token"
+    assert ref == MessageRef(scope=dm, id=ref.id)
+    [note] = mock_slack.calls_to("chat.postEphemeral")
+    assert note.args["user"] == "U_ADA" and note.args["text"] == "just for you"
