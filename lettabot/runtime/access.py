@@ -1,0 +1,83 @@
+"""Who may talk to the bot, and when a message is for it.
+
+A message is accepted when its author is allowed (``access.allowed_users``, approvers
+always), it is not from a bot (unless the adapter's ``allow_bots``), and it is for the
+bot: a DM, a mention, or a scope that already has a conversation (a thread the bot
+answered) — in channels without ``access.require_mention`` every message counts.
+
+Dedupe of platform retries is :meth:`claim`: call it only once the message is accepted
+and about to be queued (never before, so a refused message is not marked as processed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Literal
+
+from lettabot.runtime.adapter import InboundMessage
+from lettabot.runtime.config import AccessConfig
+from lettabot.runtime.store import Store
+
+__all__ = ["DEDUPE_TTL", "AccessPolicy", "Verdict"]
+
+DEDUPE_TTL = timedelta(hours=24)
+"""How long a platform event id is remembered (platform retries come within minutes)."""
+
+DEFAULT_REFUSAL = "Sorry, you are not allowed to use this bot."
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What to do with a message: ``accept`` it, or ``ignore`` it (with a reply, maybe)."""
+
+    action: Literal["accept", "ignore"]
+    reason: str
+    reply: str | None = None
+    """A note for the author (e.g. the adapter's ``unauthorized_reply``), or None for silence."""
+
+
+class AccessPolicy:
+    """The access rules of one bot."""
+
+    def __init__(
+        self, config: AccessConfig, adapter_settings: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> None:
+        self.config = config
+        self._adapters = dict(adapter_settings or {})
+
+    def _setting(self, adapter: str, key: str, default: Any) -> Any:
+        return self._adapters.get(adapter, {}).get(key, default)
+
+    def may_talk(self, adapter: str, user_id: str) -> bool:
+        return self.config.is_allowed_user(adapter, user_id)
+
+    def may_approve(self, adapter: str, user_id: str, requested_by: str | None) -> bool:
+        """Approvers if configured, else only the person whose message started the turn."""
+        if self.config.approvers:
+            return self.config.is_approver(adapter, user_id)
+        return requested_by is not None and user_id == requested_by
+
+    def check(self, message: InboundMessage, *, has_conversation: bool) -> Verdict:
+        """Judge ``message`` (``has_conversation``: its scope already has a route)."""
+        scope = message.scope
+        if message.is_bot and not self._setting(scope.adapter, "allow_bots", False):
+            return Verdict("ignore", "from a bot")
+        addressed = (
+            scope.is_dm
+            or message.mentioned
+            or has_conversation
+            or not self.config.require_mention
+        )
+        if not addressed:
+            return Verdict("ignore", "not addressed to the bot (no mention)")
+        if not self.may_talk(scope.adapter, message.user_id):
+            reply = self._setting(scope.adapter, "unauthorized_reply", DEFAULT_REFUSAL)
+            return Verdict("ignore", "user not allowed", reply or None)
+        return Verdict("accept", "ok")
+
+    @staticmethod
+    async def claim(store: Store, message: InboundMessage) -> bool:
+        """Mark the platform event processed; False if it was already (a retry)."""
+        return await store.claim_event(message.scope.adapter, message.dedupe_id, DEDUPE_TTL)

@@ -1,0 +1,408 @@
+"""The approval broker: ``can_use_tool`` requests → chat buttons → one atomic decision.
+
+For each request the broker, in order:
+
+1. blocks tools outside the tool filter (``letta.allowed_tools`` when non-empty,
+   ``letta.disallowed_tools``): denied before anyone is asked, whatever is clicked;
+2. allows a tool with an "Always allow <tool> here" rule for the scope (stored);
+3. otherwise shows an :class:`ApprovalView` through the scope's adapter and waits for a
+   click: only ``access.approvers`` (if set) else the person whose message started the
+   turn may decide; the store's atomic ``decide`` makes a double click decide once.
+   No decision within ``approvals.timeout_seconds`` → denied ("Timed out").
+
+Every outcome is stored (the audit log) and the prompt is updated through the adapter's
+``resolve_approval``. Button values carry the request id, so a click after a restart finds
+its record (expired at startup) and gets a clear answer.
+
+Tool filters and the App Server: the server cannot combine per-conversation tool lists
+with asking (see ``lettabot.sdk``'s ``unsupported_options``), so with a filter configured
+conversations run in ``strict`` mode (every tool call reaches the broker) and the broker
+applies the configured mode to the tools that pass the filter — see :class:`ToolPolicy`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
+
+import anyio
+
+from lettabot import sdk
+from lettabot.runtime.access import AccessPolicy
+from lettabot.runtime.adapter import (
+    Adapter,
+    ApprovalDecision,
+    ApprovalView,
+    DecisionOutcome,
+    MessageRef,
+    Scope,
+)
+from lettabot.runtime.config import ApprovalsConfig, LettaConfig
+from lettabot.runtime.store import Approval, ApprovalStatus, Store
+
+__all__ = ["ApprovalBroker", "ToolPolicy", "TurnOwner", "summarize_input"]
+
+log = logging.getLogger("lettabot.runtime.approvals")
+
+SUMMARY_LIMIT = 800
+DIFF_LIMIT = 2500
+EDIT_TOOLS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit"})
+RESTART_REASON = "lettabot restarted before anyone decided"
+
+
+class CanUseToolRequest(Protocol):
+    """What the SDK passes as the third argument of ``can_use_tool``."""
+
+    @property
+    def tool_name(self) -> str: ...
+    @property
+    def tool_input(self) -> dict[str, Any]: ...
+    @property
+    def tool_call_id(self) -> str: ...
+    @property
+    def request_id(self) -> str: ...
+    @property
+    def diffs(self) -> list[Any] | None: ...
+
+
+@dataclass(frozen=True)
+class TurnOwner:
+    """The turn a request belongs to: where, which conversation, whose message started it."""
+
+    scope: Scope
+    conversation_id: str
+    user_id: str
+    user_name: str = ""
+
+
+@dataclass(frozen=True)
+class ToolPolicy:
+    """The tool filter and the effective permission mode (see the module doc)."""
+
+    mode: str  # the configured mode
+    allowed: frozenset[str] = frozenset()
+    disallowed: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_config(cls, letta: LettaConfig) -> ToolPolicy:
+        return cls(letta.permission_mode, frozenset(letta.allowed_tools),
+                   frozenset(letta.disallowed_tools))
+
+    @property
+    def filtered(self) -> bool:
+        return bool(self.allowed or self.disallowed)
+
+    @property
+    def cli_mode(self) -> str:
+        """The mode conversations run in: ``strict`` under a filter, else the configured one."""
+        return "strict" if self.filtered else self.mode
+
+    def blocked(self, tool_name: str) -> str | None:
+        """Why ``tool_name`` may never run here, or None."""
+        if tool_name in self.disallowed:
+            return f"{tool_name} is in letta.disallowed_tools"
+        if self.allowed and tool_name not in self.allowed:
+            return f"{tool_name} is not in letta.allowed_tools"
+        return None
+
+    def pre_approved(self, tool_name: str) -> bool:
+        """Under a filter: whether the configured mode would run this tool without asking."""
+        if not self.filtered:
+            return False
+        edits = self.mode == "acceptEdits" and tool_name in EDIT_TOOLS
+        return self.mode == "unrestricted" or edits
+
+
+def request_key(conversation_id: str, cli_request_id: str) -> str:
+    """A short, stable request id for buttons (fits Discord's 100-character custom ids)."""
+    digest = hashlib.sha256(f"{conversation_id}\x00{cli_request_id}".encode()).hexdigest()
+    return f"ap-{digest[:24]}"
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _render_diffs(diffs: list[Any]) -> str | None:
+    out: list[str] = []
+    for preview in diffs:
+        if not isinstance(preview, Mapping):
+            continue
+        name = str(preview.get("fileName") or "")
+        if preview.get("mode") == "advanced":
+            out += [f"--- {name}", f"+++ {name}"]
+            for hunk in preview.get("hunks") or []:
+                if not isinstance(hunk, Mapping):
+                    continue
+                out.append(f"@@ -{hunk.get('oldStart', 0)},{hunk.get('oldLines', 0)} "
+                           f"+{hunk.get('newStart', 0)},{hunk.get('newLines', 0)} @@")
+                sign = {"add": "+", "remove": "-"}
+                for line in hunk.get("lines") or []:
+                    if isinstance(line, Mapping):
+                        mark = sign.get(str(line.get("type")), " ")
+                        out.append(mark + str(line.get("content", "")))
+        else:
+            out.append(f"{name}: {preview.get('reason') or 'no preview'}")
+    return _truncate("\n".join(out), DIFF_LIMIT) if out else None
+
+
+def summarize_input(
+    tool_name: str, tool_input: Mapping[str, Any], diffs: list[Any] | None = None
+) -> tuple[str, str | None]:
+    """A readable summary of a tool input, and a diff preview when the CLI sent one.
+
+    Bash → the command; Write/Edit → the path (diff from ``diffs``); else truncated JSON.
+    """
+    diff = _render_diffs(diffs) if diffs else None
+    command = tool_input.get("command")
+    if isinstance(command, str):
+        return _truncate(command, SUMMARY_LIMIT), diff
+    path = tool_input.get("file_path") or tool_input.get("notebook_path")
+    if isinstance(path, str) and (tool_name in EDIT_TOOLS or diff):
+        return _truncate(path, SUMMARY_LIMIT), diff
+    text = json.dumps(dict(tool_input), ensure_ascii=False, default=str, sort_keys=True)
+    return _truncate(text, SUMMARY_LIMIT), diff
+
+
+@dataclass(eq=False)
+class _Waiting:
+    """A prompt someone may click."""
+
+    approval: Approval
+    view: ApprovalView
+    owner: TurnOwner
+    ref: MessageRef | None = None
+    done: anyio.Event = field(default_factory=anyio.Event)
+    result: sdk.PermissionResult | None = None
+
+
+class ApprovalBroker:
+    """Turns permission requests into prompts and clicks into decisions."""
+
+    def __init__(
+        self,
+        store: Store,
+        access: AccessPolicy,
+        config: ApprovalsConfig,
+        policy: ToolPolicy,
+        adapter_for: Callable[[str], Adapter | None],
+    ) -> None:
+        self.store = store
+        self.access = access
+        self.config = config
+        self.policy = policy
+        self._adapter_for = adapter_for
+        self._waiting: dict[str, _Waiting] = {}
+
+    def pending_in(self, scope: Scope) -> int:
+        return sum(1 for w in self._waiting.values() if w.owner.scope == scope)
+
+    # -- requests ----------------------------------------------------------------
+
+    async def can_use_tool(
+        self, owner: TurnOwner, request: CanUseToolRequest
+    ) -> sdk.PermissionResult:
+        """Answer one ``can_use_tool`` request of a turn (see the module doc)."""
+        rid = request_key(owner.conversation_id, request.request_id or request.tool_call_id)
+        tool = request.tool_name
+        summary, diff = summarize_input(tool, request.tool_input, request.diffs)
+        approval = await self.store.create_pending(
+            rid, scope=owner.scope.key, conversation_id=owner.conversation_id, tool_name=tool,
+            tool_input=request.tool_input, input_summary=summary, requested_by=owner.user_id,
+        )
+        if approval.status is not ApprovalStatus.PENDING:  # a re-sent request: same answer
+            return self._result_of(approval)
+        if (why := self.policy.blocked(tool)) is not None:
+            await self.store.decide(rid, ApprovalStatus.DENIED, "policy", why)
+            await self._note(owner.scope, f"🚫 {tool} was blocked: {why}.")
+            return sdk.PermissionDeny(message=f"{why}; it was not run and cannot be approved.")
+        if self.policy.pre_approved(tool):
+            await self.store.decide(rid, ApprovalStatus.APPROVED, "policy",
+                                    f"permission_mode {self.policy.mode}")
+            return sdk.PermissionAllow()
+        if await self.store.is_allowed(owner.scope.key, tool):
+            await self.store.decide(rid, ApprovalStatus.APPROVED, "rule",
+                                    f"always allow {tool} here")
+            return sdk.PermissionAllow()
+        return await self._ask(owner, approval, summary, diff)
+
+    async def _ask(
+        self, owner: TurnOwner, approval: Approval, summary: str, diff: str | None
+    ) -> sdk.PermissionResult:
+        rid = approval.request_id
+        timeout = self.config.timeout_seconds
+        view = ApprovalView(
+            request_id=rid, scope=owner.scope, tool_name=approval.tool_name,
+            input_summary=summary, diff=diff, requested_by=owner.user_id,
+            allow_always=self.config.always_allow_button,
+            expires_at=approval.created_at + timedelta(seconds=timeout),
+        )
+        waiting = _Waiting(approval, view, owner)
+        self._waiting[rid] = waiting
+        try:
+            adapter = self._adapter_for(owner.scope.adapter)
+            if adapter is None:
+                raise RuntimeError(f"no adapter {owner.scope.adapter!r} to show the prompt")
+            waiting.ref = await adapter.present_approval(view)
+            await self.store.set_approval_message(rid, waiting.ref.id)
+            with anyio.move_on_after(timeout):
+                await waiting.done.wait()
+            if waiting.result is not None:
+                return waiting.result
+            why = f"Timed out: nobody decided within {timeout:g} s"
+            if await self.store.decide(rid, ApprovalStatus.TIMED_OUT, "timeout", why):
+                await self._resolve(waiting, "Timed out")
+                return sdk.PermissionDeny(message=f"{why}; {approval.tool_name} was not run.")
+            with anyio.fail_after(5):  # a click won the race with the timeout
+                await waiting.done.wait()
+            assert waiting.result is not None
+            return waiting.result
+        finally:
+            self._waiting.pop(rid, None)
+            if waiting.result is None and not waiting.done.is_set():
+                with anyio.CancelScope(shield=True):
+                    await self._abandon(waiting)
+
+    async def _abandon(self, waiting: _Waiting) -> None:
+        """The turn ended (stopped, failed, shutting down) before a decision."""
+        rid = waiting.approval.request_id
+        try:
+            if await self.store.decide(rid, ApprovalStatus.EXPIRED, "runtime",
+                                       "the turn ended before a decision"):
+                await self._resolve(waiting, "Cancelled: the turn ended before a decision")
+        except Exception:
+            log.warning("could not expire approval %s", rid, exc_info=True)
+
+    async def cancel_scope(self, scope: Scope, reason: str) -> int:
+        """Deny (and interrupt) the scope's open requests: its turn is being stopped."""
+        cancelled = 0
+        for waiting in [w for w in self._waiting.values() if w.owner.scope == scope]:
+            rid = waiting.approval.request_id
+            if await self.store.decide(rid, ApprovalStatus.EXPIRED, "runtime", reason):
+                waiting.result = sdk.PermissionDeny(message=f"Cancelled: {reason}.",
+                                                    interrupt=True)
+                waiting.done.set()
+                await self._resolve(waiting, f"Cancelled: {reason}")
+                cancelled += 1
+        return cancelled
+
+    # -- clicks ------------------------------------------------------------------
+
+    async def decide(
+        self, request_id: str, decision: ApprovalDecision, user_id: str, user_name: str = ""
+    ) -> DecisionOutcome:
+        """A click: authorise the clicker, then decide once (see the module doc)."""
+        approval = await self.store.get_approval(request_id)
+        if approval is None:
+            return DecisionOutcome(
+                status="unknown",
+                message="This approval request is unknown (it may come from an older run of "
+                        "the bot). Ask again if the tool should run.")
+        if approval.status is not ApprovalStatus.PENDING:
+            return DecisionOutcome(status="already_decided",
+                                   message=f"Already decided: {_outcome_text(approval)}.")
+        waiting = self._waiting.get(request_id)
+        if waiting is None:
+            return DecisionOutcome(
+                status="unknown",
+                message="This request is no longer waiting for a decision (the bot restarted "
+                        "or the turn ended). Ask again if the tool should run.")
+        scope = waiting.owner.scope
+        if not self.access.may_approve(scope.adapter, user_id, approval.requested_by):
+            who = ("the configured approvers" if self.access.config.approvers
+                   else "the person whose message started this turn")
+            return DecisionOutcome(status="not_authorized",
+                                   message=f"Only {who} can decide this request.")
+        name = user_name or user_id
+        approve = decision in ("approve", "always")
+        outcome = ApprovalStatus.APPROVED if approve else ApprovalStatus.DENIED
+        always = decision == "always" and self.config.always_allow_button
+        reason = f"always allow {approval.tool_name} here" if always else None
+        if not await self.store.decide(request_id, outcome, f"{scope.adapter}:{user_id}", reason):
+            fresh = await self.store.get_approval(request_id)
+            text = _outcome_text(fresh) if fresh else "unknown"
+            return DecisionOutcome(status="already_decided", message=f"Already decided: {text}.")
+        if always:
+            await self.store.add_allow_rule(scope.key, approval.tool_name,
+                                            f"{scope.adapter}:{user_id}")
+        if approve:
+            final = f"Approved by {name}"
+            if always:
+                final += f" — {approval.tool_name} is always allowed here now"
+            waiting.result = sdk.PermissionAllow()
+        else:
+            final = f"Denied by {name}"
+            waiting.result = sdk.PermissionDeny(
+                message=f"Denied by {name}: {approval.tool_name} was not run.")
+        waiting.done.set()
+        await self._resolve(waiting, final)
+        return DecisionOutcome(status="decided", message=final, final_text=final)
+
+    # -- restart -------------------------------------------------------------------
+
+    async def expire_stale(self) -> list[Approval]:
+        """At startup: expire approvals a previous run left pending; returns them."""
+        return await self.store.expire_pending(RESTART_REASON)
+
+    async def resolve_stale(self, adapter: Adapter, stale: list[Approval]) -> None:
+        """Update the prompts of expired approvals shown by ``adapter`` (best effort)."""
+        for approval in stale:
+            scope = Scope.from_key(approval.scope)
+            if scope.adapter != adapter.name or not approval.message_ref:
+                continue
+            view = ApprovalView(request_id=approval.request_id, scope=scope,
+                                tool_name=approval.tool_name, input_summary=approval.input_summary,
+                                requested_by=approval.requested_by, allow_always=False)
+            try:
+                await adapter.resolve_approval(MessageRef(scope=scope, id=approval.message_ref),
+                                               view, "Expired: lettabot restarted")
+            except Exception:
+                log.info("could not update the stale prompt %s", approval.request_id,
+                         exc_info=True)
+
+    # -- helpers -----------------------------------------------------------------------
+
+    async def _resolve(self, waiting: _Waiting, text: str) -> None:
+        adapter = self._adapter_for(waiting.owner.scope.adapter)
+        if adapter is None or waiting.ref is None:
+            return
+        try:
+            with anyio.CancelScope(shield=True):
+                await adapter.resolve_approval(waiting.ref, waiting.view, text)
+        except Exception:
+            log.warning("could not update approval prompt %s", waiting.view.request_id,
+                        exc_info=True)
+
+    async def _note(self, scope: Scope, text: str) -> None:
+        adapter = self._adapter_for(scope.adapter)
+        if adapter is None:
+            return
+        try:
+            await adapter.notify(scope, text)
+        except Exception:
+            log.warning("could not post a note in %s", scope.key, exc_info=True)
+
+    @staticmethod
+    def _result_of(approval: Approval) -> sdk.PermissionResult:
+        if approval.status is ApprovalStatus.APPROVED:
+            return sdk.PermissionAllow()
+        return sdk.PermissionDeny(message=f"{approval.tool_name} was not run: "
+                                          f"{_outcome_text(approval)}.")
+
+
+def _outcome_text(approval: Approval) -> str:
+    status = approval.status
+    if status is ApprovalStatus.APPROVED:
+        return f"approved by {approval.decided_by}"
+    if status is ApprovalStatus.DENIED:
+        return f"denied by {approval.decided_by}"
+    if status is ApprovalStatus.TIMED_OUT:
+        return "timed out"
+    if status is ApprovalStatus.EXPIRED:
+        return f"expired ({approval.reason or 'no decision'})"
+    return str(status)

@@ -1,0 +1,261 @@
+"""The :class:`Bot`: the runtime's parts joined behind the adapters' :class:`BotAPI`.
+
+::
+
+    async with Bot.open(config) as bot:
+        bot.add_adapter(adapter)     # runs adapter.run() in the bot's task group
+        await anyio.sleep_forever()
+
+Everything runs in one anyio task group; leaving the block drains (running turns finish
+within ``grace`` seconds or are interrupted), closes every conversation (and so the App
+Servers) and the store.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from lettabot import sdk
+from lettabot.runtime.access import AccessPolicy
+from lettabot.runtime.adapter import (
+    Adapter,
+    AdapterFactory,
+    ApprovalDecision,
+    CommandResult,
+    DecisionOutcome,
+    InboundMessage,
+    Scope,
+)
+from lettabot.runtime.approvals import ApprovalBroker, ToolPolicy
+from lettabot.runtime.commands import Commands
+from lettabot.runtime.config import Config
+from lettabot.runtime.router import Router
+from lettabot.runtime.scheduler import Job, Scheduler
+from lettabot.runtime.store import Approval, Store, open_store
+from lettabot.runtime.turns import TurnRunner
+
+__all__ = ["Bot", "adapter_settings"]
+
+log = logging.getLogger("lettabot.runtime")
+
+
+def adapter_settings(config: Config) -> dict[str, dict[str, Any]]:
+    """Each adapter's config section as a mapping (secrets stay :class:`SecretStr`)."""
+    out: dict[str, dict[str, Any]] = {
+        name: dict(getattr(config, name)) for name in ("web", "slack", "discord")
+    }
+    out.update({name: dict(section) for name, section in config.adapters.items()})
+    return out
+
+
+class Bot:
+    """Implements :class:`~lettabot.runtime.adapter.BotAPI`. Build it with :meth:`open`."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        *,
+        show_tools: bool = True,
+        prewarm: bool = True,
+        idle_seconds: float = 900.0,
+        demo: bool = False,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.demo = demo
+        self.adapters: dict[str, Adapter] = {}
+        self.access = AccessPolicy(config.access, adapter_settings(config))
+        self.policy = ToolPolicy.from_config(config.letta)
+        self.broker = ApprovalBroker(store, self.access, config.approvals, self.policy,
+                                     self.adapters.get)
+        self.router = Router(store, configured_agent=config.letta.agent_id,
+                             create_agent=self._create_agent)
+        self.scheduler = Scheduler(
+            router=self.router,
+            broker=self.broker,
+            run_turn=TurnRunner(self.adapters.get, show_tools=show_tools),
+            notify=self._notify,
+            session_options=self._session_options(),
+            max_concurrent_turns=config.servers.max_concurrent_turns,
+            servers=config.servers.count or 1,
+            idle_seconds=idle_seconds,
+            prewarm=prewarm,
+        )
+        self.commands = Commands(access=self.access, router=self.router,
+                                 scheduler=self.scheduler, broker=self.broker,
+                                 model=config.letta.model)
+        self._tg: TaskGroup | None = None
+        self._locks: dict[str, anyio.Lock] = {}
+        self._stale: list[Approval] = []
+
+    # -- opening and closing ------------------------------------------------------
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, config: Config, *, store: Store | None = None, grace: float = 30.0, **options: Any
+    ) -> AsyncIterator[Bot]:
+        """Start the bot (store, agent, prewarmed conversation); drain and close on exit.
+
+        ``options``: ``show_tools``, ``prewarm``, ``idle_seconds``, ``demo`` (see __init__).
+        Raises :class:`~lettabot.runtime.router.AgentMissingError` if the agent cannot be
+        opened.
+        """
+        own_store = store is None
+        if store is None:
+            config.data_dir.mkdir(parents=True, exist_ok=True)
+            store = await open_store(config.store_url)
+        try:
+            async with anyio.create_task_group() as tg:
+                bot = cls(config, store, **options)
+                bot._tg = tg
+                bot._stale = await bot.broker.expire_stale()
+                if bot._stale:
+                    log.info("expired %d approvals left pending by a previous run",
+                             len(bot._stale))
+                await bot.scheduler.start(tg)
+                try:
+                    yield bot
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await bot.scheduler.drain(grace)
+                    tg.cancel_scope.cancel()
+        finally:
+            if own_store:
+                with anyio.CancelScope(shield=True):
+                    await store.close()
+
+    def _session_options(self) -> dict[str, Any]:
+        letta = self.config.letta
+        cwd = self.config.letta_cwd
+        cwd.mkdir(parents=True, exist_ok=True)
+        options: dict[str, Any] = {
+            "permission_mode": self.policy.cli_mode,
+            "include_partial_messages": True,
+            "cwd": cwd,
+        }
+        if letta.cli_path:
+            options["cli_path"] = letta.cli_path
+        env: dict[str, str] = {}
+        if letta.backend == "cloud":
+            if letta.base_url:
+                env["LETTA_BASE_URL"] = letta.base_url
+            if letta.api_key is not None:
+                env["LETTA_API_KEY"] = letta.api_key.get_secret_value()
+        if env:
+            options["env"] = env
+        return options
+
+    async def _create_agent(self) -> str:
+        letta = self.config.letta
+        options = {k: v for k, v in self._session_options().items()
+                   if k in ("cwd", "cli_path", "env")}
+        if self.scheduler.transport:
+            options["transport"] = self.scheduler.transport
+        return await sdk.create_agent(
+            model=letta.model, system_prompt=letta.system_prompt, persona=letta.persona,
+            tags=["lettabot"], **options,
+        )
+
+    # -- adapters ---------------------------------------------------------------------
+
+    def add_adapter(self, adapter: Adapter) -> Adapter:
+        """Register ``adapter`` and run it (``adapter.run()``) in the bot's task group."""
+        if adapter.name in self.adapters:
+            raise ValueError(f"an adapter named {adapter.name!r} is already running")
+        assert self._tg is not None, "use Bot.open()"
+        self.adapters[adapter.name] = adapter
+        self._tg.start_soon(self._run_adapter, adapter, name=f"adapter:{adapter.name}")
+        stale = [a for a in self._stale if Scope.from_key(a.scope).adapter == adapter.name]
+        if stale:
+            self._tg.start_soon(self.broker.resolve_stale, adapter, stale)
+        return adapter
+
+    def add_adapter_from(self, factory: AdapterFactory, settings: Mapping[str, Any]) -> Adapter:
+        return self.add_adapter(factory(settings, self))
+
+    async def _run_adapter(self, adapter: Adapter) -> None:
+        try:
+            await adapter.run()
+        except Exception:
+            log.exception("adapter %s stopped with an error", adapter.name)
+            raise
+
+    async def _notify(self, scope: Scope, text: str, *, user_id: str | None = None) -> None:
+        adapter = self.adapters.get(scope.adapter)
+        if adapter is None:
+            return
+        try:
+            await adapter.notify(scope, text, user_id=user_id)
+        except Exception:
+            log.warning("could not post a note in %s", scope.key, exc_info=True)
+
+    # -- BotAPI -------------------------------------------------------------------------
+
+    async def handle_message(self, message: InboundMessage) -> None:
+        """Judge, dedupe and queue a message; the turn runs in the background."""
+        scope = message.scope
+        lock = self._locks.setdefault(scope.key, anyio.Lock())
+        try:
+            async with lock:  # keeps one scope's messages in arrival order
+                await self._accept(message)
+        finally:
+            if not lock.locked() and lock.statistics().tasks_waiting == 0:
+                self._locks.pop(scope.key, None)
+
+    async def _accept(self, message: InboundMessage) -> None:
+        scope = message.scope
+        known = scope.key in self.scheduler.lanes or (await self.router.lookup(scope)) is not None
+        verdict = self.access.check(message, has_conversation=known)
+        if verdict.action == "ignore":
+            log.debug("ignored a message in %s: %s", scope.key, verdict.reason)
+            if verdict.reply:
+                await self._notify(scope, verdict.reply, user_id=message.user_id)
+            return
+        if not self.scheduler.can_accept(scope):
+            text = ("lettabot is restarting; please send that again in a minute."
+                    if self.scheduler.draining else
+                    "Too many messages are waiting here; please wait for the answers and send "
+                    "that again.")
+            await self._notify(scope, text, user_id=message.user_id)
+            return
+        if not await self.access.claim(self.store, message):
+            log.info("duplicate delivery of %s in %s ignored", message.dedupe_id, scope.key)
+            return
+        self.scheduler.enqueue(
+            Job(message, client_message_id=f"{scope.adapter}:{message.dedupe_id}")
+        )
+
+    async def decide_approval(
+        self, request_id: str, decision: ApprovalDecision, user_id: str, user_name: str = ""
+    ) -> DecisionOutcome:
+        return await self.broker.decide(request_id, decision, user_id, user_name)
+
+    async def run_command(
+        self, scope: Scope, user_id: str, command: str, args: str = ""
+    ) -> CommandResult:
+        return await self.commands.run(scope, user_id, command, args)
+
+    # -- health -----------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """A small JSON-able summary for ``/healthz`` and ``status``."""
+        servers = self.scheduler.server_states()
+        local_ok = all(s.get("alive", True) for s in servers if s.get("sessions"))
+        status = "draining" if self.scheduler.draining else ("ok" if local_ok else "degraded")
+        return {
+            "status": status,
+            "adapters": sorted(self.adapters),
+            "turns_running": self.scheduler.running(),
+            "turns_waiting": self.scheduler.gate.waiting,
+            "queued": sum(len(lane.queue) for lane in self.scheduler.lanes.values()),
+            "open_conversations": self.scheduler.open_sessions(),
+            "servers": servers,
+        }

@@ -1,0 +1,146 @@
+"""Chat commands, implemented once for every adapter: reset, status, stop, memory, help.
+
+Adapters map their native form (Slack slash commands, Discord application commands, a
+web button) onto :meth:`Commands.run`; :func:`parse_command` recognises the plain-text
+form ``/reset`` or ``!reset`` for adapters that have no native one. Only allowed users.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from lettabot.runtime.access import AccessPolicy
+from lettabot.runtime.adapter import CommandResult, Scope
+from lettabot.runtime.approvals import ApprovalBroker
+from lettabot.runtime.router import Router
+from lettabot.runtime.scheduler import Scheduler
+
+__all__ = ["COMMANDS", "Commands", "memory_dir", "memory_summary", "parse_command"]
+
+COMMANDS = {
+    "reset": "start a new conversation in this thread (the agent's memory is kept)",
+    "status": "agent, conversation, model, queue, pending approvals, servers",
+    "stop": "interrupt the running turn",
+    "memory": "list the agent's memory files",
+    "help": "this list",
+}
+
+
+def parse_command(text: str) -> tuple[str, str] | None:
+    """``/reset`` / ``!status extra`` → (command, args); None for ordinary text."""
+    m = re.match(r"^\s*[/!]([a-z]+)\b\s*(.*)$", text, re.S)
+    if not m or m.group(1) not in COMMANDS:
+        return None
+    return m.group(1), m.group(2).strip()
+
+
+def memory_dir(agent_id: str) -> Path:
+    """The agent's memfs folder on the local backend (``$LETTA_LOCAL_BACKEND_DIR``)."""
+    base = os.environ.get("LETTA_LOCAL_BACKEND_DIR")
+    root = Path(base) if base else Path.home() / ".letta" / "lc-local-backend"
+    return root / "memfs" / agent_id / "memory"
+
+
+def _first_line(path: Path) -> str:
+    """The file's ``description`` (front matter), else its first non-empty body line."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "(unreadable)"
+    body = text
+    if text.startswith("---"):
+        end = text.find("\n---", 3)
+        if end != -1:
+            front, body = text[3:end], text[end + 4 :]
+            m = re.search(r"(?m)^description:\s*(.+)$", front)
+            if m:
+                return m.group(1).strip()
+    for line in body.splitlines():
+        if line.strip():
+            line = line.strip()
+            return line if len(line) <= 120 else line[:119] + "…"
+    return "(empty)"
+
+
+def memory_summary(agent_id: str) -> str:
+    folder = memory_dir(agent_id)
+    if not folder.is_dir():
+        return (f"No local memory folder for {agent_id} (the agent may live on Letta Cloud or a "
+                "Letta server, where its memory files are not on this machine).")
+    files = sorted(p for p in folder.glob("*.md") if p.is_file())
+    if not files:
+        return f"Agent {agent_id} has no memory files yet."
+    lines = [f"Memory of {agent_id} ({len(files)} files):"]
+    lines += [f"• `{p.name}` — {_first_line(p)}" for p in files]
+    return "\n".join(lines)
+
+
+class Commands:
+    """The command implementations for one bot."""
+
+    def __init__(
+        self,
+        *,
+        access: AccessPolicy,
+        router: Router,
+        scheduler: Scheduler,
+        broker: ApprovalBroker,
+        model: str | None = None,
+    ) -> None:
+        self.access = access
+        self.router = router
+        self.scheduler = scheduler
+        self.broker = broker
+        self.model = model
+
+    async def run(self, scope: Scope, user_id: str, command: str, args: str = "") -> CommandResult:
+        if not self.access.may_talk(scope.adapter, user_id):
+            return CommandResult(text="Sorry, you are not allowed to use this bot.",
+                                 ephemeral=True)
+        name = command.strip().lstrip("/!").lower()
+        if name == "reset":
+            had = await self.scheduler.reset(scope)
+            text = ("Started a new conversation here (the agent's memory is kept)." if had
+                    else "There was no conversation here yet; the next message starts one.")
+            return CommandResult(text=text)
+        if name == "stop":
+            stopped = await self.scheduler.stop(scope, reason=f"stopped by {user_id}")
+            return CommandResult(text="Stopping the running turn." if stopped
+                                 else "Nothing is running here.", ephemeral=not stopped)
+        if name == "status":
+            return CommandResult(text=await self._status(scope), ephemeral=True)
+        if name == "memory":
+            return CommandResult(text=memory_summary(await self.router.agent_id()),
+                                 ephemeral=True)
+        if name == "help":
+            lines = ["Commands:", *(f"• `{n}` — {d}" for n, d in COMMANDS.items())]
+            return CommandResult(text="\n".join(lines), ephemeral=True)
+        return CommandResult(text=f"Unknown command {command!r}. Try `help`.", ephemeral=True)
+
+    async def _status(self, scope: Scope) -> str:
+        route = await self.router.lookup(scope)
+        lane = self.scheduler.lanes.get(scope.key)
+        session = lane.session if lane else None
+        model = (session.init.model if session and session.init else None) or self.model
+        agent = route.agent_id if route else await self.router.agent_id()
+        pending = len(await self.broker.store.list_pending(scope.key))
+        running = lane is not None and lane.running is not None
+        lines = [
+            f"Agent: `{agent}`",
+            f"Conversation: `{route.conversation_id}`" if route
+            else "Conversation: none yet (the next message starts one)",
+            f"Model: {model or 'the agent default'}",
+            f"Turn running: {'yes' if running else 'no'}; queued here: "
+            f"{self.scheduler.queued(scope)}",
+            f"Pending approvals here: {pending}",
+            f"Turns running everywhere: {self.scheduler.running()} of "
+            f"{self.scheduler.gate.size} (waiting: {self.scheduler.gate.waiting})",
+        ]
+        for server in self.scheduler.server_states():
+            state = "up" if server.get("alive") else "not running"
+            pid = f", pid {server['pid']}" if server.get("pid") else ""
+            lines.append(f"Server {server['index']}: {state}{pid}, "
+                         f"{server['sessions']} open conversations")
+        return "\n".join(lines)

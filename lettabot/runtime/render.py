@@ -1,0 +1,231 @@
+"""Reply rendering: markdown-safe splitting and a throttled post-then-edit stream.
+
+- :func:`close_open_markup` closes an open code fence, inline code span or ``**`` in
+  partial text, so a half-streamed reply renders cleanly.
+- :func:`split_message` cuts a long reply into messages at paragraph or fence
+  boundaries; a cut inside a code block closes the fence and reopens it in the next part.
+- :class:`ReplyStream` shows a reply as it grows: posts once, then edits no faster than
+  ``limits.min_edit_interval`` (the next edit is scheduled only after the last one
+  finished), and rolls over into a new message when the text outgrows
+  ``limits.max_message_length``. Adapters that cannot edit get the whole reply at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from lettabot.runtime.adapter import Adapter, MessageRef, Scope
+
+__all__ = ["ReplyStream", "close_open_markup", "split_message", "tool_line"]
+
+log = logging.getLogger("lettabot.runtime.render")
+
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
+
+
+@dataclass(frozen=True)
+class _Fence:
+    marker: str  # "```" or "~~~~" (the opening run)
+    header: str  # the whole opening line, e.g. "```python"
+
+
+def open_fence(text: str) -> _Fence | None:
+    """The code fence still open at the end of ``text``, if any."""
+    current: _Fence | None = None
+    for line in text.split("\n"):
+        m = _FENCE.match(line)
+        if not m:
+            continue
+        run, rest = m.group(1), m.group(2)
+        if current is None:
+            if run[0] == "`" and "`" in rest:
+                continue  # inline code, not a fence
+            current = _Fence(run, line.strip())
+        elif run[0] == current.marker[0] and len(run) >= len(current.marker) and not rest.strip():
+            current = None
+    return current
+
+
+def _outside_code(text: str) -> str:
+    """``text`` without fenced blocks (closed or open) and inline code spans."""
+    out: list[str] = []
+    fence: _Fence | None = None
+    for line in text.split("\n"):
+        m = _FENCE.match(line)
+        if fence is None and m and not (m.group(1)[0] == "`" and "`" in m.group(2)):
+            fence = _Fence(m.group(1), line)
+            continue
+        if fence is not None:
+            if m and m.group(1)[0] == fence.marker[0] and len(m.group(1)) >= len(fence.marker) \
+                    and not m.group(2).strip():
+                fence = None
+            continue
+        out.append(line)
+    return re.sub(r"`[^`\n]*`", "", "\n".join(out))
+
+
+def close_open_markup(text: str) -> str:
+    """Close what partial markdown left open: a fence, an inline code span, ``**``."""
+    fence = open_fence(text)
+    if fence is not None:
+        return text + ("" if text.endswith("\n") else "\n") + fence.marker
+    plain = _outside_code(text)
+    suffix = ""
+    if plain.count("`") % 2:
+        suffix += "`"
+        plain = plain[: plain.rfind("`")]
+    if plain.count("**") % 2:
+        suffix += "**"
+    return text + suffix
+
+
+def _cut_point(body: str, budget: int, floor: int) -> int:
+    """Where to cut ``body`` so the head fits ``budget``: a paragraph break outside code,
+    a line before a fence, any line break, a space, or hard at ``budget``."""
+    window = body[:budget]
+    best_para = -1
+    for m in re.finditer(r"\n\n+", window):
+        if m.start() > floor and open_fence(window[: m.start()]) is None:
+            best_para = m.start()
+    if best_para > 0:
+        return best_para
+    for m in re.finditer(r"\n(?= {0,3}(```|~~~))", window):
+        if m.start() > floor and open_fence(window[: m.start()]) is None:
+            best_para = m.start()
+    if best_para > 0:
+        return best_para
+    newline = window.rfind("\n")
+    if newline > floor:
+        return newline
+    space = window.rfind(" ")
+    if space > floor:
+        return space
+    return budget
+
+
+def split_message(text: str, max_len: int) -> list[str]:
+    """Split ``text`` into parts of at most ``max_len`` characters (see module doc)."""
+    if max_len < 40:
+        raise ValueError("max_len must be at least 40")
+    parts: list[str] = []
+    rest = text
+    reopen = ""
+    while len(reopen) + len(rest) > max_len:
+        body = reopen + rest
+        fence_room = 8 + (len(reopen) if reopen else 12)
+        budget = max_len - fence_room
+        cut = _cut_point(body, budget, max(len(reopen), budget // 3))
+        head, rest = body[:cut], body[cut:]
+        fence = open_fence(head)
+        if fence is not None:
+            head = head.rstrip("\n") + "\n" + fence.marker
+            reopen = fence.header + "\n"
+            rest = rest.lstrip("\n")
+        else:
+            reopen = ""
+            rest = rest.lstrip("\n") if rest.startswith("\n") else rest.lstrip(" ")
+        parts.append(head.rstrip())
+    last = reopen + rest
+    if last.strip() or not parts:
+        parts.append(last)
+    return parts
+
+
+def tool_line(tool_name: str, tool_input: dict[str, Any], width: int = 80) -> str:
+    """A compact one-line view of a tool call: ``🔧 Bash: ls -la``."""
+    detail = tool_input.get("command") or tool_input.get("file_path") or tool_input.get("path")
+    if not isinstance(detail, str):
+        detail = json.dumps(tool_input, ensure_ascii=False, default=str) if tool_input else ""
+    detail = " ".join(detail.split()).replace("`", "'")
+    if len(detail) > width:
+        detail = detail[: width - 1] + "…"
+    return f"🔧 {tool_name}: `{detail}`" if detail else f"🔧 {tool_name}"
+
+
+class ReplyStream:
+    """One reply in one scope, growing as the agent streams; see the module doc.
+
+    Start :meth:`run` in a task group, call :meth:`update` with the full text so far,
+    then :meth:`finish` (which stops :meth:`run` and writes the final text).
+    """
+
+    def __init__(self, adapter: Adapter, scope: Scope) -> None:
+        self.adapter = adapter
+        self.scope = scope
+        self.limits = adapter.limits
+        self.text = ""
+        self.refs: list[MessageRef] = []
+        self._shown: list[str] = []
+        self._dirty = anyio.Event()
+        self._finished = False
+        self._scope = anyio.CancelScope()
+
+    @property
+    def streaming(self) -> bool:
+        return self.limits.can_edit
+
+    def update(self, text: str) -> None:
+        """The reply's full text so far."""
+        if text != self.text:
+            self.text = text
+            self._dirty.set()
+
+    async def run(self) -> None:
+        """Flush changes, one write at a time, at most every ``min_edit_interval`` s."""
+        if not self.streaming:
+            return
+        with self._scope:
+            while not self._finished:
+                await self._dirty.wait()
+                self._dirty = anyio.Event()
+                if self.text.strip():
+                    try:
+                        await self._write(final=False)
+                    except Exception:  # the final write tries again
+                        log.warning("updating a reply in %s failed", self.scope.key,
+                                    exc_info=True)
+                await anyio.sleep(self.limits.min_edit_interval)
+
+    async def finish(self, text: str | None = None) -> list[MessageRef]:
+        """Write the final text (split into as many messages as needed); returns the refs."""
+        if text is not None:
+            self.text = text
+        self._finished = True
+        self._scope.cancel()
+        if self.text.strip():
+            await self._write(final=True)
+        return self.refs
+
+    async def _write(self, *, final: bool) -> None:
+        limit = self.limits.max_message_length
+        if final:
+            parts = split_message(self.text, limit)
+        else:
+            parts = split_message(self.text, max(40, limit - 16))
+            parts[-1] = close_open_markup(parts[-1])
+        with anyio.CancelScope(shield=True):  # a post half-recorded would be posted twice
+            for i, part in enumerate(parts):
+                if i < len(self.refs):
+                    if self._shown[i] != part:
+                        await self._safe_edit(i, part)
+                else:
+                    ref = await self.adapter.post(self.scope, part)
+                    self.refs.append(ref)
+                    self._shown.append(part)
+
+    async def _safe_edit(self, i: int, part: str) -> None:
+        try:
+            await self.adapter.edit(self.refs[i], part)
+            self._shown[i] = part
+        except Exception:
+            log.warning("editing a reply in %s failed; posting the rest anew", self.scope.key,
+                        exc_info=True)
+            ref = await self.adapter.post(self.scope, part)
+            self.refs[i] = ref
+            self._shown[i] = part

@@ -1,0 +1,517 @@
+"""Scheduling: conversations on the SDK's App Servers, turns under a fair global limit.
+
+- One *lane* per scope holds its queue and its open :class:`~lettabot.sdk.Session`. A
+  lane runs one turn at a time, in arrival order.
+- Queued messages (arriving while a turn runs) are HELD by the lane and sent as the next
+  turns, one turn per message: each gets its own reply, its own approver (the person who
+  sent it) and its own dedupe id. Nothing is dropped; at most :data:`QUEUE_LIMIT` wait
+  per scope (the App Server's own soft cap), more are refused with a note, unclaimed.
+- ``max_concurrent_turns`` is enforced by a :class:`FairGate`: a lane takes a slot for
+  ONE turn and joins the back of the line for its next one, so a busy scope cannot starve
+  the others (round-robin across scopes).
+- Sessions run on the SDK's default transport (the App Server); ``subprocess`` only if
+  the App Server transport is not installed. With ``servers.count`` > 1 each local App
+  Server is one SDK server slot (selected by an extra environment variable, which gives
+  the SDK's pool a distinct server key): a conversation is reopened on
+  ``stable_hash(conversation_id) % count``; a brand-new conversation is created on the
+  server of the prewarmed conversation it takes (rotating). A lane holds at most one
+  session, so one conversation never runs on two servers at once.
+- One conversation on the default agent is kept open (prewarmed), so a new scope's first
+  turn costs about a warm turn.
+- Idle release: a lane idle for ``idle_seconds`` closes its session (its App Server
+  subscription and lease). The App Server has no command to stop one conversation's
+  runtime; it evicts a ConversationRuntime itself after every quiescent turn
+  (``evictConversationRuntimeIfIdle`` in the CLI), so closing our side releases all of it.
+  A local server whose last session closed is stopped by the SDK and restarted on demand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from lettabot import sdk
+from lettabot.runtime.adapter import InboundMessage, Scope
+from lettabot.runtime.approvals import ApprovalBroker, CanUseToolRequest, TurnOwner
+from lettabot.runtime.router import Router
+
+__all__ = ["QUEUE_LIMIT", "FairGate", "Job", "Lane", "Scheduler", "SessionBroken", "stable_hash"]
+
+log = logging.getLogger("lettabot.runtime.scheduler")
+
+QUEUE_LIMIT = 100
+SERVER_ENV = "LETTABOT_APP_SERVER_SLOT"
+
+
+def stable_hash(text: str) -> int:
+    """A hash that is the same in every process (unlike ``hash()``)."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+
+class SessionBroken(Exception):
+    """A turn failed in a way that makes its session unusable (it is closed and reopened)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One accepted message waiting for (or having) its turn."""
+
+    message: InboundMessage
+    client_message_id: str
+
+
+class _Binding:
+    """Connects a session's ``can_use_tool`` to the broker for the turn that runs now."""
+
+    def __init__(self, broker: ApprovalBroker) -> None:
+        self.broker = broker
+        self.owner: TurnOwner | None = None
+
+    async def can_use_tool(
+        self, tool_name: str, tool_input: dict[str, Any], request: CanUseToolRequest
+    ) -> sdk.PermissionResult:
+        if self.owner is None:
+            return sdk.PermissionDeny(message=f"{tool_name}: no chat turn is running; not run.")
+        return await self.broker.can_use_tool(self.owner, request)
+
+
+@dataclass(eq=False)
+class Lane:
+    """A scope's queue and session."""
+
+    scope: Scope
+    queue: deque[Job] = field(default_factory=deque)
+    session: sdk.Session | None = None
+    binding: _Binding | None = None
+    server: int = 0
+    running: Job | None = None
+    worker: bool = False
+    cancel: anyio.CancelScope | None = None
+    last_used: float = 0.0
+
+    @property
+    def busy(self) -> bool:
+        return self.worker or self.running is not None or bool(self.queue)
+
+
+class FairGate:
+    """A semaphore whose waiters are served strictly first come, first served."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._free = size
+        self._waiters: deque[anyio.Event] = deque()
+
+    @property
+    def in_use(self) -> int:
+        return self.size - self._free
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    async def acquire(self) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        granted = anyio.Event()
+        self._waiters.append(granted)
+        try:
+            await granted.wait()
+        except BaseException:
+            if granted.is_set():
+                self.release()  # handed a slot while being cancelled: pass it on
+            else:
+                self._waiters.remove(granted)
+            raise
+
+    def release(self) -> None:
+        if self._waiters:
+            self._waiters.popleft().set()  # the slot passes straight to the next waiter
+        else:
+            self._free += 1
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        await self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
+
+
+class TurnOwnerSetter:
+    """Lets the turn runner name the turn's owner once the conversation id is known."""
+
+    def __init__(self, lane: Lane) -> None:
+        self._lane = lane
+
+    def __call__(self, owner: TurnOwner) -> None:
+        if self._lane.binding is not None:
+            self._lane.binding.owner = owner
+
+
+TurnRunner = Callable[
+    [Scope, Job, Callable[[], Awaitable[sdk.Session]], TurnOwnerSetter], Awaitable[None]
+]
+Notifier = Callable[[Scope, str], Awaitable[None]]
+
+
+class Scheduler:
+    """Lanes, the fair gate, sessions, the prewarmed conversation and idle release."""
+
+    def __init__(
+        self,
+        *,
+        router: Router,
+        broker: ApprovalBroker,
+        run_turn: TurnRunner,
+        notify: Notifier,
+        session_options: dict[str, Any],
+        max_concurrent_turns: int,
+        servers: int = 1,
+        idle_seconds: float = 900.0,
+        prewarm: bool = True,
+    ) -> None:
+        self.router = router
+        self.broker = broker
+        self._run_turn = run_turn
+        self._notify = notify
+        self._options = dict(session_options)
+        self.gate = FairGate(max_concurrent_turns)
+        self.servers = max(1, servers)
+        self.idle_seconds = idle_seconds
+        self.prewarm_enabled = prewarm
+        self.lanes: dict[str, Lane] = {}
+        self.transport = self._transport()
+        self._tg: TaskGroup | None = None
+        self._warm: tuple[sdk.Session, _Binding, int] | None = None
+        self._warm_lock = anyio.Lock()
+        self._next_server = 0
+        self.draining = False
+        self.turns_run = 0
+        self._turn_ended = anyio.Event()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    @staticmethod
+    def _transport() -> str | None:
+        if importlib.util.find_spec("lettabot.sdk._internal.transport.app_server") is None:
+            log.warning("the App Server transport is not available; using one CLI per session")
+            return "subprocess"
+        return None  # the SDK's default: app_server
+
+    async def start(self, tg: TaskGroup) -> None:
+        """Open the prewarmed conversation (raises if the agent cannot be opened)."""
+        self._tg = tg
+        if self.prewarm_enabled:
+            await self._refill_warm()
+        tg.start_soon(self._reaper)
+
+    def _session_options(self, binding: _Binding, server: int) -> dict[str, Any]:
+        options = dict(self._options)
+        options["can_use_tool"] = binding.can_use_tool
+        if self.transport is not None:
+            options["transport"] = self.transport
+        if self.servers > 1:
+            options["env"] = {**options.get("env", {}), SERVER_ENV: str(server)}
+        return options
+
+    def server_for(self, conversation_id: str) -> int:
+        return stable_hash(conversation_id) % self.servers
+
+    async def _refill_warm(self) -> None:
+        async with self._warm_lock:
+            if self._warm is not None or self.draining:
+                return
+            agent = await self.router.agent_id()
+            server = self._next_server % self.servers
+            self._next_server += 1
+            binding = _Binding(self.broker)
+            session = sdk.create_session(agent, **self._session_options(binding, server))
+            try:
+                await session.connect()
+            except sdk.LettaSDKError as exc:
+                await session.close()
+                raise self.router.missing(agent, str(exc).splitlines()[0]) from exc
+            self._warm = (session, binding, server)
+
+    def _refill_soon(self) -> None:
+        if self.prewarm_enabled and self._tg is not None and not self.draining:
+            self._tg.start_soon(self._refill_quietly)
+
+    async def _refill_quietly(self) -> None:
+        try:
+            await self._refill_warm()
+        except Exception:
+            log.warning("could not prewarm a conversation", exc_info=True)
+
+    async def drain(self, grace: float) -> None:
+        """Stop accepting; let running turns finish for ``grace`` s, then interrupt them;
+        tell scopes whose queued messages will not be answered; close every session."""
+        self.draining = True
+        with anyio.move_on_after(grace):
+            await self._until(lambda: self.running() == 0)
+        for lane in self.lanes.values():
+            if lane.running is not None:
+                await self.stop(lane.scope, reason="lettabot is shutting down")
+        with anyio.move_on_after(5):
+            await self._until(lambda: self.running() == 0)
+        for lane in self.lanes.values():
+            if lane.cancel is not None:
+                lane.cancel.cancel()
+        await self.close()
+
+    async def _until(self, done: Callable[[], bool]) -> None:
+        while not done():
+            await self._turn_ended.wait()
+
+    async def close(self) -> None:
+        with anyio.CancelScope(shield=True):
+            for lane in list(self.lanes.values()):
+                await self._close_session(lane)
+            if self._warm is not None:
+                session, _, _ = self._warm
+                self._warm = None
+                await session.close()
+
+    # -- accepting -------------------------------------------------------------------
+
+    def lane(self, scope: Scope) -> Lane:
+        lane = self.lanes.get(scope.key)
+        if lane is None:
+            lane = self.lanes[scope.key] = Lane(scope, last_used=anyio.current_time())
+        return lane
+
+    def can_accept(self, scope: Scope) -> bool:
+        lane = self.lanes.get(scope.key)
+        return not self.draining and (lane is None or len(lane.queue) < QUEUE_LIMIT)
+
+    def enqueue(self, job: Job) -> int:
+        """Queue a message (never blocks, never fails once ``can_accept``); returns its
+        position among the scope's waiting messages (0: next)."""
+        lane = self.lane(job.message.scope)
+        lane.queue.append(job)
+        if not lane.worker:
+            assert self._tg is not None, "the scheduler is not started"
+            lane.worker = True
+            self._tg.start_soon(self._work, lane)
+        return len(lane.queue) - 1
+
+    # -- running ---------------------------------------------------------------------
+
+    async def _work(self, lane: Lane) -> None:
+        try:
+            while lane.queue and not self.draining:
+                async with self.gate.slot():
+                    if not lane.queue or self.draining:
+                        break
+                    job = lane.queue.popleft()
+                    lane.running = job
+                    try:
+                        with anyio.CancelScope() as lane.cancel:
+                            await self._turn(lane, job)
+                    finally:
+                        lane.running = None
+                        lane.cancel = None
+                        lane.last_used = anyio.current_time()
+                        self.turns_run += 1
+                        self._turn_ended.set()
+                        self._turn_ended = anyio.Event()
+        finally:
+            lane.worker = False
+            if lane.queue and self.draining:
+                await self._tell_dropped(lane)
+
+    async def _turn(self, lane: Lane, job: Job) -> None:
+        async def session() -> sdk.Session:
+            return await self._session(lane)
+
+        try:
+            await self._run_turn(lane.scope, job, session, TurnOwnerSetter(lane))
+        except SessionBroken:
+            log.info("closing the broken session of %s", lane.scope.key)
+            await self._close_session(lane)
+        finally:
+            if lane.binding is not None:
+                lane.binding.owner = None
+
+    async def _session(self, lane: Lane) -> sdk.Session:
+        """The lane's session: open, resumed from its route, or a new conversation."""
+        if lane.session is not None:
+            return lane.session
+        route = await self.router.lookup(lane.scope)
+        if route is not None:
+            binding = _Binding(self.broker)
+            server = self.server_for(route.conversation_id)
+            session = sdk.resume_session(
+                route.conversation_id, **self._session_options(binding, server)
+            )
+            try:
+                await session.connect()
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await session.close()
+                raise
+        else:
+            session, binding, server = await self._new_conversation()
+            assert session.agent_id and session.conversation_id
+            await self.router.bind(lane.scope, session.agent_id, session.conversation_id)
+        lane.session, lane.binding, lane.server = session, binding, server
+        return session
+
+    async def _new_conversation(self) -> tuple[sdk.Session, _Binding, int]:
+        async with self._warm_lock:
+            warm, self._warm = self._warm, None
+        if warm is not None:
+            self._refill_soon()
+            return warm
+        agent = await self.router.agent_id()
+        server = self._next_server % self.servers
+        self._next_server += 1
+        binding = _Binding(self.broker)
+        session = sdk.create_session(agent, **self._session_options(binding, server))
+        try:
+            await session.connect()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await session.close()
+            raise
+        self._refill_soon()
+        return session, binding, server
+
+    async def _close_session(self, lane: Lane) -> None:
+        session, lane.session, lane.binding = lane.session, None, None
+        if session is not None:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await session.close()
+                except Exception:
+                    log.warning("closing the session of %s failed", lane.scope.key, exc_info=True)
+
+    async def _tell_dropped(self, lane: Lane) -> None:
+        """At shutdown: say which queued messages were not answered (they were accepted)."""
+        dropped, lane.queue = list(lane.queue), deque()
+        for job in dropped:
+            preview = " ".join(job.message.text.split())[:60]
+            with anyio.CancelScope(shield=True):
+                await self._notify(lane.scope, f"⚠️ lettabot is shutting down; this message was not "
+                                       f"answered, please send it again: “{preview}”")
+
+    # -- commands --------------------------------------------------------------------
+
+    async def stop(self, scope: Scope, reason: str = "stopped") -> bool:
+        """Interrupt the scope's running turn (pending approvals are cancelled). True if one ran."""
+        lane = self.lanes.get(scope.key)
+        if lane is None or lane.running is None:
+            return False
+        await self.broker.cancel_scope(scope, reason)
+        if lane.session is not None:
+            try:
+                await lane.session.abort()
+            except Exception:
+                log.warning("interrupting %s failed; cancelling the turn", scope.key,
+                            exc_info=True)
+                if lane.cancel is not None:
+                    lane.cancel.cancel()
+        return True
+
+    async def reset(self, scope: Scope) -> bool:
+        """Forget the scope's conversation (a running turn is interrupted first)."""
+        await self.stop(scope, reason="the conversation was reset")
+        lane = self.lanes.get(scope.key)
+        if lane is not None:
+            with anyio.move_on_after(10):
+                await self._until(lambda: lane.running is None)
+            await self._close_session(lane)
+        return await self.router.reset(scope)
+
+    # -- idle release ------------------------------------------------------------------
+
+    async def _reaper(self) -> None:
+        while True:
+            await anyio.sleep(max(1.0, min(60.0, self.idle_seconds / 4)))
+            await self.release_idle()
+
+    async def release_idle(self, older_than: float | None = None) -> int:
+        """Close sessions idle for ``older_than`` s (default ``idle_seconds``); returns how many."""
+        limit = self.idle_seconds if older_than is None else older_than
+        now = anyio.current_time()
+        released = 0
+        for key, lane in list(self.lanes.items()):
+            if lane.busy or now - lane.last_used < limit:
+                continue
+            if lane.session is not None:
+                await self._close_session(lane)
+                released += 1
+            if not lane.busy and lane.session is None:
+                self.lanes.pop(key, None)
+        return released
+
+    # -- state ---------------------------------------------------------------------------
+
+    def queued(self, scope: Scope) -> int:
+        lane = self.lanes.get(scope.key)
+        return len(lane.queue) if lane else 0
+
+    def running(self) -> int:
+        return sum(1 for lane in self.lanes.values() if lane.running is not None)
+
+    def open_sessions(self) -> int:
+        return sum(1 for lane in self.lanes.values() if lane.session is not None) + (
+            1 if self._warm is not None else 0
+        )
+
+    def server_states(self) -> list[dict[str, Any]]:
+        """Each App Server slot: sessions on it and, for local servers, pid and liveness."""
+        states: list[dict[str, Any]] = []
+        sessions = [0] * self.servers
+        for lane in self.lanes.values():
+            if lane.session is not None:
+                sessions[lane.server] += 1
+        if self._warm is not None:
+            sessions[self._warm[2]] += 1
+        processes = _local_servers()
+        for index in range(self.servers):
+            state: dict[str, Any] = {"index": index, "sessions": sessions[index],
+                                     "transport": self.transport or sdk.get_default_transport()}
+            proc = processes.get(str(index)) or (processes.get("") if self.servers == 1 else None)
+            if proc is not None:
+                state.update(proc)
+            states.append(state)
+        return states
+
+
+def _local_servers() -> dict[str, dict[str, Any]]:
+    """Local App Server processes of this event loop, by slot (reads the SDK's pool; best
+    effort: the SDK has no public API for it yet)."""
+    try:
+        from lettabot.sdk._internal.app_server.pool import _loop_id, _slots
+    except ImportError:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    loop = _loop_id()
+    for (_, slot_loop), slot in list(_slots.items()):
+        if slot_loop != loop:
+            continue
+        index = slot.env.get(SERVER_ENV, "")
+        server = slot.server
+        conn = slot.connection
+        out[index] = {
+            "url": slot.url or (server.url if server is not None else None),
+            "pid": server.pid if server is not None else None,
+            "alive": bool(server.alive()) if server is not None else slot.url is not None,
+            "connected": conn is not None and not conn.dead,
+            "restarts": max(0, slot.generation - 1),
+        }
+    return out
+

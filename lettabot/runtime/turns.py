@@ -1,0 +1,189 @@
+"""One turn: send a chat message to its conversation and stream the reply into the chat.
+
+The user sees the reply grow (:class:`~lettabot.runtime.render.ReplyStream`), a typing
+signal while the agent works, optionally a compact line per tool call, and a short
+message when something fails (details go to the log). A turn whose App Server died
+says so ("your next message will continue the conversation"); an exception from the
+session raises :class:`~lettabot.runtime.scheduler.SessionBroken` so the scheduler
+reopens the conversation for the next message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from lettabot import sdk
+from lettabot.runtime.adapter import Adapter, InboundMessage, Scope
+from lettabot.runtime.approvals import TurnOwner
+from lettabot.runtime.render import ReplyStream, tool_line
+from lettabot.runtime.scheduler import Job, SessionBroken, TurnOwnerSetter
+
+__all__ = ["TurnRunner", "message_content"]
+
+log = logging.getLogger("lettabot.runtime.turns")
+
+TYPING_EVERY = 4.0
+SERVER_DIED = ("⚠️ The agent's server stopped during this turn, so this reply is cut short. "
+               "Your next message will continue the conversation.")
+
+
+def message_content(message: InboundMessage) -> sdk.types.UserContent:
+    """The text (plus images the adapter downloaded, and a line per other attachment)."""
+    text = message.text
+    notes = [
+        f"[attachment: {a.name}{f' ({a.url})' if a.url else ''}]"
+        for a in message.attachments if not a.data_base64
+    ]
+    if notes:
+        text = "\n".join([text, *notes]) if text else "\n".join(notes)
+    images = [a for a in message.attachments if a.data_base64]
+    if not images:
+        return text
+    parts: list[dict[str, Any]] = [{"type": "text", "text": text or "(image)"}]
+    for image in images:
+        parts.append(sdk.ImagePart.from_base64(
+            image.data_base64 or "", image.content_type or "image/png").model_dump())
+    return parts
+
+
+def _short(error: str | None) -> str:
+    line = (error or "unknown error").strip().splitlines()[0] if error else "unknown error"
+    return line if len(line) <= 200 else line[:199] + "…"
+
+
+class _Reply:
+    """The reply text: finished assistant messages and tool lines, plus the partial one."""
+
+    def __init__(self) -> None:
+        self.blocks: list[str] = []
+        self.partial = ""
+
+    def text(self) -> str:
+        blocks = [*self.blocks, self.partial] if self.partial else self.blocks
+        return "\n\n".join(b for b in blocks if b)
+
+    @property
+    def empty(self) -> bool:
+        return not any(b.strip() for b in self.blocks) and not self.partial.strip()
+
+
+class TurnRunner:
+    """Runs turns for the scheduler (it is the scheduler's ``run_turn``)."""
+
+    def __init__(self, adapter_for: Callable[[str], Adapter | None], *,
+                 show_tools: bool = True) -> None:
+        self._adapter_for = adapter_for
+        self.show_tools = show_tools
+
+    async def __call__(
+        self,
+        scope: Scope,
+        job: Job,
+        open_session: Callable[[], Awaitable[sdk.Session]],
+        set_owner: TurnOwnerSetter,
+    ) -> None:
+        adapter = self._adapter_for(scope.adapter)
+        if adapter is None:
+            log.error("no adapter %r for %s; message dropped", scope.adapter, scope.key)
+            return
+        reply = _Reply()
+        stream = ReplyStream(adapter, scope)
+        broken: BaseException | None = None
+        trailer = ""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stream.run)
+            tg.start_soon(self._typing, adapter, scope)
+            try:
+                session = await open_session()
+                assert session.conversation_id is not None
+                message = job.message
+                set_owner(TurnOwner(scope, session.conversation_id, message.user_id,
+                                    message.user_name))
+                result = await self._stream(session, job, reply, stream)
+                trailer = self._trailer(result, reply)
+            except sdk.LettaSDKError as exc:
+                log.warning("turn in %s failed: %s", scope.key, exc)
+                trailer = f"⚠️ Sorry — I could not reach the agent ({_short(str(exc))})."
+                broken = exc
+            except anyio.get_cancelled_exc_class():
+                trailer = "_(interrupted)_"
+                raise
+            except Exception as exc:
+                log.exception("turn in %s failed", scope.key)
+                trailer = f"⚠️ Sorry — something went wrong ({type(exc).__name__})."
+                broken = exc
+            finally:
+                tg.cancel_scope.cancel()
+                with anyio.CancelScope(shield=True):
+                    final = reply.text()
+                    if trailer:
+                        final = f"{final}\n\n{trailer}" if final else trailer
+                    try:
+                        await stream.finish(final)
+                    except Exception:
+                        log.exception("could not post the reply in %s", scope.key)
+                    await self._done(adapter, scope)
+        if broken is not None:
+            raise SessionBroken(str(broken)) from broken
+
+    async def _stream(
+        self, session: sdk.Session, job: Job, reply: _Reply, stream: ReplyStream
+    ) -> sdk.ResultMessage:
+        await session.send(message_content(job.message), client_message_id=job.client_message_id)
+        result: sdk.ResultMessage | None = None
+        async for msg in session.stream():
+            if isinstance(msg, sdk.StreamEventMessage):
+                if msg.event.get("message_type", "assistant_message") == "assistant_message":
+                    reply.partial += msg.text
+                    stream.update(reply.text())
+            elif isinstance(msg, sdk.AssistantMessage):
+                reply.partial = ""
+                if msg.content.strip():
+                    reply.blocks.append(msg.content)
+                stream.update(reply.text())
+            elif isinstance(msg, sdk.ToolCallMessage) and self.show_tools:
+                reply.partial = ""
+                reply.blocks.append(tool_line(msg.tool_name, msg.tool_input))
+                stream.update(reply.text())
+            elif isinstance(msg, sdk.ErrorMessage):
+                log.warning("agent error in %s: %s", job.message.scope.key, msg.message)
+            elif isinstance(msg, sdk.ResultMessage):
+                result = msg
+        assert result is not None
+        return result
+
+    @staticmethod
+    def _trailer(result: sdk.ResultMessage, reply: _Reply) -> str:
+        if result.success:
+            if reply.empty and result.result:
+                reply.blocks.append(result.result)
+            return ""
+        if result.subtype == "interrupted":
+            return "_(stopped)_"
+        if result.error_code == "server_died":
+            log.warning("App Server died mid-turn: %s", result.error)
+            return SERVER_DIED
+        log.warning("turn failed: %s (%s)", result.error, result.error_code)
+        return f"⚠️ Sorry — this turn failed: {_short(result.error)}"
+
+    @staticmethod
+    async def _typing(adapter: Adapter, scope: Scope) -> None:
+        if not adapter.limits.can_type:
+            return
+        while True:
+            try:
+                await adapter.typing(scope)
+            except Exception:
+                log.debug("typing signal failed in %s", scope.key, exc_info=True)
+            await anyio.sleep(TYPING_EVERY)
+
+    @staticmethod
+    async def _done(adapter: Adapter, scope: Scope) -> None:
+        try:
+            await adapter.done(scope)
+        except Exception:
+            log.debug("done signal failed in %s", scope.key, exc_info=True)
