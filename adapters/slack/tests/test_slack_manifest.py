@@ -1,0 +1,30 @@
+"""The shipped app manifest asks for what the adapter handles, and no more."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from lettabot_slack.inbound import COMMAND
+
+MANIFEST = Path(__file__).resolve().parents[3] / "config" / "slack-app-manifest.yaml"
+
+
+def _list_after(text: str, key: str) -> list[str]:
+    block = re.search(rf"^(\s*){key}:\n((?:\1\s+- .*\n)+)", text, re.M)
+    assert block, key
+    return [re.sub(r"\s+#.*", "", line).strip()[2:] for line in block.group(2).splitlines()]
+
+
+def test_manifest_scopes_events_and_command() -> None:
+    text = MANIFEST.read_text()
+    assert sorted(_list_after(text, "bot")) == sorted([
+        "app_mentions:read", "channels:history", "groups:history", "im:history",
+        "chat:write", "reactions:write", "users:read", "commands",
+    ])
+    assert sorted(_list_after(text, "bot_events")) == sorted(
+        ["app_mention", "message.channels", "message.groups", "message.im"]
+    )
+    assert f"command: {COMMAND}\n" in text
+    assert "socket_mode_enabled: true" in text
+    assert re.search(r"interactivity:\n(\s+#.*\n)?\s+is_enabled: true", text)
