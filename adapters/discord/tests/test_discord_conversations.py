@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import RecordingBot, World, running
+from discord_helpers import RecordingBot, World, running
 
 from lettabot.runtime.adapter import Scope
 
@@ -43,3 +43,74 @@ async def test_mention_opens_a_thread_and_the_thread_continues(
         assert second.scope == first.scope
         assert second.text == "and rollbacks?" and not second.mentioned
         assert len(bot.messages) == 2  # the bot's own reply was not delivered
+
+
+async def test_dm_is_its_own_scope(world: World, bot: RecordingBot) -> None:
+    fake = world.fake
+    dm = fake.dm_channel(world.ada)
+    async with running(fake, bot) as adapter:
+        await fake.say(dm, world.ada, "hello there")
+        [msg] = await fake.wait_for(lambda: bot.messages)
+        assert msg.scope == Scope(adapter="discord", channel=dm["id"], is_dm=True)
+        assert msg.scope.workspace == "" and msg.mentioned
+        await adapter.post(msg.scope, "Hi!")
+        assert [m["content"] for m in fake.bot_messages(dm)] == ["Hi!"]
+        assert not fake.rest("POST", r"/threads$")
+
+
+async def test_inline_mode_answers_in_the_channel(world: World, bot: RecordingBot) -> None:
+    fake = world.fake
+    async with running(fake, bot, reply_mode="inline"):
+        await fake.say(world.channel, world.ada, "status?", mention=True)
+        [msg] = await fake.wait_for(lambda: bot.messages)
+        assert msg.scope == Scope(
+            adapter="discord", workspace=world.guild["id"], channel=world.channel["id"]
+        )
+        assert not fake.rest("POST", r"/threads$")
+
+
+async def test_what_is_not_passed_on(world: World, bot: RecordingBot) -> None:
+    """Other bots, strangers' threads, denied and unlisted channels, other guilds."""
+    fake = world.fake
+    robot = fake.user("ci-bot", bot=True)
+    strangers = fake.thread(world.channel, "people talking", owner=world.ada)
+    other_guild = fake.guild("elsewhere")
+    elsewhere = fake.channel(other_guild, "general")
+    settings = {
+        "guild_ids": [int(world.guild["id"])],
+        "denied_channels": [int(world.other["id"])],
+    }
+    async with running(fake, bot, **settings):
+        await fake.say(world.channel, robot, "deploy finished", mention=True)
+        await fake.say(strangers, world.bob, "no mention here")
+        await fake.say(world.other, world.ada, "denied channel", mention=True)
+        await fake.say(elsewhere, world.ada, "other guild", mention=True)
+        await fake.say(strangers, world.bob, "now asking", mention=True)  # the marker
+        [msg] = await fake.wait_for(lambda: bot.messages)
+        assert msg.text == "now asking" and msg.mentioned
+        assert msg.scope.thread == strangers["id"]
+        assert msg.scope.channel == world.channel["id"]
+        assert not fake.rest("POST", r"/threads$")  # already a thread: none opened
+
+
+async def test_allowed_channels_and_other_bots_when_allowed(
+    world: World, bot: RecordingBot
+) -> None:
+    fake = world.fake
+    robot = fake.user("ci-bot", bot=True)
+    settings = {"allowed_channels": [int(world.channel["id"])], "allow_bots": True}
+    async with running(fake, bot, reply_mode="inline", **settings):
+        await fake.say(world.other, world.ada, "not listed", mention=True)
+        await fake.say(world.channel, robot, "from a bot", mention=True)
+        [msg] = await fake.wait_for(lambda: bot.messages)
+        assert msg.text == "from a bot" and msg.is_bot
+
+
+async def test_top_level_chatter_is_passed_on_unmentioned(world: World, bot: RecordingBot) -> None:
+    """Without a mention nothing opens a thread; the runtime decides (require_mention)."""
+    fake = world.fake
+    async with running(fake, bot):
+        await fake.say(world.channel, world.ada, "lunch anyone?")
+        [msg] = await fake.wait_for(lambda: bot.messages)
+        assert not msg.mentioned and msg.scope.thread is None
+        assert not fake.rest("POST", r"/threads$")

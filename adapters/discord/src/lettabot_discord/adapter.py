@@ -2,15 +2,18 @@
 
 Inbound: a message that @mentions the bot in a channel opens a thread on that message
 (``reply_mode = "thread"``) and the thread is the conversation; later messages in a thread
-the bot is in, and DMs, need no mention. Approval clicks and ``/lettabot`` commands go to
-the :class:`BotAPI`. Outbound calls catch and log Discord's HTTP errors, one call at a time,
-so a refused message never stops the adapter; rate limits are discord.py's job.
+the bot is in, and DMs, need no mention. Other top-level channel messages are passed on
+with the channel's scope and ``mentioned=False`` (the runtime answers them only without
+``access.require_mention``). Guild and channel lists and ``allow_bots`` are applied here;
+who may talk is the runtime's access policy. Approval clicks and ``/lettabot`` commands go
+to the :class:`BotAPI`. Outbound calls catch and log Discord's HTTP errors one call at a
+time, so a refused message never stops the adapter; rate limits are discord.py's job.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import discord
@@ -54,7 +57,10 @@ PERMISSIONS = discord.Permissions(
 )
 """What the bot needs in a channel (309237713920); the README's invite URL asks for it."""
 
-EXPIRED = "This approval request has expired (lettabot restarted or it timed out)."
+EXPIRED = (
+    "This request has expired (lettabot restarted or the turn ended); "
+    "ask again if the tool should run."
+)
 _THREAD_ARCHIVE_MINUTES: Literal[1440] = 1440
 _THREADABLE = (discord.TextChannel,)
 _USER_MESSAGES = (discord.MessageType.default, discord.MessageType.reply)
@@ -84,6 +90,9 @@ class _Client(discord.Client):
         self.tree = app_commands.CommandTree(self)
         self.lettabot_adapter = adapter
         self.lettabot_on_decision = adapter.on_decision
+        parsers = self._connection.parsers
+        for event, parse in list(parsers.items()):
+            parsers[event] = _guarded(event, parse)
 
     async def setup_hook(self) -> None:
         await self.lettabot_adapter.setup()
@@ -200,17 +209,12 @@ class DiscordAdapter:
                 return None
         elif not self.settings.allows_place(guild_id, channel.id):
             return None
-        elif guild_id is not None and not mentioned and self.settings.require_mention:
-            return None  # top-level chatter that does not address the bot
-        if not self.settings.allows_user(author.id):
-            if mentioned and self.settings.unauthorized_reply:
-                await self._reply(message, self.settings.unauthorized_reply)
-            return None
         text = strip_mention(message.content, me)
         scope = scope_of_channel(channel, guild_id)
         if (
             guild_id is not None
             and scope.thread is None
+            and mentioned
             and self.settings.reply_mode == "thread"
             and isinstance(channel, _THREADABLE)
         ):
@@ -242,12 +246,6 @@ class DiscordAdapter:
             return None
         return thread_scope(guild_id, message.channel.id, thread.id)
 
-    async def _reply(self, message: discord.Message, text: str) -> None:
-        try:
-            await message.reply(clip(text, MAX_MESSAGE), mention_author=False)
-        except discord.HTTPException as exc:
-            log.warning("discord: reply failed: %s", exc)
-
     # approvals and commands ------------------------------------------------------
 
     async def on_decision(
@@ -272,9 +270,7 @@ class DiscordAdapter:
                     view=disabled_view(request_id, _decisions_on(message)),
                 )
                 return
-            text = outcome.message or (EXPIRED if outcome.status == "unknown" else "")
-            if outcome.status == "unknown":
-                text = text if "expired" in text.lower() else f"{EXPIRED} {text}".strip()
+            text = EXPIRED if outcome.status == "unknown" else outcome.message
             await interaction.response.send_message(clip(text, MAX_MESSAGE), ephemeral=True)
             if outcome.status == "unknown" and message is not None:
                 await message.edit(
@@ -384,6 +380,22 @@ class DiscordAdapter:
             await self._channel(scope).send(clip(text, MAX_MESSAGE), allowed_mentions=mentions)
         except discord.HTTPException as exc:
             log.warning("discord: notify in %s failed: %s", scope.key, exc)
+
+
+def _guarded(event: str, parse: Callable[[Any], None]) -> Callable[[Any], None]:
+    """A gateway parser that logs a payload it cannot read instead of dropping the connection.
+
+    discord.py lets a parser's exception end ``Client.connect``: one odd payload would stop
+    the adapter. Each event is independent, so it is logged and skipped.
+    """
+
+    def parse_or_log(data: Any) -> None:
+        try:
+            parse(data)
+        except Exception:
+            log.exception("discord: skipped a %s event that could not be read", event)
+
+    return parse_or_log
 
 
 def _decisions_on(message: discord.Message) -> list[ApprovalDecision]:

@@ -1,11 +1,11 @@
-"""The adapter's settings: the runtime's ``[discord]`` section plus the access keys it uses."""
+"""The adapter's settings: the runtime's ``[discord]`` section."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict
 
 from lettabot.runtime.config import DiscordConfig
 
@@ -13,18 +13,14 @@ __all__ = ["DiscordSettings"]
 
 
 class DiscordSettings(DiscordConfig):
-    """``[discord]`` as :class:`DiscordConfig` validates it, plus two access keys.
+    """``[discord]`` as :class:`DiscordConfig` validates it (unknown keys ignored).
 
-    ``require_mention`` (from ``[access]``) decides whether a top-level channel message
-    without an @mention is passed on; ``allowed_users`` (``discord:<id>`` or bare ids), when
-    given, makes the adapter drop other users' messages before they reach the runtime.
-    Unknown keys are ignored so the runtime may pass its whole section.
+    Who may talk (``access.allowed_users``), whether a mention is needed and the
+    ``unauthorized_reply`` are the runtime's access policy; the adapter applies the
+    places (guilds, channels) and drops other bots' messages unless ``allow_bots``.
     """
 
     model_config = ConfigDict(extra="ignore", validate_default=True)
-
-    require_mention: bool = True
-    allowed_users: list[str] = Field(default_factory=list)
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any] | DiscordConfig) -> DiscordSettings:
@@ -34,11 +30,6 @@ class DiscordSettings(DiscordConfig):
 
     def token_value(self) -> str:
         return self.token.get_secret_value().strip() if self.token else ""
-
-    def allows_user(self, user_id: int) -> bool:
-        if not self.allowed_users:
-            return True
-        return any(e in (str(user_id), f"discord:{user_id}") for e in self.allowed_users)
 
     def allows_place(self, guild_id: int | None, *channel_ids: int | None) -> bool:
         """Guild allow list, then channel deny / allow lists (a thread counts as its parent)."""

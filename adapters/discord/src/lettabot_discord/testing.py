@@ -217,6 +217,7 @@ class FakeDiscord:
                 "flags": 0,
             }
         self.channels[tid] = thread
+        self.guilds[int(parent["guild_id"])]["threads"].append(thread)
         return thread
 
     def dm_channel(self, user: Json) -> Json:
@@ -419,6 +420,7 @@ class FakeDiscord:
             "version": 1,
             "locale": "en-US",
             "app_permissions": _ALL_PERMISSIONS,
+            "attachment_size_limit": 10 * 1024 * 1024,
             "entitlements": [],
             "authorizing_integration_owners": {},
             "context": 0 if "guild_id" in channel else 1,
