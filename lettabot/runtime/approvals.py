@@ -303,6 +303,11 @@ class ApprovalBroker:
                 status="unknown",
                 message="This approval request is unknown (it may come from an older run of "
                         "the bot). Ask again if the tool should run.")
+        if approval.status is ApprovalStatus.EXPIRED:
+            return DecisionOutcome(
+                status="unknown",
+                message=f"This request expired ({approval.reason or 'no decision'}); nothing "
+                        "will run. Ask again if the tool should run.")
         if approval.status is not ApprovalStatus.PENDING:
             return DecisionOutcome(status="already_decided",
                                    message=f"Already decided: {_outcome_text(approval)}.")

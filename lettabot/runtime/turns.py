@@ -119,7 +119,7 @@ class TurnRunner:
             finally:
                 tg.cancel_scope.cancel()
                 with anyio.CancelScope(shield=True):
-                    final = reply.text()
+                    final = reply.text().strip()
                     if trailer:
                         final = f"{final}\n\n{trailer}" if final else trailer
                     try:

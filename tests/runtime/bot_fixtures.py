@@ -1,10 +1,11 @@
-"""Shared fixtures for the runtime's end-to-end tests: one Letta home, store and Bot per
-module (the real CLI's App Server + the scripted model), and the in-process test chat."""
+"""Shared fixtures for the runtime's end-to-end tests: one Letta home, store and App
+Server per module (the real CLI + the scripted model), bots on it, and the test chat."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,12 @@ import pytest
 
 from lettabot.runtime.bot import Bot
 from lettabot.runtime.config import Config
+from lettabot.runtime.store import Store, open_store
 from lettabot.testing.chat import TestChat
 from lettabot.testing.letta_home import LettaHome
 from lettabot.testing.scripted_model import ScriptedModelServer
+
+BotMaker = Callable[..., Awaitable[tuple[Bot, TestChat]]]
 
 
 @pytest.fixture(scope="module")
@@ -45,15 +49,33 @@ def module_home(
 def make_config(home: LettaHome, data_dir: Path, **sections: Any) -> Config:
     """A config for ``home`` (its model), state in ``data_dir``; ``sections`` override."""
     letta = {"model": home.model, **sections.pop("letta", {})}
-    approvals = {"timeout_seconds": 20, **sections.pop("approvals", {})}
+    approvals = {"timeout_seconds": 30, **sections.pop("approvals", {})}
     return Config(_env_file=None, data_dir=data_dir, letta=letta,  # type: ignore[call-arg]
                   approvals=approvals, **sections)
 
 
 @pytest.fixture(scope="module")
-async def module_bot(module_home: LettaHome) -> AsyncIterator[tuple[Bot, TestChat]]:
-    config = make_config(module_home, module_home.path / "lettabot-data")
-    async with Bot.open(config, grace=5) as bot:
-        chat = TestChat(bot)
-        bot.add_adapter(chat)
-        yield bot, chat
+async def module_store(module_home: LettaHome) -> AsyncIterator[Store]:
+    async with open_store(str(module_home.path / "lettabot.db")) as store:
+        yield store
+
+
+@pytest.fixture(scope="module")
+async def make_bot(module_home: LettaHome, module_store: Store) -> AsyncIterator[BotMaker]:
+    """Open more bots on the module's store (so the same agent) and App Server; each gets
+    a TestChat named ``name``. All are closed at the end of the module."""
+    async with AsyncExitStack() as stack:
+        async def make(name: str = "test", **sections: Any) -> tuple[Bot, TestChat]:
+            config = make_config(module_home, module_home.path / "data", **sections)
+            bot = await stack.enter_async_context(Bot.open(config, store=module_store, grace=5))
+            chat = TestChat(bot, name=name)
+            bot.add_adapter(chat)
+            return bot, chat
+
+        yield make
+
+
+@pytest.fixture(scope="module")
+async def module_bot(make_bot: BotMaker) -> tuple[Bot, TestChat]:
+    """The module's default bot: no access limits, the turn's starter approves."""
+    return await make_bot()

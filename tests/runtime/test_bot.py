@@ -1,0 +1,278 @@
+"""The runtime end to end: the real CLI's App Server, the scripted model, the test chat."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from lettabot.runtime.bot import Bot
+from lettabot.runtime.store import ApprovalStatus
+from lettabot.testing.chat import TestChat
+from lettabot.testing.letta_home import LettaHome
+from lettabot.testing.scripted_model import Reply, ScriptedModelServer
+from tests.runtime.bot_fixtures import (  # noqa: F401
+    BotMaker,
+    anyio_backend,
+    make_bot,
+    module_bot,
+    module_home,
+    module_store,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_fifty_scopes_at_once_all_answered_none_crossed(
+    module_bot: tuple[Bot, TestChat],
+) -> None:
+    bot, chat = module_bot
+    scopes = [chat.scope(f"C{i % 5}", f"fifty-{i}") for i in range(50)]
+
+    async with anyio.create_task_group() as tg:
+        for i, scope in enumerate(scopes):
+            tg.start_soon(lambda i=i, scope=scope: chat.push(f"token-{i}-q", scope=scope))
+    for scope in scopes:
+        await chat.wait_done(scope, within=120)
+    for i, scope in enumerate(scopes):
+        assert chat.texts(scope) == [f"You said: token-{i}-q"]
+    routes = {r.scope: r.conversation_id for r in await bot.store.list_routes()}
+    conversations = [routes[s.key] for s in scopes]
+    assert len(set(conversations)) == 50  # a new conversation per scope
+
+
+async def test_messages_queued_during_a_turn_are_answered_in_order(
+    module_bot: tuple[Bot, TestChat], scripted_model: ScriptedModelServer
+) -> None:
+    bot, chat = module_bot
+    scripted_model.on("slow start", Reply.say("slow reply " * 6, chunk_delay=0.2))
+    scope = chat.scope("C1", "queue")
+    await chat.push("slow start", scope=scope)
+    await chat.wait_text(scope, "slow reply")  # the first turn is running
+    for n in (1, 2, 3):
+        await chat.push(f"queued {n}", scope=scope)
+    status = await chat.command("status", scope=scope)
+    assert "queued here: 3" in status.text
+    await chat.wait_done(scope, 4)
+    assert chat.texts(scope) == [
+        ("slow reply " * 6).strip(), "You said: queued 1", "You said: queued 2",
+        "You said: queued 3",
+    ]
+
+
+async def test_a_repeated_platform_event_is_answered_once(
+    module_bot: tuple[Bot, TestChat],
+) -> None:
+    _, chat = module_bot
+    scope = chat.scope("C2", "dedupe")
+    first = await chat.push("only once", scope=scope, event_id="Ev-1")
+    await chat.redeliver(first)
+    await chat.push("afterwards", scope=scope, event_id="Ev-2")
+    await chat.wait_done(scope, 2)
+    await chat.redeliver(first)  # a late retry, after the turn
+    await chat.push("last", scope=scope, event_id="Ev-3")
+    await chat.wait_done(scope, 3)
+    assert chat.texts(scope) == ["You said: only once", "You said: afterwards", "You said: last"]
+
+
+async def test_channel_messages_need_a_mention_until_the_bot_is_in_the_thread(
+    module_bot: tuple[Bot, TestChat],
+) -> None:
+    _, chat = module_bot
+    scope = chat.scope("C3", "mention")
+    await chat.push("not for you", scope=scope, mentioned=False)
+    await chat.push("from a bot", scope=scope, is_bot=True)
+    await chat.push("hey bot", scope=scope, mentioned=True)
+    await chat.wait_done(scope, 1)
+    await chat.push("follow-up without mention", scope=scope, mentioned=False)
+    await chat.wait_done(scope, 2)
+    assert chat.texts(scope) == ["You said: hey bot", "You said: follow-up without mention"]
+    dm = chat.scope("D1", dm=True)
+    await chat.push("in a dm", scope=dm, mentioned=False)
+    await chat.wait_done(dm)
+    assert chat.texts(dm) == ["You said: in a dm"]
+
+
+async def test_approve_runs_the_tool_and_is_audited(
+    module_bot: tuple[Bot, TestChat], module_home: LettaHome
+) -> None:
+    bot, chat = module_bot
+    scope = chat.scope("C4", "approve")
+    target = module_home.workdir / "approved.txt"
+    await chat.push(f"run: echo yes > {target}", scope=scope, user="U1", user_name="Ada")
+    prompt = await chat.wait_prompt(scope)
+    assert prompt.view.tool_name == "Bash"
+    assert prompt.view.input_summary == f"echo yes > {target}"
+    assert prompt.view.requested_by == "U1"
+    outcome = await chat.click(prompt.request_id, "approve", user="U1", user_name="Ada")
+    assert outcome.status == "decided" and outcome.final_text == "Approved by Ada"
+    await chat.wait_done(scope)
+    assert target.read_text() == "yes\n"
+    assert prompt.resolved == "Approved by Ada"
+    assert "Tool result" in chat.transcript(scope)
+    audit = await bot.store.get_approval(prompt.request_id)
+    assert audit is not None and audit.status is ApprovalStatus.APPROVED
+    assert audit.decided_by == "test:U1" and audit.tool_name == "Bash"
+    again = await chat.click(prompt.request_id, "approve", user="U1")
+    assert again.status == "already_decided"
+
+
+async def test_deny_keeps_the_tool_from_running(
+    module_bot: tuple[Bot, TestChat], module_home: LettaHome
+) -> None:
+    _, chat = module_bot
+    scope = chat.scope("C4", "deny")
+    target = module_home.workdir / "denied.txt"
+    await chat.push(f"run: echo no > {target}", scope=scope, user="U1", user_name="Ada")
+    prompt = await chat.wait_prompt(scope)
+    outcome = await chat.click(prompt.request_id, "deny", user="U1", user_name="Ada")
+    assert outcome.status == "decided"
+    await chat.wait_done(scope)
+    assert not target.exists()
+    assert prompt.resolved == "Denied by Ada"
+
+
+async def test_only_the_starter_may_decide_and_a_double_click_decides_once(
+    module_bot: tuple[Bot, TestChat], module_home: LettaHome
+) -> None:
+    bot, chat = module_bot
+    scope = chat.scope("C4", "who")
+    target = module_home.workdir / "who.txt"
+    await chat.push(f"run: echo who > {target}", scope=scope, user="U1")
+    prompt = await chat.wait_prompt(scope)
+    stranger = await chat.click(prompt.request_id, "approve", user="U2")
+    assert stranger.status == "not_authorized"
+    assert "started this turn" in stranger.message
+    assert prompt.resolved is None  # still open
+    outcomes = []
+
+    async def click(decision: str) -> None:
+        outcomes.append(await chat.click(prompt.request_id, decision, user="U1"))  # type: ignore[arg-type]
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(click, "approve")
+        tg.start_soon(click, "deny")
+    assert sorted(o.status for o in outcomes) == ["already_decided", "decided"]
+    await chat.wait_done(scope)
+    decided = next(o for o in outcomes if o.status == "decided")
+    assert target.exists() == (decided.final_text == "Approved by U1")
+    assert len(prompt.resolutions) == 1
+
+
+async def test_always_allow_skips_the_prompt_next_time_in_that_scope_only(
+    module_bot: tuple[Bot, TestChat], module_home: LettaHome
+) -> None:
+    bot, chat = module_bot
+    scope = chat.scope("C5", "always")
+    one, two = module_home.workdir / "always1.txt", module_home.workdir / "always2.txt"
+    await chat.push(f"run: echo 1 > {one}", scope=scope)
+    prompt = await chat.wait_prompt(scope)
+    outcome = await chat.click(prompt.request_id, "always", user="U1")
+    assert "always allowed here" in (outcome.final_text or "")
+    await chat.wait_done(scope)
+    await chat.push(f"run: echo 2 > {two}", scope=scope)
+    await chat.wait_done(scope, 2)
+    assert one.exists() and two.exists()
+    assert [p for p in chat.prompts if p.view.scope == scope] == [prompt]
+    assert await bot.store.is_allowed(scope.key, "Bash")
+    other = chat.scope("C5", "elsewhere")
+    await chat.push(f"run: echo 3 > {module_home.workdir / 'always3.txt'}", scope=other)
+    elsewhere = await chat.wait_prompt(other)  # the rule is per scope
+    await chat.click(elsewhere.request_id, "deny", user="U1")
+    await chat.wait_done(other)
+
+
+async def test_unknown_request_ids_get_a_clear_answer(module_bot: tuple[Bot, TestChat]) -> None:
+    _, chat = module_bot
+    outcome = await chat.click("ap-000000000000000000000000", "approve")
+    assert outcome.status == "unknown"
+    assert "unknown" in outcome.message
+
+
+async def test_no_decision_in_time_denies_and_says_so(
+    make_bot: BotMaker, module_home: LettaHome
+) -> None:
+    _, chat = await make_bot("hurry", approvals={"timeout_seconds": 1.5})
+    scope = chat.scope("C6", "timeout")
+    target = module_home.workdir / "late.txt"
+    await chat.push(f"run: echo late > {target}", scope=scope)
+    prompt = await chat.wait_prompt(scope)
+    assert await chat.wait_resolved(prompt) == "Timed out"
+    await chat.wait_done(scope)
+    assert not target.exists()
+    late = await chat.click(prompt.request_id, "approve")
+    assert late.status == "already_decided"
+    assert "timed out" in late.message
+
+
+async def test_tools_outside_allowed_tools_never_run_and_only_approvers_decide(
+    make_bot: BotMaker, module_home: LettaHome
+) -> None:
+    bot, chat = await make_bot(
+        "locked", letta={"allowed_tools": ["Bash"]},
+        access={"allowed_users": ["alice"], "approvers": ["boss"]},
+    )
+    scope = chat.scope("C7", "locked")
+    blocked = module_home.workdir / "blocked.txt"
+    await chat.push(f"write {blocked}: never", scope=scope, user="alice")
+    await chat.wait_done(scope)
+    assert not blocked.exists()
+    assert not [p for p in chat.prompts if p.view.scope == scope]  # nobody was asked
+    assert any("Write was blocked" in n.text for n in chat.notes)
+    audit = [a for a in await bot.store.list_approvals(scope.key) if a.tool_name == "Write"]
+    assert audit and audit[0].status is ApprovalStatus.DENIED and audit[0].decided_by == "policy"
+
+    ran = module_home.workdir / "bash-ok.txt"
+    await chat.push(f"run: echo ok > {ran}", scope=scope, user="alice")
+    prompt = await chat.wait_prompt(scope)
+    refused = await chat.click(prompt.request_id, "approve", user="alice")
+    assert refused.status == "not_authorized" and "approvers" in refused.message
+    assert (await chat.click(prompt.request_id, "approve", user="boss")).status == "decided"
+    await chat.wait_done(scope, 2)
+    assert ran.read_text() == "ok\n"
+
+    await chat.push("let me in", scope=scope, user="mallory")
+    await chat.push("still alice", scope=scope, user="alice")
+    await chat.wait_done(scope, 3)
+    assert chat.texts(scope)[-1] == "You said: still alice"
+    assert not any("let me in" in t for t in chat.texts(scope))
+    assert any(n.user_id == "mallory" and "not allowed" in n.text for n in chat.notes)
+
+
+async def test_commands_status_reset_stop_memory(
+    module_bot: tuple[Bot, TestChat], scripted_model: ScriptedModelServer,
+    module_home: LettaHome,
+) -> None:
+    bot, chat = module_bot
+    scope = chat.scope("C8", "commands")
+    await chat.push("first words", scope=scope)
+    await chat.wait_done(scope)
+    route = await bot.store.get_route(scope.key)
+    assert route is not None
+    status = await chat.command("status", scope=scope)
+    assert route.conversation_id in status.text and route.agent_id in status.text
+    assert "Pending approvals here: 0" in status.text and "Server 0: up" in status.text
+
+    reset = await chat.command("reset", scope=scope)
+    assert "new conversation" in reset.text
+    await chat.push("what was my first message?", scope=scope)
+    await chat.wait_done(scope, 2)
+    assert chat.texts(scope)[-1] == "Your first message was: what was my first message?"
+    new_route = await bot.store.get_route(scope.key)
+    assert new_route is not None and new_route.conversation_id != route.conversation_id
+    assert new_route.agent_id == route.agent_id  # same agent, memory kept
+
+    scripted_model.on("talk slowly", Reply.say("word " * 200, chunk_delay=0.1))
+    await chat.push("talk slowly", scope=scope)
+    await chat.wait_text(scope, "word word")
+    stop = await chat.command("stop", scope=scope)
+    assert stop.text == "Stopping the running turn."
+    await chat.wait_done(scope, 3)
+    assert "(stopped)" in chat.texts(scope)[-1]
+    await chat.push("after stop", scope=scope)
+    await chat.wait_done(scope, 4)
+    assert chat.texts(scope)[-1] == "You said: after stop"
+
+    memory = await chat.command("memory", scope=scope)
+    files = sorted(p.name for p in module_home.memory_dir(route.agent_id).glob("*.md"))
+    assert files and all(f"`{name}`" in memory.text for name in files)
+    assert "reset" in (await chat.command("help", scope=scope)).text
