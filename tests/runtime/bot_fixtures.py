@@ -18,6 +18,11 @@ from lettabot.testing.chat import TestChat
 from lettabot.testing.letta_home import LettaHome
 from lettabot.testing.scripted_model import ScriptedModelServer
 
+__all__ = [
+    "BotMaker", "anyio_backend", "make_bot", "make_config", "module_bot", "module_home",
+    "module_store",
+]
+
 BotMaker = Callable[..., Awaitable[tuple[Bot, TestChat]]]
 
 
@@ -50,7 +55,7 @@ def make_config(home: LettaHome, data_dir: Path, **sections: Any) -> Config:
     """A config for ``home`` (its model), state in ``data_dir``; ``sections`` override."""
     letta = {"model": home.model, **sections.pop("letta", {})}
     approvals = {"timeout_seconds": 30, **sections.pop("approvals", {})}
-    return Config(_env_file=None, data_dir=data_dir, letta=letta,  # type: ignore[call-arg]
+    return Config(_env_file=None, data_dir=data_dir, letta=letta,
                   approvals=approvals, **sections)
 
 

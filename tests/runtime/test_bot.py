@@ -10,14 +10,8 @@ from lettabot.runtime.store import ApprovalStatus
 from lettabot.testing.chat import TestChat
 from lettabot.testing.letta_home import LettaHome
 from lettabot.testing.scripted_model import Reply, ScriptedModelServer
-from tests.runtime.bot_fixtures import (  # noqa: F401
-    BotMaker,
-    anyio_backend,
-    make_bot,
-    module_bot,
-    module_home,
-    module_store,
-)
+from tests.runtime.bot_fixtures import *  # noqa: F403 (fixtures)
+from tests.runtime.bot_fixtures import BotMaker
 
 pytestmark = pytest.mark.anyio
 
@@ -28,9 +22,12 @@ async def test_fifty_scopes_at_once_all_answered_none_crossed(
     bot, chat = module_bot
     scopes = [chat.scope(f"C{i % 5}", f"fifty-{i}") for i in range(50)]
 
+    async def push(i: int) -> None:
+        await chat.push(f"token-{i}-q", scope=scopes[i])
+
     async with anyio.create_task_group() as tg:
-        for i, scope in enumerate(scopes):
-            tg.start_soon(lambda i=i, scope=scope: chat.push(f"token-{i}-q", scope=scope))
+        for i in range(len(scopes)):
+            tg.start_soon(push, i)
     for scope in scopes:
         await chat.wait_done(scope, within=120)
     for i, scope in enumerate(scopes):
@@ -43,7 +40,7 @@ async def test_fifty_scopes_at_once_all_answered_none_crossed(
 async def test_messages_queued_during_a_turn_are_answered_in_order(
     module_bot: tuple[Bot, TestChat], scripted_model: ScriptedModelServer
 ) -> None:
-    bot, chat = module_bot
+    _, chat = module_bot
     scripted_model.on("slow start", Reply.say("slow reply " * 6, chunk_delay=0.2))
     scope = chat.scope("C1", "queue")
     await chat.push("slow start", scope=scope)
@@ -134,7 +131,7 @@ async def test_deny_keeps_the_tool_from_running(
 async def test_only_the_starter_may_decide_and_a_double_click_decides_once(
     module_bot: tuple[Bot, TestChat], module_home: LettaHome
 ) -> None:
-    bot, chat = module_bot
+    _, chat = module_bot
     scope = chat.scope("C4", "who")
     target = module_home.workdir / "who.txt"
     await chat.push(f"run: echo who > {target}", scope=scope, user="U1")
