@@ -93,12 +93,18 @@ def _has_memory_settings(opts: SessionOptions) -> bool:
 
 
 def _uses_memfs(opts: SessionOptions) -> bool:
-    """Whether agent settings must be written as memory files (the subprocess transport)."""
-    name = _transport_name(opts, Target(new_agent=True))
+    """Whether a new agent's memory blocks are written as memory files (not sent in its body).
+
+    Always on the subprocess transport (the CLI has no flag for them). On the App Server too,
+    unless the agent is made from a raw body (a custom system prompt or block references):
+    that keeps the CLI's own base prompt and toolset, identical on both transports.
+    """
     preset = opts.preset
-    return name == "subprocess" and (
-        _has_memory_settings(opts) or (preset is not None and preset.append is not None)
-    )
+    if not (_has_memory_settings(opts) or (preset is not None and preset.append is not None)):
+        return False
+    if _transport_name(opts, Target(new_agent=True)) == "subprocess":
+        return True
+    return opts.custom_system is None and not opts.agent_options().block_refs()
 
 
 async def create_agent(**options: Any) -> str:

@@ -70,6 +70,7 @@ async def test_persona_human_project_reach_the_system_prompt(
     system = await _system_prompt_of(agent_id, scripted_model)
     for text in ("I am Captain Test.", "The user is Ada.", "Project Zeta ships on Fridays."):
         assert text in system
+    assert "Letta Code agent" in system  # the base prompt is kept
 
 
 async def test_memory_blocks_and_empty_memory(

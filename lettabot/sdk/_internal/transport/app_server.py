@@ -152,10 +152,12 @@ class AppServerTransport:
         return fields
 
     async def _new_agent(self, conn: Connection, fields: dict[str, Any]) -> str | None:
-        """A new agent: the CLI's own (default system prompt) unless a custom system prompt or
-        memory blocks are given; those go in a raw ``create_agent`` body in ``runtime_start``."""
+        """A new agent: the CLI's own (its default system prompt), unless a custom system
+        prompt or block references are given; those go in a raw ``create_agent`` body in
+        ``runtime_start``. Memory blocks of a CLI agent are written by the client as memory
+        files (see ``lettabot.sdk._internal.memfs``), as on the subprocess transport."""
         opts = self._options
-        if opts.custom_system is not None or opts.has_agent_settings():
+        if opts.custom_system is not None or opts.agent_options().block_refs():
             fields["create_agent"] = {"body": self._agent_body(), "memfs": True}
             return None
         frame: dict[str, Any] = {"type": "create_agent", "request_id": conn.new_id("agent"),
