@@ -1,0 +1,280 @@
+"""End to end: the real runtime (``Bot``), the real ``letta`` CLI with the scripted model,
+the adapter loaded through its ``lettabot.adapters`` entry point, real discord.py, and a
+local fake Discord standing in for discord.com."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lettabot_discord import DiscordAdapter
+from lettabot_discord.testing import FakeDiscord
+
+from lettabot.runtime.bot import Bot, adapter_settings
+from lettabot.runtime.config import Config
+from lettabot.runtime.store import Store, open_store
+from lettabot.testing.letta_home import LettaHome
+from lettabot.testing.scripted_model import Reply, ScriptedModelServer
+
+pytestmark = pytest.mark.anyio
+
+TOKEN = "fake-bot-token"
+Json = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def home(
+    tmp_path_factory: pytest.TempPathFactory,
+    _letta_home_template: Path,
+    _node_compile_cache: Path,
+    _scripted_model_server: ScriptedModelServer,
+) -> Iterator[LettaHome]:
+    letta_home = LettaHome.copy_of(
+        _letta_home_template,
+        tmp_path_factory.mktemp("discord-e2e") / "letta-home",
+        model=f"openai-compatible/{_scripted_model_server.models[0]}",
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in letta_home.env.items():
+            mp.setenv(key, value)
+        if "NODE_COMPILE_CACHE" not in os.environ:
+            mp.setenv("NODE_COMPILE_CACHE", str(_node_compile_cache))
+        mp.chdir(letta_home.workdir)
+        yield letta_home
+
+
+@dataclass
+class Setup:
+    fake: FakeDiscord
+    bot: Bot
+    adapter: DiscordAdapter
+    store: Store
+    home: LettaHome
+    stack: AsyncExitStack
+    guild: Json
+    general: Json
+    hurry: Json
+    ada: Json
+    bob: Json
+
+    def config(self, **discord: Any) -> Config:
+        return Config(  # type: ignore[call-arg]
+            _env_file=None,
+            data_dir=self.home.path / "data",
+            letta={"model": self.home.model},
+            approvals={"timeout_seconds": 60},
+            discord={"enabled": True, "token": TOKEN, **discord},
+        )
+
+    async def reply_in(self, channel: Json, needle: str) -> Json:
+        return await self.fake.wait_for(
+            lambda: next(
+                (m for m in self.fake.bot_messages(channel) if needle in m["content"]), None
+            ),
+            seconds=90,
+        )
+
+    async def thread_of(self, message: Json) -> Json:
+        return await self.fake.wait_for(lambda: self.fake.channels.get(int(message["id"])))
+
+    async def prompt_in(self, channel: Json) -> Json:
+        return await self.fake.wait_for(
+            lambda: next((m for m in self.fake.bot_messages(channel) if m["components"]), None),
+            seconds=90,
+        )
+
+
+@pytest.fixture(scope="module")
+async def setup(home: LettaHome) -> AsyncIterator[Setup]:
+    fake = FakeDiscord()
+    guild = fake.guild()
+    general, hurry = fake.channel(guild, "general"), fake.channel(guild, "hurry")
+    await fake.start()
+    try:
+        with fake.patch_discord():
+            async with (
+                open_store(str(home.path / "lettabot.db")) as store,
+                AsyncExitStack() as stack,
+            ):
+                s = Setup(
+                    fake,
+                    None,
+                    None,
+                    store,
+                    home,
+                    stack,
+                    guild,
+                    general,
+                    hurry,  # type: ignore[arg-type]
+                    fake.user("ada"),
+                    fake.user("bob"),
+                )
+                config = s.config(denied_channels=[int(hurry["id"])])
+                s.bot = await stack.enter_async_context(Bot.open(config, store=store, grace=5))
+                factory = entry_points(group="lettabot.adapters")["discord"].load()
+                s.adapter = factory(adapter_settings(config)["discord"], s.bot)
+                s.bot.add_adapter(s.adapter)
+                await fake.wait_for(lambda: s.adapter.client.is_ready(), seconds=30)
+                yield s
+    finally:
+        await fake.stop()
+
+
+def _buttons(message: Json) -> list[Json]:
+    return [b for row in message["components"] for b in row["components"]]
+
+
+async def test_mention_opens_a_thread_and_the_thread_continues(
+    setup: Setup, scripted_model: ScriptedModelServer
+) -> None:
+    fake = setup.fake
+    asked = await fake.say(setup.general, setup.ada, "hello there", mention=True)
+    thread = await setup.thread_of(asked)
+    await setup.reply_in(thread, "You said: hello there")
+    scope_key = f"discord:{setup.guild['id']}:{setup.general['id']}:{thread['id']}"
+    [route] = [r for r in await setup.store.list_routes() if r.scope == scope_key]
+
+    await fake.say(thread, setup.bob, "and a follow-up")  # no mention needed in the thread
+    await setup.reply_in(thread, "You said: and a follow-up")
+    [again] = [r for r in await setup.store.list_routes() if r.scope == scope_key]
+    assert again.conversation_id == route.conversation_id  # the same conversation
+    assert not fake.bot_messages(setup.general)  # nothing at the channel's top level
+    assert fake.rest("POST", rf"/channels/{thread['id']}/typing$")  # typing while working
+
+
+async def test_a_dm_is_answered_in_the_dm(
+    setup: Setup, scripted_model: ScriptedModelServer
+) -> None:
+    dm = setup.fake.dm_channel(setup.ada)
+    await setup.fake.say(dm, setup.ada, "hi in private")
+    await setup.reply_in(dm, "You said: hi in private")
+
+
+async def test_approve_after_an_unauthorised_click(
+    setup: Setup, scripted_model: ScriptedModelServer
+) -> None:
+    fake = setup.fake
+    target = setup.home.workdir / "approved.txt"
+    asked = await fake.say(setup.general, setup.ada, f"run: echo yes > {target}", mention=True)
+    thread = await setup.thread_of(asked)
+    prompt = await setup.prompt_in(thread)
+    assert "`Bash`" in prompt["content"] and f"echo yes > {target}" in prompt["content"]
+
+    click = await fake.click(prompt, "Approve", setup.bob)
+    [refusal] = await fake.wait_for(lambda: fake.responses_to(click))
+    assert refusal["data"]["flags"] & 64  # ephemeral: only bob sees it
+    assert "Only the person whose message started this turn" in refusal["data"]["content"]
+    assert not target.exists()
+
+    click = await fake.click(prompt, "Approve", setup.ada)
+    await setup.reply_in(thread, "Tool result")
+    assert target.read_text() == "yes\n"
+    assert prompt["content"].endswith("**Approved by ada**")
+    assert all(b["disabled"] for b in _buttons(prompt))
+
+
+async def test_deny_keeps_the_tool_from_running(
+    setup: Setup, scripted_model: ScriptedModelServer
+) -> None:
+    fake = setup.fake
+    target = setup.home.workdir / "denied.txt"
+    asked = await fake.say(setup.general, setup.ada, f"run: echo no > {target}", mention=True)
+    thread = await setup.thread_of(asked)
+    prompt = await setup.prompt_in(thread)
+    await fake.click(prompt, "Deny", setup.ada)
+    await fake.wait_for(lambda: prompt["content"].endswith("**Denied by ada**"))
+    await fake.wait_for(lambda: len(fake.bot_messages(thread)) >= 2, seconds=90)
+    assert all(b["disabled"] for b in _buttons(prompt))
+    assert not target.exists()
+
+
+async def test_long_replies_are_split_with_code_fences_intact(
+    setup: Setup, scripted_model: ScriptedModelServer
+) -> None:
+    code = "\n".join(f"print('line {i:03}')" for i in range(200))
+    long = f"Here is the script:\n\n```python\n{code}\n```\n\nAnd a closing paragraph."
+    assert len(long) > 3000
+    scripted_model.on("long script please", Reply.say(long))
+    asked = await setup.fake.say(setup.general, setup.ada, "long script please", mention=True)
+    thread = await setup.thread_of(asked)
+    await setup.reply_in(thread, "And a closing paragraph.")
+    parts = [m["content"] for m in setup.fake.bot_messages(thread)]
+    assert len(parts) >= 2
+    assert all(len(p) <= 2000 for p in parts)
+    assert all(p.count("```") % 2 == 0 for p in parts)  # every part's fences are closed
+    for i in range(200):
+        assert sum(f"print('line {i:03}')" in p for p in parts) == 1
+
+
+async def test_slash_commands_act_on_the_thread(
+    setup: Setup, scripted_model: ScriptedModelServer
+) -> None:
+    fake = setup.fake
+    asked = await fake.say(setup.general, setup.ada, "remember this thread", mention=True)
+    thread = await setup.thread_of(asked)
+    await setup.reply_in(thread, "You said: remember this thread")
+    scope_key = f"discord:{setup.guild['id']}:{setup.general['id']}:{thread['id']}"
+    [route] = [r for r in await setup.store.list_routes() if r.scope == scope_key]
+
+    status = await fake.slash(thread, setup.ada, "lettabot", "status")
+    [answer] = await fake.wait_for(lambda: fake.responses_to(status))
+    text = answer["data"].get("content") or ""
+    if answer["type"] == 5:  # deferred on a slow machine: the follow-up has the text
+        followup = await fake.wait_for(lambda: fake.responses_to(status)[1:])
+        text = followup[0]["data"]["content"]
+    else:
+        assert answer["data"]["flags"] & 64
+    assert f"Conversation: `{route.conversation_id}`" in text
+
+    reset = await fake.slash(thread, setup.ada, "lettabot", "reset")
+    answers = await fake.wait_for(
+        lambda: [r for r in fake.responses_to(reset) if r["data"].get("content")]
+    )
+    assert "Started a new conversation here" in answers[0]["data"]["content"]
+    await fake.say(thread, setup.ada, "after the reset")
+    await setup.reply_in(thread, "You said: after the reset")
+    [fresh] = [r for r in await setup.store.list_routes() if r.scope == scope_key]
+    assert fresh.conversation_id != route.conversation_id
+
+
+async def test_no_decision_in_time_disables_the_prompt(
+    setup: Setup, scripted_model: ScriptedModelServer
+) -> None:
+    """A second bot, with a short approval timeout, serves only the #hurry channel."""
+    config = setup.config(allowed_channels=[int(setup.hurry["id"])]).model_copy(
+        update={"approvals": setup.config().approvals.model_copy(update={"timeout_seconds": 1.5})}
+    )
+    async with Bot.open(config, store=setup.store, grace=5) as bot:
+        adapter = DiscordAdapter(
+            setup.adapter.settings.model_copy(
+                update={"allowed_channels": [int(setup.hurry["id"])], "denied_channels": []}
+            ),
+            bot,
+            guild_ready_timeout=0.05,
+        )
+        bot.add_adapter(adapter)
+        await setup.fake.wait_for(lambda: adapter.client.is_ready(), seconds=30)
+        target = setup.home.workdir / "late.txt"
+        asked = await setup.fake.say(
+            setup.hurry, setup.ada, f"run: echo late > {target}", mention=True
+        )
+        thread = await setup.thread_of(asked)
+        prompt = await setup.prompt_in(thread)
+        await setup.fake.wait_for(lambda: prompt["content"].endswith("**Timed out**"), seconds=30)
+        assert all(b["disabled"] for b in _buttons(prompt))
+        click = await setup.fake.click(prompt, "Approve", setup.ada)
+        # both bots' adapters see the click (one fake Discord); each answers from the store
+        answers = await setup.fake.wait_for(lambda: setup.fake.responses_to(click))
+        assert all(a["data"]["flags"] & 64 and "timed out" in a["data"]["content"] for a in answers)
+        assert not target.exists()
