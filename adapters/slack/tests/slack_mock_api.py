@@ -99,7 +99,7 @@ class MockSlack:
     def calls_to(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.method == method]
 
-    def thread(self, channel: str, thread_ts: str) -> list[Message]:
+    def thread(self, channel: str, thread_ts: str | None) -> list[Message]:
         """The bot's live messages in a thread, oldest first."""
         return [
             m

@@ -108,6 +108,7 @@ class SlackAdapter:
         self._working: dict[str, set[tuple[str, str]]] = {}
         self._parts: _Lru = _Lru()  # "channel:ts" → ts of the extra messages of a long post
         self._names: _Lru = _Lru()
+        self._seen: _Lru = _Lru()
 
     # lifecycle -----------------------------------------------------------------
 
@@ -159,6 +160,13 @@ class SlackAdapter:
             log.debug("slack: users.info %s failed: %s", user_id, api_error(exc))
         self._names.remember(user_id, name)
         return str(name)
+
+    def first_delivery(self, event_id: str) -> bool:
+        """False if this event id was seen before (for work the runtime does not dedupe)."""
+        if event_id in self._seen:
+            return False
+        self._seen.remember(event_id, True)
+        return True
 
     def saw_message(self, scope: Scope, channel: str, ts: str) -> None:
         """Remember the newest inbound message of a scope (the working signal goes on it)."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt.context.ack.async_ack import AsyncAck
 
 from lettabot.runtime.adapter import Scope
+from lettabot.runtime.commands import COMMANDS
 from lettabot_slack import blocks
 from lettabot_slack.events import Ignored, inbound_from_event, slash_scope
 
@@ -26,7 +27,7 @@ __all__ = ["COMMAND", "register"]
 log = logging.getLogger("lettabot.slack")
 
 COMMAND = "/lettabot"
-_COMMANDS = ("reset", "status", "stop", "memory", "help")
+_COMMANDS = tuple(COMMANDS)
 
 
 def register(adapter: SlackAdapter) -> None:
@@ -38,6 +39,15 @@ def register(adapter: SlackAdapter) -> None:
         message = inbound_from_event(body, identity, adapter.filters)
         if isinstance(message, Ignored):
             log.debug("slack: ignored event %s: %s", body.get("event_id"), message.reason)
+            return
+        command = text_command(message.text) if message.mentioned else None
+        if command is not None:
+            # "@lettabot reset": once per event (Slack may deliver it again)
+            if adapter.first_delivery(message.dedupe_id):
+                scope, user_id = message.scope, message.user_id
+                adapter.spawn(
+                    lambda: _command(adapter, scope, user_id, command, ""), f"@ {command}"
+                )
             return
         name = await adapter.user_name(message.user_id) if not message.is_bot else ""
         if name:
@@ -87,16 +97,26 @@ def register(adapter: SlackAdapter) -> None:
             adapter.spawn(lambda: _ephemeral(adapter, scope, user_id, text), "slash reply")
             return
 
-        async def run() -> None:
-            result = await adapter.bot.run_command(scope, user_id, command, args.strip())
-            if result.ephemeral:
-                await _ephemeral(adapter, scope, user_id, result.text)
-            else:
-                await adapter.post(scope, result.text)
-
-        adapter.spawn(run, f"/lettabot {command}")
+        adapter.spawn(
+            lambda: _command(adapter, scope, user_id, command, args.strip()), f"/lettabot {command}"
+        )
 
     app.command(COMMAND)(on_command)
+
+
+def text_command(text: str) -> str | None:
+    """``reset`` / ``/reset`` / ``!reset`` alone in a message addressed to the bot."""
+    m = re.fullmatch(r"[/!]?([a-z]+)[.!]?", text.strip().lower())
+    return m.group(1) if m and m.group(1) in _COMMANDS else None
+
+
+async def _command(adapter: SlackAdapter, scope: Scope, user_id: str, command: str,
+                   args: str) -> None:
+    result = await adapter.bot.run_command(scope, user_id, command, args)
+    if result.ephemeral:
+        await _ephemeral(adapter, scope, user_id, result.text)
+    else:
+        await adapter.post(scope, result.text)
 
 
 async def _ephemeral(adapter: SlackAdapter, scope: Scope, user_id: str, text: str) -> None:

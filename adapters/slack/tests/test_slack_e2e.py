@@ -1,0 +1,323 @@
+"""End to end: signed Slack requests → real slack-bolt → the runtime's Bot → the real
+``letta`` CLI (App Server) and the scripted model → Web API calls on the mock Slack.
+
+One Bot, adapter and mock Slack serve the whole module (starting the CLI is expensive);
+each test works in its own thread or DM, so they do not see each other's messages.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from lettabot_slack import SlackAdapter
+from slack_harness import SIGNING_SECRET, free_port
+from slack_mock_api import MockSlack, SlackSender, mention, message, new_ts
+
+from lettabot.runtime.adapter import Scope
+from lettabot.runtime.bot import Bot, adapter_settings
+from lettabot.runtime.config import Config
+from lettabot.testing.letta_home import LettaHome
+from lettabot.testing.scripted_model import Reply, ScriptedModelServer
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+CHANNEL = "C0GENERAL"
+APPROVAL_TIMEOUT = 8.0
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def slack_home(
+    tmp_path_factory: pytest.TempPathFactory,
+    _letta_home_template: Path,
+    _node_compile_cache: Path,
+    _scripted_model_server: ScriptedModelServer,
+) -> Iterator[LettaHome]:
+    home = LettaHome.copy_of(
+        _letta_home_template, tmp_path_factory.mktemp("slack-e2e") / "letta-home",
+        model=f"openai-compatible/{_scripted_model_server.models[0]}",
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in home.env.items():
+            mp.setenv(key, value)
+        if "NODE_COMPILE_CACHE" not in os.environ:
+            mp.setenv("NODE_COMPILE_CACHE", str(_node_compile_cache))
+        mp.chdir(home.workdir)
+        yield home
+
+
+@dataclass
+class World:
+    bot: Bot
+    adapter: SlackAdapter
+    mock: MockSlack
+    slack: SlackSender
+    model: ScriptedModelServer
+    workspace: Path
+
+    async def reply_in(self, channel: str, thread: str | None, expected: str) -> str:
+        """Wait for a bot message in (channel, thread) whose text contains ``expected``."""
+        found = await self.mock.wait_for(
+            lambda: [m for m in self.mock.messages.values()
+                     if m.channel == channel and m.thread_ts == thread and not m.deleted
+                     and expected in m.text and not m.blocks],
+            limit=90,
+        )
+        return str(found[0].text)
+
+    def bot_texts(self, channel: str, thread: str | None) -> list[str]:
+        return [m.text for m in self.mock.thread(channel, thread) if not m.blocks]
+
+
+@pytest.fixture(scope="module")
+async def world(
+    slack_home: LettaHome, _scripted_model_server: ScriptedModelServer
+) -> AsyncIterator[World]:
+    mock = MockSlack()
+    await mock.start()
+    data_dir = slack_home.path / "lettabot-data"
+    config = Config(
+        _env_file=None,
+        data_dir=data_dir,
+        letta={"model": slack_home.model},
+        approvals={"timeout_seconds": APPROVAL_TIMEOUT},
+        access={"allowed_users": ["slack:U_ADA", "slack:U_BOB"], "approvers": ["slack:U_ADA"]},
+        slack={
+            "enabled": True, "mode": "http", "bot_token": "xoxb-e2e",
+            "signing_secret": SIGNING_SECRET, "http_host": "127.0.0.1",
+            "http_port": free_port(), "api_url": mock.api_url,
+            "unauthorized_reply": "You are not on the list.",
+        },
+    )
+    # the adapter is found the way `lettabot run` finds it: by its entry point
+    factory = entry_points(group="lettabot.adapters")["slack"].load()
+    try:
+        async with Bot.open(config, grace=5) as bot:
+            adapter = bot.add_adapter_from(factory, adapter_settings(config)["slack"])
+            assert isinstance(adapter, SlackAdapter)
+            with anyio.fail_after(30):
+                await adapter.ready.wait()
+            url = f"http://127.0.0.1:{adapter.http_port}{config.slack.http_path}"
+            yield World(bot, adapter, mock, SlackSender(url, SIGNING_SECRET),
+                        _scripted_model_server, config.letta_cwd)
+    finally:
+        await mock.stop()
+
+
+@pytest.fixture
+def w(world: World) -> Iterator[World]:
+    world.model.reset()
+    yield world
+    world.model.reset()
+
+
+def thread_scope(ts: str) -> Scope:
+    return Scope(adapter="slack", workspace="T0TEAM", channel=CHANNEL, thread=ts)
+
+
+async def test_mention_then_thread_reply_continue_one_conversation(w: World) -> None:
+    ts = new_ts()
+    status, _ = await w.slack.event(mention("hello from slack", ts=ts))
+    assert status == 200
+    assert await w.reply_in(CHANNEL, ts, "You said: hello from slack")
+    # the working reaction went on the mention and came off when the turn ended
+    await w.mock.wait_for(lambda: not w.mock.messages[ts].reactions)
+    assert any(c.args["timestamp"] == ts for c in w.mock.calls_to("reactions.add"))
+    route = await w.bot.router.lookup(thread_scope(ts))
+    assert route is not None
+
+    # a reply in the thread, without a mention, continues the same conversation
+    await w.slack.event(message("what was my first message?", ts=new_ts(), thread_ts=ts))
+    answer = await w.reply_in(CHANNEL, ts, "Your first message was")
+    assert "hello from slack" in answer
+    again = await w.bot.router.lookup(thread_scope(ts))
+    assert again is not None and again.conversation_id == route.conversation_id
+
+    # a message at the channel's top level without a mention is not for the bot
+    await w.slack.event(message("just chatting"))
+    await w.slack.event(mention("ping", ts=(probe := new_ts())))
+    await w.reply_in(CHANNEL, probe, "You said: ping")
+    assert not [m for m in w.mock.messages.values() if "just chatting" in m.text]
+
+
+async def test_dm_is_its_own_conversation(w: World) -> None:
+    await w.slack.event(message("hi in private", channel="D0ADA", channel_type="im"))
+    assert await w.reply_in("D0ADA", None, "You said: hi in private")
+    dm_thread = new_ts()
+    await w.slack.event(message("what was my first message?", channel="D0ADA",
+                                channel_type="im", ts=new_ts(), thread_ts=dm_thread))
+    # a thread inside the DM is a new conversation: its first message is this one
+    answer = await w.reply_in("D0ADA", dm_thread, "Your first message was")
+    assert "hi in private" not in answer
+
+
+async def test_retried_event_is_answered_once(w: World) -> None:
+    ts = new_ts()
+    event = mention("answer me once", ts=ts)
+    assert (await w.slack.event(event, event_id="EvE2E-RETRY"))[0] == 200
+    assert (await w.slack.event(event, event_id="EvE2E-RETRY", retry_num=1))[0] == 200
+    await w.reply_in(CHANNEL, ts, "You said: answer me once")
+    await w.mock.wait_for(lambda: not w.mock.messages[ts].reactions)
+    assert (await w.slack.event(event, event_id="EvE2E-RETRY", retry_num=2))[0] == 200
+    await w.slack.event(mention("after", ts=(probe := new_ts())))
+    await w.reply_in(CHANNEL, probe, "You said: after")
+    assert w.bot_texts(CHANNEL, ts) == ["You said: answer me once"]
+    asked = [r for r in w.model.requests if r.user_text.endswith("answer me once")]
+    assert len(asked) == 1
+
+
+async def test_long_reply_is_split_with_fences_intact(w: World) -> None:
+    code = "\n".join(f"print({i}, 'a < b & c')" for i in range(500))
+    w.model.on("long reply please", Reply.say(f"Here it is:\n\n```python\n{code}\n```\nDone."))
+    ts = new_ts()
+    await w.slack.event(mention("long reply please", ts=ts))
+    await w.reply_in(CHANNEL, ts, "Done.")
+    await w.mock.wait_for(lambda: not w.mock.messages[ts].reactions)
+    parts = w.bot_texts(CHANNEL, ts)
+    assert len(parts) >= 3
+    assert parts[0].startswith("Here it is:")
+    for part in parts:
+        assert len(part) <= 3900
+        assert part.count("```") % 2 == 0, part[:80]
+    body = "\n".join(parts)
+    assert all(f"print({i}, 'a &lt; b &amp; c')" in body for i in range(500))
+
+
+async def test_rate_limited_post_is_retried(w: World) -> None:
+    # a reply that streams for a few seconds, so the retry lands while it is still going
+    text = "Slow and steady: " + " ".join(f"word{i}" for i in range(25))
+    w.model.on("despite the rate limit", Reply.say(text, chunk_delay=0.3))
+    before = len(w.mock.calls_to("chat.postMessage"))
+    w.mock.fail_next("chat.postMessage", status=429, retry_after=1)
+    ts = new_ts()
+    await w.slack.event(mention("despite the rate limit", ts=ts))
+    await w.reply_in(CHANNEL, ts, text)
+    posts = w.mock.calls_to("chat.postMessage")[before:]
+    # the 429 and the same request again after Retry-After; one message in the thread
+    assert len(posts) == 2 and posts[0].args == posts[1].args
+    assert w.bot_texts(CHANNEL, ts) == [text]
+
+
+async def test_bad_signature_is_rejected(w: World) -> None:
+    ts = new_ts()
+    status, _ = await w.slack.event(mention("forged", ts=ts), signature="v0=" + "f" * 64)
+    assert status == 401
+    await w.slack.event(mention("genuine", ts=(probe := new_ts())))
+    await w.reply_in(CHANNEL, probe, "You said: genuine")
+    assert not w.mock.thread(CHANNEL, ts)
+
+
+async def _prompt(w: World, ts: str) -> Any:
+    found = await w.mock.wait_for(
+        lambda: [m for m in w.mock.thread(CHANNEL, ts)
+                 if m.blocks and any(b["type"] == "actions" for b in m.blocks)],
+        limit=90,
+    )
+    return found[0]
+
+
+def _buttons(prompt: Any) -> dict[str, dict[str, Any]]:
+    [actions] = [b for b in prompt.blocks if b["type"] == "actions"]
+    return {e["text"]["text"]: e for e in actions["elements"]}
+
+
+async def test_approval_approve_runs_the_tool(w: World) -> None:
+    target = w.workspace / "approved.txt"
+    ts = new_ts()
+    await w.slack.event(mention(f"write {target}: approved content", ts=ts))
+    prompt = await _prompt(w, ts)
+    assert "Write" in str(prompt.blocks) and "approved.txt" in str(prompt.blocks)
+    approve = _buttons(prompt)["Approve"]
+
+    # not an approver: an ephemeral refusal, nothing decided
+    before = len(w.mock.calls_to("chat.postEphemeral"))
+    await w.slack.click(approve["action_id"], approve["value"], user="U_BOB",
+                        channel=CHANNEL, message_ts=prompt.ts, thread_ts=ts)
+    notes = await w.mock.wait_for(lambda: w.mock.calls_to("chat.postEphemeral")[before:])
+    assert notes[0].args["user"] == "U_BOB" and "approvers" in notes[0].args["text"]
+    assert not target.exists()
+    assert any(b["type"] == "actions" for b in w.mock.messages[prompt.ts].blocks or [])
+
+    await w.slack.click(approve["action_id"], approve["value"], user="U_ADA",
+                        channel=CHANNEL, message_ts=prompt.ts, thread_ts=ts)
+    await w.reply_in(CHANNEL, ts, "Tool result")
+    assert target.read_text() == "approved content"
+    resolved = w.mock.messages[prompt.ts]
+    assert not any(b["type"] == "actions" for b in resolved.blocks or [])
+    assert "Approved by ada" in str(resolved.blocks)
+
+    # a second click on the settled prompt gets a clear ephemeral answer
+    before = len(w.mock.calls_to("chat.postEphemeral"))
+    await w.slack.click(approve["action_id"], approve["value"], user="U_ADA",
+                        channel=CHANNEL, message_ts=prompt.ts, thread_ts=ts)
+    notes = await w.mock.wait_for(lambda: w.mock.calls_to("chat.postEphemeral")[before:])
+    assert "Already decided" in notes[0].args["text"]
+
+
+async def test_approval_deny_does_not_run(w: World) -> None:
+    target = w.workspace / "denied.txt"
+    ts = new_ts()
+    await w.slack.event(mention(f"write {target}: never", ts=ts))
+    prompt = await _prompt(w, ts)
+    deny = _buttons(prompt)["Deny"]
+    await w.slack.click(deny["action_id"], deny["value"], user="U_ADA",
+                        channel=CHANNEL, message_ts=prompt.ts, thread_ts=ts)
+    await w.mock.wait_for(lambda: "Denied by ada" in str(w.mock.messages[prompt.ts].blocks))
+    await w.mock.wait_for(lambda: not w.mock.messages[ts].reactions, limit=90)
+    assert not target.exists()
+
+
+async def test_approval_times_out(w: World) -> None:
+    target = w.workspace / "late.txt"
+    ts = new_ts()
+    await w.slack.event(mention(f"write {target}: too late", ts=ts))
+    prompt = await _prompt(w, ts)
+    await w.mock.wait_for(
+        lambda: not any(b["type"] == "actions" for b in w.mock.messages[prompt.ts].blocks or []),
+        limit=APPROVAL_TIMEOUT + 60,
+    )
+    assert "timed out" in str(w.mock.messages[prompt.ts].blocks).lower()
+    assert not target.exists()
+
+
+async def test_commands_by_mention_and_slash(w: World) -> None:
+    ts = new_ts()
+    await w.slack.event(mention("remember this thread", ts=ts))
+    await w.reply_in(CHANNEL, ts, "You said: remember this thread")
+    first = await w.bot.router.lookup(thread_scope(ts))
+    assert first is not None
+
+    # "@lettabot reset" inside the thread starts a new conversation there
+    await w.slack.event(mention("reset", ts=new_ts(), thread_ts=ts))
+    await w.reply_in(CHANNEL, ts, "Started a new conversation")
+    await w.slack.event(message("what was my first message?", ts=new_ts(), thread_ts=ts))
+    answer = await w.reply_in(CHANNEL, ts, "Your first message was")
+    assert "remember this thread" not in answer
+
+    # /lettabot status for that thread (by link): an ephemeral answer to the asker
+    before = len(w.mock.calls_to("chat.postEphemeral"))
+    link = f"https://acme.slack.com/archives/{CHANNEL}/p{ts.replace('.', '')}"
+    assert (await w.slack.command(f"status {link}", user="U_BOB"))[0] == 200
+    notes = await w.mock.wait_for(lambda: w.mock.calls_to("chat.postEphemeral")[before:])
+    assert notes[0].args["user"] == "U_BOB" and "Conversation: `" in notes[0].args["text"]
+
+
+async def test_unknown_user_gets_an_ephemeral_note(w: World) -> None:
+    before = len(w.mock.calls_to("chat.postEphemeral"))
+    ts = new_ts()
+    await w.slack.event(mention("let me in", user="U_EVE", ts=ts))
+    notes = await w.mock.wait_for(lambda: w.mock.calls_to("chat.postEphemeral")[before:])
+    assert notes[0].args["user"] == "U_EVE"
+    assert notes[0].args["text"] == "You are not on the list."
+    assert not w.mock.thread(CHANNEL, ts)
