@@ -6,7 +6,9 @@ import contextlib
 import logging
 import socket
 import sys
+from collections import OrderedDict
 from collections.abc import Generator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -36,6 +38,20 @@ class _Server(uvicorn.Server):
         yield
 
 
+@dataclass
+class _Reply:
+    """A posted reply, shown as segments: an approval card that appears while the reply
+    streams cuts it, and the text that follows is shown below the card, in reading order."""
+
+    tab: str
+    text: str = ""
+    segments: list[tuple[int, str | None]] = field(default_factory=list)
+    """(start offset in ``text``, item id, or None until that part has text)."""
+
+
+_MAX_REPLIES = 512
+
+
 class WebAdapter:
     """Serves the chat page; maps each browser tab to a private scope."""
 
@@ -55,6 +71,8 @@ class WebAdapter:
         self.app = build_app(settings, self.hub, bot)
         self.port: int | None = None
         self.listening = anyio.Event()
+        self._replies: OrderedDict[str, _Reply] = OrderedDict()  # by first item id
+        self._live: dict[str, str] = {}  # tab -> the reply being streamed there
 
     @property
     def url(self) -> str:
@@ -139,21 +157,44 @@ class WebAdapter:
         return scope.channel
 
     async def post(self, scope: Scope, text: str) -> MessageRef:
-        item = self.hub.add(self._tab(scope), "bot", text)
+        tab = self._tab(scope)
+        item = self.hub.add(tab, "bot", text)
+        self._replies[item.id] = _Reply(tab, text, [(0, item.id)])
+        while len(self._replies) > _MAX_REPLIES:
+            self._replies.popitem(last=False)
+        self._live[tab] = item.id
         return MessageRef(scope=scope, id=item.id)
 
     async def edit(self, ref: MessageRef, text: str) -> None:
-        self.hub.update(self._tab(ref.scope), ref.id, text)
+        tab = self._tab(ref.scope)
+        reply = self._replies.get(ref.id)
+        if reply is None:
+            self.hub.update(tab, ref.id, text)
+            return
+        reply.text = text
+        for n, (start, item_id) in enumerate(reply.segments):
+            end = reply.segments[n + 1][0] if n + 1 < len(reply.segments) else None
+            part = text[start:end] if n == 0 else text[start:end].lstrip()
+            if item_id is not None:
+                self.hub.update(tab, item_id, part)
+            elif part:
+                reply.segments[n] = (start, self.hub.add(tab, "bot", part).id)
 
     async def typing(self, scope: Scope) -> None:
         self.hub.signal(self._tab(scope), {"type": "typing"})
 
     async def done(self, scope: Scope) -> None:
-        self.hub.signal(self._tab(scope), {"type": "done"})
+        tab = self._tab(scope)
+        self._live.pop(tab, None)
+        self.hub.signal(tab, {"type": "done"})
 
     async def present_approval(self, view: ApprovalView) -> MessageRef:
+        tab = self._tab(view.scope)
+        live = self._replies.get(self._live.get(tab, ""))
+        if live is not None:  # the reply continues below the card
+            live.segments.append((len(live.text), None))
         item = self.hub.add(
-            self._tab(view.scope),
+            tab,
             "approval",
             "",
             request_id=view.request_id,

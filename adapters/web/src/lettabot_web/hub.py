@@ -101,6 +101,10 @@ class Hub:
         item = state.items.get(item_id) if state else None
         if state is None or item is None:
             return False
+        if (text is None or text == item.text) and all(
+            item.data.get(k) == v for k, v in data.items()
+        ):
+            return True  # nothing changed: nothing to send
         if text is not None:
             item.text = text
         item.data.update(data)
