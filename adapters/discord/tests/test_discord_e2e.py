@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -61,7 +60,6 @@ class Setup:
     adapter: DiscordAdapter
     store: Store
     home: LettaHome
-    stack: AsyncExitStack
     guild: Json
     general: Json
     hurry: Json
@@ -69,13 +67,7 @@ class Setup:
     bob: Json
 
     def config(self, **discord: Any) -> Config:
-        return Config(  # type: ignore[call-arg]
-            _env_file=None,
-            data_dir=self.home.path / "data",
-            letta={"model": self.home.model},
-            approvals={"timeout_seconds": 60},
-            discord={"enabled": True, "token": TOKEN, **discord},
-        )
+        return _config(self.home, **discord)
 
     async def reply_in(self, channel: Json, needle: str) -> Json:
         return await self.fake.wait_for(
@@ -95,6 +87,16 @@ class Setup:
         )
 
 
+def _config(home: LettaHome, **discord: Any) -> Config:
+    return Config(
+        _env_file=None,
+        data_dir=home.path / "data",
+        letta={"model": home.model},
+        approvals={"timeout_seconds": 60},
+        discord={"enabled": True, "token": TOKEN, **discord},
+    )
+
+
 @pytest.fixture(scope="module")
 async def setup(home: LettaHome) -> AsyncIterator[Setup]:
     fake = FakeDiscord()
@@ -103,30 +105,25 @@ async def setup(home: LettaHome) -> AsyncIterator[Setup]:
     await fake.start()
     try:
         with fake.patch_discord():
-            async with (
-                open_store(str(home.path / "lettabot.db")) as store,
-                AsyncExitStack() as stack,
-            ):
-                s = Setup(
-                    fake,
-                    None,
-                    None,
-                    store,
-                    home,
-                    stack,
-                    guild,
-                    general,
-                    hurry,  # type: ignore[arg-type]
-                    fake.user("ada"),
-                    fake.user("bob"),
-                )
-                config = s.config(denied_channels=[int(hurry["id"])])
-                s.bot = await stack.enter_async_context(Bot.open(config, store=store, grace=5))
-                factory = entry_points(group="lettabot.adapters")["discord"].load()
-                s.adapter = factory(adapter_settings(config)["discord"], s.bot)
-                s.bot.add_adapter(s.adapter)
-                await fake.wait_for(lambda: s.adapter.client.is_ready(), seconds=30)
-                yield s
+            async with open_store(str(home.path / "lettabot.db")) as store:
+                config = _config(home, denied_channels=[int(hurry["id"])])
+                async with Bot.open(config, store=store, grace=5) as bot:
+                    factory = entry_points(group="lettabot.adapters")["discord"].load()
+                    adapter = factory(adapter_settings(config)["discord"], bot)
+                    bot.add_adapter(adapter)
+                    await fake.wait_for(lambda: adapter.client.is_ready(), seconds=30)
+                    yield Setup(
+                        fake,
+                        bot,
+                        adapter,
+                        store,
+                        home,
+                        guild,
+                        general,
+                        hurry,
+                        fake.user("ada"),
+                        fake.user("bob"),
+                    )
     finally:
         await fake.stop()
 
