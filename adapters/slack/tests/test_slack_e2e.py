@@ -264,6 +264,13 @@ async def test_approval_approve_runs_the_tool(w: World) -> None:
     notes = await w.mock.wait_for(lambda: w.mock.calls_to("chat.postEphemeral")[before:])
     assert "Already decided" in notes[0].args["text"]
 
+    # a button whose request this bot does not know (e.g. from before a restart)
+    before = len(w.mock.calls_to("chat.postEphemeral"))
+    await w.slack.click(approve["action_id"], "perm-unknown", user="U_ADA",
+                        channel=CHANNEL, message_ts=prompt.ts, thread_ts=ts)
+    notes = await w.mock.wait_for(lambda: w.mock.calls_to("chat.postEphemeral")[before:])
+    assert "unknown" in notes[0].args["text"]
+
 
 async def test_approval_deny_does_not_run(w: World) -> None:
     target = w.workspace / "denied.txt"
