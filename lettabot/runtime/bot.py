@@ -112,21 +112,31 @@ class Bot:
         if store is None:
             config.data_dir.mkdir(parents=True, exist_ok=True)
             store = await open_store(config.store_url)
+        failed: Exception | None = None
         try:
             async with anyio.create_task_group() as tg:
                 bot = cls(config, store, **options)
                 bot._tg = tg
-                bot._stale = await bot.broker.expire_stale()
-                if bot._stale:
-                    log.info("expired %d approvals left pending by a previous run",
-                             len(bot._stale))
-                await bot.scheduler.start(tg)
                 try:
-                    yield bot
-                finally:
-                    with anyio.CancelScope(shield=True):
-                        await bot.scheduler.drain(grace)
+                    bot._stale = await bot.broker.expire_stale()
+                    await bot.scheduler.start(tg)
+                except Exception as exc:  # raised below, outside the task group
+                    failed = exc
                     tg.cancel_scope.cancel()
+                    with anyio.CancelScope(shield=True):
+                        await bot.scheduler.close()
+                else:
+                    if bot._stale:
+                        log.info("expired %d approvals left pending by a previous run",
+                                 len(bot._stale))
+                    try:
+                        yield bot
+                    finally:
+                        with anyio.CancelScope(shield=True):
+                            await bot.scheduler.drain(grace)
+                        tg.cancel_scope.cancel()
+            if failed is not None:
+                raise failed
         finally:
             if own_store:
                 with anyio.CancelScope(shield=True):

@@ -17,6 +17,7 @@ Adapters of other platforms can use it as the reference for the runtime's calls.
 from __future__ import annotations
 
 import itertools
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -190,7 +191,7 @@ class TestChat:
         """Deliver a message to the bot as the platform would; returns it."""
         message = InboundMessage(
             scope=scope or self.scope(), user_id=user, user_name=user_name or user, text=text,
-            message_id=message_id or f"in{next(self._ids)}", event_id=event_id,
+            message_id=message_id or f"in-{uuid.uuid4().hex[:12]}", event_id=event_id,
             mentioned=mentioned, is_bot=is_bot,
         )
         await self._bot().handle_message(message)

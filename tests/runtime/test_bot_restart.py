@@ -1,0 +1,89 @@
+"""The runtime across restarts and failures: routes survive, stale prompts expire, a
+dead App Server is reported in chat and the next message works."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from lettabot.runtime.bot import Bot
+from lettabot.runtime.router import AgentMissingError
+from lettabot.runtime.store import open_store
+from lettabot.testing.chat import TestChat
+from lettabot.testing.letta_home import LettaHome
+from lettabot.testing.scripted_model import Reply, ScriptedModelServer
+from tests.runtime.bot_fixtures import *  # noqa: F403 (fixtures)
+from tests.runtime.bot_fixtures import make_config
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_routes_survive_a_restart_and_stale_prompts_are_expired(
+    module_home: LettaHome,
+) -> None:
+    config = make_config(module_home, module_home.path / "restart-data")
+    async with Bot.open(config, grace=5) as bot:
+        chat = TestChat(bot)
+        bot.add_adapter(chat)
+        scope = chat.scope("C1", "t-restart")
+        await chat.push("first words", scope=scope)
+        await chat.wait_done(scope)
+        before = await bot.store.get_route(scope.key)
+    assert before is not None
+    # What a crash would leave behind: a prompt still waiting for a click.
+    async with open_store(config.store_url) as store:
+        await store.create_pending(
+            "ap-stale", scope=scope.key, conversation_id=before.conversation_id,
+            tool_name="Bash", tool_input={"command": "touch x"}, input_summary="touch x",
+            requested_by="U1")
+        await store.set_approval_message("ap-stale", "a-old")
+
+    async with Bot.open(config, grace=5) as bot:
+        chat = TestChat(bot)
+        bot.add_adapter(chat)
+        prompt = await chat.wait_for(
+            lambda: next((p for p in chat.prompts if p.request_id == "ap-stale"), None))
+        assert prompt.resolved == "Expired: lettabot restarted"
+        late = await chat.click("ap-stale", "approve", user="U1")
+        assert late.status == "unknown" and "expired" in late.message
+        await chat.push("what was my first message?", scope=scope)
+        await chat.wait_done(scope)
+        assert chat.texts(scope) == ["Your first message was: first words"]
+        after = await bot.store.get_route(scope.key)
+    assert after is not None
+    assert (after.agent_id, after.conversation_id) == (before.agent_id, before.conversation_id)
+
+
+async def test_a_configured_agent_that_does_not_exist_is_an_error(
+    module_home: LettaHome,
+) -> None:
+    missing = "agent-local-00000000-0000-0000-0000-000000000000"
+    config = make_config(module_home, module_home.path / "missing-data",
+                         letta={"agent_id": missing})
+    with pytest.raises(AgentMissingError) as caught:
+        async with Bot.open(config, grace=1):
+            pass
+    assert missing in str(caught.value) and "letta.agent_id" in str(caught.value)
+
+
+async def test_a_server_killed_mid_turn_is_reported_and_the_next_message_works(
+    make_bot: BotMaker, scripted_model: ScriptedModelServer  # noqa: F405
+) -> None:
+    bot, chat = await make_bot("crash")
+    scope = chat.scope("C9", "crash")
+    await chat.push("warm up", scope=scope)
+    await chat.wait_done(scope)
+    scripted_model.on("slow story", Reply.say("once upon a time " * 20, chunk_delay=0.3))
+    await chat.push("slow story", scope=scope)
+    await chat.wait_text(scope, "once upon")
+    [server] = bot.health()["servers"]
+    os.kill(server["pid"], signal.SIGKILL)
+    await chat.wait_done(scope, 2)
+    assert "server stopped" in chat.texts(scope)[-1]
+    await chat.push("back again", scope=scope)
+    await chat.wait_done(scope, 3)
+    assert chat.texts(scope)[-1] == "You said: back again"
+    [restarted] = bot.health()["servers"]
+    assert restarted["alive"] and restarted["pid"] != server["pid"]
