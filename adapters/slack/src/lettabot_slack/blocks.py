@@ -6,6 +6,7 @@ Each button's ``value`` is the approval's ``request_id`` (stable across restarts
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from lettabot.runtime.adapter import ApprovalDecision, ApprovalView
@@ -32,12 +33,12 @@ def _escape(text: str) -> str:
 
 def _code(text: str, limit: int) -> str:
     """A code block of at most ``limit`` characters of ``text`` (cut on a line if it can)."""
-    text = text.replace("```", "`\u200b``")
+    text = _escape(text.replace("```", "`\u200b``"))
     if len(text) > limit:
         cut = text.rfind("\n", 0, limit)
         cut = cut if cut > limit // 2 else limit
-        text = text[:cut].rstrip() + "\n… (truncated)"
-    return f"```{_escape(text)}```"
+        text = re.sub(r"&[a-z]{0,3}$", "", text[:cut].rstrip()) + "\n… (truncated)"
+    return f"```{text}```"
 
 
 def _section(text: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any
 
+import anyio
 from slack_bolt.context.ack.async_ack import AsyncAck
 
 from lettabot.runtime.adapter import Scope
@@ -49,7 +50,9 @@ def register(adapter: SlackAdapter) -> None:
                     lambda: _command(adapter, scope, user_id, command, ""), f"@ {command}"
                 )
             return
-        name = await adapter.user_name(message.user_id) if not message.is_bot else ""
+        name = ""
+        with anyio.move_on_after(1.5):  # a name is nice to have; the ack is not to wait
+            name = await adapter.user_name(message.user_id) if not message.is_bot else ""
         if name:
             message = message.model_copy(update={"user_name": name})
         adapter.saw_message(message.scope, message.scope.channel, message.message_id)
