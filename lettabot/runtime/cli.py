@@ -1,0 +1,172 @@
+"""The ``lettabot`` command: ``run``, ``check-config``, ``--version``.
+
+``lettabot run`` starts every enabled adapter in one process under one anyio task
+group; SIGTERM / SIGINT drain it (running turns finish within ``--grace`` seconds or are
+interrupted; App Servers are closed). ``lettabot check-config`` validates the config and
+prints what would run, secrets masked. A bad config exits with status 2 and a message
+naming the key and the fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+import anyio
+
+from lettabot.runtime.approvals import ToolPolicy
+from lettabot.runtime.config import Config, ConfigError, load_config
+
+__all__ = ["build_parser", "main", "serve"]
+
+log = logging.getLogger("lettabot")
+
+EXIT_CONFIG = 2
+
+
+def _version() -> str:
+    try:
+        return version("lettabot")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (other modules may add options to its subcommands)."""
+    parser = argparse.ArgumentParser(
+        prog="lettabot", description="Stateful Letta agents in team chat.")
+    parser.add_argument("--version", action="version", version=f"lettabot {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser("run", help="run every enabled adapter until SIGTERM/SIGINT")
+    run.add_argument("--config", metavar="FILE", help="TOML config (default: ./lettabot.toml)")
+    run.add_argument("--health-port", type=int, metavar="PORT",
+                     help="serve GET /healthz on this port (0: any free port)")
+    run.add_argument("--health-host", default="127.0.0.1", metavar="HOST")
+    run.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
+                     help="on shutdown, how long running turns may take before being "
+                          "interrupted (default 30)")
+    run.add_argument("--demo", action="store_true",
+                     help="the web chat on a scripted demo model: no API key needed")
+    check = sub.add_parser("check-config", help="validate the config and show what would run")
+    check.add_argument("--config", metavar="FILE", help="TOML config (default: ./lettabot.toml)")
+    return parser
+
+
+def _load(path: str | None) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+def check_config(path: str | None) -> int:
+    from lettabot.runtime.discovery import AdapterNotInstalled, available, enabled_adapters
+
+    config = _load(path)
+    print(config.describe(), end="")
+    policy = ToolPolicy.from_config(config.letta)
+    print("\n# what would run")
+    mode = policy.cli_mode
+    if mode != config.letta.permission_mode:
+        mode += (f" (letta.permission_mode {config.letta.permission_mode!r} applied by "
+                 "lettabot to the tools that pass letta.allowed_tools/disallowed_tools)")
+    agent = config.letta.agent_id or (
+        f"created on first run (named by letta.agent_name {config.letta.agent_name!r}) and "
+        "remembered in the store")
+    print(f"# agent: {agent}")
+    print(f"# permission mode: {mode}")
+    print(f"# App Servers: {config.servers.count} local"
+          + (f" + {len(config.servers.urls)} remote" if config.servers.urls else "")
+          + f"; at most {config.servers.max_concurrent_turns} turns at once")
+    installed = available()
+    print(f"# installed adapters: {', '.join(sorted(installed)) or 'none'}")
+    try:
+        adapters = enabled_adapters(config)
+    except AdapterNotInstalled as exc:
+        print(f"adapters: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if not adapters:
+        print("adapters: none is enabled — enable one ([slack], [discord], [web] or "
+              "[adapters.<name>] with enabled = true)", file=sys.stderr)
+        return EXIT_CONFIG
+    for adapter in adapters:
+        print(f"# adapter {adapter.name}: {adapter.source}")
+    print("# config OK")
+    return 0
+
+
+async def serve(
+    config: Config,
+    *,
+    demo: bool = False,
+    health_port: int | None = None,
+    health_host: str = "127.0.0.1",
+    grace: float = 30.0,
+) -> None:
+    """Run the enabled adapters until SIGTERM/SIGINT, then drain.
+
+    ``demo``: the hook for ``lettabot run --demo`` (the web chat on the scripted model);
+    passed to the :class:`~lettabot.runtime.bot.Bot`.
+    """
+    from lettabot.runtime.bot import Bot
+    from lettabot.runtime.discovery import enabled_adapters
+    from lettabot.runtime.health import serve_health
+
+    adapters = enabled_adapters(config)
+    async with Bot.open(config, grace=grace, demo=demo) as bot:
+        for adapter in adapters:
+            bot.add_adapter_from(adapter.factory, adapter.settings)
+            log.info("adapter %s started (%s)", adapter.name, adapter.source)
+        async with anyio.create_task_group() as tg:
+            if health_port is not None:
+                await tg.start(serve_health, bot.health, health_host, health_port)
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for signum in signals:
+                    log.info("%s: draining (at most %ss)", signal.Signals(signum).name, grace)
+                    break
+            tg.cancel_scope.cancel()
+
+
+def run(args: argparse.Namespace, *, demo: bool = False) -> int:
+    from lettabot.runtime.discovery import AdapterNotInstalled
+    from lettabot.runtime.router import AgentMissingError
+
+    config = _load(args.config)
+    if demo:  # scripted model + a Letta home of its own; see lettabot.runtime.demo
+        from lettabot.runtime.demo import enter_demo
+
+        config = enter_demo(config)
+    logging.basicConfig(level=config.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not config.enabled_adapters():
+        print("no adapter is enabled — enable [slack], [discord] or [web] "
+              "(lettabot check-config shows the effective config)", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        anyio.run(lambda: serve(config, demo=demo, health_port=args.health_port,
+                                health_host=args.health_host, grace=args.grace))
+    except (AdapterNotInstalled, AgentMissingError) as exc:
+        print(f"lettabot: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "check-config":
+        raise SystemExit(check_config(args.config))
+    if args.command == "run":
+        raise SystemExit(run(args, demo=bool(getattr(args, "demo", False))))
+    parser.print_help()
+    raise SystemExit(EXIT_CONFIG)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""The ``lettabot`` command: check-config, --version, and run with a SIGTERM drain."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from lettabot.testing.letta_home import LettaHome
+
+LETTABOT = [sys.executable, "-m", "lettabot.runtime.cli"]
+
+
+def _run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in (env or os.environ).items() if not k.startswith("LETTABOT_")}
+    return subprocess.run([*LETTABOT, *args], cwd=cwd, env=clean, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_version(tmp_path: Path) -> None:
+    done = _run("--version", cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout.startswith("lettabot ")
+
+
+def test_check_config_names_the_bad_key_and_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[servers]\nmax_concurrent_turns = 0\n[letta]\npermission_mode = "yolo"\n')
+    done = _run("check-config", "--config", str(bad), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "servers.max_concurrent_turns" in done.stderr and "larger value" in done.stderr
+    assert "letta.permission_mode" in done.stderr
+    missing = _run("check-config", "--config", str(tmp_path / "nope.toml"), cwd=tmp_path)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_check_config_prints_what_would_run_with_secrets_masked(tmp_path: Path) -> None:
+    good = tmp_path / "lettabot.toml"
+    good.write_text(
+        '[letta]\nallowed_tools = ["Bash"]\n'
+        '[web]\nhost = "0.0.0.0"\ntoken = "very-secret-web-token"\n'
+    )
+    done = _run("check-config", "--config", str(good), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "very-secret-web-token" not in done.stdout + done.stderr
+    assert "# adapter web:" in done.stdout and "# config OK" in done.stdout
+    assert "permission mode: strict" in done.stdout  # a tool filter makes every call ask
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
+                         text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_run_serves_health_and_drains_on_sigterm(letta_home: LettaHome, tmp_path: Path) -> None:
+    web_port, health_port = _free_port(), _free_port()
+    config = tmp_path / "lettabot.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path / "data"}"\n[letta]\nmodel = "{letta_home.model}"\n'
+        f"[web]\nport = {web_port}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LETTABOT_")}
+    proc = subprocess.Popen(
+        [*LETTABOT, "run", "--config", str(config), "--health-port", str(health_port),
+         "--grace", "5"],
+        cwd=letta_home.workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        health = None
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/healthz",
+                                            timeout=5) as response:
+                    health = json.load(response)
+                    break
+            except OSError:
+                time.sleep(0.3)
+        assert health is not None, proc.stdout.read() if proc.stdout else ""
+        assert health["status"] == "ok" and health["adapters"] == ["web"]
+        [server] = health["servers"]
+        assert server["alive"] and server["pid"] in _children(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        with pytest.raises(ProcessLookupError):  # the App Server was stopped and reaped
+            for _ in range(50):
+                os.kill(server["pid"], 0)
+                time.sleep(0.1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
