@@ -19,7 +19,9 @@ from lettabot.testing.letta_home import LettaHome
 LETTABOT = [sys.executable, "-m", "lettabot.runtime.cli"]
 
 
-def _run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _run(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in (env or os.environ).items() if not k.startswith("LETTABOT_")}
     return subprocess.run([*LETTABOT, *args], cwd=cwd, env=clean, capture_output=True,
                           text=True, timeout=60)
