@@ -70,10 +70,9 @@ async def test_inline_mode_answers_in_the_channel(world: World, bot: RecordingBo
 
 
 async def test_what_is_not_passed_on(world: World, bot: RecordingBot) -> None:
-    """Other bots, strangers' threads, denied and unlisted channels, other guilds."""
+    """Other bots, denied channels, other guilds; the bot's own messages."""
     fake = world.fake
     robot = fake.user("ci-bot", bot=True)
-    strangers = fake.thread(world.channel, "people talking", owner=world.ada)
     other_guild = fake.guild("elsewhere")
     elsewhere = fake.channel(other_guild, "general")
     settings = {
@@ -82,15 +81,34 @@ async def test_what_is_not_passed_on(world: World, bot: RecordingBot) -> None:
     }
     async with running(fake, bot, **settings):
         await fake.say(world.channel, robot, "deploy finished", mention=True)
-        await fake.say(strangers, world.bob, "no mention here")
         await fake.say(world.other, world.ada, "denied channel", mention=True)
         await fake.say(elsewhere, world.ada, "other guild", mention=True)
-        await fake.say(strangers, world.bob, "now asking", mention=True)  # the marker
+        await fake.say(world.channel, world.bob, "the marker", mention=True)
         [msg] = await fake.wait_for(lambda: bot.messages)
-        assert msg.text == "now asking" and msg.mentioned
-        assert msg.scope.thread == strangers["id"]
-        assert msg.scope.channel == world.channel["id"]
-        assert not fake.rest("POST", r"/threads$")  # already a thread: none opened
+        assert msg.text == "the marker"
+        assert len(fake.rest("POST", r"/threads$")) == 1  # only for the marker
+
+
+async def test_someone_elses_thread(world: World, bot: RecordingBot) -> None:
+    """In a thread, nothing new is opened; the message says whether it mentions the bot."""
+    fake = world.fake
+    theirs = fake.thread(world.channel, "people talking", owner=world.ada)
+    async with running(fake, bot):
+        await fake.say(theirs, world.bob, "no mention here")
+        await fake.say(theirs, world.bob, "now asking", mention=True)
+        plain, asking = await fake.wait_for(lambda: bot.messages[1:] and bot.messages)
+        assert (
+            plain.scope
+            == asking.scope
+            == Scope(
+                adapter="discord",
+                workspace=world.guild["id"],
+                channel=world.channel["id"],
+                thread=theirs["id"],
+            )
+        )
+        assert not plain.mentioned and asking.mentioned and asking.text == "now asking"
+        assert not fake.rest("POST", r"/threads$")
 
 
 async def test_allowed_channels_and_other_bots_when_allowed(

@@ -1,11 +1,12 @@
 """The Discord adapter: discord.py events in, ``Adapter`` calls out.
 
 Inbound: a message that @mentions the bot in a channel opens a thread on that message
-(``reply_mode = "thread"``) and the thread is the conversation; later messages in a thread
-the bot is in, and DMs, need no mention. Other top-level channel messages are passed on
-with the channel's scope and ``mentioned=False`` (the runtime answers them only without
-``access.require_mention``). Guild and channel lists and ``allow_bots`` are applied here;
-who may talk is the runtime's access policy. Approval clicks and ``/lettabot`` commands go
+(``reply_mode = "thread"``) and the thread is the conversation. Every other message in an
+allowed place is passed on with its scope and an exact ``mentioned``: the runtime answers
+an unmentioned one only where a conversation already exists (a thread the bot answered in,
+even before a restart) or without ``access.require_mention``; DMs need no mention.
+Guild and channel lists and ``allow_bots`` are applied here; who may talk is the
+runtime's access policy. Approval clicks and ``/lettabot`` commands go
 to the :class:`BotAPI`. Outbound calls catch and log Discord's HTTP errors one call at a
 time, so a refused message never stops the adapter; rate limits are discord.py's job.
 """
@@ -180,9 +181,6 @@ class DiscordAdapter:
         assert self.client.user is not None  # set at login
         return self.client.user.id
 
-    def _in_thread(self, thread: discord.Thread) -> bool:
-        return thread.owner_id == self._me() or thread.me is not None
-
     async def on_message(self, message: discord.Message) -> None:
         try:
             inbound = await self._inbound(message)
@@ -204,8 +202,6 @@ class DiscordAdapter:
         mentioned = guild_id is None or any(u.id == me for u in message.mentions)
         if isinstance(channel, discord.Thread):
             if not self.settings.allows_place(guild_id, channel.id, channel.parent_id):
-                return None
-            if not mentioned and not self._in_thread(channel):
                 return None
         elif not self.settings.allows_place(guild_id, channel.id):
             return None
