@@ -1,0 +1,114 @@
+"""Reply rendering: splitting, closing partial markup, streaming with roll-over."""
+
+from __future__ import annotations
+
+import re
+
+import anyio
+import pytest
+
+from lettabot.runtime.adapter import AdapterLimits
+from lettabot.runtime.render import ReplyStream, close_open_markup, open_fence, split_message
+from lettabot.testing.chat import TestChat
+
+
+def _balanced(part: str) -> bool:
+    return open_fence(part) is None
+
+
+def test_short_text_is_one_part() -> None:
+    assert split_message("hello", 100) == ["hello"]
+
+
+def test_split_prefers_paragraphs_and_respects_the_limit() -> None:
+    paragraphs = [f"Paragraph {i}: " + "word " * 15 for i in range(12)]
+    text = "\n\n".join(p.strip() for p in paragraphs)
+    parts = split_message(text, 200)
+    assert len(parts) > 1 and all(len(p) <= 200 for p in parts)
+    assert all(p.startswith("Paragraph") for p in parts)  # cut at paragraph starts
+    assert " ".join(" ".join(parts).split()) == " ".join(text.split())
+
+
+def test_split_never_breaks_a_code_block() -> None:
+    code = "\n".join(f"line_{i} = {i} * 2  # some comment" for i in range(40))
+    text = f"Here is code:\n\n```python\n{code}\n```\n\nAnd after it, a closing remark."
+    parts = split_message(text, 300)
+    assert len(parts) > 2 and all(len(p) <= 300 for p in parts)
+    assert all(_balanced(p) for p in parts)
+    inner = [p for p in parts[1:] if "line_" in p]
+    assert all(p.startswith("```python\n") for p in inner)  # the fence is reopened
+    joined = "\n".join(parts)
+    for i in range(40):
+        assert f"line_{i} = {i} * 2" in joined
+
+
+def test_a_single_huge_line_is_cut_hard() -> None:
+    parts = split_message("x" * 1000, 100)
+    assert all(len(p) <= 100 for p in parts) and "".join(parts) == "x" * 1000
+
+
+@pytest.mark.parametrize(
+    ("partial", "closed"),
+    [
+        ("Some **bold", "Some **bold**"),
+        ("```py\nprint(1)", "```py\nprint(1)\n```"),
+        ("use `foo", "use `foo`"),
+        ("done **and** ok", "done **and** ok"),
+        ("```\n**not bold in code", "```\n**not bold in code\n```"),
+    ],
+)
+def test_close_open_markup(partial: str, closed: str) -> None:
+    assert close_open_markup(partial) == closed
+
+
+
+
+@pytest.mark.anyio
+async def test_stream_rolls_over_into_new_messages_and_finishes_whole() -> None:
+    chat = TestChat(limits=AdapterLimits(max_message_length=120, min_edit_interval=0.01))
+    scope = chat.scope("C1", "t")
+    stream = ReplyStream(chat, scope)
+    text = ""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(stream.run)
+        for i in range(30):
+            text += f"Sentence number {i} is here. "
+            if i % 5 == 4:
+                text += "\n\n"
+            stream.update(text)
+            await anyio.sleep(0.02)
+        await stream.finish(text.strip())
+    posted = chat.messages(scope)
+    assert len(posted) > 3 and all(len(v) <= 120 for p in posted for v in p.versions)
+    assert [p.text for p in posted] == split_message(text.strip(), 120)
+    assert any(len(p.versions) > 1 for p in posted)  # it was edited while streaming
+
+
+@pytest.mark.anyio
+async def test_an_adapter_without_edit_gets_one_post_at_the_end() -> None:
+    chat = TestChat(limits=AdapterLimits(can_edit=False, max_message_length=4000))
+    scope = chat.scope("C1", "t")
+    stream = ReplyStream(chat, scope)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(stream.run)
+        for word in ("one", "one two", "one two three"):
+            stream.update(word)
+            await anyio.sleep(0.01)
+        assert chat.messages(scope) == []
+        await stream.finish()
+    assert [p.versions for p in chat.messages(scope)] == [["one two three"]]
+
+
+@pytest.mark.anyio
+async def test_partial_text_is_shown_with_markup_closed() -> None:
+    chat = TestChat(limits=AdapterLimits(min_edit_interval=0.01))
+    scope = chat.scope("C1", "t")
+    stream = ReplyStream(chat, scope)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(stream.run)
+        stream.update("Look:\n```py\nx = 1")
+        await chat.wait_for(lambda: chat.messages(scope), within=5)
+        await stream.finish("Look:\n```py\nx = 1\n```")
+    first = chat.messages(scope)[0]
+    assert re.search(r"```$", first.versions[0])
+    assert first.text == "Look:\n```py\nx = 1\n```"

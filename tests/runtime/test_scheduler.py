@@ -1,0 +1,127 @@
+"""The scheduler's queueing rules, with a recording turn runner in place of the agent."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import anyio
+import pytest
+
+from lettabot import sdk
+from lettabot.runtime.access import AccessPolicy
+from lettabot.runtime.adapter import InboundMessage, Scope
+from lettabot.runtime.approvals import ApprovalBroker, ToolPolicy
+from lettabot.runtime.config import AccessConfig, ApprovalsConfig
+from lettabot.runtime.router import Router
+from lettabot.runtime.scheduler import Job, Scheduler, TurnOwnerSetter, stable_hash
+from lettabot.runtime.store import open_store
+
+pytestmark = pytest.mark.anyio
+
+
+class Log(list[str]):
+    """What the recording runner saw; ``wait(n)`` until it has ``n`` entries."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed = anyio.Event()
+
+    def add(self, entry: str) -> None:
+        self.append(entry)
+        self.changed.set()
+        self.changed = anyio.Event()
+
+    async def wait(self, n: int) -> None:
+        with anyio.fail_after(20):
+            while len(self) < n:
+                await self.changed.wait()
+
+
+def _job(scope: Scope, text: str) -> Job:
+    message = InboundMessage(scope=scope, user_id="U1", text=text, message_id=text)
+    return Job(message, client_message_id=text)
+
+
+async def _scheduler(tmp_path: Path, slots: int, log: Log, peak: list[int]) -> Scheduler:
+    store = await open_store(str(tmp_path / "s.db"))
+    access = AccessPolicy(AccessConfig())
+
+    async def no_agent() -> str:
+        raise AssertionError("not needed")
+
+    router = Router(store, configured_agent=None, create_agent=no_agent)
+    broker = ApprovalBroker(store, access, ApprovalsConfig(), ToolPolicy("standard"),
+                            lambda name: None)
+    running = [0]
+
+    async def run_turn(scope: Scope, job: Job, open_session: Callable[[], Awaitable[sdk.Session]],
+                       set_owner: TurnOwnerSetter) -> None:
+        running[0] += 1
+        peak[0] = max(peak[0], running[0])
+        log.add(job.message.text)
+        await anyio.sleep(0.02)
+        running[0] -= 1
+
+    async def notify(scope: Scope, text: str) -> None:
+        log.add(f"note: {text}")
+
+    return Scheduler(router=router, broker=broker, run_turn=run_turn, notify=notify,
+                     session_options={}, max_concurrent_turns=slots, prewarm=False)
+
+
+async def test_a_busy_scope_cannot_starve_the_others(tmp_path: Path) -> None:
+    log = Log()
+    peak = [0]
+    scheduler = await _scheduler(tmp_path, 1, log, peak)
+    a, b, c = (Scope(adapter="t", channel=x) for x in "ABC")
+    async with anyio.create_task_group() as tg:
+        await scheduler.start(tg)
+        for n in range(1, 5):
+            scheduler.enqueue(_job(a, f"A{n}"))
+        scheduler.enqueue(_job(b, "B1"))
+        scheduler.enqueue(_job(c, "C1"))
+        await log.wait(6)
+        tg.cancel_scope.cancel()
+    assert log == ["A1", "B1", "C1", "A2", "A3", "A4"]
+    assert peak[0] == 1
+
+
+async def test_the_turn_limit_holds_and_each_scope_keeps_its_order(tmp_path: Path) -> None:
+    log = Log()
+    peak = [0]
+    scheduler = await _scheduler(tmp_path, 3, log, peak)
+    scopes = [Scope(adapter="t", channel=f"C{i}") for i in range(8)]
+    async with anyio.create_task_group() as tg:
+        await scheduler.start(tg)
+        for n in range(4):
+            for scope in scopes:
+                scheduler.enqueue(_job(scope, f"{scope.channel}-{n}"))
+        await log.wait(32)
+        tg.cancel_scope.cancel()
+    assert peak[0] == 3
+    for scope in scopes:
+        mine = [t for t in log if t.startswith(f"{scope.channel}-")]
+        assert mine == [f"{scope.channel}-{n}" for n in range(4)]
+
+
+async def test_queued_messages_are_reported_not_lost_on_shutdown(tmp_path: Path) -> None:
+    log = Log()
+    scheduler = await _scheduler(tmp_path, 1, log, [0])
+    scope = Scope(adapter="t", channel="A")
+    async with anyio.create_task_group() as tg:
+        await scheduler.start(tg)
+        for n in range(3):
+            scheduler.enqueue(_job(scope, f"m{n}"))
+        await log.wait(1)
+        await scheduler.drain(grace=5)
+        tg.cancel_scope.cancel()
+    assert log[0] == "m0"
+    notes = [line for line in log if line.startswith("note:")]
+    assert len(notes) == 2 and "m1" in notes[0] and "m2" in notes[1]
+    assert not scheduler.can_accept(scope)
+
+
+def test_the_server_of_a_conversation_is_the_same_in_every_process() -> None:
+    # sha256-based, unlike hash(): a restarted bot reopens a conversation on the same server
+    assert stable_hash("local-conv-7") == 0xBABE3348773DF220
