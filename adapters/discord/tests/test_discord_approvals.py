@@ -119,3 +119,8 @@ async def test_long_previews_fit_one_message(world: World, bot: RecordingBot) ->
         assert len(content) <= 2000
         assert content.count("```") == 4  # both blocks closed
         assert "x…\n```" in content and "y…\n```" in content
+        outcome = "Approved by someone-with-a-long-name — Bash is always allowed here now"
+        await adapter.resolve_approval(ref, view, outcome)
+        resolved = fake.messages[int(ref.id)]["content"]
+        assert len(resolved) <= 2000 and resolved.endswith(f"**{outcome}**")
+        assert resolved.startswith(content)  # the previews are kept

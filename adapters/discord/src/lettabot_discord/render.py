@@ -56,7 +56,7 @@ def approval_text(view: ApprovalView, limit: int = MAX_MESSAGE) -> str:
     who = f" (asked for <@{view.requested_by}>)" if view.requested_by else ""
     head = f"**Approval needed**{who}: the agent wants to use `{view.tool_name}`."
     empty = _code("") + "\n" + (_code("", "diff") if view.diff else "")
-    room = limit - len(head) - len(empty) - 40
+    room = limit - len(head) - len(empty) - 160  # leaves room for the outcome line
     if view.diff:
         input_room = max(room // 3, room - len(view.diff))
         parts = [head, _code(clip(view.input_summary, input_room))]
