@@ -27,6 +27,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import logging
@@ -195,7 +196,7 @@ class Scheduler:
         self.transport = self._transport()
         self._tg: TaskGroup | None = None
         self._warm: tuple[sdk.Session, _Binding, int] | None = None
-        self._warm_lock = anyio.Lock()
+        self._refilling = False
         self._next_server = 0
         self.draining = False
         self.turns_run = 0
@@ -230,9 +231,11 @@ class Scheduler:
         return stable_hash(conversation_id) % self.servers
 
     async def _refill_warm(self) -> None:
-        async with self._warm_lock:
-            if self._warm is not None or self.draining:
-                return
+        """Open the prewarmed conversation (one at a time; nothing is locked meanwhile)."""
+        if self._warm is not None or self._refilling or self.draining:
+            return
+        self._refilling = True
+        try:
             agent = await self.router.agent_id()
             server = self._next_server % self.servers
             self._next_server += 1
@@ -241,9 +244,20 @@ class Scheduler:
             try:
                 await session.connect()
             except sdk.LettaSDKError as exc:
-                await session.close()
+                with anyio.CancelScope(shield=True):
+                    await session.close()
                 raise self.router.missing(agent, str(exc).splitlines()[0]) from exc
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await session.close()
+                raise
+            if self.draining:
+                with anyio.CancelScope(shield=True):
+                    await session.close()
+                return
             self._warm = (session, binding, server)
+        finally:
+            self._refilling = False
 
     def _refill_soon(self) -> None:
         if self.prewarm_enabled and self._tg is not None and not self.draining:
@@ -312,6 +326,11 @@ class Scheduler:
     async def _work(self, lane: Lane) -> None:
         try:
             while lane.queue and not self.draining:
+                if lane.session is None:
+                    # Open (or resume) the conversation before taking a turn slot: slots
+                    # are for turns. A failure here is reported by the turn, which retries.
+                    with contextlib.suppress(Exception):
+                        await self._session(lane)
                 async with self.gate.slot():
                     if not lane.queue or self.draining:
                         break
@@ -325,6 +344,8 @@ class Scheduler:
                         lane.cancel = None
                         lane.last_used = anyio.current_time()
                         self.turns_run += 1
+                        if self._warm is None:
+                            self._refill_soon()
                         self._turn_ended.set()
                         self._turn_ended = anyio.Event()
         finally:
@@ -370,11 +391,9 @@ class Scheduler:
         return session
 
     async def _new_conversation(self) -> tuple[sdk.Session, _Binding, int]:
-        async with self._warm_lock:
-            warm, self._warm = self._warm, None
+        warm, self._warm = self._warm, None
         if warm is not None:
-            self._refill_soon()
-            return warm
+            return warm  # refilled after this turn (not during it: the server is shared)
         agent = await self.router.agent_id()
         server = self._next_server % self.servers
         self._next_server += 1
@@ -386,7 +405,6 @@ class Scheduler:
             with anyio.CancelScope(shield=True):
                 await session.close()
             raise
-        self._refill_soon()
         return session, binding, server
 
     async def _close_session(self, lane: Lane) -> None:

@@ -1,0 +1,191 @@
+"""Benchmark the runtime (issue 8). Prints a table; asserts nothing.
+
+    .venv/bin/python bench/bench_runtime.py [--turns 20] [--firsts 5] [--scopes 100]
+
+1. a warm turn through the runtime (test chat → Bot → App Server → reply posted) vs the same
+   turn straight through the SDK (target <= 1.05x)
+2. the first reply in a new scope (prewarmed conversation) vs a warm turn (target <= 1.2x)
+3. N scopes with one message each, all at once: answered, none crossed, wall time, peak RSS
+   of this process plus every Letta process (target <= 600 MB)
+
+Runs offline: the real `letta` CLI against the scripted model, in a temporary HOME.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+
+from lettabot import sdk
+from lettabot.runtime.bot import Bot
+from lettabot.runtime.config import Config
+from lettabot.testing.chat import TestChat
+from lettabot.testing.letta_home import LettaHome, prepare_template
+from lettabot.testing.scripted_model import ScriptedModelServer
+
+
+def _rss_kb(pid: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _descendants(root: int) -> list[str]:
+    parents: dict[str, str] = {}
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                continue
+            parents[pid] = stat.rsplit(")", 1)[1].split()[1]
+    out, frontier = [], [str(root)]
+    while frontier:
+        parent = frontier.pop()
+        children = [p for p, pp in parents.items() if pp == parent]
+        out += children
+        frontier += children
+    return out
+
+
+def total_rss_mb() -> float:
+    """This process plus its descendants (the App Servers and anything they run)."""
+    return (_rss_kb("self") + sum(_rss_kb(p) for p in _descendants(os.getpid()))) / 1024
+
+
+class Peak:
+    def __init__(self) -> None:
+        self.peak = 0.0
+        self.stop = anyio.Event()
+
+    async def run(self) -> None:
+        while not self.stop.is_set():
+            self.peak = max(self.peak, total_rss_mb())
+            with anyio.move_on_after(0.1):
+                await self.stop.wait()
+
+
+async def timed_turn(chat: TestChat, scope: object, text: str, n: int) -> float:
+    t = time.perf_counter()
+    await chat.push(text, scope=scope)  # type: ignore[arg-type]
+    await chat.wait_done(scope, n)  # type: ignore[arg-type]
+    elapsed = time.perf_counter() - t
+    assert chat.texts(scope)[-1] == f"You said: {text}", chat.texts(scope)  # type: ignore[arg-type]
+    return elapsed
+
+
+async def direct_sdk(agent: str, n: int, cwd: Path) -> float:
+    """The same turn with the options the runtime uses (standard mode, partial messages)."""
+    times = []
+
+    async def ask(name: str, tool_input: dict[str, object]) -> sdk.PermissionResult:
+        return sdk.PermissionDeny(message="no")
+
+    async with sdk.create_session(agent, permission_mode="standard", cwd=cwd,
+                                  include_partial_messages=True, can_use_tool=ask) as session:
+        await session.run_turn("warm up")
+        for i in range(n):
+            t = time.perf_counter()
+            result = await session.run_turn(f"ping {i}")
+            times.append(time.perf_counter() - t)
+            assert result.result == f"You said: ping {i}"
+    return statistics.median(times)
+
+
+async def bench(args: argparse.Namespace, home: LettaHome) -> list[tuple[str, str, str]]:
+    rows: list[tuple[str, str, str]] = []
+    config = Config(_env_file=None, data_dir=home.path / "data",  # type: ignore[call-arg]
+                    letta={"model": home.model},
+                    servers={"max_concurrent_turns": args.max_turns, "count": args.servers})
+    async with Bot.open(config, grace=5) as bot:
+        chat = TestChat(bot)
+        bot.add_adapter(chat)
+        agent = await bot.router.agent_id()
+
+        # 1. warm turns: runtime vs SDK
+        scope = chat.scope("C0", "warm")
+        await timed_turn(chat, scope, "warm up", 1)
+        runtime = [await timed_turn(chat, scope, f"ping {i}", i + 2) for i in range(args.turns)]
+        direct = await direct_sdk(agent, args.turns, config.letta_cwd)
+        warm = statistics.median(runtime)
+        rows.append(("warm turn, direct SDK (median)", f"{direct * 1000:.0f} ms", ""))
+        rows.append(("warm turn, through the runtime (median)", f"{warm * 1000:.0f} ms",
+                     f"{warm / direct:.2f}x SDK (target <= 1.05x)"))
+
+        # 2. first reply in a new scope (each takes the prewarmed conversation)
+        firsts = []
+        for i in range(args.firsts):
+            await anyio.sleep(0.5)  # let the prewarm refill, as between real new threads
+            firsts.append(await timed_turn(chat, chat.scope("C1", f"new-{i}"), f"hi {i}", 1))
+        first = statistics.median(firsts)
+        rows.append(("first reply in a new scope (median)", f"{first * 1000:.0f} ms",
+                     f"{first / warm:.2f}x warm turn (target <= 1.2x)"))
+
+        # 3. many scopes at once
+        scopes = [chat.scope(f"C{i % 7}", f"many-{i}") for i in range(args.scopes)]
+        peak = Peak()
+        t = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(peak.run)
+            async def push(i: int) -> None:
+                await chat.push(f"token-{i}-z", scope=scopes[i])
+
+            async with anyio.create_task_group() as pushers:
+                for i in range(len(scopes)):
+                    pushers.start_soon(push, i)
+            accepted = time.perf_counter() - t
+            for s in scopes:
+                await chat.wait_done(s, 1, within=300)
+            peak.stop.set()
+        wall = time.perf_counter() - t
+        answered = sum(1 for s in scopes if chat.texts(s))
+        crossed = sum(1 for i, s in enumerate(scopes)
+                      if chat.texts(s) != [f"You said: token-{i}-z"])
+        rows.append((f"{args.scopes} scopes at once: answered / crossed",
+                     f"{answered} / {crossed}", "target: all / 0"))
+        rows.append((f"{args.scopes} scopes at once: wall time", f"{wall:.2f} s",
+                     f"{args.servers} server(s), max_concurrent_turns = {args.max_turns}; "
+                     f"all accepted after "
+                     f"{accepted:.2f} s"))
+        rows.append(("peak RSS (lettabot + Letta processes)", f"{peak.peak:.0f} MB",
+                     "target <= 600 MB"))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--turns", type=int, default=20)
+    parser.add_argument("--firsts", type=int, default=5)
+    parser.add_argument("--scopes", type=int, default=100)
+    parser.add_argument("--max-turns", type=int, default=8)
+    parser.add_argument("--servers", type=int, default=1)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    with ScriptedModelServer() as model, tempfile.TemporaryDirectory() as tmp:
+        template = prepare_template(Path(tmp) / "template", model.base_url)
+        home = LettaHome.copy_of(template, Path(tmp) / "home",
+                                 model=f"openai-compatible/{model.models[0]}")
+        os.environ.update(home.env)
+        os.environ.setdefault("NODE_COMPILE_CACHE", str(Path(tmp) / "node-cache"))
+        os.chdir(home.workdir)
+        rows = anyio.run(bench, args, home)
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'measure':<{width}}  {'value':>12}  note")
+    print("-" * (width + 40))
+    for name, value, note in rows:
+        print(f"{name:<{width}}  {value:>12}  {note}")
+
+
+if __name__ == "__main__":
+    main()
