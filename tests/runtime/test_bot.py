@@ -273,3 +273,36 @@ async def test_commands_status_reset_stop_memory(
     files = sorted(p.name for p in module_home.memory_dir(route.agent_id).glob("*.md"))
     assert files and all(f"`{name}`" in memory.text for name in files)
     assert "reset" in (await chat.command("help", scope=scope)).text
+
+
+async def test_a_write_prompt_shows_the_path_and_a_diff_preview(
+    module_bot: tuple[Bot, TestChat], module_home: LettaHome
+) -> None:
+    _, chat = module_bot
+    scope = chat.scope("C10", "write")
+    target = module_home.workdir / "notes.txt"
+    await chat.push(f"write {target}: hello from the diff", scope=scope)
+    prompt = await chat.wait_prompt(scope)
+    assert prompt.view.tool_name == "Write"
+    assert prompt.view.input_summary == str(target)
+    assert prompt.view.diff is not None and "+hello from the diff" in prompt.view.diff
+    await chat.click(prompt.request_id, "approve", user="U1")
+    await chat.wait_done(scope)
+    assert target.read_text() == "hello from the diff"
+
+
+async def test_an_idle_conversation_is_released_and_resumed_on_the_next_message(
+    module_bot: tuple[Bot, TestChat],
+) -> None:
+    bot, chat = module_bot
+    scope = chat.scope("C11", "idle")
+    await chat.push("remember this opener", scope=scope)
+    await chat.wait_done(scope)
+    await chat.wait_for(lambda: not bot.scheduler.lanes[scope.key].busy)
+    open_before = bot.scheduler.open_sessions()
+    assert await bot.scheduler.release_idle(older_than=0) >= 1
+    assert bot.scheduler.open_sessions() < open_before
+    assert scope.key not in bot.scheduler.lanes
+    await chat.push("what was my first message?", scope=scope)
+    await chat.wait_done(scope, 2)
+    assert chat.texts(scope)[-1] == "Your first message was: remember this opener"

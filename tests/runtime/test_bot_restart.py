@@ -87,3 +87,29 @@ async def test_a_server_killed_mid_turn_is_reported_and_the_next_message_works(
     assert chat.texts(scope)[-1] == "You said: back again"
     [restarted] = bot.health()["servers"]
     assert restarted["alive"] and restarted["pid"] != server["pid"]
+
+
+async def test_two_app_servers_share_the_conversations_by_a_stable_hash(
+    make_bot: BotMaker,  # noqa: F405
+) -> None:
+    bot, chat = await make_bot("pair", servers={"count": 2})
+    scopes = [chat.scope("C12", f"pair-{i}") for i in range(6)]
+    for i, scope in enumerate(scopes):
+        await chat.push(f"opener {i}", scope=scope)
+    for scope in scopes:
+        await chat.wait_done(scope)
+        await chat.wait_for(lambda scope=scope: not bot.scheduler.lanes[scope.key].busy)
+    servers = bot.health()["servers"]
+    assert [s["index"] for s in servers] == [0, 1]
+    assert all(s["alive"] and s["pid"] for s in servers)
+    assert servers[0]["pid"] != servers[1]["pid"]
+    await bot.scheduler.release_idle(older_than=0)
+    for i, scope in enumerate(scopes):
+        await chat.push("what was my first message?", scope=scope)
+    for i, scope in enumerate(scopes):
+        await chat.wait_done(scope, 2)
+        assert chat.texts(scope)[-1] == f"Your first message was: opener {i}"
+        route = await bot.store.get_route(scope.key)
+        assert route is not None
+        assert bot.scheduler.lanes[scope.key].server == bot.scheduler.server_for(
+            route.conversation_id)
