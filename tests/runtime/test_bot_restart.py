@@ -104,7 +104,7 @@ async def test_two_app_servers_share_the_conversations_by_a_stable_hash(
     assert all(s["alive"] and s["pid"] for s in servers)
     assert servers[0]["pid"] != servers[1]["pid"]
     await bot.scheduler.release_idle(older_than=0)
-    for i, scope in enumerate(scopes):
+    for scope in scopes:
         await chat.push("what was my first message?", scope=scope)
     for i, scope in enumerate(scopes):
         await chat.wait_done(scope, 2)
