@@ -9,9 +9,11 @@ real Letta settings, agents or lettabot store. Only the web chat runs; it says D
 
 from __future__ import annotations
 
+import atexit
 import os
+import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from lettabot.runtime.store import default_store_url
 from lettabot.testing.letta_home import prepare_template
 from lettabot.testing.scripted_model import Reply, ScriptedModelServer
 
-__all__ = ["DEMO_MODEL", "Demo", "banner", "demo_mode"]
+__all__ = ["DEMO_MODEL", "Demo", "banner", "demo_mode", "enter_demo"]
 
 DEMO_MODEL = "openai-compatible/scripted"
 DEMO_AGENT_NAME = "lettabot-demo"
@@ -108,8 +110,19 @@ def banner(demo: Demo) -> str:
             " No API key is used. The Letta agent, its memory and tool approvals are real.",
             f"   model server: {demo.model_url}   demo data: {demo.home.parent}",
             " Try in the web chat:  hello  |  tell me a story",
-            "   remember: the secret word is mango  |  what is the secret word?",
             "   run: echo hi > file.txt   (asks for your approval first)",
+            "   remember: the secret word is mango   then New conversation and",
+            "   what is the secret word?",
             "=" * 72,
         ]
     )
+
+
+def enter_demo(config: Config) -> Config:
+    """For ``lettabot run --demo``: start the demo for the rest of the process (stopped at
+    exit), print the banner, and return the config to run with."""
+    stack = ExitStack()
+    demo = stack.enter_context(demo_mode(config))
+    atexit.register(stack.close)
+    print(banner(demo), file=sys.stdout, flush=True)
+    return demo.config

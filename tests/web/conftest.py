@@ -30,7 +30,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-_URL = re.compile(r"lettabot web chat[^:]*: (http://\S+?/)")
+_URL = re.compile(r"lettabot web chat.*?: (http://\S+/)")
 
 
 def free_port() -> int:
@@ -74,7 +74,7 @@ def lettabot_command() -> list[str]:
 
 
 def start_lettabot(
-    workdir: Path, *args: str, env: dict[str, str] | None = None, wait: float = 180.0
+    workdir: Path, *args: str, env: dict[str, str] | None = None, wait: float = 120.0
 ) -> RunningBot:
     """Start ``lettabot run <args>`` in ``workdir`` and wait for the web chat's address."""
     workdir.mkdir(parents=True, exist_ok=True)

@@ -105,14 +105,19 @@ def test_deny_keeps_the_tool_from_running(context: BrowserContext, demo_bot: Run
 def test_memory_is_shared_by_new_conversations(
     context: BrowserContext, demo_bot: RunningBot
 ) -> None:
-    word = f"kiwi{uuid.uuid4().hex[:6]}"
-    first = open_chat(context, demo_bot)
-    say(first, f"remember: the secret word is {word}")
-    first.locator(".card button[data-decision=approve]").last.click()
-    expect(last_reply(first)).to_contain_text("saved", timeout=90_000)
-    second = open_chat(context, demo_bot)  # another tab: a new conversation
-    say(second, "what is the secret word?")
-    expect(last_reply(second)).to_contain_text(f"The secret word is {word}", timeout=90_000)
+    for _ in range(2):  # the second fact replaces the first
+        word = f"kiwi{uuid.uuid4().hex[:6]}"
+        first = open_chat(context, demo_bot)
+        say(first, f"remember: the secret word is {word}")
+        first.locator(".card button[data-decision=approve]").last.click()
+        expect(last_reply(first)).to_contain_text("saved", timeout=90_000)
+        second = open_chat(context, demo_bot)  # another tab: a new conversation
+        say(second, "what is the secret word?")
+        expect(last_reply(second)).to_contain_text(f"The secret word is {word}", timeout=90_000)
+        second.click("#reset")  # and a reset conversation knows it too
+        expect(second.locator(".system.reset")).to_be_visible()
+        say(second, "what is the secret word?")
+        expect(last_reply(second)).to_contain_text(f"The secret word is {word}", timeout=90_000)
 
 
 def test_tabs_are_separate_conversations_and_reset_starts_a_new_one(

@@ -110,6 +110,7 @@ class WebAdapter:
             ws="none",
             access_log=False,
             log_config=None,
+            log_level="warning",
             timeout_graceful_shutdown=3,
         )
         server = _Server(config)
@@ -145,7 +146,7 @@ class WebAdapter:
         label = " (DEMO: scripted model, no real AI)" if self.settings.demo else ""
         hint = "?token=<web.token>" if self.settings.token else ""
         line = f"lettabot web chat{label}: {self.url}{hint}"
-        log.info("%s", line)
+        log.debug("%s", line)
         print(line, file=sys.stdout, flush=True)
 
     # the Adapter protocol ------------------------------------------------------
@@ -214,5 +215,8 @@ class WebAdapter:
 
 
 def create_adapter(config: Mapping[str, Any], bot: BotAPI) -> WebAdapter:
-    """The ``lettabot.adapters`` entry point: ``config`` is the ``[web]`` section."""
-    return WebAdapter(WebSettings.from_mapping(config), bot)
+    """The ``lettabot.adapters`` entry point: ``config`` is the ``[web]`` section; the page
+    and the terminal say DEMO when the bot runs ``lettabot run --demo``."""
+    settings = dict(config)
+    settings.setdefault("demo", bool(getattr(bot, "demo", False)))  # `lettabot run --demo`
+    return WebAdapter(WebSettings.from_mapping(settings), bot)
