@@ -52,6 +52,8 @@ log = logging.getLogger("lettabot.runtime.approvals")
 SUMMARY_LIMIT = 800
 DIFF_LIMIT = 2500
 EDIT_TOOLS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit"})
+SERVER_CHECK_EVERY = 1.0
+"""Seconds between checks, while a prompt waits, that the conversation's App Server lives."""
 RESTART_REASON = "lettabot restarted before anyone decided"
 
 
@@ -78,6 +80,8 @@ class TurnOwner:
     conversation_id: str
     user_id: str
     user_name: str = ""
+    server_alive: Callable[[], bool] | None = field(default=None, compare=False)
+    """Whether the conversation's App Server still runs (a prompt is cancelled when it died)."""
 
 
 @dataclass(frozen=True)
@@ -251,9 +255,18 @@ class ApprovalBroker:
             waiting.ref = await adapter.present_approval(view)
             await self.store.set_approval_message(rid, waiting.ref.id)
             with anyio.move_on_after(timeout):
-                await waiting.done.wait()
+                while not waiting.done.is_set():
+                    with anyio.move_on_after(SERVER_CHECK_EVERY):
+                        await waiting.done.wait()
+                    if owner.server_alive is not None and not owner.server_alive():
+                        break
             if waiting.result is not None:
                 return waiting.result
+            if owner.server_alive is not None and not owner.server_alive():
+                why = "the agent's server stopped"
+                if await self.store.decide(rid, ApprovalStatus.EXPIRED, "runtime", why):
+                    await self._resolve(waiting, f"Cancelled: {why}")
+                    return sdk.PermissionDeny(message=f"Cancelled: {why}.")
             why = f"Timed out: nobody decided within {timeout:g} s"
             if await self.store.decide(rid, ApprovalStatus.TIMED_OUT, "timeout", why):
                 await self._resolve(waiting, "Timed out")

@@ -28,6 +28,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import importlib.util
 import logging
@@ -153,12 +154,15 @@ class FairGate:
 class TurnOwnerSetter:
     """Lets the turn runner name the turn's owner once the conversation id is known."""
 
-    def __init__(self, lane: Lane) -> None:
+    def __init__(self, lane: Lane, server_alive: Callable[[int], bool]) -> None:
         self._lane = lane
+        self._alive = server_alive
 
     def __call__(self, owner: TurnOwner) -> None:
         if self._lane.binding is not None:
-            self._lane.binding.owner = owner
+            lane, alive = self._lane, self._alive
+            self._lane.binding.owner = dataclasses.replace(
+                owner, server_alive=lambda: alive(lane.server))
 
 
 TurnRunner = Callable[
@@ -358,7 +362,8 @@ class Scheduler:
             return await self._session(lane)
 
         try:
-            await self._run_turn(lane.scope, job, session, TurnOwnerSetter(lane))
+            await self._run_turn(lane.scope, job, session,
+                                 TurnOwnerSetter(lane, self.server_alive))
         except SessionBroken:
             log.info("closing the broken session of %s", lane.scope.key)
             await self._close_session(lane)
@@ -488,6 +493,12 @@ class Scheduler:
         return sum(1 for lane in self.lanes.values() if lane.session is not None) + (
             1 if self._warm is not None else 0
         )
+
+    def server_alive(self, index: int) -> bool:
+        """Whether local App Server ``index`` runs (True when unknown, e.g. remote)."""
+        processes = _local_servers()
+        proc = processes.get(str(index)) or (processes.get("") if self.servers == 1 else None)
+        return True if proc is None or proc.get("pid") is None else bool(proc.get("alive"))
 
     def server_states(self) -> list[dict[str, Any]]:
         """Each App Server slot: sessions on it and, for local servers, pid and liveness."""

@@ -113,3 +113,24 @@ async def test_two_app_servers_share_the_conversations_by_a_stable_hash(
         assert route is not None
         assert bot.scheduler.lanes[scope.key].server == bot.scheduler.server_for(
             route.conversation_id)
+
+
+async def test_a_prompt_open_when_the_server_dies_is_cancelled_and_the_tool_never_runs(
+    make_bot: BotMaker, module_home: LettaHome  # noqa: F405
+) -> None:
+    bot, chat = await make_bot("crash-prompt")
+    scope = chat.scope("C13", "crash-prompt")
+    target = module_home.workdir / "never-after-crash.txt"
+    await chat.push(f"run: echo x > {target}", scope=scope)
+    prompt = await chat.wait_prompt(scope)
+    [server] = [s for s in bot.health()["servers"] if s.get("pid")]
+    os.kill(server["pid"], signal.SIGKILL)
+    assert await chat.wait_resolved(prompt) == "Cancelled: the agent's server stopped"
+    await chat.wait_done(scope)
+    assert "server stopped" in chat.texts(scope)[-1]
+    late = await chat.click(prompt.request_id, "approve", user="U1")
+    assert late.status == "unknown"
+    await chat.push("are you back?", scope=scope)
+    await chat.wait_done(scope, 2)
+    assert chat.texts(scope)[-1] == "You said: are you back?"
+    assert not target.exists()
