@@ -14,6 +14,7 @@ Servers) and the store.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -54,6 +55,21 @@ def adapter_settings(config: Config) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _use_remote_server(config: Config) -> None:
+    """``servers.urls``: point the SDK at the first remote App Server (it has one server
+    setting per process, ``LETTA_APP_SERVER_URL``; spreading conversations over several
+    remote servers, or local and remote ones, needs an SDK API that does not exist yet)."""
+    urls = config.servers.urls
+    if not urls:
+        return
+    if len(urls) > 1 or config.servers.count > 1:
+        log.warning("servers.urls: every conversation runs on %s; servers.count and further "
+                    "urls are ignored (not supported yet)", urls[0].url)
+    os.environ["LETTA_APP_SERVER_URL"] = urls[0].url
+    if urls[0].token is not None:
+        os.environ["LETTA_APP_SERVER_TOKEN"] = urls[0].token.get_secret_value()
+
+
 class Bot:
     """Implements :class:`~lettabot.runtime.adapter.BotAPI`. Build it with :meth:`open`."""
 
@@ -84,7 +100,7 @@ class Bot:
             notify=self._notify,
             session_options=self._session_options(),
             max_concurrent_turns=config.servers.max_concurrent_turns,
-            servers=config.servers.count or 1,
+            servers=1 if config.servers.urls else (config.servers.count or 1),
             idle_seconds=idle_seconds,
             prewarm=prewarm,
         )
@@ -108,6 +124,7 @@ class Bot:
         Raises :class:`~lettabot.runtime.router.AgentMissingError` if the agent cannot be
         opened.
         """
+        _use_remote_server(config)
         own_store = store is None
         if store is None:
             config.data_dir.mkdir(parents=True, exist_ok=True)
