@@ -376,6 +376,7 @@ class Scheduler:
         if lane.session is not None:
             return lane.session
         route = await self.router.lookup(lane.scope)
+        session: sdk.Session | None = None
         if route is not None:
             binding = _Binding(self.broker)
             server = self.server_for(route.conversation_id)
@@ -384,11 +385,22 @@ class Scheduler:
             )
             try:
                 await session.connect()
+            except sdk.LettaSDKError as exc:
+                with anyio.CancelScope(shield=True):
+                    await session.close()
+                if "not found" not in str(exc).lower():
+                    raise
+                log.warning("conversation %s of %s is gone (%s); starting a new one",
+                            route.conversation_id, lane.scope.key, exc)
+                await self.router.reset(lane.scope)
+                await self._notify(lane.scope, "⚠️ This thread's previous conversation could "
+                                               "not be found; starting a new one.")
+                session = None
             except BaseException:
                 with anyio.CancelScope(shield=True):
                     await session.close()
                 raise
-        else:
+        if session is None:
             session, binding, server = await self._new_conversation()
             assert session.agent_id and session.conversation_id
             await self.router.bind(lane.scope, session.agent_id, session.conversation_id)

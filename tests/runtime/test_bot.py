@@ -306,3 +306,18 @@ async def test_an_idle_conversation_is_released_and_resumed_on_the_next_message(
     await chat.push("what was my first message?", scope=scope)
     await chat.wait_done(scope, 2)
     assert chat.texts(scope)[-1] == "Your first message was: remember this opener"
+
+
+async def test_a_route_to_a_vanished_conversation_starts_a_new_one_and_says_so(
+    module_bot: tuple[Bot, TestChat],
+) -> None:
+    bot, chat = module_bot
+    scope = chat.scope("C14", "vanished")
+    agent = await bot.router.agent_id()
+    await bot.store.set_route(scope.key, agent, "local-conv-999999")
+    await chat.push("hello again", scope=scope)
+    await chat.wait_done(scope)
+    assert chat.texts(scope) == ["You said: hello again"]
+    assert any(n.scope == scope and "could not be found" in n.text for n in chat.notes)
+    route = await bot.store.get_route(scope.key)
+    assert route is not None and route.conversation_id != "local-conv-999999"
