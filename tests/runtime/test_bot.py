@@ -106,6 +106,7 @@ async def test_approve_runs_the_tool_and_is_audited(
     assert target.read_text() == "yes\n"
     assert prompt.resolved == "Approved by Ada"
     assert "Tool result" in chat.transcript(scope)
+    assert f"🔧 Bash: `echo yes > {target}`" in chat.transcript(scope)  # the call, compactly
     audit = await bot.store.get_approval(prompt.request_id)
     assert audit is not None and audit.status is ApprovalStatus.APPROVED
     assert audit.decided_by == "test:U1" and audit.tool_name == "Bash"
@@ -227,6 +228,8 @@ async def test_tools_outside_allowed_tools_never_run_and_only_approvers_decide(
     await chat.wait_done(scope, 2)
     assert ran.read_text() == "ok\n"
 
+    refused_command = await chat.command("status", scope=scope, user="mallory")
+    assert "not allowed" in refused_command.text
     await chat.push("let me in", scope=scope, user="mallory")
     await chat.push("still alice", scope=scope, user="alice")
     await chat.wait_done(scope, 3)
@@ -321,3 +324,18 @@ async def test_a_route_to_a_vanished_conversation_starts_a_new_one_and_says_so(
     assert any(n.scope == scope and "could not be found" in n.text for n in chat.notes)
     route = await bot.store.get_route(scope.key)
     assert route is not None and route.conversation_id != "local-conv-999999"
+
+
+async def test_a_failed_turn_is_a_short_message_and_the_next_turn_works(
+    module_bot: tuple[Bot, TestChat], scripted_model: ScriptedModelServer
+) -> None:
+    _, chat = module_bot
+    scripted_model.on("explode", Reply.fail(400, "scripted kaboom"), times=1)
+    scope = chat.scope("C15", "fail")
+    await chat.push("explode", scope=scope)
+    await chat.wait_done(scope)
+    [reply] = chat.texts(scope)
+    assert reply.startswith("⚠️ Sorry — this turn failed:") and len(reply) < 300
+    await chat.push("fine now", scope=scope)
+    await chat.wait_done(scope, 2)
+    assert chat.texts(scope)[-1] == "You said: fine now"
