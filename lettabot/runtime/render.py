@@ -26,6 +26,8 @@ __all__ = ["ReplyStream", "close_open_markup", "split_message", "tool_line"]
 
 log = logging.getLogger("lettabot.runtime.render")
 
+_CLOSER_ROOM = 8
+"""Characters kept free in a streamed message for what close_open_markup may append."""
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
 
 
@@ -204,10 +206,10 @@ class ReplyStream:
 
     async def _write(self, *, final: bool) -> None:
         limit = self.limits.max_message_length
-        if final:
-            parts = split_message(self.text, limit)
-        else:
-            parts = split_message(self.text, max(40, limit - 16))
+        if self.streaming:  # the same cuts while streaming and at the end (room for closers)
+            limit = max(40, limit - _CLOSER_ROOM)
+        parts = split_message(self.text, limit)
+        if not final:
             parts[-1] = close_open_markup(parts[-1])
         with anyio.CancelScope(shield=True):  # a post half-recorded would be posted twice
             for i, part in enumerate(parts):

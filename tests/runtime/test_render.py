@@ -80,7 +80,7 @@ async def test_stream_rolls_over_into_new_messages_and_finishes_whole() -> None:
         await stream.finish(text.strip())
     posted = chat.messages(scope)
     assert len(posted) > 3 and all(len(v) <= 120 for p in posted for v in p.versions)
-    assert [p.text for p in posted] == split_message(text.strip(), 120)
+    assert [p.text for p in posted] == split_message(text.strip(), 120 - 8)
     assert any(len(p.versions) > 1 for p in posted)  # it was edited while streaming
 
 
@@ -112,3 +112,19 @@ async def test_partial_text_is_shown_with_markup_closed() -> None:
     first = chat.messages(scope)[0]
     assert re.search(r"```$", first.versions[0])
     assert first.text == "Look:\n```py\nx = 1\n```"
+
+
+@pytest.mark.anyio
+async def test_a_reply_just_under_the_limit_never_leaves_a_stale_second_message() -> None:
+    chat = TestChat(limits=AdapterLimits(max_message_length=100, min_edit_interval=0.01))
+    scope = chat.scope("C1", "t")
+    stream = ReplyStream(chat, scope)
+    words = " ".join(f"w{i}" for i in range(40))[:94]
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(stream.run)
+        for n in range(10, len(words) + 1, 7):
+            stream.update("**" + words[:n])
+            await anyio.sleep(0.02)
+        await stream.finish("**" + words + "**")
+    assert [p.text for p in chat.messages(scope)] == split_message("**" + words + "**", 92)
+    assert all(len(v) <= 100 for p in chat.messages(scope) for v in p.versions)
