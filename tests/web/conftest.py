@@ -111,10 +111,13 @@ def start_lettabot(
 
     threading.Thread(target=pump, daemon=True).start()
     deadline = time.monotonic() + wait
-    while not found.wait(0.2):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            bot.stop()
-            raise AssertionError(f"lettabot did not start the web chat:\n{bot.output}")
+    try:
+        while not found.wait(0.2):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"lettabot did not start the web chat:\n{bot.output}")
+    except BaseException:  # also a pytest timeout: never leave the process behind
+        bot.stop()
+        raise
     return bot
 
 

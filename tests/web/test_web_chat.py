@@ -41,6 +41,8 @@ def test_demo_page_says_it_is_a_demo(context: BrowserContext, demo_bot: RunningB
     expect(page.locator("#demo-badge")).to_be_visible()
     expect(page.locator("#demo-banner")).to_contain_text("scripted stand-in model")
     assert "DEMO" in demo_bot.output  # and the terminal says so too
+    say(page, "/status")  # a typed command
+    expect(page.locator(".system.note").last).to_contain_text("openai-compatible/scripted")
 
 
 def test_reply_streams_into_the_page(context: BrowserContext, demo_bot: RunningBot) -> None:

@@ -145,7 +145,8 @@ function renderApproval(item) {
 function renderItem(item) {
   let node;
   if (item.kind === "approval") { node = el("div", "msg bot"); node.append(renderApproval(item)); }
-  else if (item.kind === "system") node = el("div", "system" + (item.reset ? " reset" : ""), item.text);
+  else if (item.kind === "system" && item.reset) node = el("div", "system reset", item.text);
+  else if (item.kind === "system") { node = el("div", "system note"); node.append(renderMarkdown(item.text)); }
   else node = renderMessage(item);
   node.dataset.id = item.id;
   node.dataset.kind = item.kind;
