@@ -41,7 +41,7 @@ async def test_messages_queued_during_a_turn_are_answered_in_order(
     module_bot: tuple[Bot, TestChat], scripted_model: ScriptedModelServer
 ) -> None:
     _, chat = module_bot
-    scripted_model.on("slow start", Reply.say("slow reply " * 6, chunk_delay=0.2))
+    scripted_model.on("slow start", Reply.say("slow reply " * 6, chunk_delay=0.5))
     scope = chat.scope("C1", "queue")
     await chat.push("slow start", scope=scope)
     await chat.wait_text(scope, "slow reply")  # the first turn is running

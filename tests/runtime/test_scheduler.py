@@ -83,7 +83,9 @@ async def test_a_busy_scope_cannot_starve_the_others(tmp_path: Path) -> None:
         scheduler.enqueue(_job(c, "C1"))
         await log.wait(6)
         tg.cancel_scope.cancel()
-    assert log == ["A1", "B1", "C1", "A2", "A3", "A4"]
+    # B and C (whose conversations open concurrently) both go before A's second turn
+    assert log[0] == "A1" and sorted(log[1:3]) == ["B1", "C1"]
+    assert log[3:] == ["A2", "A3", "A4"]
     assert peak[0] == 1
 
 
