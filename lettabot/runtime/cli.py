@@ -134,6 +134,7 @@ async def serve(
 def run(args: argparse.Namespace, *, demo: bool = False) -> int:
     from lettabot.runtime.discovery import AdapterNotInstalled
     from lettabot.runtime.router import AgentMissingError
+    from lettabot.sdk import LettaSDKError
 
     config = _load(args.config)
     if demo:  # scripted model + a Letta home of its own; see lettabot.runtime.demo
@@ -151,6 +152,10 @@ def run(args: argparse.Namespace, *, demo: bool = False) -> int:
                                 health_host=args.health_host, grace=args.grace))
     except (AdapterNotInstalled, AgentMissingError) as exc:
         print(f"lettabot: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except LettaSDKError as exc:  # e.g. no model provider configured yet
+        print(f"lettabot: could not start the agent: {exc}\n"
+              "  (to try lettabot without a model key: lettabot run --demo)", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130

@@ -75,6 +75,18 @@ def test_markup_in_messages_is_shown_as_text(context: BrowserContext, demo_bot: 
     expect(reply.locator("code")).to_have_text("code")
 
 
+def test_a_message_that_cannot_be_sent_is_kept(
+    context: BrowserContext, demo_bot: RunningBot
+) -> None:
+    page = open_chat(context, demo_bot)
+    text = "x" * 20_001
+    page.fill("#input", text)
+    page.press("#input", "Enter")
+    expect(page.locator(".toast.error")).to_contain_text("at most 20000 characters")
+    assert page.input_value("#input") == text  # nothing lost: it is back in the box
+    assert page.locator(".msg").count() == 0
+
+
 def approval_turn(page: Page, bot: RunningBot, decision: str) -> Path:
     target = bot.workspace / f"{decision}-{uuid.uuid4().hex[:8]}.txt"
     say(page, f"run: echo hi > {target.name}")
@@ -113,6 +125,9 @@ def test_memory_is_shared_by_new_conversations(
         say(first, f"remember: the secret word is {word}")
         first.locator(".card button[data-decision=approve]").last.click()
         expect(last_reply(first)).to_contain_text("saved", timeout=90_000)
+        # Ask once the turn has ended: the CLI reads memory when a conversation's first turn
+        # starts, and a turn started while the saving turn is still closing may miss the fact.
+        expect(first.locator("#typing")).to_be_hidden(timeout=90_000)
         second = open_chat(context, demo_bot)  # another tab: a new conversation
         say(second, "what is the secret word?")
         expect(last_reply(second)).to_contain_text(f"The secret word is {word}", timeout=90_000)
@@ -235,3 +250,23 @@ def _clean_env() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if not k.startswith("LETTABOT_")}
+
+
+def test_without_a_model_provider_run_points_to_the_demo(tmp_path: Path) -> None:
+    """A fresh machine: no Letta key, no provider. ``lettabot run`` explains and exits."""
+    done = subprocess.run(
+        [*lettabot_command(), "run"],
+        cwd=tmp_path,
+        env={
+            **_clean_env(),
+            "HOME": str(tmp_path),
+            "LETTABOT_DATA_DIR": str(tmp_path / "data"),
+            "LETTABOT_WEB__PORT": str(free_port()),
+        },
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "lettabot run --demo" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -161,7 +161,6 @@ function upsert(item) {
   else log.append(node);
   nodes.set(item.id, node);
   $("empty").hidden = true;
-  if (item.kind === "bot" || item.kind === "approval") setTyping(false);
   if (stick || !old) log.scrollTop = log.scrollHeight;
 }
 
@@ -171,10 +170,12 @@ function clearLog() {
   $("empty").hidden = false;
 }
 
+// The runtime repeats "typing" every few seconds while a turn runs and sends "done" at its end.
 function setTyping(on) {
   clearTimeout(typingTimer);
   typingRow.hidden = !on;
-  if (on) typingTimer = setTimeout(() => { typingRow.hidden = true; }, 8000);
+  document.body.dataset.busy = on ? "1" : "";
+  if (on) typingTimer = setTimeout(() => setTyping(false), 10000);
 }
 
 function toast(text, kind) {
