@@ -116,6 +116,24 @@ def test_deny_keeps_the_tool_from_running(context: BrowserContext, demo_bot: Run
     assert not target.exists()
 
 
+def test_always_allow_stops_asking_in_this_tab_only(
+    context: BrowserContext, demo_bot: RunningBot
+) -> None:
+    page = open_chat(context, demo_bot)
+    approval_turn(page, demo_bot, "always")
+    again = demo_bot.workspace / f"again-{uuid.uuid4().hex[:8]}.txt"
+    say(page, f"run: echo hi > {again.name}")
+    reply = page.locator(".msg.bot .bubble", has_text=again.name)
+    expect(reply).to_contain_text("Tool result", timeout=90_000)
+    assert again.read_text().strip() == "hi"
+    assert page.locator(".card").count() == 1  # no second card: it ran without asking
+    other = open_chat(context, demo_bot)  # another tab still asks
+    say(other, f"run: echo hi > other-{again.name}")
+    expect(other.locator(".card button[data-decision=deny]")).to_be_visible()
+    other.locator(".card button[data-decision=deny]").click()
+    expect(other.locator(".card .status")).to_be_visible()
+
+
 def test_memory_is_shared_by_new_conversations(
     context: BrowserContext, demo_bot: RunningBot
 ) -> None:
