@@ -204,6 +204,26 @@ def _get(url: str, headers: dict[str, str] | None = None) -> int:
         return exc.code
 
 
+def _ws_refused(url: str, origin: str | None = None) -> bool:
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    try:
+        with connect(url, origin=origin, open_timeout=30) as ws:  # type: ignore[arg-type]
+            return json.loads(ws.recv(timeout=30))["type"] != "hello"
+    except InvalidStatus as exc:
+        return bool(exc.response.status_code == 403)
+
+
+def test_many_tabs_stay_live(context: BrowserContext, demo_bot: RunningBot) -> None:
+    """More tabs than a browser's six HTTP connections per host: each still gets its replies."""
+    pages = [open_chat(context, demo_bot) for _ in range(8)]
+    say(pages[-1], "hello from the eighth tab")
+    expect(last_reply(pages[-1])).to_have_text("You said: hello from the eighth tab")
+    for page in pages:
+        page.close()
+
+
 def test_other_sites_cannot_drive_the_local_chat(demo_bot: RunningBot) -> None:
     """No token on loopback, so: only loopback Host names (no DNS rebinding) and only
     same-origin JSON posts (a page on another site cannot send messages or click Approve)."""
@@ -214,6 +234,9 @@ def test_other_sites_cannot_drive_the_local_chat(demo_bot: RunningBot) -> None:
     json_from_elsewhere = {"Content-Type": "application/json", "Origin": "http://evil.example"}
     assert _post(send, body, json_from_elsewhere) == 403
     assert _post(send, body, {"Content-Type": "text/plain"}) == 415
+    live = demo_bot.url.replace("http://", "ws://") + "api/live?tab=tcsrf-test-tab"
+    assert _ws_refused(live, origin="http://evil.example")
+    assert not _ws_refused(live, origin=demo_bot.url.rstrip("/"))
     decide = demo_bot.url + "api/decide"
     assert _post(decide, {"request_id": "x", "decision": "approve"}, json_from_elsewhere) == 403
     same_site = {"Content-Type": "application/json", "Origin": demo_bot.url.rstrip("/")}
@@ -245,7 +268,7 @@ def test_non_loopback_bind_needs_a_token(tmp_path: Path, context: BrowserContext
         local = f"http://127.0.0.1:{port}/"
         assert _get(local) == 401
         assert _get(local + f"?token=wrong{token}") == 401
-        assert _get(local + "api/events?tab=tnotoken1") == 401
+        assert _ws_refused(f"ws://127.0.0.1:{port}/api/live?tab=tnotoken1")
         assert (
             _post(
                 local + "api/send",

@@ -107,7 +107,8 @@ class WebAdapter:
         config = uvicorn.Config(
             self.app,
             lifespan="off",
-            ws="none",
+            ws="websockets-sansio",
+            ws_ping_interval=20.0,
             access_log=False,
             log_config=None,
             log_level="warning",

@@ -4,41 +4,46 @@ Routes::
 
     GET  /                 the page (``?token=`` sets the auth cookie, then redirects)
     GET  /static/<file>    its script and style sheet
-    GET  /api/events?tab=  Server-Sent Events: ``hello``, a ``snapshot``, then live changes
+    WS   /api/live?tab=    a WebSocket per tab: ``hello``, a ``snapshot``, then live changes
     POST /api/send         {tab, text, id}: a message (or ``/reset``, ``/status``, ... commands)
     POST /api/decide       {request_id, decision}: an approval button
     POST /api/reset        {tab}: a new conversation for the tab
     GET  /healthz          liveness (no auth)
 
+Live updates use a WebSocket, not Server-Sent Events: browsers allow only six HTTP/1.1
+connections per host, so a seventh tab holding an event stream would hang.
+
 Security: with a token configured every route but ``/healthz`` wants it (query on the page,
 then a cookie; or ``Authorization: Bearer``), compared in constant time. On a loopback bind
-without a token, the Host header must be a loopback name (no DNS rebinding), and POSTs must be
-JSON from the page's own origin (no cross-site requests from other pages in the browser).
+without a token, the Host header must be a loopback name (no DNS rebinding); POSTs must be
+JSON and, like the WebSocket, come from the page's own origin (no cross-site requests from
+other pages in the browser).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import (
     HTMLResponse,
     JSONResponse,
     PlainTextResponse,
     RedirectResponse,
     Response,
-    StreamingResponse,
 )
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from lettabot.runtime.adapter import BotAPI, InboundMessage, Scope
 from lettabot_web.hub import Hub
@@ -51,7 +56,6 @@ log = logging.getLogger("lettabot.web")
 ADAPTER_NAME = "web"
 COMMANDS = ("reset", "status", "stop", "memory", "help")
 MAX_TEXT = 20_000
-PING_SECONDS = 15.0
 _TAB = re.compile(r"[A-Za-z0-9_-]{6,64}")
 _MSG_ID = re.compile(r"[A-Za-z0-9_.:-]{1,80}")
 _STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
@@ -88,13 +92,13 @@ def build_app(settings: WebSettings, hub: Hub, bot: BotAPI) -> Starlette:
     page = _static("index.html")
     assets = {name: _static(name) for name in _STATIC}
 
-    def presented_token(request: Request) -> str | None:
+    def presented_token(request: HTTPConnection) -> str | None:
         auth = request.headers.get("authorization", "")
         if auth.lower().startswith("bearer "):
             return auth[7:].strip()
         return request.cookies.get(cookie)
 
-    def refuse(request: Request) -> Response | None:
+    def refuse(request: HTTPConnection) -> Response | None:
         """Why this request may not proceed, as a response; None when it may."""
         if settings.loopback and settings.token is None:
             host = (request.headers.get("host") or "").rsplit(":", 1)[0]
@@ -107,7 +111,7 @@ def build_app(settings: WebSettings, hub: Hub, bot: BotAPI) -> Starlette:
             )
         return None
 
-    def same_origin(request: Request) -> bool:
+    def same_origin(request: HTTPConnection) -> bool:
         origin = request.headers.get("origin")
         if origin is None:
             return True  # not a browser cross-site request (browsers send Origin on POST)
@@ -179,24 +183,35 @@ def build_app(settings: WebSettings, hub: Hub, bot: BotAPI) -> Starlette:
 
     # live events -------------------------------------------------------------
 
-    async def events(request: Request) -> Response:
-        tab = tab_of(request.query_params.get("tab"))
-
-        async def stream() -> AsyncIterator[str]:
-            hello = {"type": "hello", "demo": settings.demo, "user": settings.user_name}
-            yield _sse(hello)
-            with hub.subscribe(tab) as receive:
-                while True:
-                    with anyio.move_on_after(PING_SECONDS) as idle:
-                        try:
-                            event = await receive.receive()
-                        except (anyio.EndOfStream, anyio.ClosedResourceError):
-                            return
-                    yield ": ping\n\n" if idle.cancelled_caught else _sse(event)
-
-        return StreamingResponse(
-            stream(), media_type="text/event-stream", headers={"X-Accel-Buffering": "no"}
+    async def live(websocket: WebSocket) -> None:
+        tab = websocket.query_params.get("tab") or ""
+        if refuse(websocket) is not None or not same_origin(websocket) or not _TAB.fullmatch(tab):
+            await websocket.close(code=1008)  # before accept: the handshake gets HTTP 403
+            return
+        await websocket.accept()
+        await websocket.send_text(
+            _json({"type": "hello", "demo": settings.demo, "user": settings.user_name})
         )
+        with hub.subscribe(tab) as receive:
+            async with anyio.create_task_group() as tg:
+
+                async def until_closed() -> None:
+                    try:
+                        while True:  # the page sends nothing; this notices it going away
+                            await websocket.receive_text()
+                    except (WebSocketDisconnect, RuntimeError):
+                        pass
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(until_closed)
+                try:
+                    async for event in receive:
+                        await websocket.send_text(_json(event))
+                except (WebSocketDisconnect, RuntimeError, OSError):
+                    pass
+                tg.cancel_scope.cancel()
+        with anyio.CancelScope(shield=True), contextlib.suppress(RuntimeError, OSError):
+            await websocket.close(code=1001)
 
     # actions -----------------------------------------------------------------
 
@@ -264,7 +279,7 @@ def build_app(settings: WebSettings, hub: Hub, bot: BotAPI) -> Starlette:
             Route("/", guarded(index, auth=False)),
             Route("/static/{name}", guarded(static)),
             Route("/healthz", health),
-            Route("/api/events", guarded(events)),
+            WebSocketRoute("/api/live", live),
             Route("/api/send", guarded(send, post=True), methods=["POST"]),
             Route("/api/decide", guarded(decide, post=True), methods=["POST"]),
             Route("/api/reset", guarded(reset_endpoint, post=True), methods=["POST"]),
@@ -272,5 +287,5 @@ def build_app(settings: WebSettings, hub: Hub, bot: BotAPI) -> Starlette:
     )
 
 
-def _sse(event: dict[str, Any]) -> str:
-    return f"data: {json.dumps(event, separators=(',', ':'))}\n\n"
+def _json(event: dict[str, Any]) -> str:
+    return json.dumps(event, separators=(",", ":"))

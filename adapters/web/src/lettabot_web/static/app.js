@@ -1,4 +1,4 @@
-// lettabot web chat: one conversation per browser tab, live over Server-Sent Events.
+// lettabot web chat: one conversation per browser tab, live over a WebSocket.
 // No build step, no dependencies. All text is put into the page with textContent (never
 // innerHTML), so nothing a model or user writes can become markup or script.
 "use strict";
@@ -223,12 +223,25 @@ async function decide(requestId, decision, actions) {
   }
 }
 
+let retryDelay = 500;
+
 function connect() {
   const conn = $("conn");
-  const source = new EventSource("/api/events?tab=" + encodeURIComponent(TAB));
-  source.onopen = () => { conn.textContent = "connected"; conn.classList.add("live"); };
-  source.onerror = () => { conn.textContent = "reconnecting…"; conn.classList.remove("live"); };
-  source.onmessage = (m) => {
+  const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+  const socket = new WebSocket(scheme + location.host + "/api/live?tab=" + encodeURIComponent(TAB));
+  socket.onopen = () => {
+    retryDelay = 500;
+    conn.textContent = "connected";
+    conn.classList.add("live");
+  };
+  socket.onclose = () => {
+    conn.textContent = "reconnecting…";
+    conn.classList.remove("live");
+    setTyping(false);
+    setTimeout(connect, retryDelay);
+    retryDelay = Math.min(retryDelay * 2, 5000);
+  };
+  socket.onmessage = (m) => {
     const ev = JSON.parse(m.data);
     switch (ev.type) {
       case "hello":
