@@ -134,6 +134,7 @@ def demo_bot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBot]:
     yield bot
     code = bot.stop()
     assert code == 0, f"lettabot exited with {code} on SIGTERM:\n{bot.output[-3000:]}"
+    assert "Traceback" not in bot.output, bot.output[-5000:]  # nothing went wrong on the way
 
 
 @pytest.fixture(scope="session")

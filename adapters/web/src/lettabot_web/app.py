@@ -43,7 +43,7 @@ from starlette.responses import (
     Response,
 )
 from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from lettabot.runtime.adapter import BotAPI, InboundMessage, Scope
 from lettabot_web.hub import Hub
@@ -210,8 +210,12 @@ def build_app(settings: WebSettings, hub: Hub, bot: BotAPI) -> Starlette:
                 except (WebSocketDisconnect, RuntimeError, OSError):
                     pass
                 tg.cancel_scope.cancel()
-        with anyio.CancelScope(shield=True), contextlib.suppress(RuntimeError, OSError):
-            await websocket.close(code=1001)
+        if websocket.client_state == WebSocketState.CONNECTED:  # we are the one closing
+            with (
+                anyio.CancelScope(shield=True),
+                contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError),
+            ):
+                await websocket.close(code=1001)
 
     # actions -----------------------------------------------------------------
 
