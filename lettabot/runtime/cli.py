@@ -131,6 +131,13 @@ async def serve(
             tg.cancel_scope.cancel()
 
 
+def _single(exc: BaseException) -> BaseException:
+    """The one exception inside nested single-member exception groups (else the group)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 def run(args: argparse.Namespace, *, demo: bool = False) -> int:
     from lettabot.runtime.discovery import AdapterNotInstalled
     from lettabot.runtime.router import AgentMissingError
@@ -148,9 +155,12 @@ def run(args: argparse.Namespace, *, demo: bool = False) -> int:
               "(lettabot check-config shows the effective config)", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        anyio.run(lambda: serve(config, demo=demo, health_port=args.health_port,
-                                health_host=args.health_host, grace=args.grace))
-    except (AdapterNotInstalled, AgentMissingError) as exc:
+        try:
+            anyio.run(lambda: serve(config, demo=demo, health_port=args.health_port,
+                                    health_host=args.health_host, grace=args.grace))
+        except BaseExceptionGroup as group:  # one error from inside the bot's task group
+            raise _single(group) from None
+    except (AdapterNotInstalled, AgentMissingError, ConfigError) as exc:
         print(f"lettabot: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except LettaSDKError as exc:  # e.g. no model provider configured yet

@@ -311,3 +311,24 @@ def test_without_a_model_provider_run_points_to_the_demo(tmp_path: Path) -> None
     assert done.returncode == 2, done.stdout + done.stderr
     assert "lettabot run --demo" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_busy_port_is_a_clear_error(tmp_path: Path, demo_bot: RunningBot) -> None:
+    """A second ``lettabot run --demo`` on the same port says so and exits."""
+    port = demo_bot.url.rstrip("/").rsplit(":", 1)[1]
+    done = subprocess.run(
+        [*lettabot_command(), "run", "--demo"],
+        cwd=tmp_path,
+        env={
+            **_clean_env(),
+            "HOME": str(tmp_path),
+            "LETTABOT_DATA_DIR": str(tmp_path / "data"),
+            "LETTABOT_WEB__PORT": port,
+        },
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"web.port: cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr

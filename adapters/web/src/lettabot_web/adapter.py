@@ -69,7 +69,8 @@ class WebAdapter:
         self.bot = bot
         self.hub = Hub()
         self.app = build_app(settings, self.hub, bot)
-        self.port: int | None = None
+        self._socket = self._bind()  # now, so a busy port is a clear error at startup
+        self.port: int = int(self._socket.getsockname()[1])
         self.listening = anyio.Event()
         self._replies: OrderedDict[str, _Reply] = OrderedDict()  # by first item id
         self._live: dict[str, str] = {}  # tab -> the reply being streamed there
@@ -79,7 +80,7 @@ class WebAdapter:
         """The page's address once listening (without the token)."""
         host = self.settings.host
         host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.port or self.settings.port}/"
+        return f"http://{host}:{self.port}/"
 
     # serving -------------------------------------------------------------------
 
@@ -102,8 +103,7 @@ class WebAdapter:
 
     async def run(self) -> None:
         """Serve until cancelled; then close every open page's stream and the socket."""
-        sock = self._bind()
-        self.port = int(sock.getsockname()[1])
+        sock = self._socket
         config = uvicorn.Config(
             self.app,
             lifespan="off",

@@ -11,14 +11,19 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from lettabot.runtime.config import ConfigError
+
 __all__ = ["WebSettings", "WebSettingsError", "is_loopback"]
 
 DEFAULT_PORT = 8787
 USER_ID = "web-user"
 
 
-class WebSettingsError(ValueError):
+class WebSettingsError(ConfigError):
     """The web chat cannot start with these settings (the message names the key and the fix)."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__([problem])
 
 
 def is_loopback(host: str) -> bool:
