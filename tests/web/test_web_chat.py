@@ -290,7 +290,7 @@ def test_non_loopback_bind_needs_a_token(tmp_path: Path, context: BrowserContext
 def _clean_env() -> dict[str, str]:
     import os
 
-    return {k: v for k, v in os.environ.items() if not k.startswith("LETTABOT_")}
+    return {k: v for k, v in os.environ.items() if not k.startswith(("LETTABOT_", "LETTA_"))}
 
 
 def test_without_a_model_provider_run_points_to_the_demo(tmp_path: Path) -> None:
