@@ -137,8 +137,10 @@ def demo_bot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBot]:
     assert "Traceback" not in bot.output, bot.output[-5000:]  # nothing went wrong on the way
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
+    """One Chromium per test module. Not per session: Playwright's sync API keeps an event
+    loop running in this thread while it is open, which the async tests after it can't share."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: run scripts/install-system-deps")
     from playwright.sync_api import sync_playwright
