@@ -4,6 +4,7 @@
 ``letta_home``      a fresh copy of a connected CLI home; ``HOME`` and
                     ``LETTA_LOCAL_BACKEND_DIR`` point at it for the test's duration,
                     and the working directory is its ``work`` folder.
+``module_letta_home`` the same for a whole module (share an App Server or a Bot).
 """
 
 from __future__ import annotations
@@ -45,6 +46,19 @@ def _node_compile_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("node-compile-cache")
 
 
+def _new_home(template: Path, dest: Path, model: ScriptedModelServer) -> LettaHome:
+    return LettaHome.copy_of(template, dest, model=f"openai-compatible/{model.models[0]}")
+
+
+def _activate(home: LettaHome, mp: pytest.MonkeyPatch, compile_cache: Path) -> None:
+    """Point the CLI at ``home`` (HOME, backend dir) and work in its ``work`` folder."""
+    for key, value in home.env.items():
+        mp.setenv(key, value)
+    if "NODE_COMPILE_CACHE" not in os.environ:
+        mp.setenv("NODE_COMPILE_CACHE", str(compile_cache))
+    mp.chdir(home.workdir)
+
+
 @pytest.fixture
 def letta_home(
     tmp_path: Path,
@@ -53,14 +67,24 @@ def letta_home(
     _letta_home_template: Path,
     _node_compile_cache: Path,
 ) -> LettaHome:
-    home = LettaHome.copy_of(
-        _letta_home_template,
-        tmp_path / "letta-home",
-        model=f"openai-compatible/{scripted_model.models[0]}",
-    )
-    for key, value in home.env.items():
-        monkeypatch.setenv(key, value)
-    if "NODE_COMPILE_CACHE" not in os.environ:
-        monkeypatch.setenv("NODE_COMPILE_CACHE", str(_node_compile_cache))
-    monkeypatch.chdir(home.workdir)
+    home = _new_home(_letta_home_template, tmp_path / "letta-home", scripted_model)
+    _activate(home, monkeypatch, _node_compile_cache)
     return home
+
+
+@pytest.fixture(scope="module")
+def module_letta_home(
+    tmp_path_factory: pytest.TempPathFactory,
+    _letta_home_template: Path,
+    _node_compile_cache: Path,
+    _scripted_model_server: ScriptedModelServer,
+) -> Iterator[LettaHome]:
+    """One home for a whole test module, so its tests can share one App Server or Bot."""
+    home = _new_home(
+        _letta_home_template,
+        tmp_path_factory.mktemp("module") / "letta-home",
+        _scripted_model_server,
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        _activate(home, mp, _node_compile_cache)
+        yield home

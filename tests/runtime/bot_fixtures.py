@@ -3,8 +3,7 @@ Server per module (the real CLI + the scripted model), bots on it, and the test 
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ from lettabot.runtime.config import Config
 from lettabot.runtime.store import Store, open_store
 from lettabot.testing.chat import TestChat
 from lettabot.testing.letta_home import LettaHome
-from lettabot.testing.scripted_model import ScriptedModelServer
 
 __all__ = [
     "BotMaker", "anyio_backend", "make_bot", "make_config", "module_bot", "module_home",
@@ -32,23 +30,8 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="module")
-def module_home(
-    tmp_path_factory: pytest.TempPathFactory,
-    _letta_home_template: Path,
-    _node_compile_cache: Path,
-    _scripted_model_server: ScriptedModelServer,
-) -> Iterator[LettaHome]:
-    home = LettaHome.copy_of(
-        _letta_home_template, tmp_path_factory.mktemp("bot") / "letta-home",
-        model=f"openai-compatible/{_scripted_model_server.models[0]}",
-    )
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in home.env.items():
-            mp.setenv(key, value)
-        if "NODE_COMPILE_CACHE" not in os.environ:
-            mp.setenv("NODE_COMPILE_CACHE", str(_node_compile_cache))
-        mp.chdir(home.workdir)
-        yield home
+def module_home(module_letta_home: LettaHome) -> LettaHome:
+    return module_letta_home
 
 
 def make_config(home: LettaHome, data_dir: Path, **sections: Any) -> Config:

@@ -4,11 +4,9 @@ local fake Discord standing in for discord.com."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,24 +31,8 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="module")
-def home(
-    tmp_path_factory: pytest.TempPathFactory,
-    _letta_home_template: Path,
-    _node_compile_cache: Path,
-    _scripted_model_server: ScriptedModelServer,
-) -> Iterator[LettaHome]:
-    letta_home = LettaHome.copy_of(
-        _letta_home_template,
-        tmp_path_factory.mktemp("discord-e2e") / "letta-home",
-        model=f"openai-compatible/{_scripted_model_server.models[0]}",
-    )
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in letta_home.env.items():
-            mp.setenv(key, value)
-        if "NODE_COMPILE_CACHE" not in os.environ:
-            mp.setenv("NODE_COMPILE_CACHE", str(_node_compile_cache))
-        mp.chdir(letta_home.workdir)
-        yield letta_home
+def home(module_letta_home: LettaHome) -> LettaHome:
+    return module_letta_home
 
 
 @dataclass

@@ -7,7 +7,6 @@ each test works in its own thread or DM, so they do not see each other's message
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -38,23 +37,8 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="module")
-def slack_home(
-    tmp_path_factory: pytest.TempPathFactory,
-    _letta_home_template: Path,
-    _node_compile_cache: Path,
-    _scripted_model_server: ScriptedModelServer,
-) -> Iterator[LettaHome]:
-    home = LettaHome.copy_of(
-        _letta_home_template, tmp_path_factory.mktemp("slack-e2e") / "letta-home",
-        model=f"openai-compatible/{_scripted_model_server.models[0]}",
-    )
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in home.env.items():
-            mp.setenv(key, value)
-        if "NODE_COMPILE_CACHE" not in os.environ:
-            mp.setenv("NODE_COMPILE_CACHE", str(_node_compile_cache))
-        mp.chdir(home.workdir)
-        yield home
+def slack_home(module_letta_home: LettaHome) -> LettaHome:
+    return module_letta_home
 
 
 @dataclass
