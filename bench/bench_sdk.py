@@ -29,101 +29,86 @@ from lettabot.testing.letta_home import LettaHome, prepare_template
 from lettabot.testing.scripted_model import ScriptedModelServer
 
 
+def _spawn(cli: str, env: dict[str, str], cwd: Path, agent_id: str) -> subprocess.Popen[bytes]:
+    """A raw stream-json CLI on a new conversation of ``agent_id``, already initialised."""
+    argv = [cli, "--output-format", "stream-json", "--input-format", "stream-json",
+            "--permission-mode", "standard", "--agent", agent_id, "--new"]  # fmt: skip
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        env=env, cwd=cwd,
+    )  # fmt: skip
+    assert proc.stdin
+    proc.stdin.write(
+        b'{"type":"control_request","request_id":"i","request":{"subtype":"initialize"}}\n'
+    )
+    proc.stdin.flush()
+    return proc
+
+
+def _read_until(proc: subprocess.Popen[bytes], key: str, value: str) -> None:
+    assert proc.stdout
+    for line in proc.stdout:
+        if json.loads(line).get(key) == value:
+            return
+    raise RuntimeError(f"the CLI exited before {key}={value}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    assert proc.stdin
+    proc.stdin.close()
+    proc.wait(timeout=30)
+
+
 def _cold_start(cli: str, env: dict[str, str], cwd: Path, agent_id: str) -> float:
     """Seconds from spawn to the init message of `letta --agent X --new` in stream-json."""
     start = time.perf_counter()
-    proc = subprocess.Popen(
-        [
-            cli,
-            "--output-format",
-            "stream-json",
-            "--input-format",
-            "stream-json",
-            "--permission-mode",
-            "standard",
-            "--agent",
-            agent_id,
-            "--new",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=env,
-        cwd=cwd,
-    )
-    assert proc.stdin and proc.stdout
-    proc.stdin.write(
-        b'{"type":"control_request","request_id":"i","request":{"subtype":"initialize"}}\n'
-    )
-    proc.stdin.flush()
-    for line in proc.stdout:
-        if json.loads(line).get("subtype") == "init":
-            break
+    proc = _spawn(cli, env, cwd, agent_id)
+    _read_until(proc, "subtype", "init")
     elapsed = time.perf_counter() - start
-    proc.stdin.close()
-    proc.wait(timeout=30)
+    _stop(proc)
     return elapsed
 
 
-def _raw_turns(cli: str, env: dict[str, str], cwd: Path, agent_id: str, runs: int) -> list[float]:
-    """Warm turns over a raw pipe: write a user line, read until the result line."""
-    proc = subprocess.Popen(
-        [
-            cli,
-            "--output-format",
-            "stream-json",
-            "--input-format",
-            "stream-json",
-            "--permission-mode",
-            "standard",
-            "--agent",
-            agent_id,
-            "--new",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=env,
-        cwd=cwd,
-    )
-    assert proc.stdin and proc.stdout
-    proc.stdin.write(
-        b'{"type":"control_request","request_id":"i","request":{"subtype":"initialize"}}\n'
-    )
+def _raw_turn(proc: subprocess.Popen[bytes], text: str) -> float:
+    """One turn over a raw pipe: write a user line, read until the result line."""
+    assert proc.stdin
+    start = time.perf_counter()
+    msg = {"type": "user", "message": {"role": "user", "content": text}}
+    proc.stdin.write((json.dumps(msg) + "\n").encode())
     proc.stdin.flush()
-    times = []
-    for n in range(runs + 1):
-        start = time.perf_counter()
-        msg = {"type": "user", "message": {"role": "user", "content": f"raw {n}"}}
-        proc.stdin.write((json.dumps(msg) + "\n").encode())
-        proc.stdin.flush()
-        for line in proc.stdout:
-            if json.loads(line).get("type") == "result":
-                break
-        if n:  # the first turn warms up
-            times.append(time.perf_counter() - start)
-    proc.stdin.close()
-    proc.wait(timeout=30)
-    return times
+    _read_until(proc, "type", "result")
+    return time.perf_counter() - start
 
 
-async def _sdk_turns(agent_id: str, runs: int) -> list[float]:
-    times = []
-    async with sdk.create_session(agent_id, transport="subprocess") as session:
-        await session.run_turn("warm up")
-        for n in range(runs):
-            start = time.perf_counter()
-            result = await session.run_turn(f"sdk {n}")
-            times.append(time.perf_counter() - start)
-            assert result.success
-    return times
+async def _warm_turns(
+    cli: str, env: dict[str, str], cwd: Path, agent_id: str, runs: int
+) -> tuple[list[float], list[float]]:
+    """Warm turns, raw pipe and SDK alternately (so drift and history growth hit both)."""
+    raw, through_sdk = [], []
+    proc = _spawn(cli, env, cwd, agent_id)
+    try:
+        async with sdk.create_session(agent_id, transport="subprocess") as session:
+            _raw_turn(proc, "warm up")
+            await session.run_turn("warm up")
+            for n in range(runs):
+                raw.append(_raw_turn(proc, f"turn {n}"))
+                start = time.perf_counter()
+                result = await session.run_turn(f"turn {n}")
+                through_sdk.append(time.perf_counter() - start)
+                assert result.success
+    finally:
+        _stop(proc)
+    return raw, through_sdk
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
-    with ScriptedModelServer() as model, tempfile.TemporaryDirectory() as tmp:
+    with (
+        ScriptedModelServer() as model,
+        tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp,
+    ):
         home = LettaHome.copy_of(
             prepare_template(Path(tmp) / "t", model.base_url),
             Path(tmp) / "h",
@@ -146,8 +131,9 @@ def main() -> None:
                 )
             )
         os.environ["NODE_COMPILE_CACHE"] = str(cache)
-        raw = _raw_turns(cli, os.environ.copy(), home.workdir, agent_id, args.runs)
-        through_sdk = anyio.run(_sdk_turns, agent_id, args.runs)
+        raw, through_sdk = anyio.run(
+            _warm_turns, cli, os.environ.copy(), home.workdir, agent_id, args.runs
+        )
 
     rows = [
         ("cold start to init, plain spawn", statistics.median(plain), None, "baseline"),

@@ -53,7 +53,7 @@ class Session:
         self._factory = transport_factory
         self._transport: Transport | None = None
         self._init: InitMessage | None = None
-        self._connect_lock = anyio.Lock()
+        self._connect_lock = anyio.Lock(fast_acquire=True)
         self._closed = False
         self._tool_calls = 0
         self._limit_hit = False

@@ -98,8 +98,9 @@ class SubprocessTransport:
         self._process: Process | None = None
         self._stderr: IO[bytes] | None = None
         self._buffer = bytearray()
-        self._read_lock = anyio.Lock()
-        self._write_lock = anyio.Lock()
+        # fast_acquire: no event-loop round trip when uncontended (one per output line adds up).
+        self._read_lock = anyio.Lock(fast_acquire=True)
+        self._write_lock = anyio.Lock(fast_acquire=True)
         # Messages, and the CLI's control requests (raw dicts), in arrival order. Control
         # requests are answered by the receive() loop, outside the read lock, so a slow
         # permission callback never blocks another task's control request.
@@ -302,10 +303,8 @@ class SubprocessTransport:
     async def _read_line(self) -> bytes | None:
         assert self._process is not None and self._process.stdout is not None
         while True:
-            newline = self._buffer.find(b"\n")
-            if newline >= 0:
-                line = bytes(self._buffer[:newline])
-                del self._buffer[: newline + 1]
+            line = self._buffered_line()
+            if line is not None:
                 return line
             if len(self._buffer) > _MAX_LINE:
                 raise ProcessError(f"a CLI output line exceeded {_MAX_LINE} bytes")
@@ -313,14 +312,14 @@ class SubprocessTransport:
                 chunk = await self._process.stdout.receive(65536)
             except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
                 if self._buffer:
-                    line = bytes(self._buffer)
+                    rest = bytes(self._buffer)
                     self._buffer.clear()
-                    return line
+                    return rest
                 return None
             self._buffer.extend(chunk)
 
     async def _pump(self) -> bool:
-        """Read and dispatch one object; False at end of output."""
+        """Read output and dispatch every whole line it holds; False at end of output."""
         if self._process is None:
             return False
         line = await self._read_line()
@@ -328,45 +327,58 @@ class SubprocessTransport:
             with anyio.move_on_after(5):
                 await self._process.wait()
             return False
+        while line is not None:
+            self._dispatch(line)
+            line = self._buffered_line()
+        return True
+
+    def _buffered_line(self) -> bytes | None:
+        newline = self._buffer.find(b"\n")
+        if newline < 0:
+            return None
+        line = bytes(self._buffer[:newline])
+        del self._buffer[: newline + 1]
+        return line
+
+    def _dispatch(self, line: bytes) -> None:
+        """One output line: a control response for its waiter, anything else queued."""
         if not line.strip():
-            return True
+            return
         try:
             obj = json.loads(line)
         except json.JSONDecodeError:
             log.warning("skipping a malformed CLI output line: %r", line[:300])
-            return True
+            return
         if log.isEnabledFor(5):
             log.log(5, "CLI> %s", line[:2000].decode(errors="replace"))
         if not isinstance(obj, dict):
             log.warning("skipping a non-object CLI output line: %r", line[:300])
-            return True
+            return
         kind = obj.get("type")
         if kind == "control_response":
             response = obj.get("response") or {}
             self._responses[str(response.get("request_id"))] = response
-        elif kind == "control_request":
+            return
+        if kind == "control_request":
             self._messages.append(obj)
-        else:
-            if kind == "message":
-                self._tracker.observe(obj)
-            elif kind == "stream_event" and isinstance(obj.get("event"), dict):
-                self._tracker.observe(obj["event"])
-            elif kind == "error":
-                self._tracker.observe_error(str(obj.get("message") or "error"))
-            try:
-                parsed = [
-                    self._tracker.complete(m) if isinstance(m, ResultMessage) else m
-                    for m in parse_stream_json(obj)
-                ]
-            except Exception:
-                log.warning("skipping an unparseable CLI message: %r", line[:300], exc_info=True)
-                return True
-            if len(self._messages) + len(parsed) > _MAX_QUEUED:
-                raise ProcessError(
-                    f"more than {_MAX_QUEUED} unread messages: is stream() consumed?"
-                )
-            self._messages.extend(parsed)
-        return True
+            return
+        if kind == "message":
+            self._tracker.observe(obj)
+        elif kind == "stream_event" and isinstance(obj.get("event"), dict):
+            self._tracker.observe(obj["event"])
+        elif kind == "error":
+            self._tracker.observe_error(str(obj.get("message") or "error"))
+        try:
+            parsed = [
+                self._tracker.complete(m) if isinstance(m, ResultMessage) else m
+                for m in parse_stream_json(obj)
+            ]
+        except Exception:
+            log.warning("skipping an unparseable CLI message: %r", line[:300], exc_info=True)
+            return
+        if len(self._messages) + len(parsed) > _MAX_QUEUED:
+            raise ProcessError(f"more than {_MAX_QUEUED} unread messages: is stream() consumed?")
+        self._messages.extend(parsed)
 
     async def _answer(self, obj: dict[str, Any]) -> None:
         """Answer one of the CLI's control requests (permission, external tool)."""
