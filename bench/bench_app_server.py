@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from _rss import Peak, letta_rss_mb  # bench/ is on sys.path when run as a script
 from websockets.asyncio.client import connect
 
 from lettabot import sdk
@@ -28,35 +29,6 @@ from lettabot.testing.letta_home import prepare_template
 from lettabot.testing.scripted_model import ScriptedModelServer
 
 MODEL = "openai-compatible/scripted"
-
-
-def _letta_rss_mb() -> float:
-    total = 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-            if b"letta" not in cmd:
-                continue
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total / 1024
-
-
-class _Peak:
-    def __init__(self) -> None:
-        self.peak = 0.0
-        self.stop = anyio.Event()
-
-    async def run(self) -> None:
-        while not self.stop.is_set():
-            self.peak = max(self.peak, _letta_rss_mb())
-            with anyio.move_on_after(0.1):
-                await self.stop.wait()
 
 
 async def warm_turns(agent: str, n: int) -> tuple[float, float]:
@@ -133,7 +105,7 @@ async def first_replies(agent: str, n: int) -> tuple[float, float]:
 
 
 async def many(agent: str, n: int, transport: str, cap: int | None) -> tuple[float, float, int]:
-    peak = _Peak()
+    peak = Peak(letta_rss_mb)
     limiter = anyio.Semaphore(cap or n)
     good = 0
 

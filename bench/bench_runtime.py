@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import anyio
+from _rss import Peak, own_and_descendants_rss_mb  # bench/ is on sys.path as a script
 
 from lettabot import sdk
 from lettabot.runtime.bot import Bot
@@ -29,51 +30,6 @@ from lettabot.runtime.config import Config
 from lettabot.testing.chat import TestChat
 from lettabot.testing.letta_home import LettaHome, prepare_template
 from lettabot.testing.scripted_model import ScriptedModelServer
-
-
-def _rss_kb(pid: str) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _descendants(root: int) -> list[str]:
-    parents: dict[str, str] = {}
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                stat = Path(f"/proc/{pid}/stat").read_text()
-            except OSError:
-                continue
-            parents[pid] = stat.rsplit(")", 1)[1].split()[1]
-    out, frontier = [], [str(root)]
-    while frontier:
-        parent = frontier.pop()
-        children = [p for p, pp in parents.items() if pp == parent]
-        out += children
-        frontier += children
-    return out
-
-
-def total_rss_mb() -> float:
-    """This process plus its descendants (the App Servers and anything they run)."""
-    return (_rss_kb("self") + sum(_rss_kb(p) for p in _descendants(os.getpid()))) / 1024
-
-
-class Peak:
-    def __init__(self) -> None:
-        self.peak = 0.0
-        self.stop = anyio.Event()
-
-    async def run(self) -> None:
-        while not self.stop.is_set():
-            self.peak = max(self.peak, total_rss_mb())
-            with anyio.move_on_after(0.1):
-                await self.stop.wait()
 
 
 async def timed_turn(chat: TestChat, scope: object, text: str, n: int) -> float:
@@ -134,7 +90,7 @@ async def bench(args: argparse.Namespace, home: LettaHome) -> list[tuple[str, st
 
         # 3. many scopes at once
         scopes = [chat.scope(f"C{i % 7}", f"many-{i}") for i in range(args.scopes)]
-        peak = Peak()
+        peak = Peak(own_and_descendants_rss_mb)
         t = time.perf_counter()
         async with anyio.create_task_group() as tg:
             tg.start_soon(peak.run)

@@ -31,8 +31,21 @@ SERVER_DIED = ("⚠️ The agent's server stopped during this turn, so this repl
                "Your next message will continue the conversation.")
 
 
-def message_content(message: InboundMessage) -> sdk.types.UserContent:
-    """The text (plus images the adapter downloaded, and a line per other attachment)."""
+def sender_note(message: InboundMessage) -> str:
+    """Who wrote the message, and where: the agent talks with many people in one chat."""
+    scope = message.scope
+    who = f"{message.user_name} (id {message.user_id})" if message.user_name else message.user_id
+    where = "a direct message" if scope.is_dm else (
+        "a thread" if scope.thread else "a channel"
+    )
+    return (
+        f"<system-reminder>This message is from {who}, in {where} on {scope.adapter}."
+        "</system-reminder>"
+    )
+
+
+def message_content(message: InboundMessage) -> list[dict[str, Any]]:
+    """The sender note, the text (plus a line per attachment not downloaded), and images."""
     text = message.text
     notes = [
         f"[attachment: {a.name}{f' ({a.url})' if a.url else ''}]"
@@ -41,9 +54,10 @@ def message_content(message: InboundMessage) -> sdk.types.UserContent:
     if notes:
         text = "\n".join([text, *notes]) if text else "\n".join(notes)
     images = [a for a in message.attachments if a.data_base64]
-    if not images:
-        return text
-    parts: list[dict[str, Any]] = [{"type": "text", "text": text or "(image)"}]
+    parts: list[dict[str, Any]] = [
+        {"type": "text", "text": sender_note(message)},
+        {"type": "text", "text": text or "(image)"},
+    ]
     for image in images:
         parts.append(sdk.ImagePart.from_base64(
             image.data_base64 or "", image.content_type or "image/png").model_dump())

@@ -339,3 +339,17 @@ async def test_a_failed_turn_is_a_short_message_and_the_next_turn_works(
     await chat.push("fine now", scope=scope)
     await chat.wait_done(scope, 2)
     assert chat.texts(scope)[-1] == "You said: fine now"
+
+
+async def test_the_agent_is_told_who_is_speaking(
+    module_bot: tuple[Bot, TestChat], scripted_model: ScriptedModelServer
+) -> None:
+    _, chat = module_bot
+    scope = chat.scope("C9", "speaker-note")
+    await chat.push("hello from ada", scope=scope, user="U-ada", user_name="Ada")
+    await chat.wait_done(scope)
+    assert chat.texts(scope) == ["You said: hello from ada"]
+    request = next(r for r in scripted_model.requests if r.user_text == "hello from ada")
+    last_user = [m for m in request.messages if m["role"] == "user"][-1]
+    sent = "\n".join(p.get("text", "") for p in last_user["content"] if isinstance(p, dict))
+    assert "This message is from Ada (id U-ada), in a thread on test." in sent
