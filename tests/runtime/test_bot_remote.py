@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from lettabot.runtime.bot import Bot
-from lettabot.sdk._internal.cli import cli_env, find_cli
+from lettabot.testing.app_server import external_app_server
 from lettabot.testing.chat import TestChat
 from lettabot.testing.letta_home import LettaHome
 from tests.runtime.bot_fixtures import make_config
@@ -23,25 +22,9 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def remote_server(letta_home: LettaHome, tmp_path: Path) -> Iterator[str]:
-    token_file = tmp_path / "token"
-    token_file.write_text("remote-capability-token\n")
-    proc = subprocess.Popen(
-        [find_cli(), "server", "--listen", "ws://127.0.0.1:0", "--ws-auth", "capability-token",
-         "--ws-token-file", str(token_file)],
-        env=cli_env(), cwd=letta_home.workdir, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
-    )
-    assert proc.stdout is not None
-    url = None
-    for line in proc.stdout:
-        if "Listening on " in line:
-            url = line.split("Listening on ", 1)[1].split()[0]
-            break
-    assert url, "letta server did not start"
-    yield url
-    proc.terminate()
-    proc.wait(10)
+def remote_server(letta_home: LettaHome) -> Iterator[str]:
+    with external_app_server("remote-capability-token", letta_home.workdir) as url:
+        yield url
 
 
 async def test_conversations_run_on_a_remote_app_server(

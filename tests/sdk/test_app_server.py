@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -15,8 +13,8 @@ from lettabot import sdk
 from lettabot.sdk._internal.app_server import frames
 from lettabot.sdk._internal.app_server.connection import Connection
 from lettabot.sdk._internal.app_server.pool import _slots
-from lettabot.sdk._internal.cli import cli_env, find_cli
 from lettabot.sdk.errors import CLIConnectionError, ProtocolTimeoutError
+from lettabot.testing.app_server import external_app_server
 from lettabot.testing.letta_home import LettaHome
 from lettabot.testing.scripted_model import Reply, ScriptedModelServer
 
@@ -160,25 +158,9 @@ async def test_custom_tool_and_permission_over_the_app_server(
 
 
 @pytest.fixture
-def token_server(letta_home: LettaHome, tmp_path: Path) -> Any:
-    token_file = tmp_path / "token"
-    token_file.write_text("s3cret-token\n")
-    proc = subprocess.Popen(
-        [find_cli(), "server", "--listen", "ws://127.0.0.1:0", "--ws-auth", "capability-token",
-         "--ws-token-file", str(token_file)],
-        env=cli_env(), cwd=letta_home.workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    url = None
-    for line in proc.stdout:
-        if "Listening on " in line:
-            url = line.split("Listening on ", 1)[1].split()[0]
-            break
-    assert url, "letta server did not start"
-    yield url
-    proc.terminate()
-    proc.wait(10)
+def token_server(letta_home: LettaHome) -> Any:
+    with external_app_server("s3cret-token", letta_home.workdir) as url:
+        yield url
 
 
 async def test_external_server_with_a_capability_token(
