@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import uuid
@@ -57,7 +58,6 @@ class Session:
         self._closed = False
         self._tool_calls = 0
         self._limit_hit = False
-        self._messages: AsyncIterator[Message] | None = None
         self._tools = {t.name: t for t in options.tools}
         self._last_sent: tuple[str | list[dict[str, Any]], str | None] | None = None
 
@@ -93,7 +93,6 @@ class Session:
                 transport = self._factory(self.options, self.target, self)
                 self._init = await transport.connect()
                 self._transport = transport
-                self._messages = transport.receive()
             return self._init
 
     async def close(self) -> None:
@@ -140,47 +139,58 @@ class Session:
     async def stream(self) -> AsyncIterator[Message]:
         """Yield the turn's messages; ends after its :class:`ResultMessage`."""
         await self._ready()
-        assert self._messages is not None
+        transport = self._transport_or_raise()
         # The CLI streams a long assistant (or reasoning) message as several messages with
         # one id; they are joined here, so each yielded message is whole. Partial text is
         # what `include_partial_messages=True` (stream_event) is for.
         pending: AssistantMessage | ReasoningMessage | None = None
         retry_delay = _BUSY_RETRY_FIRST
-        async for msg in self._messages:
-            if (
-                isinstance(msg, ResultMessage)
-                and _busy(msg)
-                and self._last_sent is not None
-                and retry_delay <= _BUSY_RETRY_LAST
-            ):
-                # The CLI refused the message because the previous (interrupted) run has
-                # not wound down yet; nothing was processed, so sending it again is safe.
-                await anyio.sleep(retry_delay)
-                retry_delay *= 2
-                content, client_message_id = self._last_sent
-                await self._transport_or_raise().send(content, client_message_id=client_message_id)
-                continue
-            if isinstance(msg, AssistantMessage | ReasoningMessage):
-                if pending is not None and type(msg) is type(pending) and msg.uuid == pending.uuid:
-                    pending = pending.model_copy(update={"content": pending.content + msg.content})
+        # A fresh iterator per call: a stream() cancelled mid-turn (a timeout, a task group)
+        # leaves the transport's queue intact for the next call.
+        async with contextlib.aclosing(transport.receive()) as messages:
+            async for msg in messages:
+                if (
+                    isinstance(msg, ResultMessage)
+                    and _busy(msg)
+                    and self._last_sent is not None
+                    and retry_delay <= _BUSY_RETRY_LAST
+                ):
+                    # The CLI refused the message because the previous (interrupted) run has
+                    # not wound down yet; nothing was processed, so sending it again is safe.
+                    await anyio.sleep(retry_delay)
+                    retry_delay *= 2
+                    content, client_message_id = self._last_sent
+                    await self._transport_or_raise().send(
+                        content, client_message_id=client_message_id
+                    )
                     continue
-                if pending is not None:
+                if isinstance(msg, AssistantMessage | ReasoningMessage):
+                    if (
+                        pending is not None
+                        and type(msg) is type(pending)
+                        and msg.uuid == pending.uuid
+                    ):
+                        pending = pending.model_copy(
+                            update={"content": pending.content + msg.content}
+                        )
+                        continue
+                    if pending is not None:
+                        yield pending
+                    pending = msg
+                    continue
+                if pending is not None and not (
+                    isinstance(msg, StreamEventMessage) and msg.event.get("id") == pending.uuid
+                ):
                     yield pending
-                pending = msg
-                continue
-            if pending is not None and not (
-                isinstance(msg, StreamEventMessage) and msg.event.get("id") == pending.uuid
-            ):
-                yield pending
-                pending = None
-            if isinstance(msg, ToolCallMessage):
-                await self._count_step()
-            if isinstance(msg, ResultMessage):
-                if pending is not None:
-                    yield pending
-                yield self._finish(msg)
-                return
-            yield msg
+                    pending = None
+                if isinstance(msg, ToolCallMessage):
+                    await self._count_step()
+                if isinstance(msg, ResultMessage):
+                    if pending is not None:
+                        yield pending
+                    yield self._finish(msg)
+                    return
+                yield msg
 
     async def run_turn(self, message: UserContent, **kwargs: Any) -> ResultMessage:
         """Send a message and consume the turn; returns its result."""

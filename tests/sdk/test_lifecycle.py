@@ -210,3 +210,25 @@ async def test_malformed_cli_output_is_skipped(
     agent_id = await sdk.create_agent(model=letta_home.model, transport="subprocess")
     result = await sdk.prompt("still fine", agent_id, transport="subprocess")
     assert result.result == "You said: still fine"
+
+
+async def test_abort_while_the_model_hangs(
+    letta_home: LettaHome, transport: str, scripted_model: ScriptedModelServer
+) -> None:
+    """A caller's timeout cancels stream() mid-turn; abort() then still ends the turn."""
+    scripted_model.on("hang please", Reply.hanging(), times=1)
+    async with sdk.create_session(await sdk.create_agent(model=letta_home.model)) as session:
+        await session.send("hang please")
+        with anyio.move_on_after(2):
+            async for _ in session.stream():
+                pass  # the model sends nothing
+        await session.abort()
+        with anyio.fail_after(30):
+            messages = [m async for m in session.stream()]
+        result = messages[-1]
+        assert result.type == "result" and result.subtype == "interrupted"
+        if transport == "subprocess":
+            # The process that held the hung request is replaced: the conversation goes on.
+            with anyio.fail_after(60):
+                again = await session.run_turn("after the hang")
+            assert again.result == "You said: after the hang"

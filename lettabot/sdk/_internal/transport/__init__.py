@@ -14,7 +14,7 @@ result), so a caller never hangs.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -74,7 +74,7 @@ class Transport(Protocol):
         """Queue a user message (the CLI merges messages sent during a turn into the next)."""
         ...
 
-    def receive(self) -> AsyncIterator[Message]:
+    def receive(self) -> AsyncGenerator[Message, None]:
         """Messages as they come; each turn ends with a ResultMessage. Ends when closed."""
         ...
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,7 @@ class AppServerTransport:
         self._abort_deadline: float | None = None
         self._closed = False
         self._warm_owner = False
+        self._pending: deque[Message] = deque()
 
     # -- opening ------------------------------------------------------------------------
 
@@ -321,7 +323,11 @@ class AppServerTransport:
         if answer.get("aborted") and self._in_flight:
             self._abort_deadline = anyio.current_time() + ABORT_GRACE
 
-    async def receive(self) -> AsyncIterator[Message]:
+    async def receive(self) -> AsyncGenerator[Message, None]:
+        # Handled messages wait in self._pending, not in this generator: a consumer cancelled
+        # between two of them (then a new receive()) loses none.
+        while self._pending:
+            yield self._pending.popleft()
         while not self._closed:
             channel = self._channel
             if channel is None:
@@ -336,8 +342,9 @@ class AppServerTransport:
                 if channel is self._channel:  # the connection is gone: wait for a new one
                     await self._channel_changed.wait()
                 continue
-            for msg in await self._handle(frame):
-                yield msg
+            self._pending.extend(await self._handle(frame))
+            while self._pending:
+                yield self._pending.popleft()
 
     async def _next(self, channel: Channel) -> dict[str, Any] | None:
         """The next frame; a synthetic ``cancelled`` end if an abort went unanswered."""

@@ -15,11 +15,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import subprocess
 import tempfile
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import IO, Any
 
 import anyio
@@ -44,6 +45,7 @@ log = logging.getLogger("lettabot.sdk")
 _MAX_LINE = 32 * 1024 * 1024
 _MAX_QUEUED = 10_000
 _CLOSE_GRACE = 3.0
+_ABORT_GRACE = 5.0
 
 
 def build_argv(cli: str, options: SessionOptions, target: Target) -> list[str]:
@@ -113,6 +115,7 @@ class SubprocessTransport:
         self._closed = False
         self._init: InitMessage | None = None
         self._respawn_needed = False
+        self._abort_deadline: float | None = None
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -233,9 +236,14 @@ class SubprocessTransport:
         self._turns_open += 1
 
     async def interrupt(self) -> None:
+        if self._turns_open and self._abort_deadline is None:
+            self._abort_deadline = anyio.current_time() + _ABORT_GRACE
         await self.control("interrupt")
 
     async def control(self, subtype: str, **fields: Any) -> dict[str, Any]:
+        if self._respawn_needed and subtype not in ("initialize", "interrupt"):
+            self._respawn_needed = False
+            await self._respawn()
         request_id = f"req-{next(self._request_ids)}"
         await self._write(
             {
@@ -265,15 +273,23 @@ class SubprocessTransport:
             raise ProcessError(f"control request {subtype!r} failed: {response.get('error')}")
         return dict(response.get("response") or {})
 
-    async def receive(self) -> AsyncIterator[Message]:
+    async def receive(self) -> AsyncGenerator[Message, None]:
         while True:
             if self._messages:
                 msg = self._messages.popleft()
                 if isinstance(msg, dict):
-                    await self._answer(msg)
+                    try:
+                        await self._answer(msg)
+                    except anyio.get_cancelled_exc_class():
+                        # Cancelled before the CLI got its answer: the next receive() asks
+                        # again rather than leave the CLI waiting forever.
+                        if not self._closed:
+                            self._messages.appendleft(msg)
+                        raise
                     continue
                 if isinstance(msg, ResultMessage):
                     self._turns_open = max(0, self._turns_open - 1)
+                    self._abort_deadline = None
                     if msg.subtype == "interrupted" and self._is_local():
                         self._respawn_needed = True
                 yield msg
@@ -281,8 +297,38 @@ class SubprocessTransport:
             if self._eof or self._closed:
                 return
             async with self._read_lock:
-                if not self._messages and not await self._pump():
+                if self._messages:
+                    continue
+                deadline = self._abort_deadline
+                with anyio.CancelScope(deadline=deadline or math.inf) as scope:
+                    more = await self._pump()
+                if scope.cancelled_caught:
+                    await self._abandon_turn()
+                elif not more:
                     self._on_eof()
+
+    async def _abandon_turn(self) -> None:
+        """The CLI did not end an interrupted turn in time (measured: an interrupt does not
+        reach a model request that has sent nothing yet). Replace the process instead."""
+        log.warning(
+            "the CLI did not stop the turn within %ss of an interrupt; restarting it", _ABORT_GRACE
+        )
+        self._abort_deadline = None
+        self._turns_open = 0
+        self._respawn_needed = True
+        if self._process is not None:
+            with anyio.CancelScope(shield=True):
+                _signal_group(self._process, terminate=False)
+                await self._process.wait()
+        self._messages.append(
+            ResultMessage(
+                success=False,
+                subtype="interrupted",
+                error="The turn was interrupted.",
+                error_code="interrupted",
+                stop_reason="cancelled",
+            )
+        )
 
     def _on_eof(self) -> None:
         if self._eof:
