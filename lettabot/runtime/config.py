@@ -98,7 +98,8 @@ def _missing(key: str, what: str) -> Problem:
     return Problem(key, f"is not set but {what}", "set $ENV (or $KEY in the file)")
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
     if host.lower() == "localhost":
         return True
     try:
@@ -211,7 +212,7 @@ class RemoteServer(_Section):
             )
         else:
             host = re.sub(r"^wss?://", "", self.url).split("/")[0].rsplit(":", 1)[0]
-            if not _is_loopback(host) and _blank(self.token):
+            if not is_loopback(host) and _blank(self.token):
                 problems.append(
                     Problem(
                         "token",
@@ -266,7 +267,7 @@ class WebConfig(_Section):
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        if self.enabled is not False and not _is_loopback(self.host) and _blank(self.token):
+        if self.enabled is not False and not is_loopback(self.host) and _blank(self.token):
             return self._raise(
                 [
                     Problem(

@@ -241,20 +241,10 @@ class Scheduler:
         self._refilling = True
         try:
             agent = await self.router.agent_id()
-            server = self._next_server % self.servers
-            self._next_server += 1
-            binding = _Binding(self.broker)
-            session = sdk.create_session(agent, **self._session_options(binding, server))
             try:
-                await session.connect()
+                session, binding, server = await self._open_conversation(agent)
             except sdk.LettaSDKError as exc:
-                with anyio.CancelScope(shield=True):
-                    await session.close()
                 raise self.router.missing(agent, str(exc).splitlines()[0]) from exc
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await session.close()
-                raise
             if self.draining:
                 with anyio.CancelScope(shield=True):
                     await session.close()
@@ -411,7 +401,10 @@ class Scheduler:
         warm, self._warm = self._warm, None
         if warm is not None:
             return warm  # refilled after this turn (not during it: the server is shared)
-        agent = await self.router.agent_id()
+        return await self._open_conversation(await self.router.agent_id())
+
+    async def _open_conversation(self, agent: str) -> tuple[sdk.Session, _Binding, int]:
+        """A new conversation on ``agent``, on the next App Server in turn; closed if it fails."""
         server = self._next_server % self.servers
         self._next_server += 1
         binding = _Binding(self.broker)

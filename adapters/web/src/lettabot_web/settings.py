@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,7 +10,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from lettabot.runtime.config import ConfigError
+from lettabot.runtime.config import ConfigError, is_loopback
 
 __all__ = ["WebSettings", "WebSettingsError", "is_loopback"]
 
@@ -24,16 +23,6 @@ class WebSettingsError(ConfigError):
 
     def __init__(self, problem: str) -> None:
         super().__init__([problem])
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _secret(value: Any) -> str | None:
