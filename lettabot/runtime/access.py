@@ -54,10 +54,22 @@ class AccessPolicy:
         return self.config.is_allowed_user(adapter, user_id)
 
     def may_approve(self, adapter: str, user_id: str, requested_by: str | None) -> bool:
-        """Approvers if configured, else only the person whose message started the turn."""
+        """Approvers if configured; else the person whose message started the turn, where
+        self-approval is on (``access.self_approve``); else nobody."""
         if self.config.approvers:
             return self.config.is_approver(adapter, user_id)
-        return requested_by is not None and user_id == requested_by
+        if not self.config.may_self_approve(adapter):
+            return False
+        return requested_by is not None and user_id == requested_by and self.may_talk(
+            adapter, user_id)
+
+    def approvers_text(self, adapter: str) -> str:
+        """Who may decide a request here, for prompts and refusals."""
+        if self.config.approvers:
+            return "the configured approvers"
+        if self.config.may_self_approve(adapter):
+            return "the person whose message started this turn"
+        return "nobody (no access.approvers are configured)"
 
     def check(self, message: InboundMessage, *, has_conversation: bool) -> Verdict:
         """Judge ``message`` (``has_conversation``: its scope already has a route)."""

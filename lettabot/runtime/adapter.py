@@ -139,7 +139,10 @@ class ApprovalView(_Frozen):
     requested_by: str | None = None
     """User id of the person whose message started the turn."""
     allow_always: bool = True
-    """Whether to offer "Always allow <tool> here"."""
+    """Whether to offer "Always allow"."""
+    always_covers: str | None = None
+    """What "Always allow" would cover (shown beside the button), e.g. "`git status …`
+    commands on paths in the workspace, here, for 24 h"."""
     expires_at: datetime | None = None
 
 

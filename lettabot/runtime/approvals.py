@@ -4,20 +4,21 @@ For each request the broker, in order:
 
 1. blocks tools outside the tool filter (``letta.allowed_tools`` when non-empty,
    ``letta.disallowed_tools``): denied before anyone is asked, whatever is clicked;
-2. allows a tool with an "Always allow <tool> here" rule for the scope (stored);
-3. otherwise shows an :class:`ApprovalView` through the scope's adapter and waits for a
-   click: only ``access.approvers`` (if set) else the person whose message started the
-   turn may decide; the store's atomic ``decide`` makes a double click decide once.
-   No decision within ``approvals.timeout_seconds`` → denied ("Timed out").
+2. allows what :class:`~lettabot.runtime.tool_guard.ToolGuard` runs without asking
+   (reads inside the workspace, the agent's own memory; see that module);
+3. allows a call covered by an unexpired "Always allow" rule of the scope
+   (:mod:`~lettabot.runtime.tool_rules`), for a person who may talk there;
+4. otherwise shows an :class:`ApprovalView` through the scope's adapter and waits for a
+   click: only ``access.approvers`` (if set) else, where ``access.self_approve`` allows it,
+   the person whose message started the turn; with neither, it is denied at once. The
+   store's atomic ``decide`` makes a double click decide once. A decision belongs to the
+   exact input it was shown for. No decision within ``approvals.timeout_seconds`` → denied.
 
 Every outcome is stored (the audit log) and the prompt is updated through the adapter's
 ``resolve_approval``. Button values carry the request id, so a click after a restart finds
 its record (expired at startup) and gets a clear answer.
 
-Tool filters and the App Server: the server cannot combine per-conversation tool lists
-with asking (see ``lettabot.sdk``'s ``unsupported_options``), so with a filter configured
-conversations run in ``strict`` mode (every tool call reaches the broker) and the broker
-applies the configured mode to the tools that pass the filter — see :class:`ToolPolicy`.
+Conversations run in the CLI's ``strict`` mode, so every tool call reaches the broker.
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
@@ -43,7 +47,9 @@ from lettabot.runtime.adapter import (
     Scope,
 )
 from lettabot.runtime.config import ApprovalsConfig, LettaConfig
-from lettabot.runtime.store import Approval, ApprovalStatus, Store
+from lettabot.runtime.store import AllowRule, Approval, ApprovalStatus, Store, input_digest
+from lettabot.runtime.tool_guard import ToolGuard
+from lettabot.runtime.tool_rules import RuleProposal, matches, propose
 
 __all__ = ["ApprovalBroker", "ToolPolicy", "TurnOwner", "summarize_input"]
 
@@ -80,6 +86,7 @@ class TurnOwner:
     conversation_id: str
     user_id: str
     user_name: str = ""
+    agent_id: str | None = None
     server_alive: Callable[[], bool] | None = field(default=None, compare=False)
     """Whether the conversation's App Server still runs (a prompt is cancelled when it died)."""
 
@@ -91,11 +98,19 @@ class ToolPolicy:
     mode: str  # the configured mode
     allowed: frozenset[str] = frozenset()
     disallowed: frozenset[str] = frozenset()
+    guard: ToolGuard | None = None
+    """What runs without a click; None: the configured mode decides by tool name only."""
+
+    def guard_or_default(self) -> ToolGuard:
+        """The guard (a workspace-less default: everything asks, rules match exactly)."""
+        if self.guard is not None:
+            return self.guard
+        return ToolGuard.build(self.mode, Path(os.devnull), [], env=os.environ)
 
     @classmethod
-    def from_config(cls, letta: LettaConfig) -> ToolPolicy:
+    def from_config(cls, letta: LettaConfig, guard: ToolGuard | None = None) -> ToolPolicy:
         return cls(letta.permission_mode, frozenset(letta.allowed_tools),
-                   frozenset(letta.disallowed_tools))
+                   frozenset(letta.disallowed_tools), guard)
 
     @property
     def filtered(self) -> bool:
@@ -103,8 +118,17 @@ class ToolPolicy:
 
     @property
     def cli_mode(self) -> str:
-        """The mode conversations run in: ``strict`` under a filter, else the configured one."""
-        return "strict" if self.filtered else self.mode
+        """The mode conversations run in: always ``strict``, so that every tool call reaches
+        the broker and :class:`ToolGuard` decides what runs without a click (the CLI's own
+        ``standard`` reads any file and runs ``printenv`` without asking)."""
+        return "strict"
+
+    def auto_allow(self, tool_name: str, tool_input: Mapping[str, Any],
+                   agent_id: str | None) -> str | None:
+        """Why this call runs without asking anyone, or None."""
+        if self.guard is not None:
+            return self.guard.auto_allow(tool_name, tool_input, agent_id)
+        return f"permission_mode {self.mode}" if self.pre_approved(tool_name) else None
 
     def blocked(self, tool_name: str) -> str | None:
         """Why ``tool_name`` may never run here, or None."""
@@ -115,17 +139,23 @@ class ToolPolicy:
         return None
 
     def pre_approved(self, tool_name: str) -> bool:
-        """Under a filter: whether the configured mode would run this tool without asking."""
-        if not self.filtered:
-            return False
+        """Whether the configured mode runs this tool without asking (by name only)."""
         edits = self.mode == "acceptEdits" and tool_name in EDIT_TOOLS
         return self.mode == "unrestricted" or edits
 
 
-def request_key(conversation_id: str, cli_request_id: str) -> str:
-    """A short, stable request id for buttons (fits Discord's 100-character custom ids)."""
-    digest = hashlib.sha256(f"{conversation_id}\x00{cli_request_id}".encode()).hexdigest()
-    return f"ap-{digest[:24]}"
+def request_key(conversation_id: str, cli_request_id: str | None, tool_name: str,
+                tool_input: Mapping[str, Any]) -> str:
+    """A short request id for buttons (fits Discord's 100-character custom ids).
+
+    Stable for a re-sent request (same CLI id, same tool and input: same answer), different
+    for anything else: a decision applies only to the input it was shown for. A request
+    without an id never matches another.
+    """
+    cli_id = cli_request_id or f"anonymous-{uuid.uuid4().hex}"
+    shown = input_digest({"tool": tool_name, "input": dict(tool_input)})
+    key = f"{conversation_id}\x00{cli_id}\x00{shown}"
+    return f"ap-{hashlib.sha256(key.encode()).hexdigest()[:24]}"
 
 
 def _truncate(text: str, limit: int) -> str:
@@ -181,6 +211,7 @@ class _Waiting:
     view: ApprovalView
     owner: TurnOwner
     ref: MessageRef | None = None
+    proposal: RuleProposal | None = None
     done: anyio.Event = field(default_factory=anyio.Event)
     result: sdk.PermissionResult | None = None
 
@@ -212,8 +243,9 @@ class ApprovalBroker:
         self, owner: TurnOwner, request: CanUseToolRequest
     ) -> sdk.PermissionResult:
         """Answer one ``can_use_tool`` request of a turn (see the module doc)."""
-        rid = request_key(owner.conversation_id, request.request_id or request.tool_call_id)
         tool = request.tool_name
+        rid = request_key(owner.conversation_id, request.request_id or request.tool_call_id,
+                          tool, request.tool_input)
         summary, diff = summarize_input(tool, request.tool_input, request.diffs)
         approval = await self.store.create_pending(
             rid, scope=owner.scope.key, conversation_id=owner.conversation_id, tool_name=tool,
@@ -225,18 +257,37 @@ class ApprovalBroker:
             await self.store.decide(rid, ApprovalStatus.DENIED, "policy", why)
             await self._note(owner.scope, f"🚫 {tool} was blocked: {why}.")
             return sdk.PermissionDeny(message=f"{why}; it was not run and cannot be approved.")
-        if self.policy.pre_approved(tool):
-            await self.store.decide(rid, ApprovalStatus.APPROVED, "policy",
-                                    f"permission_mode {self.policy.mode}")
+        if (why := self.policy.auto_allow(tool, request.tool_input, owner.agent_id)) is not None:
+            await self.store.decide(rid, ApprovalStatus.APPROVED, "policy", why)
             return sdk.PermissionAllow()
-        if await self.store.is_allowed(owner.scope.key, tool):
+        if (rule := await self._matching_rule(owner, tool, request.tool_input)) is not None:
             await self.store.decide(rid, ApprovalStatus.APPROVED, "rule",
-                                    f"always allow {tool} here")
+                                    f"rule {rule.id} by {rule.created_by}: {rule.tool_name} "
+                                    f"{rule.kind} {rule.pattern}"[:500])
             return sdk.PermissionAllow()
-        return await self._ask(owner, approval, summary, diff)
+        if not self.access.config.approvers and not self.access.config.may_self_approve(
+                owner.scope.adapter):
+            why = "no access.approvers are configured, so nobody may approve it"
+            await self.store.decide(rid, ApprovalStatus.DENIED, "policy", why)
+            await self._note(owner.scope, f"🚫 {tool} needs an approver's click, but {why}.")
+            return sdk.PermissionDeny(message=f"{tool} needs approval and {why}; it was not run.")
+        proposal = propose(self.policy.guard_or_default(), tool, request.tool_input)
+        return await self._ask(owner, approval, summary, diff, proposal)
+
+    async def _matching_rule(self, owner: TurnOwner, tool: str,
+                             tool_input: Mapping[str, Any]) -> AllowRule | None:
+        """An unexpired rule of the scope covering this call, for a person who may talk."""
+        if not self.access.may_talk(owner.scope.adapter, owner.user_id):
+            return None
+        guard = self.policy.guard_or_default()
+        for rule in await self.store.list_allow_rules(owner.scope.key):
+            if matches(guard, rule, tool, tool_input):
+                return rule
+        return None
 
     async def _ask(
-        self, owner: TurnOwner, approval: Approval, summary: str, diff: str | None
+        self, owner: TurnOwner, approval: Approval, summary: str, diff: str | None,
+        proposal: RuleProposal,
     ) -> sdk.PermissionResult:
         rid = approval.request_id
         timeout = self.config.timeout_seconds
@@ -244,9 +295,10 @@ class ApprovalBroker:
             request_id=rid, scope=owner.scope, tool_name=approval.tool_name,
             input_summary=summary, diff=diff, requested_by=owner.user_id,
             allow_always=self.config.always_allow_button,
+            always_covers=f"{proposal.covers}, here, for {self.config.rule_ttl_hours:g} h",
             expires_at=approval.created_at + timedelta(seconds=timeout),
         )
-        waiting = _Waiting(approval, view, owner)
+        waiting = _Waiting(approval, view, owner, proposal=proposal)
         self._waiting[rid] = waiting
         try:
             adapter = self._adapter_for(owner.scope.adapter)
@@ -332,26 +384,31 @@ class ApprovalBroker:
                         "or the turn ended). Ask again if the tool should run.")
         scope = waiting.owner.scope
         if not self.access.may_approve(scope.adapter, user_id, approval.requested_by):
-            who = ("the configured approvers" if self.access.config.approvers
-                   else "the person whose message started this turn")
+            who = self.access.approvers_text(scope.adapter)
             return DecisionOutcome(status="not_authorized",
                                    message=f"Only {who} can decide this request.")
         name = user_name or user_id
         approve = decision in ("approve", "always")
         outcome = ApprovalStatus.APPROVED if approve else ApprovalStatus.DENIED
-        always = decision == "always" and self.config.always_allow_button
-        reason = f"always allow {approval.tool_name} here" if always else None
+        always = (decision == "always" and self.config.always_allow_button
+                  and waiting.proposal is not None)
+        covers = waiting.view.always_covers if always else None
+        reason = f"always allow {covers}" if covers else None
         if not await self.store.decide(request_id, outcome, f"{scope.adapter}:{user_id}", reason):
             fresh = await self.store.get_approval(request_id)
             text = _outcome_text(fresh) if fresh else "unknown"
             return DecisionOutcome(status="already_decided", message=f"Already decided: {text}.")
-        if always:
-            await self.store.add_allow_rule(scope.key, approval.tool_name,
-                                            f"{scope.adapter}:{user_id}")
+        if always and waiting.proposal is not None:
+            rule = await self.store.add_allow_rule(
+                scope.key, approval.tool_name, kind=waiting.proposal.kind,
+                pattern=waiting.proposal.pattern, created_by=f"{scope.adapter}:{user_id}",
+                ttl=timedelta(hours=self.config.rule_ttl_hours))
+            log.info("allow rule %s added in %s by %s:%s (%s %s)", rule.id, scope.key,
+                     scope.adapter, user_id, rule.tool_name, rule.kind)
         if approve:
             final = f"Approved by {name}"
             if always:
-                final += f" — {approval.tool_name} is always allowed here now"
+                final += f" — from now on {approval.tool_name}: {covers} (`rules` lists them)"
             waiting.result = sdk.PermissionAllow()
         else:
             final = f"Denied by {name}"

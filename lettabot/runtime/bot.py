@@ -17,6 +17,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -38,7 +39,8 @@ from lettabot.runtime.commands import Commands
 from lettabot.runtime.config import Config
 from lettabot.runtime.router import Router
 from lettabot.runtime.scheduler import Job, Scheduler
-from lettabot.runtime.store import Approval, Store, open_store
+from lettabot.runtime.store import Approval, Store, open_store, sqlite_path
+from lettabot.runtime.tool_guard import ToolGuard
 from lettabot.runtime.turns import TurnRunner
 
 __all__ = ["Bot", "adapter_settings"]
@@ -55,19 +57,35 @@ def adapter_settings(config: Config) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _use_remote_server(config: Config) -> None:
-    """``servers.urls``: point the SDK at the first remote App Server (it has one server
-    setting per process, ``LETTA_APP_SERVER_URL``; spreading conversations over several
-    remote servers, or local and remote ones, needs an SDK API that does not exist yet)."""
+def _remote_server_options(config: Config) -> dict[str, Any]:
+    """``servers.urls``: the first remote App Server, as session options (never through
+    ``os.environ``: that would reach every CLI process and so the agent's tools)."""
     urls = config.servers.urls
     if not urls:
-        return
+        return {}
     if len(urls) > 1 or config.servers.count > 1:
         log.warning("servers.urls: every conversation runs on %s; servers.count and further "
                     "urls are ignored (not supported yet)", urls[0].url)
-    os.environ["LETTA_APP_SERVER_URL"] = urls[0].url
-    if urls[0].token is not None:
-        os.environ["LETTA_APP_SERVER_TOKEN"] = urls[0].token.get_secret_value()
+    return {"app_server_url": urls[0].url, "app_server_token": urls[0].token}
+
+
+def protected_paths(config: Config) -> list[Path]:
+    """lettabot's own state, which no tool call reads without an approver's click."""
+    paths = [config.data_dir, Path.cwd() / ".env"]
+    if config.config_file is not None:
+        paths += [config.config_file, config.config_file.parent / ".env"]
+    database = sqlite_path(config.store_url)
+    if database is not None:
+        paths.append(database)
+    return paths
+
+
+def tool_guard(config: Config) -> ToolGuard:
+    """The guard for ``config``: its workspace, protected paths and the CLI's home."""
+    env = {k: v for k, v in os.environ.items() if k in ("HOME", "LETTA_LOCAL_BACKEND_DIR")}
+    env.update(config.letta.env)
+    return ToolGuard.build(config.letta.permission_mode, config.letta_cwd,
+                           protected_paths(config), env=env)
 
 
 class Bot:
@@ -88,7 +106,7 @@ class Bot:
         self.demo = demo
         self.adapters: dict[str, Adapter] = {}
         self.access = AccessPolicy(config.access, adapter_settings(config))
-        self.policy = ToolPolicy.from_config(config.letta)
+        self.policy = ToolPolicy.from_config(config.letta, tool_guard(config))
         self.broker = ApprovalBroker(store, self.access, config.approvals, self.policy,
                                      self.adapters.get)
         self.router = Router(store, configured_agent=config.letta.agent_id,
@@ -124,7 +142,6 @@ class Bot:
         Raises :class:`~lettabot.runtime.router.AgentMissingError` if the agent cannot be
         opened.
         """
-        _use_remote_server(config)
         own_store = store is None
         if store is None:
             config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -170,7 +187,8 @@ class Bot:
         }
         if letta.cli_path:
             options["cli_path"] = letta.cli_path
-        env: dict[str, str] = {}
+        options.update(_remote_server_options(self.config))
+        env: dict[str, str] = dict(letta.env)
         if letta.backend == "cloud":
             if letta.base_url:
                 env["LETTA_BASE_URL"] = letta.base_url
@@ -183,7 +201,7 @@ class Bot:
     async def _create_agent(self) -> str:
         letta = self.config.letta
         options = {k: v for k, v in self._session_options().items()
-                   if k in ("cwd", "cli_path", "env")}
+                   if k in ("cwd", "cli_path", "env", "app_server_url", "app_server_token")}
         if self.scheduler.transport:
             options["transport"] = self.scheduler.transport
         return await sdk.create_agent(

@@ -70,10 +70,9 @@ def check_config(path: str | None) -> int:
     print(config.describe(), end="")
     policy = ToolPolicy.from_config(config.letta)
     print("\n# what would run")
-    mode = policy.cli_mode
-    if mode != config.letta.permission_mode:
-        mode += (f" (letta.permission_mode {config.letta.permission_mode!r} applied by "
-                 "lettabot to the tools that pass letta.allowed_tools/disallowed_tools)")
+    mode = (f"{config.letta.permission_mode} (the CLI runs in {policy.cli_mode} mode: every "
+            "tool call reaches lettabot, which runs reads inside the workspace without asking "
+            "and asks an approver for the rest; see docs/security.md)")
     agent = config.letta.agent_id or (
         f"created on first run (named by letta.agent_name {config.letta.agent_name!r}) and "
         "remembered in the store")
@@ -88,6 +87,10 @@ def check_config(path: str | None) -> int:
         adapters = enabled_adapters(config)
     except AdapterNotInstalled as exc:
         print(f"adapters: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if refusals := config.refusals():
+        for problem in refusals:
+            print(f"lettabot run would refuse to start: {problem}", file=sys.stderr)
         return EXIT_CONFIG
     if not adapters:
         print("adapters: none is enabled — enable one ([slack], [discord], [web] or "
@@ -150,6 +153,12 @@ def run(args: argparse.Namespace, *, demo: bool = False) -> int:
         config = enter_demo(config)
     logging.basicConfig(level=config.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if refusals := config.refusals():
+        for problem in refusals:
+            print(f"lettabot: refusing to start: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    if config.access.open:
+        log.warning("access.open = true: everyone who can message the bot may talk to it")
     if not config.enabled_adapters():
         print("no adapter is enabled — enable [slack], [discord] or [web] "
               "(lettabot check-config shows the effective config)", file=sys.stderr)

@@ -24,6 +24,7 @@ COMMANDS = {
     "status": "agent, conversation, model, queue, pending approvals, servers",
     "stop": "interrupt the running turn",
     "memory": "list the agent's memory files",
+    "rules": "list this thread's \"Always allow\" rules; `rules revoke <id>` (approvers)",
     "help": "this list",
 }
 
@@ -102,9 +103,14 @@ class Commands:
         name = command.strip().lstrip("/!").lower()
         if name == "reset":
             had = await self.scheduler.reset(scope)
+            cleared = await self.broker.store.clear_allow_rules(scope.key)
             text = ("Started a new conversation here (the agent's memory is kept)." if had
                     else "There was no conversation here yet; the next message starts one.")
+            if cleared:
+                text += f" {cleared} \"Always allow\" rule{'s' * (cleared != 1)} cleared."
             return CommandResult(text=text)
+        if name == "rules":
+            return await self._rules(scope, user_id, args)
         if name == "stop":
             stopped = await self.scheduler.stop(scope, reason=f"stopped by {user_id}")
             return CommandResult(text="Stopping the running turn." if stopped
@@ -118,6 +124,31 @@ class Commands:
             lines = ["Commands:", *(f"• `{n}` — {d}" for n, d in COMMANDS.items())]
             return CommandResult(text="\n".join(lines), ephemeral=True)
         return CommandResult(text=f"Unknown command {command!r}. Try `help`.", ephemeral=True)
+
+    async def _rules(self, scope: Scope, user_id: str, args: str) -> CommandResult:
+        store = self.broker.store
+        words = args.split()
+        if words and words[0] in ("revoke", "remove", "delete"):
+            if not self.access.config.is_approver(scope.adapter, user_id):
+                return CommandResult(text="Only the configured approvers can revoke rules.",
+                                     ephemeral=True)
+            if len(words) != 2:
+                return CommandResult(text="Write `rules revoke <id>` (ids from `rules`).",
+                                     ephemeral=True)
+            mine = {r.id for r in await store.list_allow_rules(scope.key)}
+            if words[1] not in mine or not await store.remove_allow_rule(words[1]):
+                return CommandResult(text=f"No rule {words[1]!r} here.", ephemeral=True)
+            return CommandResult(text=f"Rule `{words[1]}` revoked by {user_id}.")
+        rules = await store.list_allow_rules(scope.key)
+        if not rules:
+            return CommandResult(text="No \"Always allow\" rules here.", ephemeral=True)
+        lines = [f"\"Always allow\" rules here ({len(rules)}):"]
+        for r in rules:
+            what = {"prefix": f"`{r.pattern} …` commands", "command": f"exactly `{r.pattern}`",
+                    "path": f"under `{r.pattern}`", "input": "one exact input"}.get(r.kind, r.kind)
+            lines.append(f"• `{r.id}` {r.tool_name}: {what} — by {r.created_by}, until "
+                         f"{r.expires_at:%Y-%m-%d %H:%M} UTC")
+        return CommandResult(text="\n".join(lines), ephemeral=True)
 
     async def _status(self, scope: Scope) -> str:
         route = await self.router.lookup(scope)

@@ -136,6 +136,10 @@ class LettaConfig(_Section):
     disallowed_tools: list[str] = Field(default_factory=list)
     system_prompt: str | None = None
     persona: str | None = None
+    env: dict[str, str] = Field(default_factory=dict, repr=False)
+    """Extra environment for the CLI (e.g. a provider key). The CLI gets only PATH, HOME,
+    locale, proxy and ``LETTA_*`` variables of lettabot's own environment; whatever is here
+    can be read by an approved tool call."""
 
     @field_validator("permission_mode", mode="before")
     @classmethod
@@ -171,6 +175,18 @@ class AccessConfig(_Section):
     allowed_users: list[str] = Field(default_factory=list)
     approvers: list[str] = Field(default_factory=list)
     require_mention: bool = True
+    open: bool = False
+    """Let everyone who can message the bot talk to it. Without this, ``lettabot run``
+    refuses to start Slack or Discord unless ``allowed_users`` or ``approvers`` is set."""
+    self_approve: bool | None = None
+    """Whether the person whose message started a turn may approve its tool calls when no
+    ``approvers`` are set. None (default): only in the web chat, whose one user is whoever
+    holds its token (on loopback: this machine's user). False: nobody but approvers."""
+
+    def may_self_approve(self, adapter: str) -> bool:
+        if self.self_approve is None:
+            return adapter == "web"
+        return self.self_approve
 
     @staticmethod
     def _matches(entries: Iterable[str], adapter: str, user_id: str) -> bool:
@@ -195,6 +211,10 @@ class ApprovalsConfig(_Section):
 
     timeout_seconds: float = Field(default=600.0, gt=0)
     always_allow_button: bool = True
+    rule_ttl_hours: float = Field(default=24.0, gt=0)
+    """How long an "Always allow" rule lasts."""
+    retention_days: float = Field(default=90.0, gt=0)
+    """How long decided approvals (the audit log) are kept."""
 
 
 class RemoteServer(_Section):
@@ -455,6 +475,19 @@ class Config(BaseSettings):
         names += [n for n, s in self.adapters.items() if s.get("enabled") is True]
         return names
 
+    def refusals(self) -> list[Problem]:
+        """Settings ``lettabot run`` refuses to start with (unsafe unless opted into)."""
+        public = [n for n in ("slack", "discord") if getattr(self, n).enabled]
+        access = self.access
+        if public and not (access.allowed_users or access.approvers or access.open):
+            return [Problem(
+                "access.allowed_users",
+                f"is empty (and so is access.approvers) with {' and '.join(public)} enabled: "
+                "everyone who can message the bot could use it",
+                "list who may talk (access.allowed_users) and who may approve tool calls "
+                "(access.approvers), or set access.open = true to let everyone talk")]
+        return []
+
     def warnings(self) -> list[str]:
         """Settings that are valid but risky; ``check-config`` prints them."""
         out = list(self._load_warnings)
@@ -463,11 +496,12 @@ class Config(BaseSettings):
                 'letta.permission_mode is "unrestricted": every tool runs without asking anyone'
             )
         public = [n for n in ("slack", "discord") if getattr(self, n).enabled]
-        if public and not self.access.allowed_users and not self.access.approvers:
-            out.append(
-                f"{' and '.join(public)}: everyone who can message the bot may use it and approve "
-                "its own tool calls — set access.allowed_users or access.approvers"
-            )
+        if public and self.access.open and not self.access.allowed_users:
+            out.append(f"access.open = true: everyone who can message the bot on "
+                       f"{' and '.join(public)} may talk to it")
+        if not self.access.approvers and self.access.self_approve:
+            out.append("access.self_approve = true and no access.approvers: whoever starts a "
+                       "turn approves its own tool calls")
         return out
 
     def describe(self) -> str:

@@ -11,6 +11,7 @@ reopens the conversation for the next message.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,7 +23,7 @@ from lettabot.runtime.approvals import TurnOwner
 from lettabot.runtime.render import ReplyStream, tool_line
 from lettabot.runtime.scheduler import Job, SessionBroken, TurnOwnerSetter
 
-__all__ = ["TurnRunner", "message_content"]
+__all__ = ["TurnRunner", "message_content", "neutralize"]
 
 log = logging.getLogger("lettabot.runtime.turns")
 
@@ -31,10 +32,21 @@ SERVER_DIED = ("⚠️ The agent's server stopped during this turn, so this repl
                "Your next message will continue the conversation.")
 
 
+_MARKUP = re.compile(r"<(\s*/?\s*system[\s_-]*(?:reminder|message|prompt|notice)?)", re.I)
+
+
+def neutralize(text: str) -> str:
+    """User text that cannot open or close the runtime's (or the CLI's) own markup:
+    ``<system-reminder>`` and its look-alikes lose their ``<`` (shown as ``‹``)."""
+    return _MARKUP.sub(lambda m: "‹" + m.group(1), text)
+
+
 def sender_note(message: InboundMessage) -> str:
     """Who wrote the message, and where: the agent talks with many people in one chat."""
     scope = message.scope
-    who = f"{message.user_name} (id {message.user_id})" if message.user_name else message.user_id
+    name = neutralize(message.user_name).replace("\n", " ")
+    user_id = neutralize(message.user_id)
+    who = f"{name} (id {user_id})" if name else user_id
     where = "a direct message" if scope.is_dm else (
         "a thread" if scope.thread else "a channel"
     )
@@ -46,9 +58,9 @@ def sender_note(message: InboundMessage) -> str:
 
 def message_content(message: InboundMessage) -> list[dict[str, Any]]:
     """The sender note, the text (plus a line per attachment not downloaded), and images."""
-    text = message.text
+    text = neutralize(message.text)
     notes = [
-        f"[attachment: {a.name}{f' ({a.url})' if a.url else ''}]"
+        neutralize(f"[attachment: {a.name}{f' ({a.url})' if a.url else ''}]")
         for a in message.attachments if not a.data_base64
     ]
     if notes:
@@ -116,7 +128,7 @@ class TurnRunner:
                 assert session.conversation_id is not None
                 message = job.message
                 set_owner(TurnOwner(scope, session.conversation_id, message.user_id,
-                                    message.user_name))
+                                    message.user_name, agent_id=session.agent_id))
                 result = await self._stream(session, job, reply, stream)
                 trailer = self._trailer(result, reply)
             except sdk.LettaSDKError as exc:

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from lettabot.sdk.tools import Tool
 from lettabot.sdk.types import PermissionResult
@@ -223,6 +223,11 @@ class SessionOptions(AgentOptions):
     transport: TransportName | None = None
     cli_path: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    """Extra environment for the CLI; it gets only a minimal part of ours (see ``cli_env``)."""
+    app_server_url: str | None = None
+    """An App Server someone else runs (else ``$LETTA_APP_SERVER_URL``, else a local one)."""
+    app_server_token: SecretStr | None = Field(default=None, repr=False)
+    """Its capability token (else ``$LETTA_APP_SERVER_TOKEN``)."""
     request_timeout: float = Field(default=60.0, gt=0)
 
     @field_validator("cwd")

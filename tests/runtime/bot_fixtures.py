@@ -38,8 +38,10 @@ def make_config(home: LettaHome, data_dir: Path, **sections: Any) -> Config:
     """A config for ``home`` (its model), state in ``data_dir``; ``sections`` override."""
     letta = {"model": home.model, **sections.pop("letta", {})}
     approvals = {"timeout_seconds": 30, **sections.pop("approvals", {})}
+    # the tests' default: whoever starts a turn approves it (configured, as it must be)
+    access = {"self_approve": True, **sections.pop("access", {})}
     return Config(_env_file=None, data_dir=data_dir, letta=letta,
-                  approvals=approvals, **sections)
+                  approvals=approvals, access=access, **sections)
 
 
 @pytest.fixture(scope="module")

@@ -157,23 +157,25 @@ async def test_only_the_starter_may_decide_and_a_double_click_decides_once(
 
 
 async def test_always_allow_skips_the_prompt_next_time_in_that_scope_only(
-    module_bot: tuple[Bot, TestChat], module_home: LettaHome
+    module_bot: tuple[Bot, TestChat],
 ) -> None:
     bot, chat = module_bot
+    workspace = bot.config.letta_cwd
     scope = chat.scope("C5", "always")
-    one, two = module_home.workdir / "always1.txt", module_home.workdir / "always2.txt"
-    await chat.push(f"run: echo 1 > {one}", scope=scope)
+    one, two = workspace / "always1.txt", workspace / "always2.txt"
+    await chat.push(f"run: touch {one}", scope=scope)
     prompt = await chat.wait_prompt(scope)
     outcome = await chat.click(prompt.request_id, "always", user="U1")
-    assert "always allowed here" in (outcome.final_text or "")
+    assert "from now on Bash: `touch …` commands" in (outcome.final_text or "")
     await chat.wait_done(scope)
-    await chat.push(f"run: echo 2 > {two}", scope=scope)
+    await chat.push(f"run: touch {two}", scope=scope)
     await chat.wait_done(scope, 2)
     assert one.exists() and two.exists()
     assert [p for p in chat.prompts if p.view.scope == scope] == [prompt]
-    assert await bot.store.is_allowed(scope.key, "Bash")
+    [rule] = await bot.store.list_allow_rules(scope.key)
+    assert (rule.tool_name, rule.kind, rule.pattern) == ("Bash", "prefix", "touch")
     other = chat.scope("C5", "elsewhere")
-    await chat.push(f"run: echo 3 > {module_home.workdir / 'always3.txt'}", scope=other)
+    await chat.push(f"run: touch {workspace / 'always3.txt'}", scope=other)
     elsewhere = await chat.wait_prompt(other)  # the rule is per scope
     await chat.click(elsewhere.request_id, "deny", user="U1")
     await chat.wait_done(other)

@@ -53,7 +53,27 @@ def test_check_config_prints_what_would_run_with_secrets_masked(tmp_path: Path) 
     assert done.returncode == 0, done.stderr
     assert "very-secret-web-token" not in done.stdout + done.stderr
     assert "# adapter web:" in done.stdout and "# config OK" in done.stdout
-    assert "permission mode: strict" in done.stdout  # a tool filter makes every call ask
+    assert "CLI runs in strict mode" in done.stdout  # every call reaches lettabot
+
+
+SLACK = ('[slack]\nenabled = true\nbot_token = "xoxb-1-SECRETSLACK"\n'
+         'app_token = "xapp-1-SECRETAPP"\n')
+
+
+def test_run_refuses_an_open_chat_bot_unless_opted_in(tmp_path: Path) -> None:
+    config = tmp_path / "lettabot.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\n' + SLACK)
+    for command in ("run", "check-config"):
+        done = _run(command, "--config", str(config), cwd=tmp_path)
+        assert done.returncode == 2, (command, done.stderr)
+        assert "access.allowed_users" in done.stderr and "access.approvers" in done.stderr
+        assert "access.open = true" in done.stderr
+        assert "SECRET" not in done.stdout + done.stderr
+    opted = tmp_path / "open.toml"
+    opted.write_text(f'data_dir = "{tmp_path / "data"}"\n[access]\nopen = true\n' + SLACK)
+    done = _run("check-config", "--config", str(opted), cwd=tmp_path)
+    assert "refuse" not in done.stderr and "access.open = true" in done.stdout
+    assert "SECRET" not in done.stdout + done.stderr
 
 
 def _free_port() -> int:

@@ -319,24 +319,46 @@ async def test_expire_pending_after_restart(store_url: str, clock: FakeClock) ->
 # allow rules ----------------------------------------------------------------
 
 
-async def test_allow_rules(store: SQLStore, clock: FakeClock) -> None:
+async def test_allow_rules_are_scoped_and_expire(store: SQLStore, clock: FakeClock) -> None:
     here, there = "slack:T1:C1:1.0", "slack:T1:C2:2.0"
-    assert await store.is_allowed(here, "Bash") is False
-    rule = await store.add_allow_rule(here, "Bash", created_by="slack:U1")
+    assert await store.list_allow_rules(here) == []
+    rule = await store.add_allow_rule(here, "Bash", kind="prefix", pattern="git status",
+                                      created_by="slack:U1", ttl=timedelta(hours=24))
+    assert rule.id.startswith("r-") and rule.expires_at == rule.created_at + timedelta(hours=24)
     clock.advance(5)
-    again = await store.add_allow_rule(here, "Bash", created_by="slack:U2")
-    assert again == rule and again.created_by == "slack:U1"
-    await store.add_allow_rule(here, "Edit", created_by="slack:U1")
-    await store.add_allow_rule(there, "Write", created_by="slack:U3")
-
-    assert await store.is_allowed(here, "Bash") is True
-    assert await store.is_allowed(there, "Bash") is False
-    assert [r.tool_name for r in await store.list_allow_rules(here)] == ["Bash", "Edit"]
+    again = await store.add_allow_rule(here, "Bash", kind="prefix", pattern="git status",
+                                       created_by="slack:U2", ttl=timedelta(hours=24))
+    assert again.id == rule.id and again.created_by == "slack:U2"  # renewed, one rule
+    await store.add_allow_rule(here, "Read", kind="path", pattern="/srv/work",
+                               created_by="slack:U1", ttl=60)
+    await store.add_allow_rule(there, "Bash", kind="command", pattern="make",
+                               created_by="slack:U3", ttl=timedelta(hours=1))
+    assert [r.tool_name for r in await store.list_allow_rules(here)] == ["Bash", "Read"]
     assert len(await store.list_allow_rules()) == 3
+    clock.advance(61)  # the Read rule expired
+    assert [r.tool_name for r in await store.list_allow_rules(here)] == ["Bash"]
+    assert await store.remove_allow_rule(rule.id) is True
+    assert await store.remove_allow_rule(rule.id) is False
+    assert await store.list_allow_rules(here) == []
+    assert await store.clear_allow_rules(there) == 1
+    assert await store.list_allow_rules() == []
 
-    assert await store.remove_allow_rule(here, "Bash") is True
-    assert await store.remove_allow_rule(here, "Bash") is False
-    assert await store.is_allowed(here, "Bash") is False
+
+async def test_purge_keeps_only_what_is_needed(store: SQLStore, clock: FakeClock) -> None:
+    await store.claim_event("slack", "Ev-old", ttl=60)
+    await store.add_allow_rule("s", "Bash", kind="command", pattern="ls", created_by="u", ttl=60)
+    await store.create_pending("old", scope="s", conversation_id="c", tool_name="Bash",
+                               tool_input={}, input_summary="ls", requested_by="u")
+    await store.decide("old", "denied", by="slack:U1")
+    await store.create_pending("waiting", scope="s", conversation_id="c", tool_name="Bash",
+                               tool_input={}, input_summary="ls", requested_by="u")
+    clock.advance(3 * 86400)
+    await store.claim_event("slack", "Ev-new", ttl=60)
+    counts = await store.purge(approvals_older_than=timedelta(days=2))
+    assert counts == {"events": 1, "rules": 1, "approvals": 1}
+    assert await store.get_approval("old") is None
+    assert await store.get_approval("waiting") is not None  # pending is never purged
+    assert await store.claim_event("slack", "Ev-new", ttl=60) is False
 
 
 async def test_settings_persist(store_url: str) -> None:
@@ -393,3 +415,44 @@ async def test_a_newer_schema_is_refused(store_url: str) -> None:
     await engine.dispose()
     with pytest.raises(StoreError, match="newer than this lettabot"):
         await open_store(store_url)
+
+
+async def test_v1_allow_rules_are_dropped_not_widened_on_upgrade(store_url: str) -> None:
+    """Version 1's "always allow <tool> here" covered any input forever: the upgrade drops
+    those rules (nobody approved that breadth) and keeps everything else."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import inspect, select
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from lettabot.runtime.store import normalize_url
+    from lettabot.runtime.store.schema import (
+        MIGRATIONS, allow_rules, routes, schema_version, tool_rules,
+    )
+
+    async with open_store(store_url):  # creates the database (file) itself
+        pass
+    engine = create_async_engine(normalize_url(store_url))
+    now = datetime.now(UTC)
+    async with engine.begin() as conn:
+        for table in (tool_rules, allow_rules, routes, schema_version):
+            await conn.run_sync(lambda c, t=table: t.drop(c, checkfirst=True))
+        await conn.run_sync(lambda c: schema_version.create(c))
+        await conn.run_sync(MIGRATIONS[0])
+        await conn.execute(schema_version.insert().values(id=1, version=1))
+        await conn.execute(allow_rules.insert().values(
+            scope="s", tool_name="Bash", created_by="slack:U1", created_at=now))
+        await conn.execute(routes.insert().values(
+            scope="s", agent_id="a", conversation_id="c", created_at=now, updated_at=now))
+    await engine.dispose()
+    async with open_store(store_url) as store:
+        assert await store.list_allow_rules() == []
+        route = await store.get_route("s")
+        assert route is not None and route.conversation_id == "c"
+    engine = create_async_engine(normalize_url(store_url))
+    async with engine.connect() as conn:
+        names = await conn.run_sync(lambda c: inspect(c).get_table_names())
+        version = (await conn.execute(select(schema_version.c.version))).scalar_one()
+    await engine.dispose()
+    assert "lettabot_allow_rules" not in names and "lettabot_tool_rules" in names
+    assert version == len(MIGRATIONS)

@@ -25,6 +25,7 @@ from lettabot.runtime.store.sql import (
     StoreOpener,
     default_store_url,
     normalize_url,
+    sqlite_path,
     utcnow,
 )
 
@@ -41,6 +42,7 @@ __all__ = [
     "input_digest",
     "normalize_url",
     "open_store",
+    "sqlite_path",
 ]
 
 

@@ -65,12 +65,20 @@ class Approval(_Record):
 
 
 class AllowRule(_Record):
-    """"Always allow ``tool_name`` here": approvals for this tool in this scope are skipped."""
+    """"Always allow" as an approver saw it: ``tool_name`` calls in ``scope`` that match
+    ``pattern`` (a ``kind``) run without asking until ``expires_at``."""
 
+    id: str
     scope: str
     tool_name: str
+    kind: str
+    """``command`` (exactly this shell command), ``prefix`` (a plain shell command starting
+    with these words), ``path`` (a file tool on paths under this folder), ``input`` (this exact
+    tool input, by digest)."""
+    pattern: str
     created_by: str
     created_at: datetime
+    expires_at: datetime
 
 
 def input_digest(tool_input: Mapping[str, Any]) -> str:
@@ -165,20 +173,28 @@ class Store(Protocol):
         ...
 
     # allow rules -------------------------------------------------------------
-    async def add_allow_rule(self, scope: str, tool_name: str, created_by: str) -> AllowRule:
-        """Add "Always allow ``tool_name`` in ``scope``"; adding it twice keeps the first."""
-        ...
-
-    async def is_allowed(self, scope: str, tool_name: str) -> bool:
-        """Whether an allow rule exists for ``tool_name`` in ``scope``."""
+    async def add_allow_rule(
+        self, scope: str, tool_name: str, *, kind: str, pattern: str, created_by: str,
+        ttl: float | timedelta,
+    ) -> AllowRule:
+        """Add a rule; the same (scope, tool, kind, pattern) again renews it."""
         ...
 
     async def list_allow_rules(self, scope: str | None = None) -> list[AllowRule]:
-        """Allow rules (of one scope, or all), oldest first."""
+        """Unexpired rules (of one scope, or all), oldest first."""
         ...
 
-    async def remove_allow_rule(self, scope: str, tool_name: str) -> bool:
-        """Remove a rule. True if it existed."""
+    async def remove_allow_rule(self, rule_id: str) -> bool:
+        """Remove a rule by id. True if it existed."""
+        ...
+
+    async def clear_allow_rules(self, scope: str) -> int:
+        """Remove every rule of ``scope`` (``reset``); returns how many."""
+        ...
+
+    async def purge(self, *, approvals_older_than: float | timedelta) -> dict[str, int]:
+        """Delete expired dedupe ids and rules, and decided approvals older than the
+        retention; returns counts by kind."""
         ...
 
     # settings ----------------------------------------------------------------

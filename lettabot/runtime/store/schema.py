@@ -106,6 +106,20 @@ allow_rules = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 
+tool_rules = Table(
+    "lettabot_tool_rules",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("scope", String, nullable=False),
+    Column("tool_name", String, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("pattern", Text, nullable=False),
+    Column("created_by", String, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False, index=True),
+    Index("ix_lettabot_tool_rules_scope_tool", "scope", "tool_name"),
+)
+
 settings = Table(
     "lettabot_settings",
     metadata,
@@ -121,7 +135,14 @@ def _v1(conn: Connection) -> None:
     metadata.create_all(conn, tables=_V1_TABLES)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1]
+def _v2(conn: Connection) -> None:
+    """Scoped, expiring rules replace "always allow <tool> here" (which covered any input,
+    forever): the old rules are dropped, not converted — nobody approved that breadth."""
+    allow_rules.drop(conn, checkfirst=True)
+    metadata.create_all(conn, tables=[tool_rules])
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
 """``MIGRATIONS[i]`` brings the schema from version ``i`` to ``i + 1``."""
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -8,13 +8,14 @@ failing.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Generator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from sqlalchemy import Table, delete, event, select, update
+from sqlalchemy import delete, event, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, RowMapping, make_url
 from sqlalchemy.exc import ArgumentError
@@ -67,6 +68,17 @@ def normalize_url(url: str) -> URL:
     else:
         raise StoreError(f"unsupported store URL scheme {parsed.drivername!r} — use {_SUPPORTED}")
     return parsed
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a SQLite store URL, or None (PostgreSQL, or unparseable)."""
+    try:
+        parsed = normalize_url(url)
+    except StoreError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    return Path(parsed.database).expanduser().absolute()
 
 
 def _masked(url: URL) -> str:
@@ -310,38 +322,55 @@ class SQLStore:
         return sorted(expired, key=lambda a: (a.created_at, a.request_id))
 
     # allow rules -------------------------------------------------------------
-    async def add_allow_rule(self, scope: str, tool_name: str, created_by: str) -> AllowRule:
-        t = schema.allow_rules
-        insert = (
-            self._insert(t)
-            .values(scope=scope, tool_name=tool_name, created_by=created_by, created_at=self._now())
-            .on_conflict_do_nothing(index_elements=[t.c.scope, t.c.tool_name])
+    async def add_allow_rule(
+        self, scope: str, tool_name: str, *, kind: str, pattern: str, created_by: str,
+        ttl: float | timedelta,
+    ) -> AllowRule:
+        t, now = schema.tool_rules, self._now()
+        key = f"{scope}\x00{tool_name}\x00{kind}\x00{pattern}"
+        rule_id = "r-" + hashlib.sha256(key.encode()).hexdigest()[:10]
+        values = {"scope": scope, "tool_name": tool_name, "kind": kind, "pattern": pattern,
+                  "created_by": created_by, "created_at": now, "expires_at": now + _ttl(ttl)}
+        stmt = (
+            self._insert(t).values(id=rule_id, **values)
+            .on_conflict_do_update(index_elements=[t.c.id], set_=values)
         )
         async with self._engine.begin() as conn:
-            await conn.execute(insert)
-            row = (await conn.execute(self._rule(t, scope, tool_name))).one()
+            await conn.execute(stmt)
+            row = (await conn.execute(select(t).where(t.c.id == rule_id))).one()
         return AllowRule.model_validate(row._mapping)
 
-    @staticmethod
-    def _rule(t: Table, scope: str, tool_name: str) -> Any:
-        return select(t).where(t.c.scope == scope, t.c.tool_name == tool_name)
-
-    async def is_allowed(self, scope: str, tool_name: str) -> bool:
-        t = schema.allow_rules
-        return bool(await self._rows(self._rule(t, scope, tool_name)))
-
     async def list_allow_rules(self, scope: str | None = None) -> list[AllowRule]:
-        t = schema.allow_rules
-        stmt = select(t)
+        t = schema.tool_rules
+        stmt = select(t).where(t.c.expires_at > self._now())
         if scope is not None:
             stmt = stmt.where(t.c.scope == scope)
-        rows = await self._rows(stmt.order_by(t.c.created_at, t.c.scope, t.c.tool_name))
+        rows = await self._rows(stmt.order_by(t.c.created_at, t.c.id))
         return [AllowRule.model_validate(r) for r in rows]
 
-    async def remove_allow_rule(self, scope: str, tool_name: str) -> bool:
-        t = schema.allow_rules
-        stmt = delete(t).where(t.c.scope == scope, t.c.tool_name == tool_name)
-        return await self._write(stmt) > 0
+    async def remove_allow_rule(self, rule_id: str) -> bool:
+        t = schema.tool_rules
+        return await self._write(delete(t).where(t.c.id == rule_id)) > 0
+
+    async def clear_allow_rules(self, scope: str) -> int:
+        t = schema.tool_rules
+        return await self._write(delete(t).where(t.c.scope == scope))
+
+    async def purge(self, *, approvals_older_than: float | timedelta) -> dict[str, int]:
+        now = self._now()
+        events, rules, approvals = schema.processed_events, schema.tool_rules, schema.approvals
+        cutoff = now - _ttl(approvals_older_than)
+        async with self._engine.begin() as conn:
+            counts = {
+                "events": (await conn.execute(
+                    delete(events).where(events.c.expires_at <= now))).rowcount,
+                "rules": (await conn.execute(
+                    delete(rules).where(rules.c.expires_at <= now))).rowcount,
+                "approvals": (await conn.execute(
+                    delete(approvals).where(approvals.c.status != ApprovalStatus.PENDING.value,
+                                            approvals.c.created_at < cutoff))).rowcount,
+            }
+        return counts
 
     # settings ----------------------------------------------------------------
     async def get_setting(self, key: str) -> str | None:

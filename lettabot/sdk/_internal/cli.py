@@ -10,7 +10,9 @@ from pathlib import Path
 
 from lettabot.sdk.errors import CLINotFoundError
 
-__all__ = ["cli_env", "find_cli", "is_agent_id", "is_conversation_id"]
+__all__ = [
+    "PASSED_ENV", "cli_env", "find_cli", "is_agent_id", "is_conversation_id", "passes_to_cli",
+]
 
 
 def find_cli(explicit: str | None = None) -> str:
@@ -39,9 +41,35 @@ def _cache_dir() -> Path:
     return Path(base) / "lettabot" / "node-compile-cache"
 
 
+PASSED_ENV = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
+    "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME",
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY",
+    "http_proxy", "https_proxy", "no_proxy", "all_proxy",
+    "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_COMPILE_CACHE",
+})
+"""Variables of our environment the CLI gets (plus ``LC_*`` and the CLI's own ``LETTA_*``)."""
+
+SDK_ONLY_ENV = frozenset({"LETTA_APP_SERVER_URL", "LETTA_APP_SERVER_TOKEN", "LETTA_CLI_PATH"})
+"""``LETTA_*`` variables that configure this SDK, not the CLI: never passed on."""
+
+
+def passes_to_cli(name: str) -> bool:
+    """Whether our environment variable ``name`` reaches the CLI (and so its tools)."""
+    if name in SDK_ONLY_ENV:
+        return False
+    return name in PASSED_ENV or name.startswith(("LC_", "LETTA_"))
+
+
 def cli_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The CLI's environment: ours, plus the caller's extras, plus a Node compile cache."""
-    env = dict(os.environ)
+    """The CLI's environment: a minimal part of ours, the caller's extras, a compile cache.
+
+    The CLI's tools inherit it, and read-only commands such as ``printenv`` run without
+    asking in ``standard`` mode, so nothing else of our environment (chat tokens, database
+    URLs, provider keys) is passed: give the CLI what it needs through ``extra``
+    (``SessionOptions.env``).
+    """
+    env = {k: v for k, v in os.environ.items() if passes_to_cli(k)}
     env.update(extra or {})
     if not env.get("NODE_COMPILE_CACHE"):
         cache = _cache_dir()

@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "status": "Show the agent and conversation used here",
     "stop": "Stop the reply that is running here",
     "memory": "Show the agent's memory",
+    "rules": "List the \"Always allow\" rules here",
 }
 
 CommandRunner = Callable[[discord.Interaction[Any], str], Awaitable[CommandResult]]

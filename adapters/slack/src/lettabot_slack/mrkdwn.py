@@ -3,7 +3,8 @@
 Slack's dialect: ``*bold*``, ``_italic_``, ``~strike~``, ``<url|text>`` links, fenced code
 without a language, ``>`` quotes, no headings or list syntax (we draw ``•``). ``&``, ``<``
 and ``>`` must be escaped everywhere except in Slack's own tokens (``<@U123>``, ``<#C1>``,
-``<!here>``, ``<https://…>``), which are kept.
+``<https://…>``), which are kept; broadcasts (``<!here>``, ``<!channel>``, ``<!everyone>``,
+``<!subteam^…>``) are escaped so the agent can never mass-notify.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ MAX_TEXT = 3900
 """Characters per Slack message we post (Slack advises under 4,000; it cuts at 40,000)."""
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
-_SLACK_TOKEN = re.compile(r"<(?:[@#!][^<>\s]+|(?:https?|mailto):[^<>\s]+)>")
+_SLACK_TOKEN = re.compile(r"<(?:[@#][^<>\s!]+|!date\^[^<>\s]+|(?:https?|mailto):[^<>\s]+)>")
+"""Slack tokens kept as they are: user and channel mentions, dates, links. Broadcasts and
+group pings (``<!here>``, ``<!channel>``, ``<!everyone>``, ``<!subteam^…>``) are not: the
+agent's output must never notify a whole channel, so they are escaped into plain text."""
 _INLINE_CODE = re.compile(r"(`+)(.+?)\1")
 _IMAGE = re.compile(r"!\[([^\]]*)\]\(([^()\s]+)(?:\s+\"[^\"]*\")?\)")
 _LINK = re.compile(r"\[([^\]]+)\]\(([^()\s]+)(?:\s+\"[^\"]*\")?\)")

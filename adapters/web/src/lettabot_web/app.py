@@ -54,7 +54,7 @@ __all__ = ["ADAPTER_NAME", "COMMANDS", "build_app", "scope_for"]
 log = logging.getLogger("lettabot.web")
 
 ADAPTER_NAME = "web"
-COMMANDS = ("reset", "status", "stop", "memory", "help")
+COMMANDS = ("reset", "status", "stop", "memory", "rules", "help")
 MAX_TEXT = 20_000
 _TAB = re.compile(r"[A-Za-z0-9_-]{6,64}")
 _MSG_ID = re.compile(r"[A-Za-z0-9_.:-]{1,80}")

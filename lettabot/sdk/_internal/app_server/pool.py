@@ -2,7 +2,8 @@
 
 - ``LETTA_APP_SERVER_URL`` (+ ``LETTA_APP_SERVER_TOKEN``): a server someone else runs.
 - otherwise: a local ``letta server`` per CLI + environment, started on first use and
-  stopped when its last session closes (and restarted if it died).
+  stopped when its last session closes (and restarted if it died). It requires a capability
+  token even on loopback, so no other local process can drive its conversations.
 
 A :class:`Lease` is one session's hold on a server; its ``connection`` is the current
 WebSocket of that server for the running event loop.
@@ -68,6 +69,7 @@ class _Slot:
                     self.server = LocalServer(self.cli, self.env, self.cwd)
                     await self.server.start(timeout)
                 url = self.server.url
+                self.token = self.server.token
                 assert url is not None
             conn = await self._open(url, timeout)
             self.connection = conn
@@ -90,6 +92,7 @@ class _Slot:
                     await self.server.stop()
                     self.server = LocalServer(self.server.cli, self.env, self.cwd)
                     url = await self.server.start(timeout)
+                    self.token = self.server.token
                 log.debug("App Server not ready yet (%s); retrying", exc)
                 await anyio.sleep(0.1 * (attempt + 1))
         raise AssertionError("unreachable")
@@ -118,9 +121,18 @@ def _loop_id() -> int:
     return id(asyncio.get_running_loop())
 
 
+def _remote(options: SessionOptions) -> tuple[str | None, str | None]:
+    """The external server for ``options`` (the option, else the environment), or None."""
+    if options.app_server_url:
+        token = options.app_server_token
+        return options.app_server_url, token.get_secret_value() if token else None
+    url = os.environ.get(URL_ENV)
+    return (url, os.environ.get(TOKEN_ENV)) if url else (None, None)
+
+
 def server_key(options: SessionOptions) -> str:
     """Sessions with the same key share a server."""
-    url = os.environ.get(URL_ENV)
+    url, _ = _remote(options)
     if url:
         return f"url:{url}"
     env = cli_env(options.env)
@@ -160,8 +172,7 @@ def acquire(options: SessionOptions) -> Lease:
     key = server_key(options)
     slot = _slots.get((key, _loop_id()))
     if slot is None:
-        url = os.environ.get(URL_ENV)
-        token = os.environ.get(TOKEN_ENV) if url else None
+        url, token = _remote(options)
         slot = _Slot(key=key, url=url, token=token)
         if url is None:
             slot.cli = find_cli(options.cli_path)

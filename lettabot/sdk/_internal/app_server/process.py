@@ -13,9 +13,12 @@ import contextlib
 import logging
 import os
 import re
+import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import weakref
@@ -51,6 +54,9 @@ class LocalServer:
         self.cwd = cwd
         self.grace = grace
         self.url: str | None = None
+        self.token: str | None = None
+        """The capability token clients must send (the server refuses any other)."""
+        self._token_dir: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._tail: collections.deque[str] = collections.deque(maxlen=200)
 
@@ -66,7 +72,17 @@ class LocalServer:
 
     async def start(self, timeout: float) -> str:  # noqa: ASYNC109
         """Spawn the server and return its ``ws://`` URL once it listens."""
-        argv = [self.cli, "server", "--listen", "ws://127.0.0.1:0"]
+        # Loopback needs no auth by default: any local process (or user) could then open a
+        # conversation ``unrestricted``. A fresh capability token, readable only by us, closes it.
+        self._remove_token()
+        self._token_dir = tempfile.mkdtemp(prefix="lettabot-ws-")  # mode 0700
+        token_file = Path(self._token_dir) / "token"
+        self.token = secrets.token_urlsafe(32)
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(self.token)
+        argv = [self.cli, "server", "--listen", "ws://127.0.0.1:0",
+                "--ws-auth", "capability-token", "--ws-token-file", str(token_file)]
         # Popen runs in the loop's thread: the parent-death signal follows the forking
         # thread, and a worker thread may exit long before we do.
         self._proc = subprocess.Popen(  # noqa: ASYNC220 (fork+exec only; see above)
@@ -111,10 +127,16 @@ class LocalServer:
                 found.set()
         found.set()
 
+    def _remove_token(self) -> None:
+        if self._token_dir is not None:
+            shutil.rmtree(self._token_dir, ignore_errors=True)
+            self._token_dir = None
+
     async def stop(self) -> None:
         """SIGTERM, then SIGKILL after the grace period; always reaps."""
         proc = self._proc
         if proc is None or proc.poll() is not None:
+            self._remove_token()
             return
         with contextlib.suppress(ProcessLookupError):
             proc.terminate()
@@ -126,6 +148,7 @@ class LocalServer:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await anyio.to_thread.run_sync(proc.wait)
+        self._remove_token()
 
     def kill_now(self) -> None:
         """Synchronous last resort (interpreter exit)."""
@@ -135,6 +158,7 @@ class LocalServer:
                 proc.kill()
             with contextlib.suppress(Exception):
                 proc.wait(timeout=5)
+        self._remove_token()
 
 
 @atexit.register
