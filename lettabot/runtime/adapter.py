@@ -186,6 +186,11 @@ class BotAPI(Protocol):
         """``reset`` / ``status`` / ``stop`` / ``memory`` / ``help`` for that scope."""
         ...
 
+    def may_talk(self, adapter: str, user_id: str) -> bool:
+        """Whether this user may talk to the bot. Adapters ask before any side effect a
+        message would cause (opening a thread, a reaction), so a refused user causes none."""
+        ...
+
 
 @runtime_checkable
 class Adapter(Protocol):

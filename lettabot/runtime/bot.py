@@ -278,6 +278,9 @@ class Bot:
             Job(message, client_message_id=f"{scope.adapter}:{message.dedupe_id}")
         )
 
+    def may_talk(self, adapter: str, user_id: str) -> bool:
+        return self.access.may_talk(adapter, user_id)
+
     async def decide_approval(
         self, request_id: str, decision: ApprovalDecision, user_id: str, user_name: str = ""
     ) -> DecisionOutcome:

@@ -33,8 +33,14 @@ class RecordingBot:
         status="decided", message="ok", final_text="Approved by someone"
     )
 
+    refused: set[str] = field(default_factory=set)
+    """User ids the access policy refuses."""
+
     async def handle_message(self, message: InboundMessage) -> None:
         self.messages.append(message)
+
+    def may_talk(self, adapter: str, user_id: str) -> bool:
+        return user_id not in self.refused
 
     async def decide_approval(
         self, request_id: str, decision: ApprovalDecision, user_id: str, user_name: str = ""

@@ -132,3 +132,15 @@ async def test_top_level_chatter_is_passed_on_unmentioned(world: World, bot: Rec
         [msg] = await fake.wait_for(lambda: bot.messages)
         assert not msg.mentioned and msg.scope.thread is None
         assert not fake.rest("POST", r"/threads$")
+
+
+async def test_no_thread_is_opened_for_someone_the_bot_will_refuse(
+    world: World, bot: RecordingBot
+) -> None:
+    fake = world.fake
+    bot.refused.add(world.bob["id"])
+    async with running(fake, bot):
+        asked = await fake.say(world.channel, world.bob, "let me in", mention=True)
+        [refused] = await fake.wait_for(lambda: bot.messages)
+        assert int(asked["id"]) not in fake.channels  # no thread was created on it
+        assert refused.scope.thread is None  # the runtime refuses it in the channel

@@ -250,3 +250,20 @@ async def test_post_and_notify_use_the_scope_thread(mock_slack: MockSlack) -> No
     assert ref == MessageRef(scope=dm, id=ref.id)
     [note] = mock_slack.calls_to("chat.postEphemeral")
     assert note.args["user"] == "U_ADA" and note.args["text"] == "just for you"
+
+
+async def test_a_pasted_link_cannot_reach_another_channel_or_someones_dm(
+    mock_slack: MockSlack,
+) -> None:
+    bot = RecordingBot(command_result=CommandResult(text="done", ephemeral=True))
+    async with running_adapter(mock_slack, bot) as (_, slack):
+        for link in ("https://acme.slack.com/archives/D0BOSS/p1700000000000100",
+                     "https://acme.slack.com/archives/C0SECRET/p1700000000000200"):
+            await slack.command(f"reset {link}", user="U_EVE")
+        notes = await mock_slack.wait_for(
+            lambda: len(mock_slack.calls_to("chat.postEphemeral")) == 2
+            and mock_slack.calls_to("chat.postEphemeral")
+        )
+    assert bot.commands == []  # nothing ran
+    assert all("channel of that thread" in n.args["text"] for n in notes)
+    assert all(n.args["channel"] == "C0GENERAL" for n in notes)

@@ -211,6 +211,7 @@ class DiscordAdapter:
             guild_id is not None
             and scope.thread is None
             and mentioned
+            and self.bot.may_talk(self.name, str(author.id))  # no thread for a refusal
             and self.settings.reply_mode == "thread"
             and isinstance(channel, _THREADABLE)
         ):

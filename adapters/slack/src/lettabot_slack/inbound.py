@@ -18,7 +18,7 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from lettabot.runtime.adapter import Scope
 from lettabot.runtime.commands import COMMANDS
 from lettabot_slack import blocks
-from lettabot_slack.events import Ignored, inbound_from_event, slash_scope
+from lettabot_slack.events import Ignored, dm_scope, inbound_from_event, slash_scope
 
 if TYPE_CHECKING:
     from lettabot_slack.adapter import SlackAdapter
@@ -95,6 +95,15 @@ def register(adapter: SlackAdapter) -> None:
             text = f"Unknown command `{command}`. Try: " + ", ".join(f"`{c}`" for c in _COMMANDS)
             adapter.spawn(lambda: _ephemeral(adapter, scope, user_id, text), "slash reply")
             return
+        typed_in = str(body.get("channel_id") or "")
+        if scope.channel != typed_in:
+            # A pasted link may name any thread, including someone else's DM with the bot or
+            # a channel the caller cannot see: commands act only where they were typed.
+            text = ("Run this command in the channel of that thread (commands act only on "
+                    "threads of the channel you type them in).")
+            adapter.spawn(lambda: _ephemeral(adapter, dm_or_here(typed_in, scope), user_id,
+                                             text), "slash reply")
+            return
         if not scope.is_dm and not adapter.filters.channel_ok(scope.channel):
             text = "lettabot does not work in that channel."
             adapter.spawn(lambda: _ephemeral(adapter, scope, user_id, text), "slash reply")
@@ -120,6 +129,13 @@ async def _command(adapter: SlackAdapter, scope: Scope, user_id: str, command: s
         await _ephemeral(adapter, scope, user_id, result.text)
     else:
         await adapter.post(scope, result.text)
+
+
+def dm_or_here(channel: str, scope: Scope) -> Scope:
+    """The scope of the channel a command was typed in (for its ephemeral answer)."""
+    if channel.startswith("D"):
+        return dm_scope(channel, None)
+    return Scope(adapter=scope.adapter, workspace=scope.workspace, channel=channel)
 
 
 async def _ephemeral(adapter: SlackAdapter, scope: Scope, user_id: str, text: str) -> None:

@@ -56,6 +56,8 @@ log = logging.getLogger("lettabot.web")
 ADAPTER_NAME = "web"
 COMMANDS = ("reset", "status", "stop", "memory", "rules", "help")
 MAX_TEXT = 20_000
+MAX_BODY = 4 * MAX_TEXT + 1024
+"""Bytes of a request body read at most (a message of MAX_TEXT characters fits, escaped)."""
 _TAB = re.compile(r"[A-Za-z0-9_-]{6,64}")
 _MSG_ID = re.compile(r"[A-Za-z0-9_.:-]{1,80}")
 _STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
@@ -134,18 +136,31 @@ def build_app(settings: WebSettings, hub: Hub, bot: BotAPI) -> Starlette:
                     response = await handler(request)
                 except _BadRequest as exc:
                     response = JSONResponse({"error": str(exc)}, status_code=exc.status)
-                except Exception as exc:
-                    log.exception("web chat: %s failed", request.url.path)
-                    response = JSONResponse({"error": f"failed: {exc}"}, status_code=500)
+                except Exception:
+                    # the details stay in the log: the page gets a reference, no internals
+                    ref = uuid.uuid4().hex[:8]
+                    log.exception("web chat: %s failed (ref %s)", request.url.path, ref)
+                    response = JSONResponse(
+                        {"error": f"something went wrong (ref {ref}; see lettabot's log)"},
+                        status_code=500)
             response.headers.update(_SECURITY_HEADERS)
             return response
 
         return endpoint
 
     async def body(request: Request) -> dict[str, Any]:
-        raw = await request.body()
-        if len(raw) > 4 * MAX_TEXT:
-            raise _BadRequest("message too long", 413)
+        """The JSON body, refused (413) past ``MAX_BODY`` before more of it is read."""
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
+            raise _BadRequest("request body too large", 413)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise _BadRequest("request body too large", 413)
+            chunks.append(chunk)
+        raw = b"".join(chunks)
         try:
             data = json.loads(raw)
         except ValueError:

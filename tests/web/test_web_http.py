@@ -1,0 +1,86 @@
+"""The web chat's HTTP edge: oversized bodies are refused before they are read, and a
+failure shows the browser a reference, never internals."""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+import anyio
+import pytest
+from lettabot_web.app import MAX_BODY, build_app
+from lettabot_web.hub import Hub
+from lettabot_web.settings import WebSettings
+
+from lettabot.runtime.adapter import CommandResult, DecisionOutcome, InboundMessage, Scope
+from tests.web.conftest import RunningBot
+
+
+def _raw(url: str, request: bytes) -> bytes:
+    host, port = url.split("/")[2].split(":")
+    with socket.create_connection((host, int(port)), timeout=15) as sock:
+        sock.sendall(request)
+        return sock.recv(4096)
+
+
+def test_a_huge_declared_body_is_refused_before_it_is_sent(demo_bot: RunningBot) -> None:
+    head = (f"POST /api/send HTTP/1.1\r\nHost: {demo_bot.url.split('/')[2]}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 50000000\r\n\r\n")
+    answer = _raw(demo_bot.url, head.encode())  # no body follows: the server must not wait
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+
+
+def test_a_chunked_body_past_the_limit_is_refused(demo_bot: RunningBot) -> None:
+    head = (f"POST /api/send HTTP/1.1\r\nHost: {demo_bot.url.split('/')[2]}\r\n"
+            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+    chunk = b"x" * (MAX_BODY + 10)
+    answer = _raw(demo_bot.url, head.encode() + f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+
+
+class _FailingBot:
+    async def handle_message(self, message: InboundMessage) -> None:
+        raise RuntimeError("database at postgresql://bot:PGSECRET@10.0.0.5/bot is down")
+
+    async def decide_approval(self, request_id: str, decision: Any, user_id: str,
+                              user_name: str = "") -> DecisionOutcome:
+        raise AssertionError
+
+    async def run_command(self, scope: Scope, user_id: str, command: str,
+                          args: str = "") -> CommandResult:
+        raise AssertionError
+
+    def may_talk(self, adapter: str, user_id: str) -> bool:
+        return True
+
+
+@pytest.mark.anyio
+async def test_a_failure_names_no_internals(caplog: pytest.LogCaptureFixture) -> None:
+    app = build_app(WebSettings(), Hub(), _FailingBot())
+    payload = json.dumps({"tab": "tab-errors", "text": "hello"}).encode()
+    sent: list[dict[str, Any]] = []
+    done = anyio.Event()
+
+    async def receive() -> dict[str, Any]:
+        if done.is_set():
+            await anyio.sleep_forever()
+        done.set()
+        return {"type": "http.request", "body": payload, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/api/send", "raw_path": b"/api/send", "query_string": b"",
+        "root_path": "", "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8787),
+        "headers": [(b"host", b"127.0.0.1:8787"), (b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode())],
+    }
+    await app(scope, receive, send)
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    assert status == 500
+    assert b"PGSECRET" not in body and b"postgresql" not in body and b"ref " in body
+    assert "ref " in caplog.text  # the operator finds the traceback by its reference
