@@ -17,6 +17,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,9 @@ from lettabot.runtime.turns import TurnRunner
 __all__ = ["Bot", "adapter_settings"]
 
 log = logging.getLogger("lettabot.runtime")
+
+HOUSEKEEPING_EVERY = 3600.0
+"""Seconds between store purges (see :meth:`Bot._housekeeping`)."""
 
 
 def adapter_settings(config: Config) -> dict[str, dict[str, Any]]:
@@ -154,6 +158,7 @@ class Bot:
                 try:
                     bot._stale = await bot.broker.expire_stale()
                     await bot.scheduler.start(tg)
+                    tg.start_soon(bot._housekeeping, name="store housekeeping")
                 except Exception as exc:  # raised below, outside the task group
                     failed = exc
                     tg.cancel_scope.cancel()
@@ -175,6 +180,19 @@ class Bot:
             if own_store:
                 with anyio.CancelScope(shield=True):
                     await store.close()
+
+    async def _housekeeping(self) -> None:
+        """Keep no more than needed: expired dedupe ids and rules, and decided approvals
+        past ``approvals.retention_days``, are deleted at start and every hour."""
+        retention = timedelta(days=self.config.approvals.retention_days)
+        while True:
+            try:
+                counts = await self.store.purge(approvals_older_than=retention)
+                if any(counts.values()):
+                    log.info("store housekeeping removed %s", counts)
+            except Exception:
+                log.warning("store housekeeping failed", exc_info=True)
+            await anyio.sleep(HOUSEKEEPING_EVERY)
 
     def _session_options(self) -> dict[str, Any]:
         letta = self.config.letta

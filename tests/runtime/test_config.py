@@ -373,9 +373,15 @@ def test_open_chat_adapter_without_access_lists_is_warned(
     monkeypatch.setenv("LETTABOT_DISCORD__ENABLED", "true")
     monkeypatch.setenv("LETTABOT_DISCORD__TOKEN", "tok")
     config = load_config()
-    assert any("everyone who can message the bot" in w for w in config.warnings())
+    [refusal] = config.refusals()
+    assert refusal.key == "access.allowed_users" and "access.open = true" in refusal.fix
+    monkeypatch.setenv("LETTABOT_ACCESS__OPEN", "true")
+    opened = load_config()
+    assert opened.refusals() == []
+    assert any("access.open = true" in w for w in opened.warnings())
+    monkeypatch.delenv("LETTABOT_ACCESS__OPEN")
     monkeypatch.setenv("LETTABOT_ACCESS__APPROVERS", '["discord:42"]')
-    assert load_config().warnings() == []
+    assert load_config().refusals() == [] and load_config().warnings() == []
 
 
 def test_access_lists_match_qualified_and_bare_ids(clean_env: Path) -> None:

@@ -152,7 +152,7 @@ async def test_an_approved_printenv_shows_no_secret_of_lettabot(
     secure_bot: tuple[Bot, TestChat],
 ) -> None:
     """The CLI gets a minimal environment: even an approver's ``printenv`` shows no token."""
-    bot, chat = secure_bot
+    _, chat = secure_bot
     scope = chat.scope("Csec", "approved-printenv")
     await chat.push("run: printenv", scope=scope, user=APPROVER)
     prompt = await chat.wait_prompt(scope)
@@ -231,10 +231,9 @@ async def test_a_decision_applies_only_to_the_input_it_was_shown_for(
     workspace = bot.config.letta_cwd
     same_id = "call_samesame0001"
     first, second = workspace / "first.txt", workspace / "second.txt"
-    scripted_model.on("same id one", Reply(tool_calls=(
-        ToolCall("Bash", {"command": f"touch {first}", "description": "t"}, id=same_id),)), times=1)
-    scripted_model.on("same id two", Reply(tool_calls=(
-        ToolCall("Bash", {"command": f"touch {second}", "description": "t"}, id=same_id),)), times=1)
+    for text, target in (("same id one", first), ("same id two", second)):
+        call = ToolCall("Bash", {"command": f"touch {target}", "description": "t"}, id=same_id)
+        scripted_model.on(text, Reply(tool_calls=(call,)), times=1)
     scope = chat.scope("Csec", "digest")
     await chat.push("same id one", scope=scope, user=TALKER)
     try:
@@ -302,3 +301,29 @@ async def test_nobody_may_approve_without_approvers_or_self_approval(
         assert not chat.prompts
         assert any("nobody may approve" in n.text for n in chat.notes)
         assert not (tmp_path / "never.txt").exists()
+
+
+async def test_the_store_keeps_only_what_it_needs(
+    secure_bot: tuple[Bot, TestChat], tmp_path: Path,
+) -> None:
+    """Expired dedupe ids go at start (and hourly): a bot's store does not grow forever."""
+    from sqlalchemy import func, select
+
+    from lettabot.runtime.store import SQLStore, open_store
+    from lettabot.runtime.store.schema import processed_events
+
+    async def remembered(store: SQLStore) -> int:
+        async with store._engine.connect() as conn:
+            return int(await conn.scalar(select(func.count()).select_from(processed_events)))
+
+    async with open_store(str(tmp_path / "kept.db")) as store:
+        assert isinstance(store, SQLStore)
+        await store.claim_event("test", "Ev-gone", ttl=0.01)
+        await store.claim_event("test", "Ev-kept", ttl=3600)
+        await anyio.sleep(0.05)
+        assert await remembered(store) == 2
+        config = secure_bot[0].config.model_copy(update={"data_dir": tmp_path / "d"})
+        async with Bot.open(config, store=store, grace=5, prewarm=False):
+            with anyio.fail_after(10):
+                while await remembered(store) != 1:  # noqa: ASYNC110 (polling the database)
+                    await anyio.sleep(0.05)

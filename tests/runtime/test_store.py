@@ -427,7 +427,11 @@ async def test_v1_allow_rules_are_dropped_not_widened_on_upgrade(store_url: str)
 
     from lettabot.runtime.store import normalize_url
     from lettabot.runtime.store.schema import (
-        MIGRATIONS, allow_rules, routes, schema_version, tool_rules,
+        MIGRATIONS,
+        allow_rules,
+        routes,
+        schema_version,
+        tool_rules,
     )
 
     async with open_store(store_url):  # creates the database (file) itself

@@ -59,7 +59,7 @@ async def test_the_local_app_server_refuses_clients_without_its_token(
         [server] = [s.server for s in _slots.values() if s.server is not None]
         assert server.url is not None and server.token
         for token in (None, "guessed"):
-            with pytest.raises(CLIConnectionError, match="401|token"):
+            with pytest.raises(CLIConnectionError, match=r"401|token"):
                 stranger = Connection(server.url, token)
                 await stranger.open(10)
         assert (await session.run_turn("still here")).result == "You said: still here"

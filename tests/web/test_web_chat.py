@@ -120,15 +120,24 @@ def test_always_allow_stops_asking_in_this_tab_only(
     context: BrowserContext, demo_bot: RunningBot
 ) -> None:
     page = open_chat(context, demo_bot)
-    approval_turn(page, demo_bot, "always")
+    first = f"first-{uuid.uuid4().hex[:8]}.txt"
+    say(page, f"run: touch {first}")
+    card = page.locator(".card").last
+    expect(card.locator(".covers")).to_contain_text("`touch …` commands on paths in the workspace")
+    card.locator("button[data-decision=always]").click()
+    expect(card.locator(".status")).to_contain_text("from now on")
+    expect(last_reply(page)).to_contain_text("Tool result", timeout=90_000)
     again = demo_bot.workspace / f"again-{uuid.uuid4().hex[:8]}.txt"
-    say(page, f"run: echo hi > {again.name}")
+    say(page, f"run: touch {again.name}")
     reply = page.locator(".msg.bot .bubble", has_text=again.name)
     expect(reply).to_contain_text("Tool result", timeout=90_000)
-    assert again.read_text().strip() == "hi"
+    assert again.exists()
     assert page.locator(".card").count() == 1  # no second card: it ran without asking
+    say(page, f"run: echo hi > {again.name}")  # a redirect is not covered: asks
+    expect(page.locator(".card")).to_have_count(2)
+    page.locator(".card").last.locator("button[data-decision=deny]").click()
     other = open_chat(context, demo_bot)  # another tab still asks
-    say(other, f"run: echo hi > other-{again.name}")
+    say(other, f"run: touch other-{again.name}")
     expect(other.locator(".card button[data-decision=deny]")).to_be_visible()
     other.locator(".card button[data-decision=deny]").click()
     expect(other.locator(".card .status")).to_be_visible()
@@ -141,8 +150,8 @@ def test_memory_is_shared_by_new_conversations(
         word = f"kiwi{uuid.uuid4().hex[:6]}"
         first = open_chat(context, demo_bot)
         say(first, f"remember: the secret word is {word}")
-        first.locator(".card button[data-decision=approve]").last.click()
         expect(last_reply(first)).to_contain_text("saved", timeout=90_000)
+        assert first.locator(".card").count() == 0  # saving its own memory needs no click
         # Ask once the turn has ended: the CLI reads memory when a conversation's first turn
         # starts, and a turn started while the saving turn is still closing may miss the fact.
         expect(first.locator("#typing")).to_be_hidden(timeout=90_000)

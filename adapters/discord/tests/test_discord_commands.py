@@ -25,6 +25,7 @@ async def test_synced_per_guild_and_run_in_a_thread(world: World, bot: Recording
             "status",
             "stop",
             "memory",
+            "rules",
         }
         assert "global" not in fake.commands
 
@@ -54,7 +55,8 @@ async def test_synced_globally_and_usable_in_a_dm(world: World, bot: RecordingBo
     fake = world.fake
     dm = fake.dm_channel(world.ada)
     async with running(fake, bot):
-        assert _subcommands(fake.commands["global"]) == {"reset", "status", "stop", "memory"}
+        expected = {"reset", "status", "stop", "memory", "rules"}
+        assert _subcommands(fake.commands["global"]) == expected
         memory = await fake.slash(dm, world.ada, "lettabot", "memory")
         await fake.wait_for(lambda: fake.responses_to(memory))
         assert bot.commands == [

@@ -75,6 +75,8 @@ def _config(home: LettaHome, **discord: Any) -> Config:
         data_dir=home.path / "data",
         letta={"model": home.model},
         approvals={"timeout_seconds": 60},
+        # an open server where each person approves their own turns: configured, as it must be
+        access={"open": True, "self_approve": True},
         discord={"enabled": True, "token": TOKEN, **discord},
     )
 

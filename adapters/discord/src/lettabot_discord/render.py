@@ -55,6 +55,8 @@ def approval_text(view: ApprovalView, limit: int = MAX_MESSAGE) -> str:
     """
     who = f" (asked for <@{view.requested_by}>)" if view.requested_by else ""
     head = f"**Approval needed**{who}: the agent wants to use `{view.tool_name}`."
+    if view.allow_always and view.always_covers:
+        head += f"\n-# Always allow covers: {clip(view.always_covers, 300)}"
     empty = _code("") + "\n" + (_code("", "diff") if view.diff else "")
     room = limit - len(head) - len(empty) - 160  # leaves room for the outcome line
     if view.diff:

@@ -70,6 +70,9 @@ def approval_blocks(view: ApprovalView) -> list[dict[str, Any]]:
     if view.allow_always:
         buttons.append(_button("Always allow", "lettabot_always", view.request_id))
     blocks = _question(view)
+    if view.allow_always and view.always_covers:
+        blocks.append({"type": "context", "elements": [
+            {"type": "mrkdwn", "text": f"_Always allow_ covers: {_escape(view.always_covers)}"}]})
     if view.expires_at is not None:
         stamp = int(view.expires_at.timestamp())
         blocks.append(

@@ -204,6 +204,7 @@ class WebAdapter:
             input=view.input_summary,
             diff=view.diff,
             allow_always=view.allow_always,
+            covers=view.always_covers,
             status=None,
         )
         return MessageRef(scope=view.scope, id=item.id)

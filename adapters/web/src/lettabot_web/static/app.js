@@ -137,8 +137,11 @@ function renderApproval(item) {
   };
   button("Approve", "approve", "approve");
   button("Deny", "deny", "deny");
-  if (item.allow_always !== false) button("Always allow " + item.tool + " here", "always", "always secondary");
+  if (item.allow_always !== false) button("Always allow", "always", "always secondary");
   card.append(actions);
+  if (item.allow_always !== false && item.covers) {
+    card.append(el("div", "covers", "Always allow covers: " + item.covers));
+  }
   return card;
 }
 
