@@ -144,3 +144,17 @@ async def test_no_thread_is_opened_for_someone_the_bot_will_refuse(
         [refused] = await fake.wait_for(lambda: bot.messages)
         assert int(asked["id"]) not in fake.channels  # no thread was created on it
         assert refused.scope.thread is None  # the runtime refuses it in the channel
+
+
+async def test_a_replayed_mention_stays_in_its_thread(world: World, bot: RecordingBot) -> None:
+    """Discord may deliver a message twice; the second thread attempt gets 160004. Both
+    deliveries must name the same thread (so the runtime answers once, there), never the
+    channel — which would also make the channel a conversation that needs no mention."""
+    fake = world.fake
+    async with running(fake, bot):
+        asked = await fake.say(world.channel, world.ada, "deploy status?", mention=True)
+        await fake.wait_for(lambda: bot.messages)
+        await fake.redeliver(asked)
+        first, second = await fake.wait_for(lambda: bot.messages[1:] and bot.messages)
+        assert first.scope.thread == asked["id"]
+        assert second.scope == first.scope and second.dedupe_id == first.dedupe_id

@@ -67,6 +67,10 @@ _THREADABLE = (discord.TextChannel,)
 _USER_MESSAGES = (discord.MessageType.default, discord.MessageType.reply)
 
 
+_THREAD_EXISTS = 160004
+"""Discord's error code: "A thread has already been created for this message"."""
+
+
 class DiscordAdapterError(Exception):
     """The adapter cannot run: no token, a rejected token, a missing privileged intent."""
 
@@ -239,6 +243,10 @@ class DiscordAdapter:
                 name=thread_name(text), auto_archive_duration=_THREAD_ARCHIVE_MINUTES
             )
         except discord.HTTPException as exc:
+            if exc.code == _THREAD_EXISTS:
+                # A replayed delivery: the thread opened the first time shares the message's
+                # id, so this is the same scope (and the runtime's dedupe answers it once).
+                return thread_scope(guild_id, message.channel.id, message.id)
             log.warning("discord: could not open a thread (%s); replying in the channel", exc)
             return None
         return thread_scope(guild_id, message.channel.id, thread.id)

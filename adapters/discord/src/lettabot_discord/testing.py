@@ -406,6 +406,10 @@ class FakeDiscord:
         await self.dispatch("MESSAGE_CREATE", msg)
         return msg
 
+    async def redeliver(self, msg: Json) -> None:
+        """The gateway delivers ``msg`` again (a resumed session replays its events)."""
+        await self.dispatch("MESSAGE_CREATE", msg)
+
     def _interaction(
         self, kind: int, channel: Json, user: Json, data: Json, message: Json | None = None
     ) -> Json:
@@ -546,6 +550,9 @@ class FakeDiscord:
             return 200, self._edit(int(m.group(2)), body)
         thread = re.fullmatch(r"/channels/(\d+)/messages/(\d+)/threads", path)
         if thread and method == "POST":
+            if int(thread.group(2)) in self.channels:  # as Discord answers a second attempt
+                return 400, {"message": "A thread has already been created for this message",
+                             "code": 160004}
             return 200, await self._open_thread(thread.group(1), thread.group(2), body)
         if re.fullmatch(r"/channels/(\d+)/typing", path) and method == "POST":
             return 204, None
