@@ -123,11 +123,15 @@ def split_message(text: str, max_len: int) -> list[str]:
         fence_room = 8 + (len(reopen) if reopen else 12)
         budget = max_len - fence_room
         cut = _cut_point(body, budget, max(len(reopen), budget // 3))
+        cut = max(cut, len(reopen) + 1)  # always past the reopened fence: progress
         head, rest = body[:cut], body[cut:]
         fence = open_fence(head)
         if fence is not None:
             head = head.rstrip("\n") + "\n" + fence.marker
-            reopen = fence.header + "\n"
+            # a long info string ("```x…x") reopened in every part would leave no room for
+            # the content: reopen with the bare marker then
+            header = fence.header if len(fence.header) <= max_len // 4 else fence.marker
+            reopen = header[: max_len // 4] + "\n"
             rest = rest.lstrip("\n")
         else:
             reopen = ""
@@ -167,6 +171,9 @@ class ReplyStream:
         self._dirty = anyio.Event()
         self._finished = False
         self._scope = anyio.CancelScope()
+        self._writing = anyio.Lock()
+        """One writer: a post still in flight when the turn ends must be edited, not
+        posted a second time."""
 
     @property
     def streaming(self) -> bool:
@@ -205,21 +212,24 @@ class ReplyStream:
         return self.refs
 
     async def _write(self, *, final: bool) -> None:
-        limit = self.limits.max_message_length
-        if self.streaming:  # the same cuts while streaming and at the end (room for closers)
-            limit = max(40, limit - _CLOSER_ROOM)
-        parts = split_message(self.text, limit)
-        if not final:
-            parts[-1] = close_open_markup(parts[-1])
         with anyio.CancelScope(shield=True):  # a post half-recorded would be posted twice
-            for i, part in enumerate(parts):
-                if i < len(self.refs):
-                    if self._shown[i] != part:
-                        await self._safe_edit(i, part)
-                else:
-                    ref = await self.adapter.post(self.scope, part)
-                    self.refs.append(ref)
-                    self._shown.append(part)
+            async with self._writing:
+                if not final and self._finished:
+                    return  # the final write is done or next: never show a stale partial
+                limit = self.limits.max_message_length
+                if self.streaming:  # the same cuts while streaming and at the end
+                    limit = max(40, limit - _CLOSER_ROOM)
+                parts = split_message(self.text, limit)
+                if not final:
+                    parts[-1] = close_open_markup(parts[-1])
+                for i, part in enumerate(parts):
+                    if i < len(self.refs):
+                        if self._shown[i] != part:
+                            await self._safe_edit(i, part)
+                    else:
+                        ref = await self.adapter.post(self.scope, part)
+                        self.refs.append(ref)
+                        self._shown.append(part)
 
     async def _safe_edit(self, i: int, part: str) -> None:
         try:

@@ -6,8 +6,10 @@ import re
 
 import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from lettabot.runtime.adapter import AdapterLimits
+from lettabot.runtime.adapter import AdapterLimits, MessageRef, Scope
 from lettabot.runtime.render import ReplyStream, close_open_markup, open_fence, split_message
 from lettabot.testing.chat import TestChat
 
@@ -128,3 +130,48 @@ async def test_a_reply_just_under_the_limit_never_leaves_a_stale_second_message(
         await stream.finish("**" + words + "**")
     assert [p.text for p in chat.messages(scope)] == split_message("**" + words + "**", 92)
     assert all(len(v) <= 100 for p in chat.messages(scope) for v in p.versions)
+
+
+def test_a_long_fence_info_string_still_splits() -> None:
+    """It used to loop forever: the reopened header ate the whole budget."""
+    parts = split_message("a**\n```" + "x" * 37, 40)
+    assert all(len(p) <= 40 for p in parts) and all(_balanced(p) for p in parts[:-1])
+
+
+_MARKDOWNISH = st.lists(
+    st.sampled_from(["a", "b", " ", "\n", "`", "```", "~~~", "*", "**", "_", "#", "é", "漢",
+                     "🙂", "\u200b", ">", "xxxxxxxxxxxx"]),
+    max_size=200,
+).map("".join)
+
+
+@settings(max_examples=300, deadline=2000)
+@given(text=_MARKDOWNISH, limit=st.integers(min_value=40, max_value=300))
+def test_split_message_always_progresses_and_fits(text: str, limit: int) -> None:
+    parts = split_message(text, limit)
+    assert all(len(p) <= limit for p in parts)
+    assert all(_balanced(p) for p in parts[:-1])  # the last is as balanced as the text
+    kept = "".join("".join(parts).split()).replace("`", "").replace("~", "")
+    original = "".join(text.split()).replace("`", "").replace("~", "")
+    assert len(kept) >= len(original)  # nothing lost (fences may be added)
+
+
+class _SlowChat(TestChat):
+    """Posts take a while, as Slack's and Discord's do under load."""
+
+    async def post(self, scope: Scope, text: str) -> MessageRef:
+        await anyio.sleep(0.3)
+        return await super().post(scope, text)
+
+
+@pytest.mark.anyio
+async def test_a_short_reply_is_posted_once_even_when_posting_is_slow() -> None:
+    chat = _SlowChat(limits=AdapterLimits(min_edit_interval=0.01))
+    scope = chat.scope("C1", "slow")
+    stream = ReplyStream(chat, scope)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(stream.run)
+        stream.update("Hel")
+        await anyio.sleep(0.05)  # the first post is in flight
+        await stream.finish("Hello there!")
+    assert [p.text for p in chat.messages(scope)] == ["Hello there!"]
