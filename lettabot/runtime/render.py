@@ -154,6 +154,10 @@ def tool_line(tool_name: str, tool_input: dict[str, Any], width: int = 80) -> st
     return f"🔧 {tool_name}: `{detail}`" if detail else f"🔧 {tool_name}"
 
 
+POST_ATTEMPTS = 3
+"""Tries per post before a reply is reported lost in the thread."""
+
+
 class ReplyStream:
     """One reply in one scope, growing as the agent streams; see the module doc.
 
@@ -227,9 +231,24 @@ class ReplyStream:
                         if self._shown[i] != part:
                             await self._safe_edit(i, part)
                     else:
-                        ref = await self.adapter.post(self.scope, part)
+                        ref = await self._post(part)
                         self.refs.append(ref)
                         self._shown.append(part)
+
+    async def _post(self, part: str) -> MessageRef:
+        """Post, retrying a failure (after the platform's ``retry_after`` if it gave one)."""
+        for attempt in range(POST_ATTEMPTS):
+            try:
+                return await self.adapter.post(self.scope, part)
+            except Exception as exc:
+                if attempt == POST_ATTEMPTS - 1:
+                    raise
+                wait = getattr(exc, "retry_after", None)
+                delay = float(wait) if isinstance(wait, int | float) else 0.5 * 2**attempt
+                log.warning("posting in %s failed (%s); retrying in %.1f s", self.scope.key,
+                            exc, delay)
+                await anyio.sleep(min(delay, 30.0))
+        raise AssertionError("unreachable")
 
     async def _safe_edit(self, i: int, part: str) -> None:
         try:
@@ -238,6 +257,6 @@ class ReplyStream:
         except Exception:
             log.warning("editing a reply in %s failed; posting the rest anew", self.scope.key,
                         exc_info=True)
-            ref = await self.adapter.post(self.scope, part)
+            ref = await self._post(part)
             self.refs[i] = ref
             self._shown[i] = part

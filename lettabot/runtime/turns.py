@@ -150,11 +150,23 @@ class TurnRunner:
                         final = f"{final}\n\n{trailer}" if final else trailer
                     try:
                         await stream.finish(final)
-                    except Exception:
+                    except Exception as exc:
                         log.exception("could not post the reply in %s", scope.key)
+                        await self._tell_lost(adapter, scope, exc)
                     await self._done(adapter, scope)
         if broken is not None:
             raise SessionBroken(str(broken)) from broken
+
+    @staticmethod
+    async def _tell_lost(adapter: Adapter, scope: Scope, exc: Exception) -> None:
+        """The reply could not be posted even after retries: say so, never stay silent."""
+        with anyio.move_on_after(15):
+            try:
+                await adapter.notify(scope, "⚠️ I answered, but the reply could not be posted "
+                                            f"here ({type(exc).__name__}). Please ask again.")
+            except Exception:
+                log.warning("could not tell %s that its reply was lost", scope.key,
+                            exc_info=True)
 
     async def _stream(
         self, session: sdk.Session, job: Job, reply: _Reply, stream: ReplyStream

@@ -175,3 +175,37 @@ async def test_a_short_reply_is_posted_once_even_when_posting_is_slow() -> None:
         await anyio.sleep(0.05)  # the first post is in flight
         await stream.finish("Hello there!")
     assert [p.text for p in chat.messages(scope)] == ["Hello there!"]
+
+
+class _FlakyChat(TestChat):
+    """The first ``failures`` posts fail, the first with a platform's Retry-After."""
+
+    def __init__(self, failures: int, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.failures = failures
+        self.attempts = 0
+
+    async def post(self, scope: Scope, text: str) -> MessageRef:
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            error = RuntimeError("ratelimited")
+            error.retry_after = 0.2  # type: ignore[attr-defined]
+            raise error
+        return await super().post(scope, text)
+
+
+@pytest.mark.anyio
+async def test_a_failed_post_is_retried_and_posted_once() -> None:
+    chat = _FlakyChat(2, limits=AdapterLimits(can_edit=False))
+    scope = chat.scope("C1", "flaky")
+    stream = ReplyStream(chat, scope)
+    await stream.finish("an answer")
+    assert [p.text for p in chat.messages(scope)] == ["an answer"] and chat.attempts == 3
+
+
+@pytest.mark.anyio
+async def test_a_post_that_keeps_failing_raises_for_the_turn_to_report() -> None:
+    chat = _FlakyChat(99, limits=AdapterLimits(can_edit=False))
+    stream = ReplyStream(chat, chat.scope("C1", "lost"))
+    with pytest.raises(RuntimeError, match="ratelimited"):
+        await stream.finish("an answer")

@@ -304,33 +304,23 @@ class DiscordAdapter:
         return self.client.get_partial_messageable(target_channel_id(scope), guild_id=guild_id)
 
     async def post(self, scope: Scope, text: str) -> MessageRef:
-        """Post ``text`` (already split to :attr:`limits` by the runtime).
-
-        Returns a ref with an empty id when Discord refused the message (logged).
-        """
+        """Post ``text`` (already split to :attr:`limits` by the runtime). A refusal raises
+        (discord.py has already waited out rate limits): the runtime retries, then says so."""
         channel = self._channel(scope)
         ref_id = ""
         for start in range(0, max(len(text), 1), MAX_MESSAGE):
             chunk = text[start : start + MAX_MESSAGE] or "…"
-            try:
-                sent = await channel.send(chunk)
-            except discord.HTTPException as exc:
-                log.warning("discord: posting in %s failed: %s", scope.key, exc)
-                continue
+            sent = await channel.send(chunk)
             ref_id = str(sent.id)
         return MessageRef(scope=scope, id=ref_id)
 
     async def edit(self, ref: MessageRef, text: str) -> None:
-        if not ref.id:
-            return
-        try:
-            await (
-                self._channel(ref.scope)
-                .get_partial_message(int(ref.id))
-                .edit(content=clip(text, MAX_MESSAGE) or "…")
-            )
-        except discord.HTTPException as exc:
-            log.warning("discord: editing %s failed: %s", ref.id, exc)
+        """Edit a posted message; a failure raises (the runtime then posts the text anew)."""
+        await (
+            self._channel(ref.scope)
+            .get_partial_message(int(ref.id))
+            .edit(content=clip(text, MAX_MESSAGE) or "…")
+        )
 
     async def typing(self, scope: Scope) -> None:
         try:
