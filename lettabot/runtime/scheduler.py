@@ -267,14 +267,21 @@ class Scheduler:
         """Stop accepting; let running turns finish for ``grace`` s, then interrupt them;
         tell scopes whose queued messages will not be answered; close every session."""
         self.draining = True
+        # A turn waiting only for a click would hold the whole grace period (and Docker's
+        # 10 s stop would SIGKILL us): end those prompts now, saying why.
+        for lane in list(self.lanes.values()):
+            if self.broker.pending_in(lane.scope):
+                with anyio.move_on_after(5):
+                    await self.broker.cancel_scope(lane.scope, "lettabot is restarting")
         with anyio.move_on_after(grace):
             await self._until(lambda: self.running() == 0)
-        for lane in self.lanes.values():
-            if lane.running is not None:
-                await self.stop(lane.scope, reason="lettabot is shutting down")
+        with anyio.move_on_after(5):
+            for lane in list(self.lanes.values()):
+                if lane.running is not None:
+                    await self.stop(lane.scope, reason="lettabot is shutting down")
         with anyio.move_on_after(5):
             await self._until(lambda: self.running() == 0)
-        for lane in self.lanes.values():
+        for lane in list(self.lanes.values()):
             if lane.cancel is not None:
                 lane.cancel.cancel()
         await self.close()

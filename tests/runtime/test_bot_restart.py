@@ -134,3 +134,22 @@ async def test_a_prompt_open_when_the_server_dies_is_cancelled_and_the_tool_neve
     await chat.wait_done(scope, 2)
     assert chat.texts(scope)[-1] == "You said: are you back?"
     assert not target.exists()
+
+
+async def test_shutdown_ends_a_turn_that_waits_only_for_a_click(
+    module_home: LettaHome,
+) -> None:
+    """SIGTERM with a prompt open must not sit out the whole grace period (Docker stops
+    after 10 s): the prompt is cancelled ("lettabot is restarting") and the drain ends."""
+    import anyio
+
+    config = make_config(module_home, module_home.path / "click-data")
+    with anyio.fail_after(25):  # far below the 120 s grace
+        async with Bot.open(config, grace=120) as bot:
+            chat = TestChat(bot)
+            bot.add_adapter(chat)
+            scope = chat.scope("C1", "t-click")
+            await chat.push(f"run: touch {module_home.workdir}/never.txt", scope=scope)
+            prompt = await chat.wait_prompt(scope)
+    assert prompt.resolved == "Cancelled: lettabot is restarting"
+    assert not (module_home.workdir / "never.txt").exists()
