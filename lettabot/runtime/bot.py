@@ -128,7 +128,8 @@ class Bot:
         )
         self.commands = Commands(access=self.access, router=self.router,
                                  scheduler=self.scheduler, broker=self.broker,
-                                 model=config.letta.model)
+                                 model=config.letta.model,
+                                 cli_env={**os.environ, **config.letta.env})
         self._tg: TaskGroup | None = None
         self._locks: dict[str, anyio.Lock] = {}
         self._stale: list[Approval] = []

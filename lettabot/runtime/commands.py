@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from lettabot.runtime.access import AccessPolicy
@@ -37,10 +38,13 @@ def parse_command(text: str) -> tuple[str, str] | None:
     return m.group(1), m.group(2).strip()
 
 
-def memory_dir(agent_id: str) -> Path:
-    """The agent's memfs folder on the local backend (``$LETTA_LOCAL_BACKEND_DIR``)."""
-    base = os.environ.get("LETTA_LOCAL_BACKEND_DIR")
-    root = Path(base) if base else Path.home() / ".letta" / "lc-local-backend"
+def memory_dir(agent_id: str, env: Mapping[str, str] | None = None) -> Path:
+    """The agent's memfs folder on the local backend (``$LETTA_LOCAL_BACKEND_DIR`` of the
+    CLI's environment ``env``, default ours)."""
+    env = os.environ if env is None else env
+    base = env.get("LETTA_LOCAL_BACKEND_DIR")
+    home = Path(env["HOME"]) if env.get("HOME") else Path.home()
+    root = Path(base) if base else home / ".letta" / "lc-local-backend"
     return root / "memfs" / agent_id / "memory"
 
 
@@ -65,8 +69,8 @@ def _first_line(path: Path) -> str:
     return "(empty)"
 
 
-def memory_summary(agent_id: str) -> str:
-    folder = memory_dir(agent_id)
+def memory_summary(agent_id: str, env: Mapping[str, str] | None = None) -> str:
+    folder = memory_dir(agent_id, env)
     if not folder.is_dir():
         return (f"No local memory folder for {agent_id} (the agent may live on Letta Cloud or a "
                 "Letta server, where its memory files are not on this machine).")
@@ -89,7 +93,9 @@ class Commands:
         scheduler: Scheduler,
         broker: ApprovalBroker,
         model: str | None = None,
+        cli_env: Mapping[str, str] | None = None,
     ) -> None:
+        self.cli_env = cli_env
         self.access = access
         self.router = router
         self.scheduler = scheduler
@@ -118,7 +124,7 @@ class Commands:
         if name == "status":
             return CommandResult(text=await self._status(scope), ephemeral=True)
         if name == "memory":
-            return CommandResult(text=memory_summary(await self.router.agent_id()),
+            return CommandResult(text=memory_summary(await self.router.agent_id(), self.cli_env),
                                  ephemeral=True)
         if name == "help":
             lines = ["Commands:", *(f"• `{n}` — {d}" for n, d in COMMANDS.items())]

@@ -10,7 +10,6 @@ real Letta settings, agents or lettabot store. Only the web chat runs; it says D
 from __future__ import annotations
 
 import atexit
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -34,7 +33,6 @@ STORY = (
 )
 """The demo's streamed reply to "tell me a story" (slow enough to watch it arrive)."""
 
-_CLI_VARS = ("HOME", "LETTA_LOCAL_BACKEND_DIR", "LETTA_API_KEY", "LETTA_BASE_URL")
 
 
 @dataclass(frozen=True)
@@ -46,9 +44,14 @@ class Demo:
     home: Path
 
 
-def demo_config(config: Config, root: Path) -> Config:
+def demo_config(config: Config, root: Path, home: Path | None = None) -> Config:
     """``config`` changed to run the demo: scripted model, its own agent, store and workspace,
-    web chat only (host, port and token kept from ``config``)."""
+    its own Letta home (``home``, through ``letta.env``: our environment is left alone), web
+    chat only (host, port and token kept from ``config``)."""
+    env = {"LETTA_API_KEY": "", "LETTA_BASE_URL": ""}  # never the user's Letta account
+    if home is not None:
+        env |= {"HOME": str(home),
+                "LETTA_LOCAL_BACKEND_DIR": str(home / ".letta" / "lc-local-backend")}
     letta = config.letta.model_copy(
         update={
             "backend": "local",
@@ -61,6 +64,7 @@ def demo_config(config: Config, root: Path) -> Config:
             "cwd": root / "workspace",
             "allowed_tools": [],
             "disallowed_tools": [],
+            "env": env,
         }
     )
     return config.model_copy(
@@ -80,25 +84,15 @@ def demo_config(config: Config, root: Path) -> Config:
 def demo_mode(config: Config) -> Iterator[Demo]:
     """Start the scripted model and point the Letta CLI at a demo home for the duration.
 
-    The CLI finds its home through ``HOME`` (and ``LETTA_LOCAL_BACKEND_DIR``); both are set in
-    this process's environment (inherited by the App Server it starts) and restored after.
+    The CLI finds its home through ``HOME`` (and ``LETTA_LOCAL_BACKEND_DIR``); both go to the
+    CLI through ``letta.env``, never into this process's environment.
     """
     root = config.data_dir / "demo"
     (root / "workspace").mkdir(parents=True, exist_ok=True)
     with ScriptedModelServer() as model:
         model.on("tell me a story", Reply.say(STORY, chunk_delay=0.08))
         home = prepare_template(root, model.base_url)
-        saved = {k: os.environ.pop(k, None) for k in _CLI_VARS}
-        os.environ["HOME"] = str(home)
-        os.environ["LETTA_LOCAL_BACKEND_DIR"] = str(home / ".letta" / "lc-local-backend")
-        try:
-            yield Demo(demo_config(config, root), model.base_url, home)
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        yield Demo(demo_config(config, root, home), model.base_url, home)
 
 
 def banner(demo: Demo) -> str:

@@ -67,10 +67,14 @@ def cli_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     The CLI's tools inherit it, and read-only commands such as ``printenv`` run without
     asking in ``standard`` mode, so nothing else of our environment (chat tokens, database
     URLs, provider keys) is passed: give the CLI what it needs through ``extra``
-    (``SessionOptions.env``).
+    (``SessionOptions.env``; an empty value there removes the variable).
     """
     env = {k: v for k, v in os.environ.items() if passes_to_cli(k)}
-    env.update(extra or {})
+    for key, value in (extra or {}).items():
+        if value == "":
+            env.pop(key, None)  # an empty extra unsets the variable
+        else:
+            env[key] = value
     if not env.get("NODE_COMPILE_CACHE"):
         cache = _cache_dir()
         try:
