@@ -118,7 +118,9 @@ class Bot:
         self.scheduler = Scheduler(
             router=self.router,
             broker=self.broker,
-            run_turn=TurnRunner(self.adapters.get, show_tools=show_tools),
+            run_turn=TurnRunner(self.adapters.get, show_tools=show_tools,
+                                stall_seconds=config.turns.stall_seconds,
+                                waiting_for_click=self.broker.pending_in),
             notify=self._notify,
             session_options=self._session_options(),
             max_concurrent_turns=config.servers.max_concurrent_turns,

@@ -217,6 +217,14 @@ class ApprovalsConfig(_Section):
     """How long decided approvals (the audit log) are kept."""
 
 
+class TurnsConfig(_Section):
+    """Deadlines of a turn."""
+
+    stall_seconds: float = Field(default=120.0, gt=0)
+    """A turn with no progress (no output from the agent) for this long is ended and the
+    chat told; the clock pauses while an approval prompt waits for a click."""
+
+
 class RemoteServer(_Section):
     """An App Server on another machine (``letta server --listen``)."""
 
@@ -408,6 +416,7 @@ class Config(BaseSettings):
     letta: LettaConfig = Field(default_factory=LettaConfig)
     access: AccessConfig = Field(default_factory=AccessConfig)
     approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)
+    turns: TurnsConfig = Field(default_factory=TurnsConfig)
     servers: ServersConfig = Field(default_factory=ServersConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     web: WebConfig = Field(default_factory=WebConfig)

@@ -46,7 +46,10 @@ from lettabot.runtime.adapter import InboundMessage, Scope
 from lettabot.runtime.approvals import ApprovalBroker, CanUseToolRequest, TurnOwner
 from lettabot.runtime.router import Router
 
-__all__ = ["QUEUE_LIMIT", "FairGate", "Job", "Lane", "Scheduler", "SessionBroken", "stable_hash"]
+__all__ = [
+    "QUEUE_LIMIT", "ConversationStuck", "FairGate", "Job", "Lane", "Scheduler", "SessionBroken",
+    "stable_hash",
+]
 
 log = logging.getLogger("lettabot.runtime.scheduler")
 
@@ -61,6 +64,11 @@ def stable_hash(text: str) -> int:
 
 class SessionBroken(Exception):
     """A turn failed in a way that makes its session unusable (it is closed and reopened)."""
+
+
+class ConversationStuck(SessionBroken):
+    """The server did not finish a turn (a hung model): the conversation stays busy there,
+    so the scope moves to a new conversation (its session is closed, its route dropped)."""
 
 
 @dataclass(frozen=True)
@@ -361,6 +369,12 @@ class Scheduler:
         try:
             await self._run_turn(lane.scope, job, session,
                                  TurnOwnerSetter(lane, self.server_alive))
+        except ConversationStuck:
+            log.warning("the conversation of %s is stuck; the next message starts a new one",
+                        lane.scope.key)
+            await self._close_session(lane)
+            with anyio.CancelScope(shield=True):
+                await self.router.reset(lane.scope)
         except SessionBroken:
             log.info("closing the broken session of %s", lane.scope.key)
             await self._close_session(lane)

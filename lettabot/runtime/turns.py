@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -21,7 +22,7 @@ from lettabot import sdk
 from lettabot.runtime.adapter import Adapter, InboundMessage, Scope
 from lettabot.runtime.approvals import TurnOwner
 from lettabot.runtime.render import ReplyStream, tool_line
-from lettabot.runtime.scheduler import Job, SessionBroken, TurnOwnerSetter
+from lettabot.runtime.scheduler import ConversationStuck, Job, SessionBroken, TurnOwnerSetter
 
 __all__ = ["TurnRunner", "message_content", "neutralize"]
 
@@ -97,13 +98,25 @@ class _Reply:
         return not any(b.strip() for b in self.blocks) and not self.partial.strip()
 
 
+@dataclass
+class _Watch:
+    """Progress of one turn, for the stall watchdog."""
+
+    last: float
+    stalled: bool = False
+    scope: anyio.CancelScope | None = None
+
+
 class TurnRunner:
     """Runs turns for the scheduler (it is the scheduler's ``run_turn``)."""
 
     def __init__(self, adapter_for: Callable[[str], Adapter | None], *,
-                 show_tools: bool = True) -> None:
+                 show_tools: bool = True, stall_seconds: float = 120.0,
+                 waiting_for_click: Callable[[Scope], int] | None = None) -> None:
         self._adapter_for = adapter_for
         self.show_tools = show_tools
+        self.stall_seconds = stall_seconds
+        self._waiting_for_click = waiting_for_click or (lambda scope: 0)
 
     async def __call__(
         self,
@@ -129,8 +142,20 @@ class TurnRunner:
                 message = job.message
                 set_owner(TurnOwner(scope, session.conversation_id, message.user_id,
                                     message.user_name, agent_id=session.agent_id))
-                result = await self._stream(session, job, reply, stream)
-                trailer = self._trailer(result, reply)
+                watch = _Watch(anyio.current_time())
+                with anyio.CancelScope() as watch.scope:
+                    tg.start_soon(self._watchdog, scope, watch)
+                    result = await self._stream(session, job, reply, stream, watch)
+                    trailer = self._trailer(result, reply)
+                if watch.stalled:
+                    log.warning("turn in %s made no progress for %g s; ended", scope.key,
+                                self.stall_seconds)
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                        await session.abort()
+                    trailer = (f"⚠️ The agent made no progress for {self.stall_seconds:g} s (the "
+                               "model may be hanging), so I stopped this turn. Your next message "
+                               "starts a new conversation here; the agent's memory is kept.")
+                    broken = ConversationStuck("no progress")
             except sdk.LettaSDKError as exc:
                 log.warning("turn in %s failed: %s", scope.key, exc)
                 trailer = f"⚠️ Sorry — I could not reach the agent ({_short(str(exc))})."
@@ -154,6 +179,8 @@ class TurnRunner:
                         log.exception("could not post the reply in %s", scope.key)
                         await self._tell_lost(adapter, scope, exc)
                     await self._done(adapter, scope)
+        if isinstance(broken, SessionBroken):
+            raise broken
         if broken is not None:
             raise SessionBroken(str(broken)) from broken
 
@@ -168,12 +195,27 @@ class TurnRunner:
                 log.warning("could not tell %s that its reply was lost", scope.key,
                             exc_info=True)
 
+    async def _watchdog(self, scope: Scope, watch: _Watch) -> None:
+        """End the turn after ``stall_seconds`` without progress; an open approval prompt
+        pauses the clock (people take their time to click)."""
+        while True:
+            await anyio.sleep(min(1.0, self.stall_seconds / 4))
+            now = anyio.current_time()
+            if self._waiting_for_click(scope):
+                watch.last = now
+            elif now - watch.last > self.stall_seconds:
+                watch.stalled = True
+                assert watch.scope is not None
+                watch.scope.cancel()
+                return
+
     async def _stream(
-        self, session: sdk.Session, job: Job, reply: _Reply, stream: ReplyStream
+        self, session: sdk.Session, job: Job, reply: _Reply, stream: ReplyStream, watch: _Watch,
     ) -> sdk.ResultMessage:
         await session.send(message_content(job.message), client_message_id=job.client_message_id)
         result: sdk.ResultMessage | None = None
         async for msg in session.stream():
+            watch.last = anyio.current_time()
             if isinstance(msg, sdk.StreamEventMessage):
                 if msg.event.get("message_type", "assistant_message") == "assistant_message":
                     reply.partial += msg.text

@@ -15,7 +15,7 @@ from lettabot.testing.chat import TestChat
 from lettabot.testing.letta_home import LettaHome
 from lettabot.testing.scripted_model import Reply, ScriptedModelServer
 from tests.runtime.bot_fixtures import *  # noqa: F403 (fixtures)
-from tests.runtime.bot_fixtures import make_config
+from tests.runtime.bot_fixtures import BotMaker, make_config
 
 pytestmark = pytest.mark.anyio
 
@@ -69,7 +69,7 @@ async def test_a_configured_agent_that_does_not_exist_is_an_error(
 
 
 async def test_a_server_killed_mid_turn_is_reported_and_the_next_message_works(
-    make_bot: BotMaker, scripted_model: ScriptedModelServer  # noqa: F405
+    make_bot: BotMaker, scripted_model: ScriptedModelServer
 ) -> None:
     bot, chat = await make_bot("crash")
     scope = chat.scope("C9", "crash")
@@ -90,7 +90,7 @@ async def test_a_server_killed_mid_turn_is_reported_and_the_next_message_works(
 
 
 async def test_two_app_servers_share_the_conversations_by_a_stable_hash(
-    make_bot: BotMaker,  # noqa: F405
+    make_bot: BotMaker,
 ) -> None:
     bot, chat = await make_bot("pair", servers={"count": 2})
     scopes = [chat.scope("C12", f"pair-{i}") for i in range(6)]
@@ -116,7 +116,7 @@ async def test_two_app_servers_share_the_conversations_by_a_stable_hash(
 
 
 async def test_a_prompt_open_when_the_server_dies_is_cancelled_and_the_tool_never_runs(
-    make_bot: BotMaker, module_home: LettaHome  # noqa: F405
+    make_bot: BotMaker, module_home: LettaHome
 ) -> None:
     bot, chat = await make_bot("crash-prompt")
     scope = chat.scope("C13", "crash-prompt")
@@ -153,3 +153,40 @@ async def test_shutdown_ends_a_turn_that_waits_only_for_a_click(
             prompt = await chat.wait_prompt(scope)
     assert prompt.resolved == "Cancelled: lettabot is restarting"
     assert not (module_home.workdir / "never.txt").exists()
+
+
+async def test_a_hung_model_ends_the_turn_and_the_next_message_is_answered(
+    make_bot: BotMaker, scripted_model: ScriptedModelServer,
+) -> None:
+    """No deadline used to exist: a hanging model request held its conversation (and a turn
+    slot) forever. Now the turn ends after turns.stall_seconds with a note, and the scope
+    moves to a new conversation, since the server still has the old one busy."""
+    bot, chat = await make_bot("stall", turns={"stall_seconds": 3})
+    scripted_model.on("hang forever", Reply.hanging(), times=1)
+    scope = chat.scope("C9", "t-stall")
+    await chat.push("hang forever", scope=scope)
+    await chat.wait_done(scope, within=60)
+    assert "made no progress for 3 s" in chat.transcript(scope)
+    stuck = [a.conversation_id for a in await bot.store.list_routes() if a.scope == scope.key]
+    await chat.push("are you back?", scope=scope)
+    await chat.wait_done(scope, 2, within=60)
+    assert chat.texts(scope)[-1] == "You said: are you back?"
+    after = await bot.store.get_route(scope.key)
+    assert after is not None and after.conversation_id not in stuck  # moved off it
+
+
+async def test_a_prompt_waiting_for_a_click_is_not_a_stall(
+    make_bot: BotMaker, module_home: LettaHome,
+) -> None:
+    _, chat = await make_bot("patient", turns={"stall_seconds": 2})
+    scope = chat.scope("C9", "t-patient")
+    target = module_home.workdir / "patient.txt"
+    await chat.push(f"run: touch {target}", scope=scope)
+    prompt = await chat.wait_prompt(scope)
+    import anyio
+
+    await anyio.sleep(5)  # longer than stall_seconds: the prompt pauses the clock
+    assert prompt.resolved is None
+    await chat.click(prompt.request_id, "approve")
+    await chat.wait_done(scope)
+    assert target.exists() and "no progress" not in chat.transcript(scope)
