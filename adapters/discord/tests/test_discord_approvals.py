@@ -58,16 +58,18 @@ async def test_prompt_clicks_and_outcome(world: World, bot: RecordingBot) -> Non
 
         # someone else clicks: an ephemeral refusal, the prompt unchanged
         click = await fake.click(prompt, "Approve", world.bob)
-        [refusal] = await fake.wait_for(lambda: fake.responses_to(click))
-        assert refusal["type"] == 4 and refusal["data"]["flags"] & 64
+        deferred, refusal = await fake.wait_for(lambda: fake.responses_to(click)[1:]
+                                                and fake.responses_to(click))
+        assert deferred["type"] == 6  # acknowledged before anything else
+        assert refusal["type"] == "followup" and refusal["data"]["flags"] & 64
         assert refusal["data"]["content"] == "Only ada can decide this."
         assert prompt["content"] == content
         assert not any(b.get("disabled") for b in _buttons(prompt))
 
         click = await fake.click(prompt, "Deny", world.ada)
-        [update] = await fake.wait_for(lambda: fake.responses_to(click))
-        assert update["type"] == 7  # the prompt itself is updated
-        assert prompt["content"] == content + "\n**Denied by ada**"
+        [ack] = await fake.wait_for(lambda: fake.responses_to(click))
+        assert ack["type"] == 6  # acknowledged first; the prompt is then edited
+        await fake.wait_for(lambda: prompt["content"] == content + "\n**Denied by ada**")
         assert all(b["disabled"] for b in _buttons(prompt))
         assert bot.decisions == [
             (RID, "approve", world.bob["id"], "bob"),
@@ -102,8 +104,9 @@ async def test_click_after_restart_says_expired(world: World, bot: RecordingBot)
     )
     async with running(fake, restarted):  # a new process: it never showed this prompt
         click = await fake.click(prompt, "Approve", world.ada)
-        [answer] = await fake.wait_for(lambda: fake.responses_to(click))
-        assert answer["type"] == 4 and answer["data"]["flags"] & 64
+        _, answer = await fake.wait_for(lambda: fake.responses_to(click)[1:]
+                                        and fake.responses_to(click))
+        assert answer["type"] == "followup" and answer["data"]["flags"] & 64
         assert "expired" in answer["data"]["content"]
         await fake.wait_for(lambda: all(b.get("disabled") for b in _buttons(prompt)))
         assert prompt["content"].endswith("**Expired**")

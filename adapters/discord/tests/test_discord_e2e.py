@@ -153,7 +153,8 @@ async def test_approve_after_an_unauthorised_click(
     assert "`Bash`" in prompt["content"] and f"echo yes > {target}" in prompt["content"]
 
     click = await fake.click(prompt, "Approve", setup.bob)
-    [refusal] = await fake.wait_for(lambda: fake.responses_to(click))
+    _, refusal = await fake.wait_for(lambda: fake.responses_to(click)[1:]
+                                     and fake.responses_to(click))
     assert refusal["data"]["flags"] & 64  # ephemeral: only bob sees it
     assert "Only the person whose message started this turn" in refusal["data"]["content"]
     assert not target.exists()
@@ -256,6 +257,7 @@ async def test_no_decision_in_time_disables_the_prompt(
         assert all(b["disabled"] for b in _buttons(prompt))
         click = await setup.fake.click(prompt, "Approve", setup.ada)
         # both bots' adapters see the click (one fake Discord); each answers from the store
-        answers = await setup.fake.wait_for(lambda: setup.fake.responses_to(click))
+        answers = await setup.fake.wait_for(
+            lambda: [a for a in setup.fake.responses_to(click) if a["type"] == "followup"])
         assert all(a["data"]["flags"] & 64 and "timed out" in a["data"]["content"] for a in answers)
         assert not target.exists()

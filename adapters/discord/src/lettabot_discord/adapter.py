@@ -256,8 +256,15 @@ class DiscordAdapter:
     async def on_decision(
         self, interaction: discord.Interaction[Any], decision: ApprovalDecision, request_id: str
     ) -> None:
-        """A click on Approve / Deny / Always allow (possibly on a prompt from before a restart)."""
+        """A click on Approve / Deny / Always allow (possibly on a prompt from before a restart).
+
+        Acknowledged first (Discord allows 3 s; deciding touches the store and edits the
+        prompt over REST, which a rate limit can delay past that), answered after."""
         user = interaction.user
+        try:
+            await interaction.response.defer()  # a deferred update: nothing shown yet
+        except discord.HTTPException as exc:
+            log.warning("discord: could not acknowledge a click on %s: %s", request_id, exc)
         try:
             outcome = await self.bot.decide_approval(
                 request_id, decision, str(user.id), user.display_name
@@ -270,13 +277,13 @@ class DiscordAdapter:
         message = interaction.message
         try:
             if outcome.status == "decided" and message is not None:
-                await interaction.response.edit_message(
+                await message.edit(
                     content=resolved_text(message.content, outcome.final_text or outcome.message),
                     view=disabled_view(request_id, _decisions_on(message)),
                 )
                 return
             text = EXPIRED if outcome.status == "unknown" else outcome.message
-            await interaction.response.send_message(clip(text, MAX_MESSAGE), ephemeral=True)
+            await interaction.followup.send(clip(text, MAX_MESSAGE), ephemeral=True)
             if outcome.status == "unknown" and message is not None:
                 await message.edit(
                     content=resolved_text(message.content, "Expired"),
