@@ -65,9 +65,14 @@ class RecordingBot:
         self.changed.set()
         self.changed = anyio.Event()
 
+    refused: set[str] = field(default_factory=set)
+
     async def handle_message(self, message: InboundMessage) -> None:
         self.messages.append(message)
         self._bump()
+
+    def may_talk(self, adapter: str, user_id: str) -> bool:
+        return user_id not in self.refused
 
     async def decide_approval(
         self, request_id: str, decision: ApprovalDecision, user_id: str, user_name: str = ""

@@ -10,6 +10,7 @@ of a method with 429 + ``Retry-After``, and serves a Socket Mode WebSocket.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import itertools
@@ -57,6 +58,8 @@ class MockSlack:
         self.messages: dict[str, Message] = {}
         self.user_names: dict[str, str] = {"U_ADA": "ada", "U_BOB": "bob", "U_EVE": "eve"}
         self._failures: dict[str, list[tuple[int, int]]] = {}
+        self.slow: dict[tuple[str, str], float] = {}
+        """(method, value of its ``user`` argument) → seconds to wait before answering."""
         self._ts = itertools.count(1)
         self._changed = anyio.Event()
         self._runner: web.AppRunner | None = None
@@ -132,6 +135,9 @@ class MockSlack:
         if not token and "token" in args:
             token = str(args.pop("token"))
         self.calls.append(Call(method, args, token))
+        delay = self.slow.get((method, str(args.get("user", ""))))
+        if delay:
+            await asyncio.sleep(delay)
         try:
             failures = self._failures.get(method)
             if failures:

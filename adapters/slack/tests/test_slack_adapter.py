@@ -267,3 +267,28 @@ async def test_a_pasted_link_cannot_reach_another_channel_or_someones_dm(
     assert bot.commands == []  # nothing ran
     assert all("channel of that thread" in n.args["text"] for n in notes)
     assert all(n.args["channel"] == "C0GENERAL" for n in notes)
+
+
+async def test_a_slow_name_lookup_never_reorders_a_threads_messages(
+    mock_slack: MockSlack,
+) -> None:
+    """slack_sdk handles events concurrently: Ada's first message waits on users.info
+    while Bob's arrives; the runtime must still get Ada's first."""
+    mock_slack.slow[("users.info", "U_ADA")] = 1.0
+    bot = RecordingBot()
+    async with running_adapter(mock_slack, bot) as (_, slack):
+        thread = new_ts()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(slack.event, message("first", user="U_ADA", thread_ts=thread))
+            await anyio.sleep(0.2)
+            tg.start_soon(slack.event, message("second", user="U_BOB", thread_ts=thread))
+        await wait_until(bot, lambda: len(bot.messages) == 2)
+    assert [m.text for m in bot.messages] == ["first", "second"]
+
+
+async def test_no_lookup_for_someone_the_bot_will_refuse(mock_slack: MockSlack) -> None:
+    bot = RecordingBot(refused={"U_EVE"})
+    async with running_adapter(mock_slack, bot) as (_, slack):
+        await slack.event(mention("let me in", user="U_EVE"))
+        await wait_until(bot, lambda: bot.messages)
+    assert not [c for c in mock_slack.calls_to("users.info") if c.args.get("user") == "U_EVE"]

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -109,6 +110,7 @@ class SlackAdapter:
         self._parts: _Lru = _Lru()  # "channel:ts" → ts of the extra messages of a long post
         self._names: _Lru = _Lru()
         self._seen: _Lru = _Lru()
+        self._order: dict[str, anyio.Lock] = {}
 
     # lifecycle -----------------------------------------------------------------
 
@@ -160,6 +162,18 @@ class SlackAdapter:
             log.debug("slack: users.info %s failed: %s", user_id, api_error(exc))
         self._names.remember(user_id, name)
         return str(name)
+
+    @asynccontextmanager
+    async def in_order(self, key: str) -> AsyncIterator[None]:
+        """Hold ``key``'s turn: tasks entering in arrival order leave in that order (anyio
+        locks are fair)."""
+        lock = self._order.setdefault(key, anyio.Lock())
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and lock.statistics().tasks_waiting == 0:
+                self._order.pop(key, None)
 
     def first_delivery(self, event_id: str) -> bool:
         """False if this event id was seen before (for work the runtime does not dedupe)."""

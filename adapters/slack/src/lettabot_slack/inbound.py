@@ -18,7 +18,7 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from lettabot.runtime.adapter import Scope
 from lettabot.runtime.commands import COMMANDS
 from lettabot_slack import blocks
-from lettabot_slack.events import Ignored, dm_scope, inbound_from_event, slash_scope
+from lettabot_slack.events import ADAPTER, Ignored, dm_scope, inbound_from_event, slash_scope
 
 if TYPE_CHECKING:
     from lettabot_slack.adapter import SlackAdapter
@@ -50,13 +50,17 @@ def register(adapter: SlackAdapter) -> None:
                     lambda: _command(adapter, scope, user_id, command, ""), f"@ {command}"
                 )
             return
-        name = ""
-        with anyio.move_on_after(1.5):  # a name is nice to have; the ack is not to wait
-            name = await adapter.user_name(message.user_id) if not message.is_bot else ""
-        if name:
-            message = message.model_copy(update={"user_name": name})
-        adapter.saw_message(message.scope, message.scope.channel, message.message_id)
-        await adapter.bot.handle_message(message)
+        # One scope's messages reach the runtime in the order Slack delivered them: the
+        # (possibly slow) name lookup happens inside the scope's turn, never before it.
+        async with adapter.in_order(message.scope.key):
+            name = ""
+            if not message.is_bot and adapter.bot.may_talk(ADAPTER, message.user_id):
+                with anyio.move_on_after(1.5):  # a name is nice to have; the ack won't wait
+                    name = await adapter.user_name(message.user_id)
+            if name:
+                message = message.model_copy(update={"user_name": name})
+            adapter.saw_message(message.scope, message.scope.channel, message.message_id)
+            await adapter.bot.handle_message(message)
 
     app.event("app_mention")(on_event)
     app.event("message")(on_event)
