@@ -108,10 +108,14 @@ class Commands:
                                  ephemeral=True)
         name = command.strip().lstrip("/!").lower()
         if name == "reset":
-            had = await self.scheduler.reset(scope)
+            had, dropped = await self.scheduler.reset(scope)
             cleared = await self.broker.store.clear_allow_rules(scope.key)
             text = ("Started a new conversation here (the agent's memory is kept)." if had
                     else "There was no conversation here yet; the next message starts one.")
+            if dropped:
+                text += (f" {dropped} message{'s' * (dropped != 1)} still waiting for an answer "
+                         f"{'were' if dropped != 1 else 'was'} dropped; send again what you "
+                         "still need.")
             if cleared:
                 text += f" {cleared} \"Always allow\" rule{'s' * (cleared != 1)} cleared."
             return CommandResult(text=text)

@@ -474,15 +474,24 @@ class Scheduler:
                     lane.cancel.cancel()
         return True
 
-    async def reset(self, scope: Scope) -> bool:
-        """Forget the scope's conversation (a running turn is interrupted first)."""
-        await self.stop(scope, reason="the conversation was reset")
+    async def reset(self, scope: Scope) -> tuple[bool, int]:
+        """Forget the scope's conversation: messages still queued there are dropped (so
+        none of them starts in the new conversation), a running turn is interrupted.
+        Returns (whether there was a conversation, how many queued messages were dropped)."""
         lane = self.lanes.get(scope.key)
+        dropped = 0
+        if lane is not None:
+            dropped, lane.queue = len(lane.queue), deque()
+        await self.stop(scope, reason="the conversation was reset")
         if lane is not None:
             with anyio.move_on_after(10):
                 await self._until(lambda: lane.running is None)
+            if lane.running is not None and lane.cancel is not None:
+                lane.cancel.cancel()  # it ignored the interrupt
+                with anyio.move_on_after(5):
+                    await self._until(lambda: lane.running is None)
             await self._close_session(lane)
-        return await self.router.reset(scope)
+        return await self.router.reset(scope), dropped
 
     # -- idle release ------------------------------------------------------------------
 

@@ -355,3 +355,25 @@ async def test_the_agent_is_told_who_is_speaking(
     last_user = [m for m in request.messages if m["role"] == "user"][-1]
     sent = "\n".join(p.get("text", "") for p in last_user["content"] if isinstance(p, dict))
     assert "This message is from Ada (id U-ada), in a thread on test." in sent
+
+
+async def test_reset_drops_what_was_queued_behind_an_approval_and_says_so(
+    module_bot: tuple[Bot, TestChat], module_home: LettaHome
+) -> None:
+    """Queued messages used to start in the NEW conversation after a reset, waiting on a
+    prompt nobody saw; the reset also waited out a 10 s timeout."""
+    bot, chat = module_bot
+    scope = chat.scope("C7", "reset-queued")
+    await chat.push(f"run: touch {module_home.workdir}/queued.txt", scope=scope)
+    prompt = await chat.wait_prompt(scope)
+    await chat.push("queued one", scope=scope)
+    await chat.push("queued two", scope=scope)
+    with anyio.fail_after(8):  # well under the old 10 s wait
+        result = await chat.command("reset", scope=scope)
+    assert "2 messages still waiting for an answer were dropped" in result.text
+    assert prompt.resolved is not None and "reset" in prompt.resolved
+    assert await bot.store.list_pending(scope.key) == []
+    await chat.push("fresh start", scope=scope)
+    await chat.wait_text(scope, "You said: fresh start")
+    assert "queued one" not in chat.transcript(scope)
+    assert not (module_home.workdir / "queued.txt").exists()
