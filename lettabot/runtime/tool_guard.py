@@ -55,8 +55,12 @@ _SAFE_IN_MEMORY = {
     "printf": None, "mkdir": None, "touch": None, "grep": None,
     "git": {"add", "commit", "status", "log", "diff", "show", "rm", "mv"},
 }
-_GIT_BAD_FLAGS = ("-c", "-C", "--git-dir", "--work-tree", "--exec-path", "--config", "--upload",
-                  "--receive", "--template", "--no-verify")
+_GIT_FLAGS = frozenset({
+    "-q", "--quiet", "-m", "-qm", "-am", "-a", "-A", "--all", "-s", "--short", "--stat", "-p",
+    "--oneline", "-n", "--no-color", "--cached", "--staged", "-r", "--",
+})
+"""The only git flags allowed without asking (no ``-c``, ``-C``, ``--output=``, hooks
+switches…: each of those can run or write something outside the memory folder)."""
 
 
 @dataclass(frozen=True)
@@ -213,11 +217,13 @@ class ToolGuard:
                     return False
                 redirect = True
                 continue
-            if word.startswith(_GIT_BAD_FLAGS):
+            flag = word.startswith("-") and not redirect
+            if flag and name == "git" and word not in _GIT_FLAGS:
                 return False
-            parts = word.split("/")
-            names_path = redirect or not word.startswith("-")
-            if names_path and (word.startswith(("/", "~")) or ".." in parts or ".git" in parts):
+            # a flag's value (``--file=/etc/x``) names a path as much as a bare word does
+            value = word.partition("=")[2] if flag else word
+            parts = value.split("/")
+            if value and (value.startswith(("/", "~")) or ".." in parts or ".git" in parts):
                 return False
             redirect = False
         return not redirect

@@ -88,8 +88,8 @@ def matches(guard: ToolGuard, rule: AllowRule, tool: str, tool_input: Mapping[st
         prefix = shlex.split(rule.pattern)
         if words[: len(prefix)] != prefix:
             return False
-        return all(_inside_workspace(guard, w) for w in words[len(prefix):]
-                   if not w.startswith("-"))
+        return all(_inside_workspace(guard, _path_of(w)) for w in words[len(prefix):]
+                   if _path_of(w))
     if rule.kind == "path":
         paths = guard.paths(tool_input, patterns=tool in READ_TOOLS)
         if not paths:
@@ -101,6 +101,13 @@ def matches(guard: ToolGuard, rule: AllowRule, tool: str, tool_input: Mapping[st
     if rule.kind == "input":
         return input_digest(dict(tool_input)) == rule.pattern
     return False
+
+
+def _path_of(word: str) -> str:
+    """What a command argument names as a path: itself, a flag's ``=value``, or nothing."""
+    if word.startswith("-"):
+        return word.partition("=")[2]
+    return word
 
 
 def _inside_workspace(guard: ToolGuard, word: str) -> bool:

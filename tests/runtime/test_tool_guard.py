@@ -63,6 +63,9 @@ def test_runs_without_a_click(guard: ToolGuard, tool: str, tool_input: dict[str,
     ("Bash", {"command": 'cd "$MEMORY_DIR" && printf x > .git/hooks/post-commit'}),
     ("Bash", {"command": 'cd "$MEMORY_DIR" && cat /etc/passwd'}),
     ("Bash", {"command": 'cd "$MEMORY_DIR" && ls | sh'}),
+    ("Bash", {"command": 'cd "$MEMORY_DIR" && git diff --output=../../../../.bashrc'}),
+    ("Bash", {"command": 'cd "$MEMORY_DIR" && grep --file=/etc/passwd -r .'}),
+    ("Bash", {"command": 'cd "$MEMORY_DIR" && git log --exec-path=/tmp'}),
     ("Bash", {"command": 'cd /tmp && ls'}),
     ("Write", {"file_path": "a.txt", "content": "x"}),
     ("WebFetch", {"url": "https://example.com"}),
@@ -91,7 +94,8 @@ def test_a_prefix_rule_covers_only_plain_commands_on_workspace_paths(guard: Tool
     assert matches(guard, rule, "Bash", {"command": "git status --short sub"})
     for other in ("git status ~", "git status /", "git status ..", "git status && printenv",
                   "git status; cat ~/.letta/settings.json", "git status $(id)", "git log",
-                  "git status > out", "git status .env"):
+                  "git status > out", "git status .env", "git status --output=/etc/x",
+                  "git status --git-dir=~/.letta"):
         assert not matches(guard, rule, "Bash", {"command": other}), other
     assert not matches(guard, rule, "Shell", {"command": "git status"})
 
