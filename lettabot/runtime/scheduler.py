@@ -531,9 +531,13 @@ class Scheduler:
 
     def server_alive(self, index: int) -> bool:
         """Whether local App Server ``index`` runs (True when unknown, e.g. remote)."""
-        processes = _local_servers()
-        proc = processes.get(str(index)) or (processes.get("") if self.servers == 1 else None)
+        proc = _local_servers().get(self._slot_key(index))
         return True if proc is None or proc.get("pid") is None else bool(proc.get("alive"))
+
+    def _slot_key(self, index: int) -> str:
+        """How the SDK pool names our server ``index``: one server is started without the
+        slot variable (see ``_session_options``), so "0" would be another bot's slot."""
+        return "" if self.servers == 1 else str(index)
 
     def server_states(self) -> list[dict[str, Any]]:
         """Each App Server slot: sessions on it and, for local servers, pid and liveness."""
@@ -548,7 +552,7 @@ class Scheduler:
         for index in range(self.servers):
             state: dict[str, Any] = {"index": index, "sessions": sessions[index],
                                      "transport": self.transport or sdk.get_default_transport()}
-            proc = processes.get(str(index)) or (processes.get("") if self.servers == 1 else None)
+            proc = processes.get(self._slot_key(index))
             if proc is not None:
                 state.update(proc)
             states.append(state)
