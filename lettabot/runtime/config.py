@@ -561,6 +561,8 @@ def _plain(model: BaseModel) -> dict[str, Any]:
             out[name] = str(value)
         elif name == "url" and isinstance(value, str):
             out[name] = _mask_url(value)
+        elif name == "env" and isinstance(value, dict):
+            out[name] = {k: _MASK if v else "" for k, v in value.items()}  # keys, mostly
         else:
             out[name] = value
     return out

@@ -46,12 +46,14 @@ def test_check_config_names_the_bad_key_and_exits_2(tmp_path: Path) -> None:
 def test_check_config_prints_what_would_run_with_secrets_masked(tmp_path: Path) -> None:
     good = tmp_path / "lettabot.toml"
     good.write_text(
-        '[letta]\nallowed_tools = ["Bash"]\n'
+        '[letta]\nallowed_tools = ["Bash"]\nenv = { OPENAI_API_KEY = "sk-very-secret-env" }\n'
         '[web]\nhost = "0.0.0.0"\ntoken = "very-secret-web-token"\n'
     )
     done = _run("check-config", "--config", str(good), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "very-secret-web-token" not in done.stdout + done.stderr
+    assert "sk-very-secret-env" not in done.stdout + done.stderr
+    assert "OPENAI_API_KEY" in done.stdout  # the key is shown, its value masked
     assert "# adapter web:" in done.stdout and "# config OK" in done.stdout
     assert "CLI runs in strict mode" in done.stdout  # every call reaches lettabot
 
