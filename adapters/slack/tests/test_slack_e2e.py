@@ -123,8 +123,9 @@ async def test_mention_then_thread_reply_continue_one_conversation(w: World) -> 
 
     # a reply in the thread, without a mention, continues the same conversation
     await w.slack.event(message("what was my first message?", ts=new_ts(), thread_ts=ts))
-    answer = await w.reply_in(CHANNEL, ts, "Your first message was")
-    assert "hello from slack" in answer
+    # the reply streams in (post, then edits): wait for the whole of it, not its first part
+    answer = await w.reply_in(CHANNEL, ts, "Your first message was: hello from slack")
+    assert answer.endswith("hello from slack")
     again = await w.bot.router.lookup(thread_scope(ts))
     assert again is not None and again.conversation_id == route.conversation_id
 
@@ -142,7 +143,8 @@ async def test_dm_is_its_own_conversation(w: World) -> None:
     await w.slack.event(message("what was my first message?", channel="D0ADA",
                                 channel_type="im", ts=new_ts(), thread_ts=dm_thread))
     # a thread inside the DM is a new conversation: its first message is this one
-    answer = await w.reply_in("D0ADA", dm_thread, "Your first message was")
+    answer = await w.reply_in("D0ADA", dm_thread,
+                              "Your first message was: what was my first message?")
     assert "hi in private" not in answer
 
 
@@ -293,7 +295,7 @@ async def test_commands_by_mention_and_slash(w: World) -> None:
     await w.slack.event(mention("reset", ts=new_ts(), thread_ts=ts))
     await w.reply_in(CHANNEL, ts, "Started a new conversation")
     await w.slack.event(message("what was my first message?", ts=new_ts(), thread_ts=ts))
-    answer = await w.reply_in(CHANNEL, ts, "Your first message was")
+    answer = await w.reply_in(CHANNEL, ts, "Your first message was: what was my first message?")
     assert "remember this thread" not in answer
 
     # /lettabot status for that thread (by link): an ephemeral answer to the asker
