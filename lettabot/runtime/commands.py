@@ -7,11 +7,11 @@ form ``/reset`` or ``!reset`` for adapters that have no native one. Only allowed
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from lettabot import sdk
 from lettabot.runtime.access import AccessPolicy
 from lettabot.runtime.adapter import CommandResult, Scope
 from lettabot.runtime.approvals import ApprovalBroker
@@ -39,13 +39,8 @@ def parse_command(text: str) -> tuple[str, str] | None:
 
 
 def memory_dir(agent_id: str, env: Mapping[str, str] | None = None) -> Path:
-    """The agent's memfs folder on the local backend (``$LETTA_LOCAL_BACKEND_DIR`` of the
-    CLI's environment ``env``, default ours)."""
-    env = os.environ if env is None else env
-    base = env.get("LETTA_LOCAL_BACKEND_DIR")
-    home = Path(env["HOME"]) if env.get("HOME") else Path.home()
-    root = Path(base) if base else home / ".letta" / "lc-local-backend"
-    return root / "memfs" / agent_id / "memory"
+    """The agent's memfs folder on the local backend of the CLI's environment ``env``."""
+    return sdk.memory_dir(agent_id, env)
 
 
 def _first_line(path: Path) -> str:

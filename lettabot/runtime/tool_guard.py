@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lettabot import sdk
+
 __all__ = ["EDIT_TOOLS", "READ_TOOLS", "SHELL_TOOLS", "ToolGuard", "plain_shell"]
 
 READ_TOOLS = frozenset({
@@ -78,7 +80,7 @@ class ToolGuard:
     def build(cls, mode: str, workspace: Path, protected: Iterable[Path], *,
               env: Mapping[str, str]) -> ToolGuard:
         home = Path(env.get("HOME") or Path.home())
-        backend = Path(env.get("LETTA_LOCAL_BACKEND_DIR") or home / ".letta" / "lc-local-backend")
+        backend = sdk.local_backend_dir(env)
         letta_home = home / ".letta"
         paths = {_real(p) for p in (*protected, letta_home, backend)}
         return cls(mode, _real(workspace), tuple(sorted(paths)), _real(backend / "memfs"),

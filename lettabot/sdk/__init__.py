@@ -11,6 +11,7 @@ Drives the real ``letta`` CLI: agents with persistent memory that learn over tim
                 print(msg.content)
 """
 
+from lettabot.sdk._internal.memfs import local_backend_dir, memory_dir
 from lettabot.sdk.client import (
     create_agent,
     create_session,
@@ -91,6 +92,8 @@ __all__ = [
     "create_agent",
     "create_session",
     "get_default_transport",
+    "local_backend_dir",
+    "memory_dir",
     "prompt",
     "resume_session",
     "set_default_transport",

@@ -19,7 +19,7 @@ import anyio
 from lettabot.sdk.errors import LettaSDKError
 from lettabot.sdk.options import MEMORY_PRESETS, AgentOptions, MemoryBlock
 
-__all__ = ["APPEND_LABEL", "apply_agent_memory", "memory_dir"]
+__all__ = ["APPEND_LABEL", "apply_agent_memory", "local_backend_dir", "memory_dir"]
 
 APPEND_LABEL = "instructions"
 _DESCRIPTIONS = {
@@ -30,13 +30,18 @@ _DESCRIPTIONS = {
 }
 
 
-def memory_dir(agent_id: str, env: Mapping[str, str] | None = None) -> Path:
-    """The memory folder of a local-backend agent."""
+def local_backend_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where the CLI with environment ``env`` (default ours) keeps local-backend agents."""
     env = env if env is not None else os.environ
     backend = env.get("LETTA_LOCAL_BACKEND_DIR") or str(
         Path(env.get("HOME") or Path.home()) / ".letta" / "lc-local-backend"
     )
-    return Path(backend) / "memfs" / agent_id / "memory"
+    return Path(backend)
+
+
+def memory_dir(agent_id: str, env: Mapping[str, str] | None = None) -> Path:
+    """The memory folder of a local-backend agent."""
+    return local_backend_dir(env) / "memfs" / agent_id / "memory"
 
 
 def _file_text(block: MemoryBlock) -> str:
