@@ -58,8 +58,6 @@ log = logging.getLogger("lettabot.runtime.approvals")
 SUMMARY_LIMIT = 800
 DIFF_LIMIT = 2500
 EDIT_TOOLS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit"})
-SERVER_CHECK_EVERY = 1.0
-"""Seconds between checks, while a prompt waits, that the conversation's App Server lives."""
 RESTART_REASON = "lettabot restarted before anyone decided"
 
 
@@ -76,6 +74,8 @@ class CanUseToolRequest(Protocol):
     def request_id(self) -> str: ...
     @property
     def diffs(self) -> list[Any] | None: ...
+    @property
+    def signal(self) -> sdk.CancelSignal: ...
 
 
 @dataclass(frozen=True)
@@ -87,8 +87,6 @@ class TurnOwner:
     user_id: str
     user_name: str = ""
     agent_id: str | None = None
-    server_alive: Callable[[], bool] | None = field(default=None, compare=False)
-    """Whether the conversation's App Server still runs (a prompt is cancelled when it died)."""
 
 
 @dataclass(frozen=True)
@@ -216,6 +214,22 @@ class _Waiting:
     result: sdk.PermissionResult | None = None
 
 
+async def _first_of(done: anyio.Event, signal: sdk.CancelSignal | None) -> None:
+    """Wait for a decision, or for the request to be cancelled under us."""
+    if signal is None:
+        await done.wait()
+        return
+    async with anyio.create_task_group() as tg:
+
+        async def cancelled() -> None:
+            await signal.wait()
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(cancelled)
+        await done.wait()
+        tg.cancel_scope.cancel()
+
+
 class ApprovalBroker:
     """Turns permission requests into prompts and clicks into decisions."""
 
@@ -272,7 +286,8 @@ class ApprovalBroker:
             await self._note(owner.scope, f"🚫 {tool} needs an approver's click, but {why}.")
             return sdk.PermissionDeny(message=f"{tool} needs approval and {why}; it was not run.")
         proposal = propose(self.policy.guard_or_default(), tool, request.tool_input)
-        return await self._ask(owner, approval, summary, diff, proposal)
+        return await self._ask(owner, approval, summary, diff, proposal,
+                               getattr(request, "signal", None))
 
     async def _matching_rule(self, owner: TurnOwner, tool: str,
                              tool_input: Mapping[str, Any]) -> AllowRule | None:
@@ -287,7 +302,7 @@ class ApprovalBroker:
 
     async def _ask(
         self, owner: TurnOwner, approval: Approval, summary: str, diff: str | None,
-        proposal: RuleProposal,
+        proposal: RuleProposal, signal: sdk.CancelSignal | None = None,
     ) -> sdk.PermissionResult:
         rid = approval.request_id
         timeout = self.config.timeout_seconds
@@ -307,14 +322,11 @@ class ApprovalBroker:
             waiting.ref = await adapter.present_approval(view)
             await self.store.set_approval_message(rid, waiting.ref.id)
             with anyio.move_on_after(timeout):
-                while not waiting.done.is_set():
-                    with anyio.move_on_after(SERVER_CHECK_EVERY):
-                        await waiting.done.wait()
-                    if owner.server_alive is not None and not owner.server_alive():
-                        break
+                await _first_of(waiting.done, signal)
             if waiting.result is not None:
                 return waiting.result
-            if owner.server_alive is not None and not owner.server_alive():
+            if signal is not None and signal.cancelled:
+                # The SDK will not deliver an answer: the CLI or its App Server is gone.
                 why = "the agent's server stopped"
                 if await self.store.decide(rid, ApprovalStatus.EXPIRED, "runtime", why):
                     await self._resolve(waiting, f"Cancelled: {why}")

@@ -28,7 +28,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import importlib.util
 import logging
@@ -162,15 +161,12 @@ class FairGate:
 class TurnOwnerSetter:
     """Lets the turn runner name the turn's owner once the conversation id is known."""
 
-    def __init__(self, lane: Lane, server_alive: Callable[[int], bool]) -> None:
+    def __init__(self, lane: Lane) -> None:
         self._lane = lane
-        self._alive = server_alive
 
     def __call__(self, owner: TurnOwner) -> None:
         if self._lane.binding is not None:
-            lane, alive = self._lane, self._alive
-            self._lane.binding.owner = dataclasses.replace(
-                owner, server_alive=lambda: alive(lane.server))
+            self._lane.binding.owner = owner
 
 
 TurnRunner = Callable[
@@ -368,7 +364,7 @@ class Scheduler:
 
         try:
             await self._run_turn(lane.scope, job, session,
-                                 TurnOwnerSetter(lane, self.server_alive))
+                                 TurnOwnerSetter(lane))
         except ConversationStuck:
             log.warning("the conversation of %s is stuck; the next message starts a new one",
                         lane.scope.key)
@@ -528,11 +524,6 @@ class Scheduler:
         return sum(1 for lane in self.lanes.values() if lane.session is not None) + (
             1 if self._warm is not None else 0
         )
-
-    def server_alive(self, index: int) -> bool:
-        """Whether local App Server ``index`` runs (True when unknown, e.g. remote)."""
-        proc = _local_servers().get(self._slot_key(index))
-        return True if proc is None or proc.get("pid") is None else bool(proc.get("alive"))
 
     def _slot_key(self, index: int) -> str:
         """How the SDK pool names our server ``index``: one server is started without the

@@ -37,6 +37,7 @@ from lettabot.sdk.options import (
     SessionOptions,
     SystemPromptPreset,
 )
+from lettabot.sdk.permissions import CancelSignal, CanUseToolRequest
 from lettabot.sdk.session import Session
 from lettabot.sdk.tools import Tool, ToolResult, tool
 from lettabot.sdk.types import (
@@ -64,6 +65,8 @@ __all__ = [
     "CLIConnectionError",
     "CLIJSONDecodeError",
     "CLINotFoundError",
+    "CanUseToolRequest",
+    "CancelSignal",
     "ErrorMessage",
     "ImagePart",
     "InitMessage",

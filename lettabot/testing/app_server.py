@@ -8,18 +8,32 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from lettabot.sdk._internal.cli import cli_env, find_cli
 
-__all__ = ["external_app_server"]
+__all__ = ["ExternalAppServer", "external_app_server"]
 
 _LISTENING = re.compile(r"Listening on (ws://\S+)")
 
 
+@dataclass(frozen=True)
+class ExternalAppServer:
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def kill(self) -> None:
+        """SIGKILL it, as a crash or an OOM kill would."""
+        self.process.kill()
+        self.process.wait()
+
+
 @contextmanager
-def external_app_server(token: str, cwd: Path, *, timeout: float = 60) -> Iterator[str]:
-    """Run ``letta server --listen`` with ``--ws-auth capability-token``; yield its URL.
+def external_app_server(
+    token: str, cwd: Path, *, timeout: float = 60
+) -> Iterator[ExternalAppServer]:
+    """Run ``letta server --listen`` with ``--ws-auth capability-token``; yield it.
 
     Its output goes to a file (a pipe nobody reads would fill and stall the server).
     """
@@ -39,7 +53,7 @@ def external_app_server(token: str, cwd: Path, *, timeout: float = 60) -> Iterat
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"letta server did not start:\n{log_path.read_text()}")
                 time.sleep(0.05)
-            yield found.group(1)
+            yield ExternalAppServer(found.group(1), proc)
         finally:
             proc.terminate()
             try:

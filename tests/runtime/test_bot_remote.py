@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from lettabot.runtime.bot import Bot
-from lettabot.testing.app_server import external_app_server
+from lettabot.testing.app_server import ExternalAppServer, external_app_server
 from lettabot.testing.chat import TestChat
 from lettabot.testing.letta_home import LettaHome
 from tests.runtime.bot_fixtures import make_config
@@ -22,9 +23,14 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def remote_server(letta_home: LettaHome) -> Iterator[str]:
-    with external_app_server("remote-capability-token", letta_home.workdir) as url:
-        yield url
+def remote(letta_home: LettaHome) -> Iterator[ExternalAppServer]:
+    with external_app_server("remote-capability-token", letta_home.workdir) as server:
+        yield server
+
+
+@pytest.fixture
+def remote_server(remote: ExternalAppServer) -> str:
+    return remote.url
 
 
 async def test_conversations_run_on_a_remote_app_server(
@@ -43,3 +49,30 @@ async def test_conversations_run_on_a_remote_app_server(
         assert chat.texts(scope) == ["You said: over the wire"]
         [server] = bot.health()["servers"]
         assert server["url"].startswith(remote_server.rstrip("/")) and server["pid"] is None
+
+
+async def test_a_prompt_open_when_the_remote_server_drops_is_cancelled_at_once(
+    letta_home: LettaHome, remote: ExternalAppServer, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """No pid to poll: the dropped connection itself cancels the prompt, and a late click
+    does not claim the tool ran."""
+    monkeypatch.setenv("LETTA_APP_SERVER_URL", "")
+    monkeypatch.setenv("LETTA_APP_SERVER_TOKEN", "")
+    config = make_config(letta_home, tmp_path / "data", servers={
+        "count": 0, "urls": [{"url": remote.url, "token": "remote-capability-token"}]})
+    target = letta_home.workdir / "never-remote.txt"
+    async with Bot.open(config, grace=5) as bot:
+        chat = TestChat(bot)
+        bot.add_adapter(chat)
+        scope = chat.scope("C2", "remote-prompt")
+        await chat.push(f"run: echo x > {target}", scope=scope)
+        prompt = await chat.wait_prompt(scope)
+        remote.kill()
+        with anyio.fail_after(10):
+            assert await chat.wait_resolved(prompt) == "Cancelled: the agent's server stopped"
+        await chat.wait_done(scope)
+        assert "server stopped" in chat.texts(scope)[-1]
+        late = await chat.click(prompt.request_id, "approve", user="U1")
+        assert late.status == "unknown"
+    assert not target.exists()

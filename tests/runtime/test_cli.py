@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from lettabot.testing.letta_home import LettaHome
+from lettabot.testing.scripted_model import Reply, ScriptedModelServer
 
 LETTABOT = [sys.executable, "-m", "lettabot.runtime.cli"]
 
@@ -129,3 +131,68 @@ def test_run_serves_health_and_drains_on_sigterm(letta_home: LettaHome, tmp_path
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_ctrl_c_lets_the_turn_in_flight_finish(
+    letta_home: LettaHome, scripted_model: ScriptedModelServer, tmp_path: Path
+) -> None:
+    """A terminal's Ctrl-C signals the whole foreground process group. The App Server must
+    not die with it: lettabot drains (the reply still arrives), then stops the server."""
+    from websockets.sync.client import connect
+
+    scripted_model.on("slow goodbye", Reply.say("finished after ctrl-c", delay=4), times=1)
+    web_port, health_port = _free_port(), _free_port()
+    config = tmp_path / "lettabot.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path / "data"}"\n[letta]\nmodel = "{letta_home.model}"\n'
+        f"[web]\nport = {web_port}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LETTABOT_")}
+    proc = subprocess.Popen(
+        [*LETTABOT, "run", "--config", str(config), "--health-port", str(health_port),
+         "--grace", "20"],
+        cwd=letta_home.workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True,  # its own group, as a shell gives a job
+    )
+    base = f"http://127.0.0.1:{web_port}"
+    try:
+        _wait_health(proc, health_port)
+        texts: list[str] = []
+        with connect(f"ws://127.0.0.1:{web_port}/api/live?tab=tab-ctrl-c", origin=base,
+                     open_timeout=30) as ws:  # type: ignore[arg-type]
+            request = urllib.request.Request(
+                f"{base}/api/send", method="POST",
+                data=json.dumps({"tab": "tab-ctrl-c", "text": "slow goodbye",
+                                 "id": "m-ctrl-c"}).encode(),
+                headers={"Content-Type": "application/json", "Origin": base})
+            with urllib.request.urlopen(request, timeout=30):
+                pass
+            deadline = time.monotonic() + 60
+            while not any("slow goodbye" in r.user_text for r in scripted_model.requests):
+                assert time.monotonic() < deadline, "the model was never asked"
+                time.sleep(0.05)
+            os.killpg(proc.pid, signal.SIGINT)  # the model is still "thinking" for 4 s
+            with contextlib.suppress(Exception):  # the stream closes when lettabot stops
+                while not any("finished after ctrl-c" in t for t in texts):
+                    event = json.loads(ws.recv(timeout=30))
+                    items = event.get("items") or [event.get("item") or {}]
+                    texts += [str(item.get("text") or "") for item in items]
+        assert proc.wait(30) == 0
+        output = proc.stdout.read() if proc.stdout else ""
+        assert any("finished after ctrl-c" in t for t in texts), (texts, output[-3000:])
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def _wait_health(proc: subprocess.Popen[str], port: int) -> dict[str, object]:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz",
+                                        timeout=5) as response:
+                return dict(json.load(response))
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(proc.stdout.read() if proc.stdout else "lettabot did not start")

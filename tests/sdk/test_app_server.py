@@ -159,8 +159,8 @@ async def test_custom_tool_and_permission_over_the_app_server(
 
 @pytest.fixture
 def token_server(letta_home: LettaHome) -> Any:
-    with external_app_server("s3cret-token", letta_home.workdir) as url:
-        yield url
+    with external_app_server("s3cret-token", letta_home.workdir) as server:
+        yield server.url
 
 
 async def test_external_server_with_a_capability_token(
@@ -191,3 +191,24 @@ async def test_invalid_frames_are_refused_before_sending_and_silence_times_out(
         with pytest.raises(ProtocolTimeoutError):
             await conn.request({"type": "no_such_command", "request_id": "x-1"}, "never", 0.5)
         assert (await session.run_turn("still fine")).success
+
+
+async def test_a_late_finish_of_an_aborted_turn_ends_neither_of_the_next_turns(
+    letta_home: LettaHome, scripted_model: ScriptedModelServer
+) -> None:
+    """The server finishes an aborted turn only when its model call returns (here 8 s, after
+    the SDK gave up waiting): that finish belongs to the aborted input, not to the next."""
+    scripted_model.on("slow one", Reply.say("late answer", delay=8), times=1)
+    async with sdk.create_session(model=letta_home.model, transport="app_server") as session:
+        assert (await session.run_turn("warm")).success
+        await session.send("slow one")
+        await anyio.sleep(1.0)
+        await session.abort()
+        with anyio.fail_after(15):
+            first = [m async for m in session.stream()][-1]
+        assert first.type == "result" and first.subtype == "interrupted"
+        with anyio.fail_after(30):
+            second = await session.run_turn("after the slow one")
+        assert second.success and second.result == "You said: after the slow one"
+        third = await session.run_turn("third")
+        assert third.success and third.result == "You said: third"

@@ -163,3 +163,56 @@ async def test_custom_python_tool_is_called(
     assert calls == [{"a": 2, "b": 3}]
     assert result.result == "Tool result: 5"
     assert "add_numbers" in scripted_model.requests[0].tool_names
+
+
+def _cli_pid(session: sdk.Session) -> int:
+    """The process that runs this session's conversation (its CLI, or the App Server)."""
+    from lettabot.sdk._internal.app_server.pool import _slots
+
+    process = getattr(session._transport, "_process", None)
+    if process is not None:
+        return int(process.pid)
+    [pid] = [s.server.pid for s in _slots.values() if s.server is not None and s.server.alive()]
+    assert pid is not None
+    return int(pid)
+
+
+async def test_a_prompt_open_when_the_cli_dies_is_cancelled_at_once(
+    letta_home: LettaHome, transport: str
+) -> None:
+    """The permission callback learns at once that its answer can no longer be delivered
+    (request.signal), and the turn ends with an error instead of waiting for the callback."""
+    import os
+    import signal
+
+    import anyio
+
+    seen: list[sdk.CanUseToolRequest] = []
+    asked = anyio.Event()
+
+    async def wait_forever(name: str, args: dict[str, Any],
+                           request: sdk.CanUseToolRequest) -> sdk.PermissionResult:
+        seen.append(request)
+        asked.set()
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    target = letta_home.workdir / "never.txt"
+    async with sdk.create_session(await _agent(letta_home), can_use_tool=wait_forever) as session:
+        await session.send(f"run: echo x > {target}")
+        messages: list[Any] = []
+
+        async def consume() -> None:
+            messages.extend([m async for m in session.stream()])
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume)
+            with anyio.fail_after(60):
+                await asked.wait()
+            os.kill(_cli_pid(session), signal.SIGKILL)
+            with anyio.fail_after(5):
+                await seen[0].signal.wait()
+    assert seen[0].signal.cancelled and seen[0].signal.reason
+    result = messages[-1]
+    assert result.type == "result" and not result.success
+    assert not target.exists()

@@ -35,8 +35,10 @@ LOST = "_connection_lost"
 RuntimeKey = tuple[str | None, str]
 _ids = itertools.count(1)
 # Frames that matter to nobody here (state snapshots for UIs), dropped by the reader.
-_NOISE = frozenset({"update_device_status", "update_loop_status", "update_subagent_state",
-                    "update_queue"})
+# (update_loop_status and update_queue are kept: they tie runs to inputs.)
+_NOISE = frozenset({"update_device_status", "update_subagent_state"})
+# Answers that are also a conversation's business, in the order they came.
+_ALSO_TO_CHANNEL = frozenset({"input_accepted"})
 
 
 @dataclass(eq=False)
@@ -67,6 +69,8 @@ class Connection:
         self.death: str | None = None
         self.warmed = anyio.Event()
         self.warming = False
+        self.lost = anyio.Event()
+        """Set when the connection is dead (``death`` says why)."""
         self._ws: ClientConnection | None = None
         self._channels: dict[RuntimeKey, list[Channel]] = {}
         self._pending: dict[str, _Pending] = {}
@@ -159,7 +163,8 @@ class Connection:
             del self._pending[rid]  # type: ignore[arg-type]
             pending.frame = frame
             pending.done.set()
-            return
+            if kind not in _ALSO_TO_CHANNEL:
+                return
         runtime = frame.get("runtime")
         if not isinstance(runtime, dict):
             return
@@ -185,6 +190,7 @@ class Connection:
             return
         self.dead = True
         self.death = reason
+        self.lost.set()
         self.warmed.set()  # nobody waits for a warm-up that will never come
         for pending in self._pending.values():
             pending.error = reason

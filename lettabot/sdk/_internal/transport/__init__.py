@@ -15,9 +15,10 @@ result), so a caller never hangs.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from lettabot.sdk.permissions import CanUseToolRequest
 from lettabot.sdk.tools import ToolResult
 from lettabot.sdk.types import InitMessage, Message, PermissionResult
 
@@ -38,17 +39,6 @@ class Target:
     agent_id: str | None = None
     conversation_id: str | None = None
     new_agent: bool = False
-
-
-@dataclass(frozen=True)
-class CanUseToolRequest:
-    tool_name: str
-    tool_input: dict[str, Any]
-    tool_call_id: str
-    request_id: str
-    diffs: list[Any] | None = None
-    permission_suggestions: list[Any] = field(default_factory=list)
-    raw: dict[str, Any] = field(default_factory=dict)
 
 
 class ControlHandler(Protocol):

@@ -17,6 +17,7 @@ import logging
 import uuid
 from collections import deque
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from lettabot.sdk._internal.app_server.connection import LOST, Channel, Connecti
 from lettabot.sdk._internal.app_server.pool import Lease, acquire
 from lettabot.sdk._internal.app_server.turn import TurnState
 from lettabot.sdk._internal.transport import CanUseToolRequest, ControlHandler, Target
+from lettabot.sdk._internal.transport.guard import unless_lost
 from lettabot.sdk.errors import CLIConnectionError, ProcessError, SessionClosedError
 from lettabot.sdk.options import SessionOptions
 from lettabot.sdk.types import InitMessage, Message, PermissionAllow, ResultMessage
@@ -37,6 +39,8 @@ log = logging.getLogger("lettabot.sdk.app_server")
 
 ABORT_GRACE = 5.0
 """How long after an acknowledged abort we wait for ``turn_finished`` before ending the turn."""
+_GAVE_UP = "_abort_unanswered"
+"""The type of the synthetic frame that ends a turn whose abort got no turn_finished."""
 RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0)
 """Backoff for inputs the server refuses (quirk: right after an approval turn)."""
 
@@ -84,6 +88,22 @@ def _remember_agent(cwd: Path, agent_id: str) -> None:
         log.debug("could not record the last-used agent in %s", path, exc_info=True)
 
 
+@dataclass(eq=False)
+class _Input:
+    """One message sent, from ``input`` to its result."""
+
+    cmid: str
+    request_id: str
+    state: TurnState
+    accepted: bool = False
+    started: bool = False
+    ended: bool = False
+    """Its ResultMessage was given."""
+    owed: bool = True
+    """The server has not finished it yet (it may, late, after an abort)."""
+    run_ids: list[str] = field(default_factory=list)
+
+
 class AppServerTransport:
     """One conversation on a shared App Server."""
 
@@ -100,8 +120,7 @@ class AppServerTransport:
         self._channel_changed = anyio.Event()
         self._runtime: dict[str, Any] | None = None
         self._init: InitMessage | None = None
-        self._in_flight = 0
-        self._turn: TurnState | None = None
+        self._inputs: deque[_Input] = deque()
         self._abort_deadline: float | None = None
         self._closed = False
         self._warm_owner = False
@@ -287,13 +306,21 @@ class AppServerTransport:
         cmid = client_message_id or f"lb-{uuid.uuid4().hex}"
         last_error = ""
         for delay in (*RETRY_DELAYS, None):
-            frame = frames.create_message(conn.new_id("input"), self._runtime, content, cmid)
-            answer = await conn.request(frame, "input_accepted", self._timeout)
+            rid = conn.new_id("input")
+            frame = frames.create_message(rid, self._runtime, content, cmid)
+            # Recorded before the answer: the channel's copy of input_accepted may be read
+            # (by receive) before this coroutine resumes.
+            entry = _Input(cmid, rid, TurnState(partial=self._options.include_partial_messages))
+            self._inputs.append(entry)
+            try:
+                answer = await conn.request(frame, "input_accepted", self._timeout)
+            except BaseException:
+                self._forget(entry)
+                raise
             if answer.get("accepted"):
-                if self._in_flight == 0:
-                    self._turn = TurnState(partial=self._options.include_partial_messages)
-                self._in_flight += 1
+                entry.accepted = True
                 return
+            self._forget(entry)
             last_error = str(answer.get("error") or "refused")
             if delay is None:
                 break
@@ -303,6 +330,14 @@ class AppServerTransport:
             f"the App Server refused the message after {len(RETRY_DELAYS) + 1} attempts: "
             f"{last_error}"
         )
+
+    def _forget(self, entry: _Input) -> None:
+        if entry in self._inputs:
+            self._inputs.remove(entry)
+
+    def _open(self) -> list[_Input]:
+        """Accepted inputs whose result has not been given yet."""
+        return [i for i in self._inputs if i.accepted and not i.ended]
 
     async def _warm_up(self, conn: Connection) -> None:
         """Let a fresh server finish one turn before it takes concurrent ones (quirk 1)."""
@@ -320,7 +355,7 @@ class AppServerTransport:
         assert self._runtime is not None
         frame = frames.abort_message(conn.new_id("abort"), self._runtime)
         answer = await conn.request(frame, "abort_message_response", self._timeout)
-        if answer.get("aborted") and self._in_flight:
+        if answer.get("aborted") and self._open():
             self._abort_deadline = anyio.current_time() + ABORT_GRACE
 
     async def receive(self) -> AsyncGenerator[Message, None]:
@@ -336,7 +371,7 @@ class AppServerTransport:
             if frame is None:
                 if self._closed:
                     return
-                if channel.overflowed and self._in_flight:
+                if channel.overflowed and self._open():
                     for msg in self._fail("this session fell too far behind the App Server"):
                         yield msg
                 if channel is self._channel:  # the connection is gone: wait for a new one
@@ -354,17 +389,25 @@ class AppServerTransport:
             with anyio.move_on_after(max(0.0, self._abort_deadline - anyio.current_time())):
                 return await channel.receive.receive()
             log.warning("no turn_finished %ss after an abort; ending the turn", ABORT_GRACE)
-            return {"type": "turn_finished", "stop_reason": "cancelled", "synthetic": True}
+            return {"type": _GAVE_UP}
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             return None
 
     async def _handle(self, frame: dict[str, Any]) -> list[Message]:
         kind = frame.get("type")
         if kind == "stream_delta" and isinstance(frame.get("delta"), dict):
-            return self._turn_state().feed(frame["delta"])
+            return self._on_delta(frame["delta"])
         if kind == "turn_finished":
-            return self._finish(frame)
-        if kind == "control_request":
+            return self._on_finished(frame)
+        if kind == "input_accepted":
+            self._on_accepted(frame)
+        elif kind == "update_loop_status":
+            self._on_loop_status(frame.get("loop_status"))
+        elif kind == "update_queue":
+            return self._on_queue(frame.get("removed"))
+        elif kind == _GAVE_UP:
+            return self._give_up()
+        elif kind == "control_request":
             await self._answer_permission(frame)
         elif kind == "external_tool_call_request":
             await self._run_tool(frame)
@@ -372,34 +415,135 @@ class AppServerTransport:
             return self._fail(f"{frame.get('error')}; the turn in flight was lost")
         return []
 
-    def _turn_state(self) -> TurnState:
-        if self._turn is None:
-            self._turn = TurnState(partial=self._options.include_partial_messages)
-        return self._turn
+    # Which input a frame belongs to. The server runs a conversation's inputs one at a
+    # time, in order; update_loop_status maps its runs to our client_message_ids. A frame
+    # of an input whose result was already given (an abort the server finished late) is
+    # dropped, never handed to the next input.
 
-    def _finish(self, frame: dict[str, Any]) -> list[Message]:
-        state = self._turn_state()
-        self._turn = None
-        self._abort_deadline = None
-        self._in_flight = max(0, self._in_flight - 1)
-        if self._in_flight:
-            self._turn = TurnState(partial=self._options.include_partial_messages)
+    def _started(self, entry: _Input) -> None:
+        """``entry`` runs now: every earlier input is finished on the server."""
+        entry.started = True
+        for earlier in list(self._inputs):
+            if earlier is entry:
+                break
+            earlier.owed = False
+        self._prune()
+
+    def _prune(self) -> None:
+        self._inputs = deque(i for i in self._inputs if not (i.ended and not i.owed))
+
+    def _by_cmid(self, cmid: object) -> _Input | None:
+        return next((i for i in self._inputs if i.cmid == cmid), None)
+
+    def _by_run(self, run_id: object) -> list[_Input]:
+        if not isinstance(run_id, str):
+            return []
+        return [i for i in self._inputs if run_id in i.run_ids]
+
+    def _current(self) -> _Input | None:
+        """The input the server is on: the oldest it still owes a finish."""
+        return next((i for i in self._inputs if i.owed and i.accepted), None)
+
+    def _on_accepted(self, frame: dict[str, Any]) -> None:
+        entry = next((i for i in self._inputs if i.request_id == frame.get("request_id")), None)
+        if entry is None or not frame.get("accepted"):
+            return
+        entry.accepted = True
+        if frame.get("disposition") != "queued":
+            self._started(entry)
+
+    def _on_loop_status(self, status: object) -> None:
+        runs = status.get("client_message_ids_by_run_id") if isinstance(status, dict) else None
+        if not isinstance(runs, dict):
+            return
+        for run_id, cmids in runs.items():
+            for cmid in cmids if isinstance(cmids, list) else ():
+                entry = self._by_cmid(cmid)
+                if entry is not None and run_id not in entry.run_ids:
+                    entry.run_ids.append(run_id)
+                    if not entry.started:
+                        self._started(entry)
+
+    def _on_queue(self, removed: object) -> list[Message]:
+        out: list[Message] = []
+        for item in removed if isinstance(removed, list) else ():
+            entry = self._by_cmid(item.get("client_message_id")) if isinstance(item, dict) else None
+            if entry is None:
+                continue
+            if item.get("disposition") == "dequeued":
+                self._started(entry)
+            elif item.get("disposition") == "cancelled" and not entry.ended:
+                entry.owed = False  # it never ran: no finish will come
+                out += self._end(entry, {"stop_reason": "cancelled"})
+        self._prune()
+        return out
+
+    def _on_delta(self, delta: dict[str, Any]) -> list[Message]:
+        if delta.get("message_type") == "user_message":
+            entry = self._by_cmid(delta.get("otid"))
+            if entry is not None and not entry.started:
+                self._started(entry)
+        owners = self._by_run(delta.get("run_id"))
+        owner = owners[0] if owners else self._current()
+        if owner is None or owner.ended:
+            return []  # a late frame of a turn whose result was already given
+        return owner.state.feed(delta)
+
+    def _on_finished(self, frame: dict[str, Any]) -> list[Message]:
+        owners = self._by_run(frame.get("run_id")) or [e for e in [self._current()] if e]
+        out: list[Message] = []
+        first: ResultMessage | None = None
+        for entry in owners:
+            entry.owed = False
+            if entry.ended:
+                continue  # its result was given when the abort went unanswered
+            if first is None:
+                out += self._end(entry, frame)
+                first = next((m for m in reversed(out) if isinstance(m, ResultMessage)), None)
+            else:  # inputs the server merged into one run share its result
+                entry.ended = True
+                if first is not None:
+                    out.append(first.model_copy())
+        if self._abort_deadline is not None and not self._open():
+            self._abort_deadline = None
+        self._prune()
+        return out
+
+    def _end(self, entry: _Input, frame: dict[str, Any]) -> list[Message]:
+        entry.ended = True
         init = self._init
-        return state.finish(frame, init.agent_id if init else None,
-                            init.conversation_id if init else None)
+        return entry.state.finish(frame, init.agent_id if init else None,
+                                  init.conversation_id if init else None)
+
+    def _give_up(self) -> list[Message]:
+        """An abort got no turn_finished in time: end the turn; the server still owes it."""
+        self._abort_deadline = None
+        entry = next(iter(self._open()), None)
+        if entry is None:
+            return []
+        out = self._end(entry, {"stop_reason": "cancelled"})
+        self._prune()
+        return out
 
     def _fail(self, error: str) -> list[Message]:
-        if not self._in_flight:
-            return []
-        self._in_flight = 0
-        self._turn = None
+        """The connection is gone: every open input ends with an error; nothing is owed."""
         self._abort_deadline = None
+        failed = self._open()
+        self._inputs.clear()
+        if not failed:
+            return []
         init = self._init
         return [ResultMessage(
             success=False, subtype="error", error=error, error_code="server_died",
             agent_id=init.agent_id if init else None,
             conversation_id=init.conversation_id if init else None,
-        )]
+        ) for _ in failed]
+
+    async def _lost(self) -> str:
+        conn = self._conn
+        assert conn is not None
+        await conn.lost.wait()
+        return conn.death or "the App Server connection was lost"
 
     async def _answer_permission(self, frame: dict[str, Any]) -> None:
         body = frame.get("request") or {}
@@ -414,7 +558,11 @@ class AppServerTransport:
             permission_suggestions=list(body.get("permission_suggestions") or []),
             raw=frame,
         )
-        result = await self._handler.can_use_tool(request)
+        conn, runtime = self._conn, self._runtime
+        result = await unless_lost(lambda: self._handler.can_use_tool(request), self._lost,
+                                   request.signal)
+        if result is None:
+            return  # the connection died: the LOST frame that follows ends the turn
         decision: dict[str, Any]
         if isinstance(result, PermissionAllow):
             decision = {"behavior": "allow"}
@@ -423,22 +571,24 @@ class AppServerTransport:
         else:
             decision = {"behavior": "deny", "message": result.message}
         try:
-            await self._conn.send(frames.approval_response(self._runtime, request.request_id,
-                                                           decision))
+            await conn.send(frames.approval_response(runtime, request.request_id, decision))
         except CLIConnectionError:
             return  # the LOST frame that follows ends the turn
         if not isinstance(result, PermissionAllow) and result.interrupt:
             await self.interrupt()
 
     async def _run_tool(self, frame: dict[str, Any]) -> None:
-        if self._conn is None:
+        conn = self._conn
+        if conn is None:
             return
-        result = await self._handler.execute_tool(
+        result = await unless_lost(lambda: self._handler.execute_tool(
             str(frame.get("tool_name") or ""), str(frame.get("tool_call_id") or ""),
             dict(frame.get("input") or {}),
-        )
+        ), self._lost)
+        if result is None:
+            return
         try:
-            await self._conn.send(frames.external_tool_response(
+            await conn.send(frames.external_tool_response(
                 str(frame.get("request_id")), result.content, result.is_error))
         except CLIConnectionError:
             return

@@ -29,6 +29,7 @@ from anyio.abc import Process
 from lettabot.sdk._internal.cli import cli_env, find_cli, is_conversation_id
 from lettabot.sdk._internal.parser import TurnTracker, parse_stream_json
 from lettabot.sdk._internal.transport import CanUseToolRequest, ControlHandler, Target
+from lettabot.sdk._internal.transport.guard import unless_lost
 from lettabot.sdk.errors import (
     CLIConnectionError,
     ProcessError,
@@ -431,18 +432,27 @@ class SubprocessTransport:
         request_id = obj.get("request_id")
         request = obj.get("request") or {}
         subtype = request.get("subtype")
+        process = self._process
+
+        async def lost() -> str:
+            assert process is not None
+            code = await process.wait()
+            return f"the Letta CLI exited (exit code {code})"
+
         if subtype == "can_use_tool":
-            decision = await self._handler.can_use_tool(
-                CanUseToolRequest(
-                    tool_name=str(request.get("tool_name") or ""),
-                    tool_input=dict(request.get("input") or {}),
-                    tool_call_id=str(request.get("tool_call_id") or ""),
-                    request_id=str(request_id),
-                    diffs=request.get("diffs"),
-                    permission_suggestions=list(request.get("permission_suggestions") or []),
-                    raw=request,
-                )
+            ask = CanUseToolRequest(
+                tool_name=str(request.get("tool_name") or ""),
+                tool_input=dict(request.get("input") or {}),
+                tool_call_id=str(request.get("tool_call_id") or ""),
+                request_id=str(request_id),
+                diffs=request.get("diffs"),
+                permission_suggestions=list(request.get("permission_suggestions") or []),
+                raw=request,
             )
+            decision = await unless_lost(lambda: self._handler.can_use_tool(ask), lost,
+                                         ask.signal)
+            if decision is None:
+                return  # the CLI is gone; its end of output ends the turn
             if isinstance(decision, PermissionAllow):
                 answer: dict[str, Any] = {"behavior": "allow"}
                 if decision.updated_input is not None:
@@ -453,11 +463,13 @@ class SubprocessTransport:
                     answer["interrupt"] = True
             response = {"subtype": "success", "request_id": request_id, "response": answer}
         elif subtype == "execute_external_tool":
-            result = await self._handler.execute_tool(
+            result = await unless_lost(lambda: self._handler.execute_tool(
                 str(request.get("tool_name") or ""),
                 str(request.get("tool_call_id") or ""),
                 dict(request.get("input") or {}),
-            )
+            ), lost)
+            if result is None:
+                return
             response = {
                 "subtype": "external_tool_result",
                 "request_id": request_id,
