@@ -1,7 +1,8 @@
 """A local ``letta server --listen`` process: start it, read its URL, stop it.
 
 The process is a plain :class:`subprocess.Popen` (not tied to one event loop) so one
-server can outlive the loop that started it. It dies with us: Linux's parent-death
+server can outlive the loop that started it. It runs in its own session (signals meant
+for our process group do not reach it; we stop it). It dies with us: Linux's parent-death
 signal is armed in the child, and an ``atexit`` hook kills anything still running.
 """
 
@@ -93,6 +94,9 @@ class LocalServer:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             preexec_fn=_arm_parent_death_signal if os.name == "posix" else None,
+            # Its own session: a terminal's Ctrl-C (SIGINT to the whole foreground group)
+            # must reach only us, so turns in flight can drain before we stop the server.
+            start_new_session=True,
         )
         _live.add(self)
         found = threading.Event()
