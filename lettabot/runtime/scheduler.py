@@ -342,8 +342,13 @@ class Scheduler:
                     job = lane.queue.popleft()
                     lane.running = job
                     try:
-                        with anyio.CancelScope() as lane.cancel:
+                        with anyio.CancelScope() as cancel:
+                            lane.cancel = cancel
                             await self._turn(lane, job)
+                        if cancel.cancelled_caught:
+                            # Cancelled, not finished: its session still holds that turn,
+                            # whose tail would be read as the next message's reply.
+                            await self._close_session(lane)
                     finally:
                         lane.running = None
                         lane.cancel = None

@@ -8,6 +8,7 @@ import signal
 
 import pytest
 
+from lettabot import sdk
 from lettabot.runtime.bot import Bot
 from lettabot.runtime.router import AgentMissingError
 from lettabot.runtime.store import open_store
@@ -190,3 +191,28 @@ async def test_a_prompt_waiting_for_a_click_is_not_a_stall(
     await chat.click(prompt.request_id, "approve")
     await chat.wait_done(scope)
     assert target.exists() and "no progress" not in chat.transcript(scope)
+
+
+async def test_a_stop_whose_abort_fails_leaves_no_tail_for_the_next_message(
+    make_bot: BotMaker, scripted_model: ScriptedModelServer
+) -> None:
+    """If the interrupt cannot be sent the turn is cancelled; its session still holds that
+    unfinished turn, so it is closed: the next message must not receive the old tail."""
+    bot, chat = await make_bot("abort-fails")
+    scope = chat.scope("C21", "abort-fails")
+    scripted_model.on("tell a long tale", Reply.say("tale " * 150, chunk_delay=0.1), times=1)
+    await chat.push("tell a long tale", scope=scope)
+    await chat.wait_text(scope, "tale tale")
+    lane = bot.scheduler.lanes[scope.key]
+    assert lane.session is not None
+
+    async def broken_abort() -> None:  # the fault: the interrupt never reaches the CLI
+        raise sdk.CLIConnectionError("injected: abort could not be sent")
+
+    lane.session.abort = broken_abort  # type: ignore[method-assign]
+    await chat.command("stop", scope=scope)
+    await chat.wait_done(scope)
+    await chat.push("fresh question", scope=scope)
+    await chat.wait_done(scope, 2)
+    assert chat.texts(scope)[-1] == "You said: fresh question"
+    assert "(interrupted)" in chat.texts(scope)[0]
