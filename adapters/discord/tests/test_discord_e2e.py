@@ -261,3 +261,35 @@ async def test_no_decision_in_time_disables_the_prompt(
             lambda: [a for a in setup.fake.responses_to(click) if a["type"] == "followup"])
         assert all(a["data"]["flags"] & 64 and "timed out" in a["data"]["content"] for a in answers)
         assert not target.exists()
+
+
+async def test_a_mention_received_just_before_shutdown_is_told_not_dropped(
+    home: LettaHome, tmp_path: Any
+) -> None:
+    """discord.py runs on_message outside lettabot's task group. A mention whose thread was
+    still being opened when the bot stopped must still reach the runtime (which, draining,
+    asks to send it again) before the client closes."""
+    fake = FakeDiscord()
+    guild = fake.guild()
+    general = fake.channel(guild, "general")
+    await fake.start()
+    try:
+        with fake.patch_discord():
+            async with open_store(str(tmp_path / "shutdown.db")) as store:
+                config = _config(home)
+                async with Bot.open(config, store=store, grace=5) as bot:
+                    factory = entry_points(group="lettabot.adapters")["discord"].load()
+                    adapter = factory(adapter_settings(config)["discord"], bot)
+                    bot.add_adapter(adapter)
+                    await fake.wait_for(lambda: adapter.client.is_ready(), seconds=30)
+                    fake.delay("POST", r"/messages/\d+/threads$", 1.5)
+                    asked = await fake.say(general, fake.user("ada"), "right before the end",
+                                           mention=True)
+                    await fake.wait_for(lambda: fake.rest("POST", r"/threads$") or None)
+                # the bot has stopped
+            thread = fake.channels.get(int(asked["id"]))
+            told = [m["content"] for ch in (general, thread) if ch
+                    for m in fake.bot_messages(ch)]
+            assert any("send that again" in t or "You said" in t for t in told), told
+    finally:
+        await fake.stop()

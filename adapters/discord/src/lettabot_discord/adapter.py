@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
+import anyio
 import discord
 from discord import app_commands
 
@@ -32,6 +33,7 @@ from lettabot.runtime.adapter import (
     MessageRef,
     Scope,
 )
+from lettabot.runtime.inflight import InFlight
 from lettabot_discord.approvals import ApprovalButton, approval_view, disabled_view
 from lettabot_discord.commands import lettabot_group
 from lettabot_discord.render import (
@@ -126,6 +128,8 @@ class DiscordAdapter:
         self.bot = bot
         self._client_options = client_options
         self.client = _Client(self, **client_options)
+        self.handlers = InFlight()
+        """discord.py's event tasks for us: finished before the client closes."""
 
     # lifecycle ---------------------------------------------------------------
 
@@ -139,7 +143,15 @@ class DiscordAdapter:
             self.client = _Client(self, **self._client_options)
         try:
             async with self.client:
-                await self.client.start(token)
+                try:
+                    await self.client.start(token)
+                finally:
+                    # A message being taken in (a thread being opened) is handed on before
+                    # the client closes: the runtime answers it or says to send it again.
+                    with anyio.CancelScope(shield=True):
+                        if not await self.handlers.idle():
+                            log.warning("discord: %d event handlers still ran at shutdown",
+                                        self.handlers.count)
         except discord.LoginFailure:
             raise DiscordAdapterError(
                 "Discord rejected the bot token — copy it again from the Developer Portal "
@@ -186,12 +198,13 @@ class DiscordAdapter:
         return self.client.user.id
 
     async def on_message(self, message: discord.Message) -> None:
-        try:
-            inbound = await self._inbound(message)
-            if inbound is not None:
-                await self.bot.handle_message(inbound)
-        except Exception:
-            log.exception("discord: could not handle message %s", message.id)
+        with self.handlers.track():
+            try:
+                inbound = await self._inbound(message)
+                if inbound is not None:
+                    await self.bot.handle_message(inbound)
+            except Exception:
+                log.exception("discord: could not handle message %s", message.id)
 
     async def _inbound(self, message: discord.Message) -> InboundMessage | None:
         """The message for the runtime, or None when it is not for the bot."""
@@ -256,6 +269,12 @@ class DiscordAdapter:
     async def on_decision(
         self, interaction: discord.Interaction[Any], decision: ApprovalDecision, request_id: str
     ) -> None:
+        with self.handlers.track():
+            await self._on_decision(interaction, decision, request_id)
+
+    async def _on_decision(
+        self, interaction: discord.Interaction[Any], decision: ApprovalDecision, request_id: str
+    ) -> None:
         """A click on Approve / Deny / Always allow (possibly on a prompt from before a restart).
 
         Acknowledged first (Discord allows 3 s; deciding touches the store and edits the
@@ -293,6 +312,10 @@ class DiscordAdapter:
             log.warning("discord: could not answer a click on %s: %s", request_id, exc)
 
     async def command(self, interaction: discord.Interaction[Any], name: str) -> CommandResult:
+        with self.handlers.track():
+            return await self._command(interaction, name)
+
+    async def _command(self, interaction: discord.Interaction[Any], name: str) -> CommandResult:
         channel = interaction.channel
         if channel is None:
             return CommandResult(

@@ -84,6 +84,7 @@ class FakeDiscord:
         self.guilds: dict[int, Json] = {}
         self.channels: dict[int, Json] = {}
         self._failures: list[_Failure] = []
+        self._delays: list[tuple[str, re.Pattern[str], float]] = []
         self._clicked: dict[str, int] = {}  # interaction id -> the message clicked on
         self._tokens: dict[str, str] = {}  # interaction token -> interaction id
         self._sockets: list[web.WebSocketResponse] = []
@@ -307,6 +308,10 @@ class FakeDiscord:
         """Answer the next ``times`` matching REST calls with ``status``."""
         self._failures.append(_Failure(method, re.compile(pattern), status, times))
 
+    def delay(self, method: str, pattern: str, seconds: float) -> None:
+        """Answer matching REST calls only after ``seconds`` (Discord under load)."""
+        self._delays.append((method, re.compile(pattern), seconds))
+
     # gateway -----------------------------------------------------------------------
 
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
@@ -489,6 +494,10 @@ class FakeDiscord:
                 body = await self._multipart_json(request, raw)
         call = Call(request.method, path, body)
         self.calls.append(call)
+        self._touch()
+        for method, pattern, seconds in self._delays:
+            if method == request.method and pattern.search(path):
+                await anyio.sleep(seconds)
         for failure in self._failures:
             if failure.times and failure.method == request.method and failure.pattern.search(path):
                 failure.times -= 1

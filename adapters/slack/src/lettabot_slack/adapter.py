@@ -31,6 +31,7 @@ from lettabot.runtime.adapter import (
     Scope,
 )
 from lettabot.runtime.config import SlackConfig
+from lettabot.runtime.inflight import InFlight
 from lettabot_slack import blocks, inbound, server
 from lettabot_slack.events import Filters, Identity
 from lettabot_slack.mrkdwn import MAX_TEXT, to_messages
@@ -111,6 +112,8 @@ class SlackAdapter:
         self._names: _Lru = _Lru()
         self._seen: _Lru = _Lru()
         self._order: dict[str, anyio.Lock] = {}
+        self.handlers = InFlight()
+        """Event handlers slack_sdk runs for us: finished before the adapter stops."""
 
     # lifecycle -----------------------------------------------------------------
 
@@ -125,6 +128,12 @@ class SlackAdapter:
                 else:
                     await server.serve_socket(self)
             finally:
+                # Events being taken in (a name lookup) are handed on before we stop: the
+                # runtime answers them or, draining, says to send them again.
+                with anyio.CancelScope(shield=True):
+                    if not await self.handlers.idle():
+                        log.warning("slack: %d event handlers still ran at shutdown",
+                                    self.handlers.count)
                 self._tg = None
                 tg.cancel_scope.cancel()
 

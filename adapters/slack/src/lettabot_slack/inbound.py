@@ -36,6 +36,10 @@ def register(adapter: SlackAdapter) -> None:
     app = adapter.app
 
     async def on_event(body: dict[str, Any]) -> None:
+        with adapter.handlers.track():
+            await _on_event(body)
+
+    async def _on_event(body: dict[str, Any]) -> None:
         identity = await adapter.identity()
         message = inbound_from_event(body, identity, adapter.filters)
         if isinstance(message, Ignored):
