@@ -115,7 +115,11 @@ class LocalServer:
                     f"letta server did not listen within {timeout}s", stderr=self.output_tail()
                 )
             await anyio.sleep(0.02)
-        assert self.url is not None
+        if self.url is None:  # its output ended without the line: it died (was killed)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                await anyio.to_thread.run_sync(lambda: self._proc and self._proc.wait(5))
+            raise ProcessError("letta server exited before listening",
+                               exit_code=self._proc.returncode, stderr=self.output_tail())
         log.debug("App Server pid %s listening on %s", self.pid, self.url)
         return self.url
 

@@ -121,6 +121,8 @@ class AppServerTransport:
         self._runtime: dict[str, Any] | None = None
         self._init: InitMessage | None = None
         self._inputs: deque[_Input] = deque()
+        self._known_runs: set[str] = set()
+        self._foreign_runs: set[str] = set()
         self._abort_deadline: float | None = None
         self._closed = False
         self._warm_owner = False
@@ -457,9 +459,15 @@ class AppServerTransport:
         if not isinstance(runs, dict):
             return
         for run_id, cmids in runs.items():
-            for cmid in cmids if isinstance(cmids, list) else ():
-                entry = self._by_cmid(cmid)
-                if entry is not None and run_id not in entry.run_ids:
+            entries = [e for c in (cmids if isinstance(cmids, list) else ())
+                       if (e := self._by_cmid(c)) is not None]
+            if not entries and run_id not in self._known_runs:
+                # A run for inputs we no longer wait for: after a crash the server replays
+                # the inputs it had accepted, whose turns already ended here with an error.
+                self._foreign_runs.add(run_id)
+            for entry in entries:
+                self._known_runs.add(run_id)
+                if run_id not in entry.run_ids:
                     entry.run_ids.append(run_id)
                     if not entry.started:
                         self._started(entry)
@@ -483,6 +491,8 @@ class AppServerTransport:
             entry = self._by_cmid(delta.get("otid"))
             if entry is not None and not entry.started:
                 self._started(entry)
+        if delta.get("run_id") in self._foreign_runs:
+            return []
         owners = self._by_run(delta.get("run_id"))
         owner = owners[0] if owners else self._current()
         if owner is None or owner.ended:
@@ -490,6 +500,8 @@ class AppServerTransport:
         return owner.state.feed(delta)
 
     def _on_finished(self, frame: dict[str, Any]) -> list[Message]:
+        if frame.get("run_id") in self._foreign_runs:
+            return []
         owners = self._by_run(frame.get("run_id")) or [e for e in [self._current()] if e]
         out: list[Message] = []
         first: ResultMessage | None = None
