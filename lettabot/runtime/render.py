@@ -229,7 +229,7 @@ class ReplyStream:
                 for i, part in enumerate(parts):
                     if i < len(self.refs):
                         if self._shown[i] != part:
-                            await self._safe_edit(i, part)
+                            await self._safe_edit(i, part, final=final)
                     else:
                         ref = await self._post(part)
                         self.refs.append(ref)
@@ -250,13 +250,26 @@ class ReplyStream:
                 await anyio.sleep(min(delay, 30.0))
         raise AssertionError("unreachable")
 
-    async def _safe_edit(self, i: int, part: str) -> None:
-        try:
-            await self.adapter.edit(self.refs[i], part)
-            self._shown[i] = part
-        except Exception:
-            log.warning("editing a reply in %s failed; posting the rest anew", self.scope.key,
-                        exc_info=True)
-            ref = await self._post(part)
-            self.refs[i] = ref
-            self._shown[i] = part
+    async def _safe_edit(self, i: int, part: str, *, final: bool) -> None:
+        """Edit part ``i``; a rate limit is waited out (posting a copy would show the reply
+        twice). A streaming edit that fails otherwise is left to the next write; only a
+        final edit that keeps failing (the message was deleted?) posts the part anew."""
+        for attempt in range(POST_ATTEMPTS):
+            try:
+                await self.adapter.edit(self.refs[i], part)
+                self._shown[i] = part
+                return
+            except Exception as exc:
+                wait = getattr(exc, "retry_after", None)
+                if not final and not isinstance(wait, int | float):
+                    raise
+                if attempt == POST_ATTEMPTS - 1:
+                    break
+                delay = float(wait) if isinstance(wait, int | float) else 0.5 * 2**attempt
+                log.warning("editing a reply in %s failed (%s); retrying in %.1f s",
+                            self.scope.key, exc, delay)
+                await anyio.sleep(min(delay, 30.0))
+        log.warning("editing a reply in %s keeps failing; posting the rest anew", self.scope.key)
+        ref = await self._post(part)
+        self.refs[i] = ref
+        self._shown[i] = part

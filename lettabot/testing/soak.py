@@ -245,8 +245,11 @@ def _judge(report: SoakReport, messages: list[_Message], chat: TestChat,
         answers = transcripts[own].count(f"You said: {msg.token}")
         if any(msg.token in text for key, text in transcripts.items() if key != own):
             report.crossed += 1
+            report.lost_examples.append(f"crossed {msg.token} ({msg.fault})")
         if answers > 1:
             report.answered_twice += 1
+            report.lost_examples.append(
+                f"twice {msg.token} ({msg.fault}): {transcripts[own][-600:]!r}")
         said = "\n".join(msg.texts + msg.notes)
         if msg.ended is None or not said.strip():
             report.lost += 1

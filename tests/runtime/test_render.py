@@ -209,3 +209,34 @@ async def test_a_post_that_keeps_failing_raises_for_the_turn_to_report() -> None
     stream = ReplyStream(chat, chat.scope("C1", "lost"))
     with pytest.raises(RuntimeError, match="ratelimited"):
         await stream.finish("an answer")
+
+
+class _EditLimitedChat(TestChat):
+    """Every edit is first answered with a platform's 429 (Retry-After 0.1 s)."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.refused: set[tuple[str, str]] = set()
+
+    async def edit(self, ref: MessageRef, text: str) -> None:
+        if (ref.id, text) not in self.refused:
+            self.refused.add((ref.id, text))
+            error = RuntimeError("ratelimited")
+            error.retry_after = 0.1  # type: ignore[attr-defined]
+            raise error
+        await super().edit(ref, text)
+
+
+@pytest.mark.anyio
+async def test_a_rate_limited_edit_waits_and_edits_it_never_posts_a_second_copy() -> None:
+    chat = _EditLimitedChat(limits=AdapterLimits(min_edit_interval=0.01))
+    scope = chat.scope("C1", "edit-429")
+    stream = ReplyStream(chat, scope)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(stream.run)
+        stream.update("The first words")
+        await chat.wait_for(lambda: chat.messages(scope))
+        stream.update("The first words, and more")
+        await anyio.sleep(0.05)
+        await stream.finish("The first words, and more, and the end.")
+    assert [p.text for p in chat.messages(scope)] == ["The first words, and more, and the end."]
