@@ -212,3 +212,27 @@ async def test_a_late_finish_of_an_aborted_turn_ends_neither_of_the_next_turns(
         assert second.success and second.result == "You said: after the slow one"
         third = await session.run_turn("third")
         assert third.success and third.result == "You said: third"
+
+
+async def test_a_crash_before_the_model_answered_ends_the_turn_and_the_next_is_its_own(
+    letta_home: LettaHome, scripted_model: ScriptedModelServer
+) -> None:
+    """The turn in flight ends with an error; the next message gets its own answer. (A
+    restarted server may replay inputs it had accepted; under load the soak test shows that
+    replay's output is dropped, not given to the next message.)"""
+    scripted_model.on("before the crash", Reply.say("You said: before the crash", delay=3),
+                      times=1)
+    agent = await sdk.create_agent(model=letta_home.model, transport="app_server")
+    async with sdk.create_session(agent, transport="app_server") as session:
+        assert (await session.run_turn("warm")).success
+        pid = _server_pid()
+        await session.send("before the crash")
+        await anyio.sleep(1.0)  # the model is "thinking"
+        os.kill(pid, signal.SIGKILL)
+        with anyio.fail_after(30):
+            crashed = [m async for m in session.stream()][-1]
+        assert crashed.type == "result" and not crashed.success
+        with anyio.fail_after(60):
+            after = await session.run_turn("after the crash")
+        assert after.result == "You said: after the crash"
+        assert (await session.run_turn("and again")).result == "You said: and again"
