@@ -236,3 +236,36 @@ async def test_a_crash_before_the_model_answered_ends_the_turn_and_the_next_is_i
             after = await session.run_turn("after the crash")
         assert after.result == "You said: after the crash"
         assert (await session.run_turn("and again")).result == "You said: and again"
+
+
+async def test_a_first_turn_waiting_for_approval_does_not_hold_up_the_others(
+    letta_home: LettaHome,
+) -> None:
+    """The fresh-server warm-up (quirk 1) ends once the model has answered once, not when
+    the first turn finishes: that turn may wait minutes for a click."""
+    release = anyio.Event()
+    asked = anyio.Event()
+
+    async def slow_click(name: str, args: dict[str, Any]) -> sdk.PermissionResult:
+        asked.set()
+        await release.wait()
+        return sdk.PermissionDeny(message="no")
+
+    agent = await sdk.create_agent(model=letta_home.model, transport="app_server")
+    target = letta_home.workdir / "warm-approval.txt"
+    async with (
+        sdk.create_session(agent, transport="app_server", can_use_tool=slow_click) as first,
+        sdk.create_session(agent, transport="app_server") as other,
+        anyio.create_task_group() as tg,
+    ):
+        async def waiting_turn() -> None:
+            await first.run_turn(f"run: echo x > {target}")
+
+        tg.start_soon(waiting_turn)
+        with anyio.fail_after(60):
+            await asked.wait()
+        with anyio.fail_after(20):
+            meanwhile = await other.run_turn("meanwhile")
+        assert meanwhile.result == "You said: meanwhile"
+        release.set()
+    assert not target.exists()

@@ -37,6 +37,10 @@ _ids = itertools.count(1)
 # Frames that matter to nobody here (state snapshots for UIs), dropped by the reader.
 # (update_loop_status and update_queue are kept: they tie runs to inputs.)
 _NOISE = frozenset({"update_device_status", "update_subagent_state"})
+# Signs that a model answered on this server (the warm-up quirk is over).
+_MODEL_ANSWERED = frozenset({"turn_finished", "control_request", "external_tool_call_request"})
+_MODEL_OUTPUT = frozenset({"assistant_message", "reasoning_message", "tool_call_message",
+                           "approval_request_message"})
 # Answers that are also a conversation's business, in the order they came.
 _ALSO_TO_CHANNEL = frozenset({"input_accepted"})
 
@@ -155,8 +159,11 @@ class Connection:
         kind = frame.get("type")
         if kind in _NOISE:
             return
-        if kind == "turn_finished":
-            self.warmed.set()
+        if kind in _MODEL_ANSWERED or (
+            kind == "stream_delta" and isinstance(frame.get("delta"), dict)
+            and frame["delta"].get("message_type") in _MODEL_OUTPUT
+        ):
+            self.warmed.set()  # the model answered once: the server resolved its models
         rid = frame.get("request_id")
         pending = self._pending.get(rid) if isinstance(rid, str) else None
         if pending is not None and pending.expect == kind:
