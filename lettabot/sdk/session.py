@@ -77,10 +77,19 @@ class Session:
 
     @property
     def conversation_id(self) -> str | None:
-        if self._init:
-            return self._init.conversation_id
-        cid = self.target.conversation_id
-        return cid if cid != "default" else None
+        """The conversation's id, for :func:`resume_session` later. An agent's default
+        conversation (the CLI calls it ``"default"``) is named by its agent's id, the id
+        ``resume_session`` takes for it."""
+        cid = self._init.conversation_id if self._init else self.target.conversation_id
+        if cid == "default":
+            return self.agent_id
+        return cid
+
+    @property
+    def is_default_conversation(self) -> bool:
+        """Whether this is the agent's default conversation."""
+        cid = self._init.conversation_id if self._init else self.target.conversation_id
+        return cid == "default"
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -206,6 +215,15 @@ class Session:
         """Interrupt the running turn; its stream ends with an ``interrupted`` result."""
         transport = await self._ready()
         await transport.interrupt()
+
+    async def recompile(self) -> None:
+        """Rebuild the conversation's system prompt from the agent's current memory.
+
+        Memory another conversation committed reaches this one on its next recompile (the
+        prompt is compiled when a conversation is created). Opening an existing
+        conversation does this already; call it on a long-lived session."""
+        transport = await self._ready()
+        await transport.recompile()
 
     async def list_messages(
         self,

@@ -216,3 +216,27 @@ async def test_a_stop_whose_abort_fails_leaves_no_tail_for_the_next_message(
     await chat.wait_done(scope, 2)
     assert chat.texts(scope)[-1] == "You said: fresh question"
     assert "(interrupted)" in chat.texts(scope)[0]
+
+
+async def test_a_thread_reopened_after_idle_release_and_restart_sees_memory_taught_since(
+    make_bot: BotMaker, scripted_model: ScriptedModelServer
+) -> None:
+    """Thread B talks first; thread A then teaches the agent; B's session is released, the
+    bot restarts, and B (its own, older conversation) answers from the agent's memory."""
+    bot, chat = await make_bot("memory-a")
+    b = chat.scope("C22", "memory-b")
+    a = chat.scope("C22", "memory-a")
+    await chat.push("hello from B", scope=b)
+    await chat.wait_done(b)
+    await chat.push("remember: the secret word is papaya", scope=a)
+    await chat.wait_done(a)
+    assert chat.texts(a)[-1].endswith("Tool result: saved")  # a memory save needs no click
+    route = await bot.store.get_route(b.key)
+    assert route is not None
+    assert await bot.scheduler.release_idle(older_than=0) >= 1
+    _, chat2 = await make_bot("memory-a")  # "restarted": a new bot on the same store
+    await chat2.push("What is the secret word?", scope=b)
+    await chat2.wait_done(b)
+    assert chat2.texts(b)[-1] == "The secret word is papaya."
+    again = await bot.store.get_route(b.key)
+    assert again is not None and again.conversation_id == route.conversation_id

@@ -155,3 +155,51 @@ async def test_memory_options_on_an_existing_agent_reach_its_new_conversations(
     assert "You are a senior Python developer." in system
     assert "Prefer functional patterns." in system
     assert "<human>" not in system
+
+
+async def test_the_seed_example_secret_word_across_two_resume_sessions(
+    letta_home: LettaHome, transport: str, scripted_model: ScriptedModelServer
+) -> None:
+    """The seed README as written: teach in resume_session(agent_id), close, resume the same
+    way and ask. The default conversation reopened must see memory committed since."""
+    agent_id = await sdk.create_agent(model=letta_home.model)
+    async with sdk.resume_session(agent_id) as session:
+        await session.run_turn("hello")  # the default conversation exists, its prompt compiled
+    async with sdk.resume_session(
+        agent_id, can_use_tool=lambda name, args: sdk.PermissionAllow()
+    ) as session:
+        saved = await session.run_turn("remember: the secret word is banana")
+    assert saved.result == "Tool result: saved"
+    async with sdk.resume_session(agent_id) as session:
+        result = await session.run_turn("What is the secret word?")
+    assert result.result == "The secret word is banana."
+    assert "secret word is banana" in scripted_model.requests[-1].system
+
+
+async def test_a_default_conversation_id_from_the_sdk_resumes_it(
+    letta_home: LettaHome, transport: str
+) -> None:
+    """'Save conversationId, resume it later' on an agent's default conversation."""
+    agent_id = await sdk.create_agent(model=letta_home.model)
+    async with sdk.resume_session(agent_id) as session:
+        await session.run_turn("my first words")
+        saved = session.conversation_id
+    assert saved is not None
+    async with sdk.resume_session(saved) as again:
+        result = await again.run_turn("what was my first message?")
+        assert again.agent_id == agent_id and again.conversation_id == saved
+    assert result.result == "Your first message was: my first words"
+
+
+async def test_recompile_brings_a_live_conversation_up_to_date(
+    letta_home: LettaHome, transport: str, scripted_model: ScriptedModelServer
+) -> None:
+    agent_id = await sdk.create_agent(model=letta_home.model)
+    allow = lambda name, args: sdk.PermissionAllow()  # noqa: E731
+    async with sdk.resume_session(agent_id) as reader:
+        await reader.run_turn("hello")
+        async with sdk.create_session(agent_id, can_use_tool=allow) as writer:
+            await writer.run_turn("remember: the secret word is kiwi")
+        await reader.recompile()
+        result = await reader.run_turn("What is the secret word?")
+    assert result.result == "The secret word is kiwi."

@@ -213,3 +213,11 @@ def external_tool_response(
             "result": {"content": content, "is_error": is_error},
         }
     )
+
+
+def conversation_recompile(request_id: str, agent_id: str | None,
+                           conversation_id: str) -> dict[str, Any]:
+    """Recompile a conversation's system prompt from its agent's current memory."""
+    body = {"agent_id": agent_id} if agent_id else {}
+    return {"type": "conversation_recompile", "request_id": request_id,
+            "conversation_id": conversation_id, "body": body}

@@ -76,6 +76,10 @@ class Transport(Protocol):
         """Send a control request (``list_messages``, ``bootstrap_session_state``, ...)."""
         ...
 
+    async def recompile(self) -> None:
+        """Recompile the conversation's system prompt from the agent's current memory."""
+        ...
+
     async def close(self) -> None:
         """Release the conversation (and any process it owns). Idempotent."""
         ...

@@ -26,6 +26,7 @@ import anyio
 from lettabot.sdk._internal.app_server import frames
 from lettabot.sdk._internal.app_server.connection import LOST, Channel, Connection
 from lettabot.sdk._internal.app_server.pool import Lease, acquire
+from lettabot.sdk._internal.app_server.recompile import recompile_on
 from lettabot.sdk._internal.app_server.turn import TurnState
 from lettabot.sdk._internal.transport import CanUseToolRequest, ControlHandler, Target
 from lettabot.sdk._internal.transport.guard import unless_lost
@@ -142,6 +143,11 @@ class AppServerTransport:
             conn = await self._lease.connection(self._timeout)
             start = await self._start_fields(conn)
             response = await self._runtime_start(conn, start)
+            if self._target.conversation_id is not None:
+                # An existing conversation: its prompt may predate memory committed since.
+                runtime = response["runtime"]
+                await recompile_on(conn, runtime.get("agent_id"),
+                                   str(runtime["conversation_id"]), self._timeout)
         except BaseException:
             await self.close()
             raise
@@ -634,6 +640,12 @@ class AppServerTransport:
                     "model": self._init.model, "cwd": self._init.cwd,
                     "permission_mode": self._options.cli_permission_mode}
         raise ProcessError(f"control request {subtype!r} is not available over the App Server")
+
+    async def recompile(self) -> None:
+        conn = await self._live()
+        assert self._runtime is not None
+        await recompile_on(conn, self._runtime["agent_id"], self._runtime["conversation_id"],
+                           self._timeout)
 
     # -- closing -------------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from typing import IO, Any
 import anyio
 from anyio.abc import Process
 
+from lettabot.sdk._internal.app_server.recompile import recompile_via_server
 from lettabot.sdk._internal.cli import cli_env, find_cli, is_conversation_id
 from lettabot.sdk._internal.parser import TurnTracker, parse_stream_json
 from lettabot.sdk._internal.transport import CanUseToolRequest, ControlHandler, Target
@@ -121,8 +122,21 @@ class SubprocessTransport:
     # -- lifecycle ------------------------------------------------------------
 
     async def connect(self) -> InitMessage:
-        self._init = await self._spawn(self._target)
+        target = self._target
+        if target.agent_id and target.conversation_id == "default":
+            # Reopened, the default conversation keeps the prompt it was compiled with
+            # (measured, CLI 0.34.12); other conversations load the agent's memory anew.
+            await recompile_via_server(self._options, target.agent_id, "default")
+        self._init = await self._spawn(target)
         return self._init
+
+    async def recompile(self) -> None:
+        """Through an App Server (stream-json has no such request); the CLI process is
+        replaced before the next message so it reads the new prompt."""
+        assert self._init is not None
+        await recompile_via_server(self._options, self._init.agent_id,
+                                   self._init.conversation_id or "default")
+        self._respawn_needed = True
 
     async def _respawn(self) -> None:
         """Replace the process with a new one on the same conversation.
