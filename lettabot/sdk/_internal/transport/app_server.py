@@ -30,7 +30,12 @@ from lettabot.sdk._internal.app_server.recompile import recompile_on
 from lettabot.sdk._internal.app_server.turn import TurnState
 from lettabot.sdk._internal.transport import CanUseToolRequest, ControlHandler, Target
 from lettabot.sdk._internal.transport.guard import unless_lost
-from lettabot.sdk.errors import CLIConnectionError, ProcessError, SessionClosedError
+from lettabot.sdk.errors import (
+    CLIConnectionError,
+    ProcessError,
+    ProtocolTimeoutError,
+    SessionClosedError,
+)
 from lettabot.sdk.options import SessionOptions
 from lettabot.sdk.types import InitMessage, Message, PermissionAllow, ResultMessage
 
@@ -146,8 +151,12 @@ class AppServerTransport:
             if self._target.conversation_id is not None:
                 # An existing conversation: its prompt may predate memory committed since.
                 runtime = response["runtime"]
-                await recompile_on(conn, runtime.get("agent_id"),
-                                   str(runtime["conversation_id"]), self._timeout)
+                try:
+                    await recompile_on(conn, runtime.get("agent_id"),
+                                       str(runtime["conversation_id"]), self._timeout)
+                except (ProcessError, ProtocolTimeoutError) as exc:  # e.g. a backend without it
+                    log.warning("could not bring conversation %s up to date with the agent's "
+                                "memory: %s", runtime["conversation_id"], exc)
         except BaseException:
             await self.close()
             raise

@@ -33,6 +33,7 @@ from lettabot.sdk._internal.transport import CanUseToolRequest, ControlHandler, 
 from lettabot.sdk._internal.transport.guard import unless_lost
 from lettabot.sdk.errors import (
     CLIConnectionError,
+    LettaSDKError,
     ProcessError,
     ProtocolTimeoutError,
     SessionClosedError,
@@ -126,7 +127,11 @@ class SubprocessTransport:
         if target.agent_id and target.conversation_id == "default":
             # Reopened, the default conversation keeps the prompt it was compiled with
             # (measured, CLI 0.34.12); other conversations load the agent's memory anew.
-            await recompile_via_server(self._options, target.agent_id, "default")
+            try:
+                await recompile_via_server(self._options, target.agent_id, "default")
+            except LettaSDKError as exc:  # e.g. a backend without it: the old prompt, then
+                log.warning("could not bring the default conversation of %s up to date with "
+                            "its memory: %s", target.agent_id, exc)
         self._init = await self._spawn(target)
         return self._init
 
