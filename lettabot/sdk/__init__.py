@@ -29,6 +29,7 @@ from lettabot.sdk.errors import (
     ProtocolTimeoutError,
     SessionClosedError,
 )
+from lettabot.sdk.letta_client import LettaClient, ServerInfo
 from lettabot.sdk.options import (
     AgentOptions,
     BlockRef,
@@ -70,6 +71,7 @@ __all__ = [
     "ErrorMessage",
     "ImagePart",
     "InitMessage",
+    "LettaClient",
     "LettaSDKError",
     "MemoryBlock",
     "Message",
@@ -82,6 +84,7 @@ __all__ = [
     "ReasoningMessage",
     "ResultMessage",
     "RetryMessage",
+    "ServerInfo",
     "Session",
     "SessionClosedError",
     "SessionOptions",

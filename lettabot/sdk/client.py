@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from lettabot.sdk._internal.cli import cli_env, is_agent_id, is_conversation_id
 from lettabot.sdk._internal.memfs import apply_agent_memory
@@ -12,6 +13,9 @@ from lettabot.sdk._internal.transport import Target, Transport
 from lettabot.sdk.options import SessionOptions, TransportName
 from lettabot.sdk.session import Session
 from lettabot.sdk.types import InitMessage, ResultMessage, UserContent
+
+if TYPE_CHECKING:
+    from lettabot.sdk._internal.app_server.pool import Lease
 
 __all__ = [
     "create_agent",
@@ -65,27 +69,31 @@ def _transport_name(
     return name
 
 
-def _transport_for(options: SessionOptions, target: Target, session: Session) -> Transport:
+def _transport_for(options: SessionOptions, target: Target, session: Session,
+                   lease: Callable[[], Lease] | None = None) -> Transport:
     name = _transport_name(options, target, warn=True)
     if name == "app_server":
         from lettabot.sdk._internal.transport.app_server import AppServerTransport
 
-        return AppServerTransport(options, target, session)
+        return AppServerTransport(options, target, session, lease)
     from lettabot.sdk._internal.transport.subprocess_cli import SubprocessTransport
 
     return SubprocessTransport(options, target, session)
 
 
-def _session(target: Target, options: dict[str, Any]) -> Session:
+Factory = Callable[[SessionOptions, Target, Session], Transport]
+
+
+def _session(target: Target, options: dict[str, Any], factory: Factory = _transport_for) -> Session:
     opts = SessionOptions.model_validate(options)
     if _has_memory_settings(opts):
         if target.agent_id and target.conversation_id is None:
-            return _AgentMemorySession(opts, target)
+            return _AgentMemorySession(opts, target, factory)
         raise ValueError(
             "memory, persona, human and project reach an agent's NEW conversations: pass them "
             "to create_agent() or create_session(agent_id, ...), not to resume_session()"
         )
-    return Session(opts, target, _transport_for)
+    return Session(opts, target, factory)
 
 
 def _has_memory_settings(opts: SessionOptions) -> bool:
@@ -109,8 +117,12 @@ def _uses_memfs(opts: SessionOptions) -> bool:
 
 async def create_agent(**options: Any) -> str:
     """Create an agent (model, system prompt, memory, persona/human/project); return its id."""
+    return await _create_agent(options, _transport_for)
+
+
+async def _create_agent(options: dict[str, Any], factory: Factory) -> str:
     opts = SessionOptions.model_validate(options)
-    session = Session(opts, Target(new_agent=True), _transport_for)
+    session = Session(opts, Target(new_agent=True), factory)
     async with session:
         agent_id = session.agent_id
     assert agent_id is not None
@@ -125,24 +137,32 @@ def create_session(agent_id: str | None = None, **options: Any) -> Session:
     Without an agent id, agent settings (``system_prompt``, ``memory``, ``persona``, ...)
     create a new agent for the session.
     """
+    return _create_session(agent_id, options, _transport_for)
+
+
+def _create_session(agent_id: str | None, options: dict[str, Any], factory: Factory) -> Session:
     if agent_id is not None:
         if not is_agent_id(agent_id):
             raise ValueError(
                 f"not an agent id: {agent_id!r} (expected agent-... or agent-local-...)"
             )
-        return _session(Target(agent_id=agent_id), options)
+        return _session(Target(agent_id=agent_id), options, factory)
     opts = SessionOptions.model_validate(options)
     if _has_memory_settings(opts):
-        return _NewAgentSession(opts)
-    return Session(opts, Target(), _transport_for)
+        return _NewAgentSession(opts, factory)
+    return Session(opts, Target(), factory)
 
 
 def resume_session(id: str, **options: Any) -> Session:
     """An agent's default conversation (agent id), or a given conversation (conversation id)."""
+    return _resume_session(id, options, _transport_for)
+
+
+def _resume_session(id: str, options: dict[str, Any], factory: Factory) -> Session:
     if is_agent_id(id):
-        return _session(Target(agent_id=id, conversation_id="default"), options)
+        return _session(Target(agent_id=id, conversation_id="default"), options, factory)
     if is_conversation_id(id):
-        return _session(Target(conversation_id=id), options)
+        return _session(Target(conversation_id=id), options, factory)
     raise ValueError(
         f"not an agent or conversation id: {id!r} (expected agent-..., agent-local-..., "
         "conv-... or local-conv-...)"
@@ -165,12 +185,13 @@ class _NewAgentSession(Session):
     a new conversation on it.
     """
 
-    def __init__(self, options: SessionOptions) -> None:
-        super().__init__(options, Target(new_agent=True), _transport_for)
+    def __init__(self, options: SessionOptions, factory: Factory) -> None:
+        super().__init__(options, Target(new_agent=True), factory)
+        self._agent_factory = factory
 
     async def connect(self) -> InitMessage:
         if self.init is None and _uses_memfs(self.options) and self.target.new_agent:
-            agent_id = await create_agent(**_agent_fields(self.options))
+            agent_id = await _create_agent(_agent_fields(self.options), self._agent_factory)
             self.target = Target(agent_id=agent_id)
         return await super().connect()
 
@@ -183,12 +204,12 @@ class _AgentMemorySession(Session):
     itself edits its memory. New conversations see them; older ones keep their prompt.
     """
 
-    def __init__(self, options: SessionOptions, target: Target) -> None:
+    def __init__(self, options: SessionOptions, target: Target, factory: Factory) -> None:
         self._memory = options.agent_options()
         stripped = options.model_copy(
             update={"memory": None, "persona": None, "human": None, "project": None}
         )
-        super().__init__(stripped, target, _transport_for)
+        super().__init__(stripped, target, factory)
 
     async def connect(self) -> InitMessage:
         if self.init is None and self.target.agent_id is not None:

@@ -68,6 +68,10 @@ class Session:
         return self._init
 
     @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
     def agent_id(self) -> str | None:
         return self._init.agent_id if self._init else self.target.agent_id
 

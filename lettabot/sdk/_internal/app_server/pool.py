@@ -25,7 +25,7 @@ from lettabot.sdk._internal.cli import cli_env, find_cli
 from lettabot.sdk.errors import CLIConnectionError
 from lettabot.sdk.options import SessionOptions
 
-__all__ = ["Lease", "acquire", "server_key"]
+__all__ = ["Lease", "ServerSet", "acquire", "server_key"]
 
 log = logging.getLogger("lettabot.sdk.app_server")
 
@@ -102,7 +102,8 @@ class _Slot:
             self.users -= 1
             if self.users > 0:
                 return
-            _slots.pop((self.key, _loop_id()), None)
+            if _slots.get((self.key, _loop_id())) is self:
+                _slots.pop((self.key, _loop_id()), None)
             if self.connection is not None:
                 await self.connection.close()
                 self.connection = None
@@ -181,3 +182,67 @@ def acquire(options: SessionOptions) -> Lease:
         _slots[(key, _loop_id())] = slot
     slot.users += 1
     return Lease(slot)
+
+
+class ServerSet:
+    """A client's own App Servers: remote ones it was given, then local ones it starts.
+
+    Slots are made per event loop on first use; the set holds each one (so a local server
+    outlives its sessions) until :meth:`close`, which stops what it started once the last
+    session on it closed.
+    """
+
+    def __init__(self, name: str, *, local: int, remote: list[tuple[str, str | None]],
+                 cli: str | None, env: dict[str, str], cwd: Path) -> None:
+        self.name = name
+        self.specs: list[tuple[str | None, str | None]] = [*remote, *[(None, None)] * local]
+        self.cli = cli
+        self.env = env
+        self.cwd = cwd
+        self._slots: dict[tuple[int, int], _Slot] = {}
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+    def _slot(self, index: int) -> _Slot:
+        key = (index, _loop_id())
+        slot = self._slots.get(key)
+        if slot is None:
+            url, token = self.specs[index]
+            slot = _Slot(key=f"{self.name}:{index}", url=url, token=token, users=1)
+            if url is None:
+                slot.cli = find_cli(self.cli)
+                slot.env = dict(self.env)
+                slot.cwd = self.cwd
+            self._slots[key] = slot
+        return slot
+
+    def lease(self, index: int) -> Lease:
+        slot = self._slot(index)
+        slot.users += 1
+        return Lease(slot)
+
+    def states(self) -> list[dict[str, object]]:
+        """Each server: url, pid and liveness (local), connected, restarts."""
+        loop = _loop_id()
+        out: list[dict[str, object]] = []
+        for index, (url, _) in enumerate(self.specs):
+            slot = self._slots.get((index, loop))
+            server = slot.server if slot is not None else None
+            conn = slot.connection if slot is not None else None
+            out.append({
+                "index": index,
+                "remote": url is not None,
+                "url": url or (server.url if server is not None else None),
+                "pid": server.pid if server is not None else None,
+                "alive": bool(server.alive()) if server is not None else url is not None,
+                "connected": conn is not None and not conn.dead,
+                "restarts": max(0, slot.generation - 1) if slot is not None else 0,
+            })
+        return out
+
+    async def close(self) -> None:
+        """Drop the set's hold on this loop's servers (each stops when its last session has)."""
+        loop = _loop_id()
+        for key in [k for k in self._slots if k[1] == loop]:
+            await self._slots.pop(key).release()

@@ -16,7 +16,7 @@ import json
 import logging
 import uuid
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,8 +113,10 @@ class _Input:
 class AppServerTransport:
     """One conversation on a shared App Server."""
 
-    def __init__(self, options: SessionOptions, target: Target, handler: ControlHandler) -> None:
+    def __init__(self, options: SessionOptions, target: Target, handler: ControlHandler,
+                 lease: Callable[[], Lease] | None = None) -> None:
         self._options = options
+        self._lease_source = lease or (lambda: acquire(options))
         self._target = target
         self._handler = handler
         self._timeout = options.request_timeout
@@ -127,8 +129,11 @@ class AppServerTransport:
         self._runtime: dict[str, Any] | None = None
         self._init: InitMessage | None = None
         self._inputs: deque[_Input] = deque()
-        self._known_runs: set[str] = set()
         self._foreign_runs: set[str] = set()
+        self._ghosts: set[str] = set()
+        """Inputs whose turns ended here when the connection died (a restarted server may
+        replay them)."""
+        self._replaying = False
         self._abort_deadline: float | None = None
         self._closed = False
         self._warm_owner = False
@@ -143,7 +148,7 @@ class AppServerTransport:
                 "the app_server transport cannot honour: " + "; ".join(unsupported)
                 + " (use transport='subprocess')"
             )
-        self._lease = acquire(self._options)
+        self._lease = self._lease_source()
         try:
             conn = await self._lease.connection(self._timeout)
             start = await self._start_fields(conn)
@@ -476,12 +481,13 @@ class AppServerTransport:
         for run_id, cmids in runs.items():
             entries = [e for c in (cmids if isinstance(cmids, list) else ())
                        if (e := self._by_cmid(c)) is not None]
-            if not entries and run_id not in self._known_runs:
+            if not entries:
                 # A run for inputs we no longer wait for: after a crash the server replays
                 # the inputs it had accepted, whose turns already ended here with an error.
                 self._foreign_runs.add(run_id)
+                continue
+            self._foreign_runs.discard(run_id)
             for entry in entries:
-                self._known_runs.add(run_id)
                 if run_id not in entry.run_ids:
                     entry.run_ids.append(run_id)
                     if not entry.started:
@@ -503,21 +509,28 @@ class AppServerTransport:
 
     def _on_delta(self, delta: dict[str, Any]) -> list[Message]:
         if delta.get("message_type") == "user_message":
-            entry = self._by_cmid(delta.get("otid"))
+            otid = delta.get("otid")
+            entry = self._by_cmid(otid)
             if entry is not None and not entry.started:
                 self._started(entry)
+            self._replaying = entry is None and otid in self._ghosts
         if delta.get("run_id") in self._foreign_runs:
             return []
         owners = self._by_run(delta.get("run_id"))
+        if not owners and self._replaying:
+            return []  # the server replays an input whose turn ended here already
         owner = owners[0] if owners else self._current()
         if owner is None or owner.ended:
             return []  # a late frame of a turn whose result was already given
         return owner.state.feed(delta)
 
     def _on_finished(self, frame: dict[str, Any]) -> list[Message]:
-        if frame.get("run_id") in self._foreign_runs:
+        owned = self._by_run(frame.get("run_id"))
+        if frame.get("run_id") in self._foreign_runs or (self._replaying and not owned):
+            self._replaying = False
             return []
-        owners = self._by_run(frame.get("run_id")) or [e for e in [self._current()] if e]
+        self._replaying = False
+        owners = owned or [e for e in [self._current()] if e]
         out: list[Message] = []
         first: ResultMessage | None = None
         for entry in owners:
@@ -556,6 +569,7 @@ class AppServerTransport:
         """The connection is gone: every open input ends with an error; nothing is owed."""
         self._abort_deadline = None
         failed = self._open()
+        self._ghosts.update(i.cmid for i in self._inputs)
         self._inputs.clear()
         if not failed:
             return []

@@ -1,0 +1,184 @@
+"""``LettaClient``: sessions on App Servers the client owns, instead of process-wide ones.
+
+    async with sdk.LettaClient(servers=2, model="openai/gpt-4.1") as client:
+        agent = await client.create_agent(persona="...")
+        async with client.create_session(agent) as session:
+            print((await session.run_turn("hi")).result)
+        print(client.servers())          # url, pid, alive, sessions of each server
+
+The client starts its local App Servers lazily (``servers`` of them) and uses the remote ones
+it is given (``urls``: a URL, or ``(url, token)``); every session is pinned to one of them:
+``server=`` picks it, else a resumed conversation goes to ``server_for(conversation_id)`` (a
+stable hash) and a new one to the next server in turn. ``close()`` stops the servers it started
+once their sessions have closed. Keyword defaults (``model``, ``cwd``, ``permission_mode``,
+``env``, ...) apply to every session and agent the client makes; per-call options win.
+
+The module-level ``create_session`` & co. run on process-wide servers shared by
+environment (see :mod:`lettabot.sdk.client`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import weakref
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, SecretStr
+
+from lettabot.sdk.client import (
+    Factory,
+    _create_agent,
+    _create_session,
+    _resume_session,
+    _transport_for,
+)
+from lettabot.sdk.options import SessionOptions
+from lettabot.sdk.session import Session
+from lettabot.sdk.types import ResultMessage, UserContent
+
+__all__ = ["LettaClient", "ServerInfo"]
+
+_names = itertools.count(1)
+
+
+class ServerInfo(BaseModel):
+    """One of a client's App Servers, as :meth:`LettaClient.servers` reports it."""
+
+    index: int
+    remote: bool
+    url: str | None = None
+    pid: int | None = None
+    """Local servers only, once started."""
+    alive: bool = False
+    """A local server's process runs (a remote server counts as alive)."""
+    connected: bool = False
+    restarts: int = 0
+    sessions: int = 0
+    """Sessions of this client open on it now."""
+
+
+def _stable_hash(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+
+class LettaClient:
+    """Sessions on App Servers this client owns (see the module doc)."""
+
+    def __init__(
+        self,
+        *,
+        servers: int | None = None,
+        urls: Sequence[str | tuple[str, str | SecretStr | None]] = (),
+        **defaults: Any,
+    ) -> None:
+        self.defaults = dict(defaults)
+        options = SessionOptions.model_validate(self.defaults)  # fails early on bad defaults
+        remote = [(u, None) if isinstance(u, str) else
+                  (u[0], u[1].get_secret_value() if isinstance(u[1], SecretStr) else u[1])
+                  for u in urls]
+        local = servers if servers is not None else (0 if remote else 1)
+        if local < 0 or local + len(remote) == 0:
+            raise ValueError("a LettaClient needs at least one App Server (servers or urls)")
+        self._options = options
+        self._set: Any = None
+        if options.transport != "subprocess":
+            from lettabot.sdk._internal.app_server.pool import ServerSet
+            from lettabot.sdk._internal.cli import cli_env
+
+            self._set = ServerSet(f"client-{next(_names)}", local=local, remote=remote,
+                                  cli=options.cli_path, env=cli_env(options.env),
+                                  cwd=options.cwd or Path.cwd())
+        self._count = local + len(remote)
+        self._next = 0
+        self._open: dict[int, weakref.WeakSet[Session]] = {}
+        self._closed = False
+
+    # -- servers ---------------------------------------------------------------------
+
+    def server_for(self, conversation_id: str) -> int:
+        """The server a conversation is reopened on (stable across runs)."""
+        return _stable_hash(conversation_id) % self._count
+
+    def servers(self) -> list[ServerInfo]:
+        """Each server: where it is, whether it runs, how many of our sessions use it."""
+        if self._set is None:
+            return [ServerInfo(index=i, remote=False) for i in range(self._count)]
+        out = []
+        for index, state in enumerate(self._set.states()):
+            sessions = sum(1 for s in self._open.get(index, ()) if not s.closed)
+            out.append(ServerInfo.model_validate({**state, "sessions": sessions}))
+        return out
+
+    def _pick(self, server: int | None, conversation_id: str | None) -> int:
+        if server is not None:
+            if not 0 <= server < self._count:
+                raise ValueError(f"server {server} does not exist (this client has "
+                                 f"{self._count})")
+            return server
+        if conversation_id is not None:
+            return self.server_for(conversation_id)
+        index = self._next % self._count
+        self._next += 1
+        return index
+
+    def _factory(self, index: int) -> Factory:
+        """Transports on server ``index`` (sessions whose options name another server, or
+        another environment, than the client's use the process-wide one for those)."""
+        server_set, own_env = self._set, self._options.env
+
+        def factory(options: SessionOptions, target: Any, session: Session) -> Any:
+            self._open.setdefault(index, weakref.WeakSet()).add(session)
+            if server_set is None or options.app_server_url or options.env != own_env:
+                return _transport_for(options, target, session)
+            return _transport_for(options, target, session, lambda: server_set.lease(index))
+
+        return factory
+
+    def _merged(self, options: dict[str, Any]) -> dict[str, Any]:
+        if self._closed:
+            raise RuntimeError("this LettaClient is closed")
+        return {**self.defaults, **options}
+
+    # -- the SDK's calls -------------------------------------------------------------------
+
+    async def create_agent(self, *, server: int | None = None, **options: Any) -> str:
+        """Create an agent (see :func:`lettabot.sdk.create_agent`); return its id."""
+        return await _create_agent(self._merged(options), self._factory(self._pick(server, None)))
+
+    def create_session(self, agent_id: str | None = None, *, server: int | None = None,
+                       **options: Any) -> Session:
+        """A NEW conversation (see :func:`lettabot.sdk.create_session`)."""
+        return _create_session(agent_id, self._merged(options),
+                               self._factory(self._pick(server, None)))
+
+    def resume_session(self, id: str, *, server: int | None = None, **options: Any) -> Session:
+        """An agent's default conversation or a given one (see
+        :func:`lettabot.sdk.resume_session`), on ``server_for(id)`` unless ``server``."""
+        return _resume_session(id, self._merged(options), self._factory(self._pick(server, id)))
+
+    async def prompt(self, message: UserContent, agent_id: str | None = None,
+                     **options: Any) -> ResultMessage:
+        """One message, one answer, in a new conversation."""
+        async with self.create_session(agent_id, **options) as session:
+            return await session.run_turn(message)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close every open session of this client, then stop the servers it started."""
+        self._closed = True
+        for sessions in self._open.values():
+            for session in list(sessions):
+                await session.close()
+        self._open.clear()
+        if self._set is not None:
+            await self._set.close()
+
+    async def __aenter__(self) -> LettaClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
