@@ -61,18 +61,6 @@ def adapter_settings(config: Config) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _remote_server_options(config: Config) -> dict[str, Any]:
-    """``servers.urls``: the first remote App Server, as session options (never through
-    ``os.environ``: that would reach every CLI process and so the agent's tools)."""
-    urls = config.servers.urls
-    if not urls:
-        return {}
-    if len(urls) > 1 or config.servers.count > 1:
-        log.warning("servers.urls: every conversation runs on %s; servers.count and further "
-                    "urls are ignored (not supported yet)", urls[0].url)
-    return {"app_server_url": urls[0].url, "app_server_token": urls[0].token}
-
-
 def protected_paths(config: Config) -> list[Path]:
     """lettabot's own state, which no tool call reads without an approver's click."""
     paths = [config.data_dir, Path.cwd() / ".env"]
@@ -115,7 +103,9 @@ class Bot:
                                      self.adapters.get)
         self.router = Router(store, configured_agent=config.letta.agent_id,
                              create_agent=self._create_agent)
+        self.client = self._client()
         self.scheduler = Scheduler(
+            client=self.client,
             router=self.router,
             broker=self.broker,
             run_turn=TurnRunner(self.adapters.get, show_tools=show_tools,
@@ -124,7 +114,6 @@ class Bot:
             notify=self._notify,
             session_options=self._session_options(),
             max_concurrent_turns=config.servers.max_concurrent_turns,
-            servers=1 if config.servers.urls else (config.servers.count or 1),
             idle_seconds=idle_seconds,
             prewarm=prewarm,
         )
@@ -167,6 +156,7 @@ class Bot:
                     tg.cancel_scope.cancel()
                     with anyio.CancelScope(shield=True):
                         await bot.scheduler.close()
+                        await bot.client.close()
                 else:
                     if bot._stale:
                         log.info("expired %d approvals left pending by a previous run",
@@ -176,6 +166,7 @@ class Bot:
                     finally:
                         with anyio.CancelScope(shield=True):
                             await bot.scheduler.drain(grace)
+                            await bot.client.close()  # stops the App Servers it started
                         tg.cancel_scope.cancel()
             if failed is not None:
                 raise failed
@@ -208,7 +199,6 @@ class Bot:
         }
         if letta.cli_path:
             options["cli_path"] = letta.cli_path
-        options.update(_remote_server_options(self.config))
         env: dict[str, str] = dict(letta.env)
         if letta.backend == "cloud":
             if letta.base_url:
@@ -219,15 +209,23 @@ class Bot:
             options["env"] = env
         return options
 
+    def _client(self) -> sdk.LettaClient:
+        """The SDK client: ``servers.count`` local App Servers plus ``servers.urls``, with
+        where and how the CLI runs (never through ``os.environ``: that would reach every
+        CLI process and so the agent's tools)."""
+        where = {k: v for k, v in self._session_options().items()
+                 if k in ("cwd", "cli_path", "env")}
+        if Scheduler.available_transport():
+            where["transport"] = Scheduler.available_transport()
+        servers = self.config.servers
+        return sdk.LettaClient(servers=servers.count,
+                               urls=[(u.url, u.token) for u in servers.urls], **where)
+
     async def _create_agent(self) -> str:
         letta = self.config.letta
-        options = {k: v for k, v in self._session_options().items()
-                   if k in ("cwd", "cli_path", "env", "app_server_url", "app_server_token")}
-        if self.scheduler.transport:
-            options["transport"] = self.scheduler.transport
-        return await sdk.create_agent(
-            model=letta.model, system_prompt=letta.system_prompt, persona=letta.persona,
-            tags=["lettabot"], **options,
+        return await self.client.create_agent(
+            server=0, model=letta.model, system_prompt=letta.system_prompt,
+            persona=letta.persona, tags=["lettabot"],
         )
 
     # -- adapters ---------------------------------------------------------------------

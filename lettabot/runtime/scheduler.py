@@ -53,7 +53,6 @@ __all__ = [
 log = logging.getLogger("lettabot.runtime.scheduler")
 
 QUEUE_LIMIT = 100
-SERVER_ENV = "LETTABOT_APP_SERVER_SLOT"
 
 
 def stable_hash(text: str) -> int:
@@ -185,9 +184,9 @@ class Scheduler:
         broker: ApprovalBroker,
         run_turn: TurnRunner,
         notify: Notifier,
+        client: sdk.LettaClient,
         session_options: dict[str, Any],
         max_concurrent_turns: int,
-        servers: int = 1,
         idle_seconds: float = 900.0,
         prewarm: bool = True,
     ) -> None:
@@ -195,9 +194,10 @@ class Scheduler:
         self.broker = broker
         self._run_turn = run_turn
         self._notify = notify
+        self.client = client
         self._options = dict(session_options)
         self.gate = FairGate(max_concurrent_turns)
-        self.servers = max(1, servers)
+        self.servers = len(client.servers())
         self.idle_seconds = idle_seconds
         self.prewarm_enabled = prewarm
         self.lanes: dict[str, Lane] = {}
@@ -213,11 +213,19 @@ class Scheduler:
     # -- lifecycle -------------------------------------------------------------------
 
     @staticmethod
-    def _transport() -> str | None:
+    def available_transport() -> str | None:
+        """``subprocess`` if the App Server transport is not installed, else None (the
+        SDK's default, ``app_server``)."""
         if importlib.util.find_spec("lettabot.sdk._internal.transport.app_server") is None:
-            log.warning("the App Server transport is not available; using one CLI per session")
             return "subprocess"
-        return None  # the SDK's default: app_server
+        return None
+
+    @classmethod
+    def _transport(cls) -> str | None:
+        name = cls.available_transport()
+        if name == "subprocess":
+            log.warning("the App Server transport is not available; using one CLI per session")
+        return name
 
     async def start(self, tg: TaskGroup) -> None:
         """Open the prewarmed conversation (raises if the agent cannot be opened)."""
@@ -231,12 +239,10 @@ class Scheduler:
         options["can_use_tool"] = binding.can_use_tool
         if self.transport is not None:
             options["transport"] = self.transport
-        if self.servers > 1:
-            options["env"] = {**options.get("env", {}), SERVER_ENV: str(server)}
         return options
 
     def server_for(self, conversation_id: str) -> int:
-        return stable_hash(conversation_id) % self.servers
+        return self.client.server_for(conversation_id)
 
     async def _refill_warm(self) -> None:
         """Open the prewarmed conversation (one at a time; nothing is locked meanwhile)."""
@@ -392,8 +398,8 @@ class Scheduler:
         if route is not None:
             binding = _Binding(self.broker)
             server = self.server_for(route.conversation_id)
-            session = sdk.resume_session(
-                route.conversation_id, **self._session_options(binding, server)
+            session = self.client.resume_session(
+                route.conversation_id, server=server, **self._session_options(binding, server)
             )
             try:
                 await session.connect()
@@ -430,7 +436,8 @@ class Scheduler:
         server = self._next_server % self.servers
         self._next_server += 1
         binding = _Binding(self.broker)
-        session = sdk.create_session(agent, **self._session_options(binding, server))
+        session = self.client.create_session(agent, server=server,
+                                             **self._session_options(binding, server))
         try:
             await session.connect()
         except BaseException:
@@ -530,52 +537,8 @@ class Scheduler:
             1 if self._warm is not None else 0
         )
 
-    def _slot_key(self, index: int) -> str:
-        """How the SDK pool names our server ``index``: one server is started without the
-        slot variable (see ``_session_options``), so "0" would be another bot's slot."""
-        return "" if self.servers == 1 else str(index)
-
     def server_states(self) -> list[dict[str, Any]]:
-        """Each App Server slot: sessions on it and, for local servers, pid and liveness."""
-        states: list[dict[str, Any]] = []
-        sessions = [0] * self.servers
-        for lane in self.lanes.values():
-            if lane.session is not None:
-                sessions[lane.server] += 1
-        if self._warm is not None:
-            sessions[self._warm[2]] += 1
-        processes = _local_servers()
-        for index in range(self.servers):
-            state: dict[str, Any] = {"index": index, "sessions": sessions[index],
-                                     "transport": self.transport or sdk.get_default_transport()}
-            proc = processes.get(self._slot_key(index))
-            if proc is not None:
-                state.update(proc)
-            states.append(state)
-        return states
-
-
-def _local_servers() -> dict[str, dict[str, Any]]:
-    """Local App Server processes of this event loop, by slot (reads the SDK's pool; best
-    effort: the SDK has no public API for it yet)."""
-    try:
-        from lettabot.sdk._internal.app_server.pool import _loop_id, _slots
-    except ImportError:
-        return {}
-    out: dict[str, dict[str, Any]] = {}
-    loop = _loop_id()
-    for (_, slot_loop), slot in list(_slots.items()):
-        if slot_loop != loop:
-            continue
-        index = slot.env.get(SERVER_ENV, "")
-        server = slot.server
-        conn = slot.connection
-        out[index] = {
-            "url": slot.url or (server.url if server is not None else None),
-            "pid": server.pid if server is not None else None,
-            "alive": bool(server.alive()) if server is not None else slot.url is not None,
-            "connected": conn is not None and not conn.dead,
-            "restarts": max(0, slot.generation - 1),
-        }
-    return out
-
+        """Each App Server: sessions on it, url, and for local servers pid and liveness."""
+        transport = self.transport or sdk.get_default_transport()
+        return [{**info.model_dump(), "transport": transport}
+                for info in self.client.servers()]

@@ -76,3 +76,32 @@ async def test_a_prompt_open_when_the_remote_server_drops_is_cancelled_at_once(
         late = await chat.click(prompt.request_id, "approve", user="U1")
         assert late.status == "unknown"
     assert not target.exists()
+
+
+async def test_remote_and_local_servers_both_take_conversations(
+    letta_home: LettaHome, remote: ExternalAppServer, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Every configured server takes conversations (the first url used to take them all)."""
+    monkeypatch.setenv("LETTA_APP_SERVER_URL", "")
+    monkeypatch.setenv("LETTA_APP_SERVER_TOKEN", "")
+    config = make_config(letta_home, tmp_path / "data", servers={
+        "count": 1, "urls": [{"url": remote.url, "token": "remote-capability-token"}]})
+    async with Bot.open(config, grace=5) as bot:
+        chat = TestChat(bot)
+        bot.add_adapter(chat)
+        scopes = [chat.scope("C3", f"spread-{i}") for i in range(4)]
+        for i, scope in enumerate(scopes):
+            await chat.push(f"spread {i}", scope=scope)
+            await chat.wait_done(scope)
+            assert chat.texts(scope) == [f"You said: spread {i}"]
+        used = {bot.scheduler.lanes[s.key].server for s in scopes}
+        assert used == {0, 1}
+        [on_remote, local] = bot.health()["servers"]
+        assert on_remote["url"] == remote.url and on_remote["pid"] is None
+        assert local["pid"] and local["alive"]
+        await bot.scheduler.release_idle(older_than=0)
+        for i, scope in enumerate(scopes):  # reopened on the server the hash names
+            await chat.push("what was my first message?", scope=scope)
+            await chat.wait_done(scope, 2)
+            assert chat.texts(scope)[-1] == f"Your first message was: spread {i}"

@@ -66,8 +66,9 @@ async def _scheduler(tmp_path: Path, slots: int, log: Log, peak: list[int]) -> S
     async def notify(scope: Scope, text: str) -> None:
         log.add(f"note: {text}")
 
-    return Scheduler(router=router, broker=broker, run_turn=run_turn, notify=notify,
-                     session_options={}, max_concurrent_turns=slots, prewarm=False)
+    return Scheduler(client=sdk.LettaClient(), router=router, broker=broker,
+                     run_turn=run_turn, notify=notify, session_options={},
+                     max_concurrent_turns=slots, prewarm=False)
 
 
 async def test_a_busy_scope_cannot_starve_the_others(tmp_path: Path) -> None:

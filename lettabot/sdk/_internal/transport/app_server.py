@@ -463,8 +463,10 @@ class AppServerTransport:
         return [i for i in self._inputs if run_id in i.run_ids]
 
     def _current(self) -> _Input | None:
-        """The input the server is on: the oldest it still owes a finish."""
-        return next((i for i in self._inputs if i.owed and i.accepted), None)
+        """The input the server is on: the oldest started one it still owes a finish. (An
+        input queued behind a turn this session did not start, e.g. one still running from
+        before a reopen, gets none of that turn's frames.)"""
+        return next((i for i in self._inputs if i.owed and i.accepted and i.started), None)
 
     def _on_accepted(self, frame: dict[str, Any]) -> None:
         entry = next((i for i in self._inputs if i.request_id == frame.get("request_id")), None)
@@ -549,8 +551,14 @@ class AppServerTransport:
         self._prune()
         return out
 
+    def _release_warm_up(self) -> None:
+        """The first turn on a fresh server ended (or was given up): others may start."""
+        if self._warm_owner and self._conn is not None:
+            self._conn.warmed.set()
+
     def _end(self, entry: _Input, frame: dict[str, Any]) -> list[Message]:
         entry.ended = True
+        self._release_warm_up()
         init = self._init
         return entry.state.finish(frame, init.agent_id if init else None,
                                   init.conversation_id if init else None)
@@ -568,6 +576,7 @@ class AppServerTransport:
     def _fail(self, error: str) -> list[Message]:
         """The connection is gone: every open input ends with an error; nothing is owed."""
         self._abort_deadline = None
+        self._release_warm_up()
         failed = self._open()
         self._ghosts.update(i.cmid for i in self._inputs)
         self._inputs.clear()
@@ -676,6 +685,7 @@ class AppServerTransport:
         if self._closed:
             return
         self._closed = True
+        self._release_warm_up()
         self._channel_changed.set()
         if self._conn is not None and self._channel is not None:
             self._conn.unsubscribe(self._channel)
