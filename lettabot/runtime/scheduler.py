@@ -105,6 +105,8 @@ class Lane:
     worker: bool = False
     cancel: anyio.CancelScope | None = None
     last_used: float = 0.0
+    resetting: bool = False
+    """A reset is under way: messages wait for the new conversation."""
 
     @property
     def busy(self) -> bool:
@@ -326,17 +328,21 @@ class Scheduler:
         position among the scope's waiting messages (0: next)."""
         lane = self.lane(job.message.scope)
         lane.queue.append(job)
-        if not lane.worker:
+        self._wake(lane)
+        return len(lane.queue) - 1
+
+    def _wake(self, lane: Lane) -> None:
+        """Start the lane's worker if it has work and none runs (nor a reset)."""
+        if lane.queue and not lane.worker and not lane.resetting:
             assert self._tg is not None, "the scheduler is not started"
             lane.worker = True
             self._tg.start_soon(self._work, lane)
-        return len(lane.queue) - 1
 
     # -- running ---------------------------------------------------------------------
 
     async def _work(self, lane: Lane) -> None:
         try:
-            while lane.queue and not self.draining:
+            while lane.queue and not self.draining and not lane.resetting:
                 if lane.session is None:
                     # Open (or resume) the conversation before taking a turn slot: slots
                     # are for turns. A failure here is reported by the turn, which retries.
@@ -487,19 +493,25 @@ class Scheduler:
         none of them starts in the new conversation), a running turn is interrupted.
         Returns (whether there was a conversation, how many queued messages were dropped)."""
         lane = self.lanes.get(scope.key)
-        dropped = 0
-        if lane is not None:
-            dropped, lane.queue = len(lane.queue), deque()
-        await self.stop(scope, reason="the conversation was reset")
-        if lane is not None:
+        if lane is None:
+            return await self.router.reset(scope), 0
+        dropped, lane.queue = len(lane.queue), deque()
+        lane.resetting = True  # what arrives meanwhile waits for the new conversation
+        try:
+            await self.stop(scope, reason="the conversation was reset")
             with anyio.move_on_after(10):
                 await self._until(lambda: lane.running is None)
             if lane.running is not None and lane.cancel is not None:
                 lane.cancel.cancel()  # it ignored the interrupt
                 with anyio.move_on_after(5):
                     await self._until(lambda: lane.running is None)
+            had = await self.router.reset(scope)
             await self._close_session(lane)
-        return await self.router.reset(scope), dropped
+        finally:
+            lane.resetting = False
+            if not self.draining:
+                self._wake(lane)
+        return had, dropped
 
     # -- idle release ------------------------------------------------------------------
 

@@ -377,3 +377,29 @@ async def test_reset_drops_what_was_queued_behind_an_approval_and_says_so(
     await chat.wait_text(scope, "You said: fresh start")
     assert "queued one" not in chat.transcript(scope)
     assert not (module_home.workdir / "queued.txt").exists()
+
+
+async def test_a_message_sent_while_a_reset_runs_goes_to_the_new_conversation(
+    module_bot: tuple[Bot, TestChat], scripted_model: ScriptedModelServer
+) -> None:
+    """Reset interrupts the running turn, then forgets the conversation. A message typed in
+    between must not be answered in the old conversation (the worker used to take it as
+    soon as the interrupted turn ended, on the session about to be closed)."""
+    bot, chat = module_bot
+    scope = chat.scope("C7", "reset-race")
+    scripted_model.on("slow old story", Reply.say("old " * 200, chunk_delay=0.05), times=1)
+    await chat.push("slow old story", scope=scope)
+    await chat.wait_text(scope, "old old")
+    old = await bot.store.get_route(scope.key)
+    assert old is not None
+    async with anyio.create_task_group() as tg:
+        async def reset() -> None:
+            await chat.command("reset", scope=scope)
+
+        tg.start_soon(reset)
+        await anyio.sleep(0.05)  # the reset is under way
+        await chat.push("what was my first message?", scope=scope)
+    await chat.wait_done(scope, 2)
+    assert chat.texts(scope)[-1] == "Your first message was: what was my first message?"
+    new = await bot.store.get_route(scope.key)
+    assert new is not None and new.conversation_id != old.conversation_id
