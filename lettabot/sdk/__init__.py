@@ -29,6 +29,7 @@ from lettabot.sdk.errors import (
     ProtocolTimeoutError,
     SessionClosedError,
 )
+from lettabot.sdk.images import image_from_base64, image_from_file, image_from_url
 from lettabot.sdk.letta_client import LettaClient, ServerInfo
 from lettabot.sdk.options import (
     AgentOptions,
@@ -98,6 +99,9 @@ __all__ = [
     "create_agent",
     "create_session",
     "get_default_transport",
+    "image_from_base64",
+    "image_from_file",
+    "image_from_url",
     "local_backend_dir",
     "memory_dir",
     "prompt",

@@ -162,6 +162,8 @@ class Session:
         # leaves the transport's queue intact for the next call.
         async with contextlib.aclosing(transport.receive()) as messages:
             async for msg in messages:
+                if isinstance(msg, InitMessage):
+                    continue  # connect() returned it (a restarted CLI says it again)
                 if (
                     isinstance(msg, ResultMessage)
                     and _busy(msg)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from lettabot import sdk
@@ -94,3 +96,41 @@ async def test_images_reach_the_cli(
     assert scripted_model.requests[-1].user_text == (
         "what is in this image\n(image omitted: model does not support images)"
     )
+
+
+async def test_image_helpers_read_files_and_urls_and_refuse_non_images(
+    letta_home: LettaHome, tmp_path: Path, scripted_model: ScriptedModelServer
+) -> None:
+    import base64
+    import http.server
+    import threading
+
+    png = base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQ"
+        "AAAABJRU5ErkJggg=="
+    )
+    (tmp_path / "pixel.dat").write_bytes(png)  # the type comes from the bytes, not the name
+    (tmp_path / "notes.png").write_text("not an image")
+    from_file = sdk.image_from_file(tmp_path / "pixel.dat")
+    assert from_file.source.media_type == "image/png"
+    assert base64.b64decode(from_file.source.data) == png
+    with pytest.raises(ValueError, match="not an image"):
+        sdk.image_from_file(tmp_path / "notes.png")
+
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(  # noqa: E731
+        *a, directory=str(tmp_path))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/pixel.dat"
+        from_url = await sdk.image_from_url(url)
+        assert from_url == from_file
+        with pytest.raises(ValueError, match="http"):
+            await sdk.image_from_url("file:///etc/passwd")
+    finally:
+        httpd.shutdown()
+    agent_id = await sdk.create_agent(model=letta_home.model)
+    async with sdk.resume_session(agent_id) as session:
+        result = await session.run_turn([sdk.TextPart(text="and this one"), from_url])
+    assert result.success
+    assert "(image omitted" in scripted_model.requests[-1].user_text
