@@ -12,7 +12,7 @@ from lettabot.sdk._internal.memfs import apply_agent_memory
 from lettabot.sdk._internal.transport import Target, Transport
 from lettabot.sdk.options import SessionOptions, TransportName
 from lettabot.sdk.session import Session
-from lettabot.sdk.types import InitMessage, ResultMessage, UserContent
+from lettabot.sdk.types import InitMessage, ModelInfo, ResultMessage, UserContent
 
 if TYPE_CHECKING:
     from lettabot.sdk._internal.app_server.pool import Lease
@@ -21,6 +21,7 @@ __all__ = [
     "create_agent",
     "create_session",
     "get_default_transport",
+    "list_models",
     "prompt",
     "resume_session",
     "set_default_transport",
@@ -167,6 +168,17 @@ def _resume_session(id: str, options: dict[str, Any], factory: Factory) -> Sessi
         f"not an agent or conversation id: {id!r} (expected agent-..., agent-local-..., "
         "conv-... or local-conv-...)"
     )
+
+
+async def list_models(**options: Any) -> list[ModelInfo]:
+    """The models the CLI can use with this environment (``cli_path``, ``env``, ...)."""
+    return await _list_models(SessionOptions.model_validate(options), None)
+
+
+async def _list_models(opts: SessionOptions, lease: Lease | None) -> list[ModelInfo]:
+    from lettabot.sdk._internal.app_server.models import list_models_on, on_server
+
+    return await on_server(opts, lambda conn: list_models_on(conn, opts.request_timeout), lease)
 
 
 async def prompt(

@@ -32,12 +32,13 @@ from lettabot.sdk.client import (
     Factory,
     _create_agent,
     _create_session,
+    _list_models,
     _resume_session,
     _transport_for,
 )
 from lettabot.sdk.options import SessionOptions
 from lettabot.sdk.session import Session
-from lettabot.sdk.types import ResultMessage, UserContent
+from lettabot.sdk.types import ModelInfo, ResultMessage, UserContent
 
 __all__ = ["LettaClient", "ServerInfo"]
 
@@ -158,6 +159,12 @@ class LettaClient:
         """An agent's default conversation or a given one (see
         :func:`lettabot.sdk.resume_session`), on ``server_for(id)`` unless ``server``."""
         return _resume_session(id, self._merged(options), self._factory(self._pick(server, id)))
+
+    async def list_models(self, *, server: int = 0) -> list[ModelInfo]:
+        """The models server ``server`` can use."""
+        options = SessionOptions.model_validate(self._merged({}))
+        lease = self._set.lease(server) if self._set is not None else None
+        return await _list_models(options, lease)
 
     async def prompt(self, message: UserContent, agent_id: str | None = None,
                      **options: Any) -> ResultMessage:

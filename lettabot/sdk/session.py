@@ -231,6 +231,12 @@ class Session:
         transport = await self._ready()
         await transport.recompile()
 
+    async def set_model(self, model: str) -> None:
+        """Switch this conversation to ``model`` (a handle from ``list_models``) from its
+        next turn; the agent's other conversations keep theirs."""
+        transport = await self._ready()
+        await transport.set_model(model)
+
     async def list_messages(
         self,
         *,

@@ -20,6 +20,7 @@ __all__ = [
     "ImagePart",
     "InitMessage",
     "Message",
+    "ModelInfo",
     "PermissionAllow",
     "PermissionDeny",
     "PermissionResult",
@@ -204,3 +205,14 @@ class PermissionDeny(_Model):
 
 
 PermissionResult = PermissionAllow | PermissionDeny
+
+
+class ModelInfo(_Model):
+    """A model the CLI can use (``list_models``); pass ``handle`` as ``model=``."""
+
+    handle: str
+    id: str = ""
+    label: str = ""
+    description: str = ""
+    context_window: int | None = None
+    max_output_tokens: int | None = None

@@ -21,7 +21,7 @@ from lettabot.testing.scripted_model import ScriptedModelServer
 
 @pytest.fixture(scope="session")
 def _scripted_model_server() -> Iterator[ScriptedModelServer]:
-    with ScriptedModelServer() as server:
+    with ScriptedModelServer(models=("scripted", "scripted-large")) as server:
         yield server
 
 

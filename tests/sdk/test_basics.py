@@ -134,3 +134,21 @@ async def test_image_helpers_read_files_and_urls_and_refuse_non_images(
         result = await session.run_turn([sdk.TextPart(text="and this one"), from_url])
     assert result.success
     assert "(image omitted" in scripted_model.requests[-1].user_text
+
+
+async def test_list_models_and_switch_a_conversations_model(
+    letta_home: LettaHome, transport: str, scripted_model: ScriptedModelServer
+) -> None:
+    handles = [m.handle for m in await sdk.list_models()]
+    assert {"openai-compatible/scripted", "openai-compatible/scripted-large"} <= set(handles)
+    agent_id = await sdk.create_agent(model=letta_home.model)
+    async with sdk.create_session(agent_id) as session:
+        await session.run_turn("on the small one")
+        assert scripted_model.requests[-1].body["model"] == "scripted"
+        await session.set_model("openai-compatible/scripted-large")
+        result = await session.run_turn("on the large one")
+        assert result.result == "You said: on the large one"
+        assert scripted_model.requests[-1].body["model"] == "scripted-large"
+    async with sdk.create_session(agent_id) as other:  # the agent's other conversations
+        await other.run_turn("and here?")
+        assert scripted_model.requests[-1].body["model"] == "scripted"

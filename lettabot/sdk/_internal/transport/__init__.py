@@ -80,6 +80,10 @@ class Transport(Protocol):
         """Recompile the conversation's system prompt from the agent's current memory."""
         ...
 
+    async def set_model(self, handle: str) -> None:
+        """Switch the conversation's model (the agent's other conversations keep theirs)."""
+        ...
+
     async def close(self) -> None:
         """Release the conversation (and any process it owns). Idempotent."""
         ...

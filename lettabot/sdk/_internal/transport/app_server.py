@@ -25,6 +25,7 @@ import anyio
 
 from lettabot.sdk._internal.app_server import frames
 from lettabot.sdk._internal.app_server.connection import LOST, Channel, Connection
+from lettabot.sdk._internal.app_server.models import update_model_on
 from lettabot.sdk._internal.app_server.pool import Lease, acquire
 from lettabot.sdk._internal.app_server.recompile import recompile_on
 from lettabot.sdk._internal.app_server.turn import TurnState
@@ -678,6 +679,11 @@ class AppServerTransport:
         assert self._runtime is not None
         await recompile_on(conn, self._runtime["agent_id"], self._runtime["conversation_id"],
                            self._timeout)
+
+    async def set_model(self, handle: str) -> None:
+        conn = await self._live()
+        assert self._runtime is not None
+        await update_model_on(conn, dict(self._runtime), handle, self._timeout)
 
     # -- closing -------------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from typing import IO, Any
 import anyio
 from anyio.abc import Process
 
+from lettabot.sdk._internal.app_server.models import on_server, update_model_on
 from lettabot.sdk._internal.app_server.recompile import recompile_via_server
 from lettabot.sdk._internal.cli import cli_env, find_cli, is_conversation_id
 from lettabot.sdk._internal.parser import TurnTracker, parse_stream_json
@@ -141,6 +142,16 @@ class SubprocessTransport:
         assert self._init is not None
         await recompile_via_server(self._options, self._init.agent_id,
                                    self._init.conversation_id or "default")
+        self._respawn_needed = True
+
+    async def set_model(self, handle: str) -> None:
+        """Through an App Server (stream-json has no such request); the CLI process is
+        replaced before the next message so it uses the new model."""
+        assert self._init is not None
+        runtime = {"agent_id": self._init.agent_id,
+                   "conversation_id": self._init.conversation_id or "default"}
+        await on_server(self._options, lambda conn: update_model_on(
+            conn, runtime, handle, self._options.request_timeout))
         self._respawn_needed = True
 
     async def _respawn(self) -> None:
