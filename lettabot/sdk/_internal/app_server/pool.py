@@ -77,25 +77,32 @@ class _Slot:
             return conn
 
     async def _open(self, url: str, timeout: float) -> Connection:  # noqa: ASYNC109
-        """Connect; a server that just printed its URL may need a moment to take upgrades."""
-        for attempt in range(5):
+        """Connect; a server that just printed its URL may need a while (seconds, on a busy
+        machine) before it takes upgrades. Ours is replaced only if its process died."""
+        start = anyio.current_time()
+        deadline = start + min(timeout, 30.0)
+        attempt, replaced = 0, False
+        while True:
             conn = Connection(url, self.token)
             try:
                 await conn.open(timeout)
                 return conn
             except CLIConnectionError as exc:
-                if "401" in str(exc) or attempt == 4:
+                if "401" in str(exc) or anyio.current_time() >= deadline:
                     raise
-                if self.url is None and self.server is not None and attempt >= 1:
-                    # Our own server takes no connections (dying, or wedged): replace it.
-                    log.warning("the App Server at %s is unreachable; starting a new one", url)
+                wedged = not replaced and anyio.current_time() - start > 10.0
+                if self.url is None and self.server is not None and (
+                        not self.server.alive() or wedged):
+                    log.warning("the App Server at %s takes no connections; starting a new one",
+                                url)
+                    replaced = replaced or wedged
                     await self.server.stop()
                     self.server = LocalServer(self.server.cli, self.env, self.cwd)
                     url = await self.server.start(timeout)
                     self.token = self.server.token
                 log.debug("App Server not ready yet (%s); retrying", exc)
-                await anyio.sleep(0.1 * (attempt + 1))
-        raise AssertionError("unreachable")
+                attempt += 1
+                await anyio.sleep(min(1.0, 0.1 * attempt))
 
     async def release(self) -> None:
         async with self.lock:
