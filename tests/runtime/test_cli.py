@@ -92,32 +92,29 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in out.split()]
 
 
-def test_run_serves_health_and_drains_on_sigterm(letta_home: LettaHome, tmp_path: Path) -> None:
+def _start_run(home: LettaHome, tmp_path: Path, grace: int,
+               **popen: object) -> tuple[subprocess.Popen[str], int, int]:
+    """``lettabot run`` with the web chat on a free port; returns it, web and health ports."""
     web_port, health_port = _free_port(), _free_port()
     config = tmp_path / "lettabot.toml"
     config.write_text(
-        f'data_dir = "{tmp_path / "data"}"\n[letta]\nmodel = "{letta_home.model}"\n'
+        f'data_dir = "{tmp_path / "data"}"\n[letta]\nmodel = "{home.model}"\n'
         f"[web]\nport = {web_port}\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("LETTABOT_")}
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # type: ignore[call-overload]
         [*LETTABOT, "run", "--config", str(config), "--health-port", str(health_port),
-         "--grace", "5"],
-        cwd=letta_home.workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True,
+         "--grace", str(grace)],
+        cwd=home.workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, **popen,
     )
+    return proc, web_port, health_port
+
+
+def test_run_serves_health_and_drains_on_sigterm(letta_home: LettaHome, tmp_path: Path) -> None:
+    proc, _, health_port = _start_run(letta_home, tmp_path, 5)
     try:
-        health = None
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/healthz",
-                                            timeout=5) as response:
-                    health = json.load(response)
-                    break
-            except OSError:
-                time.sleep(0.3)
-        assert health is not None, proc.stdout.read() if proc.stdout else ""
+        health = _wait_health(proc, health_port)
         assert health["status"] == "ok" and health["adapters"] == ["web"]
         [server] = health["servers"]
         assert server["alive"] and server["pid"] in _children(proc.pid)
@@ -141,19 +138,8 @@ def test_ctrl_c_lets_the_turn_in_flight_finish(
     from websockets.sync.client import connect
 
     scripted_model.on("slow goodbye", Reply.say("finished after ctrl-c", delay=4), times=1)
-    web_port, health_port = _free_port(), _free_port()
-    config = tmp_path / "lettabot.toml"
-    config.write_text(
-        f'data_dir = "{tmp_path / "data"}"\n[letta]\nmodel = "{letta_home.model}"\n'
-        f"[web]\nport = {web_port}\n"
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LETTABOT_")}
-    proc = subprocess.Popen(
-        [*LETTABOT, "run", "--config", str(config), "--health-port", str(health_port),
-         "--grace", "20"],
-        cwd=letta_home.workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, start_new_session=True,  # its own group, as a shell gives a job
-    )
+    # its own process group, as a shell gives a job
+    proc, web_port, health_port = _start_run(letta_home, tmp_path, 20, start_new_session=True)
     base = f"http://127.0.0.1:{web_port}"
     try:
         _wait_health(proc, health_port)
