@@ -10,11 +10,10 @@
   ONE turn and joins the back of the line for its next one, so a busy scope cannot starve
   the others (round-robin across scopes).
 - Sessions run on the SDK's default transport (the App Server); ``subprocess`` only if
-  the App Server transport is not installed. With ``servers.count`` > 1 each local App
-  Server is one SDK server slot (selected by an extra environment variable, which gives
-  the SDK's pool a distinct server key): a conversation is reopened on
-  ``stable_hash(conversation_id) % count``; a brand-new conversation is created on the
-  server of the prewarmed conversation it takes (rotating). A lane holds at most one
+  the App Server transport is not installed. The bot's ``sdk.LettaClient`` owns the App
+  Servers (``servers.urls`` and ``servers.count`` local ones): a conversation is reopened
+  on ``client.server_for(conversation_id)`` (a stable hash); a brand-new conversation is
+  created on the server of the prewarmed conversation it takes (rotating). A lane holds at most one
   session, so one conversation never runs on two servers at once.
 - One conversation on the default agent is kept open (prewarmed), so a new scope's first
   turn costs about a warm turn.
@@ -28,7 +27,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import logging
 from collections import deque
@@ -47,17 +45,11 @@ from lettabot.runtime.router import Router
 
 __all__ = [
     "QUEUE_LIMIT", "ConversationStuck", "FairGate", "Job", "Lane", "Scheduler", "SessionBroken",
-    "stable_hash",
 ]
 
 log = logging.getLogger("lettabot.runtime.scheduler")
 
 QUEUE_LIMIT = 100
-
-
-def stable_hash(text: str) -> int:
-    """A hash that is the same in every process (unlike ``hash()``)."""
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
 
 
 class SessionBroken(Exception):
