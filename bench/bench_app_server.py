@@ -44,7 +44,8 @@ async def warm_turns(agent: str, n: int) -> tuple[float, float]:
         assert slot.connection is not None
         url = slot.connection.url
         raw_times: list[float] = []
-        async with connect(url, max_size=None) as ws:
+        auth = {"Authorization": f"Bearer {slot.token}"} if slot.token else None
+        async with connect(url, max_size=None, additional_headers=auth) as ws:
             await ws.send(
                 json.dumps(
                     {
@@ -104,6 +105,20 @@ async def first_replies(agent: str, n: int) -> tuple[float, float]:
     return statistics.median(out["app_server"]), statistics.median(out["subprocess"])
 
 
+async def first_replies_on_a_client(agent: str, n: int) -> float:
+    """The same first reply through ``sdk.LettaClient`` (its own server, held by it)."""
+    times = []
+    async with sdk.LettaClient() as client:
+        async with client.create_session(agent) as warm:
+            await warm.run_turn("warm")
+        for i in range(n):
+            t = time.perf_counter()
+            async with client.create_session(agent) as session:
+                await session.run_turn(f"first {i}")
+            times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
 async def many(agent: str, n: int, transport: str, cap: int | None) -> tuple[float, float, int]:
     peak = Peak(letta_rss_mb)
     limiter = anyio.Semaphore(cap or n)
@@ -153,6 +168,15 @@ async def main(args: argparse.Namespace) -> None:
                 f"app_server {a * 1000:.0f} ms",
                 f"subprocess {p * 1000:.0f} ms",
                 f"{p / a:.1f}x faster (target >= 10x)",
+            )
+        )
+        c = await first_replies_on_a_client(agent, args.firsts)
+        rows.append(
+            (
+                "new session, first reply",
+                f"LettaClient {c * 1000:.0f} ms",
+                f"subprocess {p * 1000:.0f} ms",
+                f"{p / c:.1f}x faster (same run)",
             )
         )
         wa, ra, ga = await many(agent, args.sessions, "app_server", None)
