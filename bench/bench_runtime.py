@@ -15,21 +15,19 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import anyio
+from _offline import offline_home, print_table
 from _rss import Peak, own_and_descendants_rss_mb  # bench/ is on sys.path as a script
 
 from lettabot import sdk
 from lettabot.runtime.bot import Bot
 from lettabot.runtime.config import Config
 from lettabot.testing.chat import TestChat
-from lettabot.testing.letta_home import LettaHome, prepare_template
-from lettabot.testing.scripted_model import ScriptedModelServer
+from lettabot.testing.letta_home import LettaHome
 
 
 async def timed_turn(chat: TestChat, scope: object, text: str, n: int) -> float:
@@ -128,19 +126,9 @@ def main() -> None:
     parser.add_argument("--servers", type=int, default=1)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    with ScriptedModelServer() as model, tempfile.TemporaryDirectory() as tmp:
-        template = prepare_template(Path(tmp) / "template", model.base_url)
-        home = LettaHome.copy_of(template, Path(tmp) / "home",
-                                 model=f"openai-compatible/{model.models[0]}")
-        os.environ.update(home.env)
-        os.environ.setdefault("NODE_COMPILE_CACHE", str(Path(tmp) / "node-cache"))
-        os.chdir(home.workdir)
+    with offline_home() as (_, home):
         rows = anyio.run(bench, args, home)
-    width = max(len(r[0]) for r in rows)
-    print(f"\n{'measure':<{width}}  {'value':>12}  note")
-    print("-" * (width + 40))
-    for name, value, note in rows:
-        print(f"{name:<{width}}  {value:>12}  {note}")
+    print_table(rows)
 
 
 if __name__ == "__main__":

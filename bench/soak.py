@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import random
-import tempfile
-from pathlib import Path
 
 import anyio
+from _offline import offline_home, print_table
 from _rss import own_and_descendants_rss_mb  # bench/ is on sys.path as a script
 
 from lettabot.runtime.bot import Bot
 from lettabot.runtime.config import Config
-from lettabot.testing.letta_home import LettaHome, prepare_template
+from lettabot.testing.letta_home import LettaHome
 from lettabot.testing.scripted_model import ScriptedModelServer
 from lettabot.testing.soak import FaultyChat, SoakPlan, SoakReport, run_soak
 
@@ -53,20 +51,10 @@ def main() -> None:
     parser.add_argument("--max-turns", type=int, default=8)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
-    with ScriptedModelServer() as model, tempfile.TemporaryDirectory() as tmp:
-        template = prepare_template(Path(tmp) / "template", model.base_url)
-        home = LettaHome.copy_of(template, Path(tmp) / "home",
-                                 model=f"openai-compatible/{model.models[0]}")
-        os.environ.update(home.env)
-        os.environ.setdefault("NODE_COMPILE_CACHE", str(Path(tmp) / "node-cache"))
-        os.chdir(home.workdir)
+    with offline_home() as (model, home):
         report = anyio.run(soak, args, home, model)
     rows = report.rows()
-    width = max(len(r[0]) for r in rows)
-    print(f"\n{'measure':<{width}}  {'value':>12}  note")
-    print("-" * (width + 40))
-    for name, value, note in rows:
-        print(f"{name:<{width}}  {value:>12}  {note}")
+    print_table(rows)
     for example in report.lost_examples:
         print("lost:", example)
 

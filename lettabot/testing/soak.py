@@ -205,17 +205,27 @@ async def run_soak(
             msg.texts = chat.texts(scope)[posts_before:]
             msg.notes = [n.text for n in chat.notes if n.scope == scope][notes_before:]
 
+    def kill_one() -> bool:
+        """SIGKILL a running server; False if none runs now (one is restarting)."""
+        for server in bot.health()["servers"]:
+            pid = server.get("pid")
+            if not pid or not server.get("alive"):
+                continue
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            faults["server_sigkill"] = faults.get("server_sigkill", 0) + 1
+            return True
+        return False
+
     async def killer() -> None:
         for at in kill_at:
-            while ended() < at and not done.is_set():  # noqa: ASYNC110 (a count, polled)
+            # polled: a count of ended messages, and a server that runs again after a kill
+            while not done.is_set() and (ended() < at or not kill_one()):  # noqa: ASYNC110
                 await anyio.sleep(0.2)
             if done.is_set():
                 return
-            for server in bot.health()["servers"]:
-                pid = server.get("pid")
-                if pid:
-                    os.kill(int(pid), signal.SIGKILL)
-                    faults["server_sigkill"] = faults.get("server_sigkill", 0) + 1
 
     async def sample() -> None:
         while not done.is_set() and rss is not None:
