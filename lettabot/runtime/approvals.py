@@ -210,6 +210,8 @@ class _Waiting:
     owner: TurnOwner
     ref: MessageRef | None = None
     proposal: RuleProposal | None = None
+    access: AccessPolicy | None = None
+    """Who may decide (the agent's approvers); None: the broker's."""
     done: anyio.Event = field(default_factory=anyio.Event)
     result: sdk.PermissionResult | None = None
 
@@ -254,9 +256,14 @@ class ApprovalBroker:
     # -- requests ----------------------------------------------------------------
 
     async def can_use_tool(
-        self, owner: TurnOwner, request: CanUseToolRequest
+        self, owner: TurnOwner, request: CanUseToolRequest, *,
+        policy: ToolPolicy | None = None, access: AccessPolicy | None = None,
     ) -> sdk.PermissionResult:
-        """Answer one ``can_use_tool`` request of a turn (see the module doc)."""
+        """Answer one ``can_use_tool`` request of a turn (see the module doc).
+
+        ``policy`` and ``access``: the serving agent's (default: the broker's)."""
+        policy = policy or self.policy
+        access = access or self.access
         tool = request.tool_name
         rid = request_key(owner.conversation_id, request.request_id or request.tool_call_id,
                           tool, request.tool_input)
@@ -267,34 +274,35 @@ class ApprovalBroker:
         )
         if approval.status is not ApprovalStatus.PENDING:  # a re-sent request: same answer
             return self._result_of(approval)
-        if (why := self.policy.blocked(tool)) is not None:
+        if (why := policy.blocked(tool)) is not None:
             await self.store.decide(rid, ApprovalStatus.DENIED, "policy", why)
             await self._note(owner.scope, f"🚫 {tool} was blocked: {why}.")
             return sdk.PermissionDeny(message=f"{why}; it was not run and cannot be approved.")
-        if (why := self.policy.auto_allow(tool, request.tool_input, owner.agent_id)) is not None:
+        if (why := policy.auto_allow(tool, request.tool_input, owner.agent_id)) is not None:
             await self.store.decide(rid, ApprovalStatus.APPROVED, "policy", why)
             return sdk.PermissionAllow()
-        if (rule := await self._matching_rule(owner, tool, request.tool_input)) is not None:
+        if (rule := await self._matching_rule(owner, tool, request.tool_input, policy,
+                                              access)) is not None:
             await self.store.decide(rid, ApprovalStatus.APPROVED, "rule",
                                     f"rule {rule.id} by {rule.created_by}: {rule.tool_name} "
                                     f"{rule.kind} {rule.pattern}"[:500])
             return sdk.PermissionAllow()
-        if not self.access.config.approvers and not self.access.config.may_self_approve(
+        if not access.config.approvers and not access.config.may_self_approve(
                 owner.scope.adapter):
             why = "no access.approvers are configured, so nobody may approve it"
             await self.store.decide(rid, ApprovalStatus.DENIED, "policy", why)
             await self._note(owner.scope, f"🚫 {tool} needs an approver's click, but {why}.")
             return sdk.PermissionDeny(message=f"{tool} needs approval and {why}; it was not run.")
-        proposal = propose(self.policy.guard_or_default(), tool, request.tool_input)
+        proposal = propose(policy.guard_or_default(), tool, request.tool_input)
         return await self._ask(owner, approval, summary, diff, proposal,
-                               getattr(request, "signal", None))
+                               getattr(request, "signal", None), access)
 
-    async def _matching_rule(self, owner: TurnOwner, tool: str,
-                             tool_input: Mapping[str, Any]) -> AllowRule | None:
+    async def _matching_rule(self, owner: TurnOwner, tool: str, tool_input: Mapping[str, Any],
+                             policy: ToolPolicy, access: AccessPolicy) -> AllowRule | None:
         """An unexpired rule of the scope covering this call, for a person who may talk."""
-        if not self.access.may_talk(owner.scope.adapter, owner.user_id):
+        if not access.may_talk(owner.scope.adapter, owner.user_id):
             return None
-        guard = self.policy.guard_or_default()
+        guard = policy.guard_or_default()
         for rule in await self.store.list_allow_rules(owner.scope.key):
             if matches(guard, rule, tool, tool_input):
                 return rule
@@ -303,6 +311,7 @@ class ApprovalBroker:
     async def _ask(
         self, owner: TurnOwner, approval: Approval, summary: str, diff: str | None,
         proposal: RuleProposal, signal: sdk.CancelSignal | None = None,
+        access: AccessPolicy | None = None,
     ) -> sdk.PermissionResult:
         rid = approval.request_id
         timeout = self.config.timeout_seconds
@@ -313,7 +322,7 @@ class ApprovalBroker:
             always_covers=f"{proposal.covers}, here, for {self.config.rule_ttl_hours:g} h",
             expires_at=approval.created_at + timedelta(seconds=timeout),
         )
-        waiting = _Waiting(approval, view, owner, proposal=proposal)
+        waiting = _Waiting(approval, view, owner, proposal=proposal, access=access)
         self._waiting[rid] = waiting
         try:
             adapter = self._adapter_for(owner.scope.adapter)
@@ -395,8 +404,9 @@ class ApprovalBroker:
                 message="This request is no longer waiting for a decision (the bot restarted "
                         "or the turn ended). Ask again if the tool should run.")
         scope = waiting.owner.scope
-        if not self.access.may_approve(scope.adapter, user_id, approval.requested_by):
-            who = self.access.approvers_text(scope.adapter)
+        access = waiting.access or self.access
+        if not access.may_approve(scope.adapter, user_id, approval.requested_by):
+            who = access.approvers_text(scope.adapter)
             return DecisionOutcome(status="not_authorized",
                                    message=f"Only {who} can decide this request.")
         name = user_name or user_id

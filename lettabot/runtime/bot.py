@@ -35,9 +35,10 @@ from lettabot.runtime.adapter import (
     InboundMessage,
     Scope,
 )
+from lettabot.runtime.agents import AgentProfile, Agents
 from lettabot.runtime.approvals import ApprovalBroker, ToolPolicy
 from lettabot.runtime.commands import Commands
-from lettabot.runtime.config import Config
+from lettabot.runtime.config import Config, LettaConfig
 from lettabot.runtime.router import Router
 from lettabot.runtime.scheduler import Job, Scheduler
 from lettabot.runtime.store import Approval, Store, open_store, sqlite_path
@@ -72,11 +73,13 @@ def protected_paths(config: Config) -> list[Path]:
     return paths
 
 
-def tool_guard(config: Config) -> ToolGuard:
-    """The guard for ``config``: its workspace, protected paths and the CLI's home."""
+def tool_guard(config: Config, letta: LettaConfig | None = None) -> ToolGuard:
+    """The guard for ``config`` (and one agent's ``letta`` settings): its permission mode,
+    workspace, protected paths and the CLI's home."""
+    letta = letta or config.letta
     env = {k: v for k, v in os.environ.items() if k in ("HOME", "LETTA_LOCAL_BACKEND_DIR")}
-    env.update(config.letta.env)
-    return ToolGuard.build(config.letta.permission_mode, config.letta_cwd,
+    env.update(letta.env)
+    return ToolGuard.build(letta.permission_mode, config.letta_cwd,
                            protected_paths(config), env=env)
 
 
@@ -101,8 +104,10 @@ class Bot:
         self.policy = ToolPolicy.from_config(config.letta, tool_guard(config))
         self.broker = ApprovalBroker(store, self.access, config.approvals, self.policy,
                                      self.adapters.get)
-        self.router = Router(store, configured_agent=config.letta.agent_id,
+        self.agents = Agents(config, store, guard=lambda letta: tool_guard(config, letta),
+                             adapter_settings=adapter_settings(config),
                              create_agent=self._create_agent)
+        self.router = Router(store, self.agents)
         self.client = self._client()
         self.scheduler = Scheduler(
             client=self.client,
@@ -148,6 +153,7 @@ class Bot:
                 bot = cls(config, store, **options)
                 bot._tg = tg
                 try:
+                    await bot.agents.load()
                     bot._stale = await bot.broker.expire_stale()
                     await bot.scheduler.start(tg)
                     tg.start_soon(bot._housekeeping, name="store housekeeping")
@@ -221,11 +227,12 @@ class Bot:
         return sdk.LettaClient(servers=servers.count,
                                urls=[(u.url, u.token) for u in servers.urls], **where)
 
-    async def _create_agent(self) -> str:
-        letta = self.config.letta
+    async def _create_agent(self, profile: AgentProfile) -> str:
+        letta = profile.settings
+        tags = ["lettabot"] + ([f"lettabot:{profile.name}"] if profile.name != "default" else [])
         return await self.client.create_agent(
             server=0, model=letta.model, system_prompt=letta.system_prompt,
-            persona=letta.persona, tags=["lettabot"],
+            persona=letta.persona, tags=tags,
         )
 
     # -- adapters ---------------------------------------------------------------------
@@ -276,8 +283,10 @@ class Bot:
 
     async def _accept(self, message: InboundMessage) -> None:
         scope = message.scope
-        known = scope.key in self.scheduler.lanes or (await self.router.lookup(scope)) is not None
-        verdict = self.access.check(message, has_conversation=known)
+        profile, route = await self.router.profile_for(scope)
+        known = scope.key in self.scheduler.lanes or route is not None
+        access = profile.access if profile is not None else self.access
+        verdict = access.check(message, has_conversation=known)
         if verdict.action == "ignore":
             log.debug("ignored a message in %s: %s", scope.key, verdict.reason)
             if verdict.reply:

@@ -18,7 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 import anyio
 
 from lettabot.runtime.approvals import ToolPolicy
-from lettabot.runtime.config import Config, ConfigError, load_config
+from lettabot.runtime.config import AgentConfig, Config, ConfigError, load_config
 
 __all__ = ["build_parser", "main", "serve"]
 
@@ -63,6 +63,18 @@ def _load(path: str | None) -> Config:
         raise SystemExit(EXIT_CONFIG) from None
 
 
+def _agent_line(agent: AgentConfig, config: Config) -> str:
+    letta = agent.resolved(config.letta)
+    where = [r.describe() for r in agent.routes]
+    if agent.default or len(config.agents) == 1:
+        where.append("every scope no rule matches")
+    approvers = agent.approvers if agent.approvers is not None else config.access.approvers
+    return (f"{agent.name}: agent {letta.agent_id or 'created on first use'}, model "
+            f"{letta.model or 'the CLI default'}, permission_mode {letta.permission_mode}, "
+            f"approvers {', '.join(approvers) or 'none'}; serves "
+            f"{'; '.join(where) or 'nothing'}")
+
+
 def check_config(path: str | None) -> int:
     from lettabot.runtime.discovery import AdapterNotInstalled, available, enabled_adapters
 
@@ -73,10 +85,19 @@ def check_config(path: str | None) -> int:
     mode = (f"{config.letta.permission_mode} (the CLI runs in {policy.cli_mode} mode: every "
             "tool call reaches lettabot, which runs reads inside the workspace without asking "
             "and asks an approver for the rest; see docs/security.md)")
-    agent = config.letta.agent_id or (
-        f"created on first run (named by letta.agent_name {config.letta.agent_name!r}) and "
-        "remembered in the store")
-    print(f"# agent: {agent}")
+    if config.agents:
+        print(f"# agents ({len(config.agents)}; the most specific matching rule picks a new "
+              "conversation's agent, a conversation keeps its agent until `reset`):")
+        for agent_config in config.agents:
+            print(f"#   {_agent_line(agent_config, config)}")
+            if not agent_config.routes and not agent_config.default:
+                print(f"# warning: agent {agent_config.name} has no routes and is not the "
+                      "default: it serves nothing")
+    else:
+        agent = config.letta.agent_id or (
+            f"created on first run (named by letta.agent_name {config.letta.agent_name!r}) "
+            "and remembered in the store")
+        print(f"# agent: {agent}")
     print(f"# permission mode: {mode}")
     print(f"# App Servers: {config.servers.count} local"
           + (f" + {len(config.servers.urls)} remote" if config.servers.urls else "")
@@ -142,8 +163,8 @@ def _single(exc: BaseException) -> BaseException:
 
 
 def run(args: argparse.Namespace, *, demo: bool = False) -> int:
+    from lettabot.runtime.agents import AgentMissingError
     from lettabot.runtime.discovery import AdapterNotInstalled
-    from lettabot.runtime.router import AgentMissingError
     from lettabot.sdk import LettaSDKError
 
     config = _load(args.config)

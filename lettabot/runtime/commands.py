@@ -97,8 +97,13 @@ class Commands:
         self.broker = broker
         self.model = model
 
+    async def _access(self, scope: Scope) -> AccessPolicy:
+        """The access rules of the agent serving ``scope`` (its approvers may talk there)."""
+        profile, _ = await self.router.profile_for(scope)
+        return profile.access if profile is not None else self.access
+
     async def run(self, scope: Scope, user_id: str, command: str, args: str = "") -> CommandResult:
-        if not self.access.may_talk(scope.adapter, user_id):
+        if not (await self._access(scope)).may_talk(scope.adapter, user_id):
             return CommandResult(text="Sorry, you are not allowed to use this bot.",
                                  ephemeral=True)
         name = command.strip().lstrip("/!").lower()
@@ -123,8 +128,10 @@ class Commands:
         if name == "status":
             return CommandResult(text=await self._status(scope), ephemeral=True)
         if name == "memory":
-            return CommandResult(text=memory_summary(await self.router.agent_id(), self.cli_env),
-                                 ephemeral=True)
+            route = await self.router.lookup(scope)
+            agent = route.agent_id if route else await self.router.agent_id(
+                self.router.agents.for_scope(scope))
+            return CommandResult(text=memory_summary(agent, self.cli_env), ephemeral=True)
         if name == "help":
             lines = ["Commands:", *(f"• `{n}` — {d}" for n, d in COMMANDS.items())]
             return CommandResult(text="\n".join(lines), ephemeral=True)
@@ -134,7 +141,7 @@ class Commands:
         store = self.broker.store
         words = args.split()
         if words and words[0] in ("revoke", "remove", "delete"):
-            if not self.access.config.is_approver(scope.adapter, user_id):
+            if not (await self._access(scope)).config.is_approver(scope.adapter, user_id):
                 return CommandResult(text="Only the configured approvers can revoke rules.",
                                      ephemeral=True)
             if len(words) != 2:
@@ -160,11 +167,15 @@ class Commands:
         lane = self.scheduler.lanes.get(scope.key)
         session = lane.session if lane else None
         model = (session.init.model if session and session.init else None) or self.model
-        agent = route.agent_id if route else await self.router.agent_id()
+        profile, _ = await self.router.profile_for(scope)
+        if route is None:
+            profile = self.router.agents.for_scope(scope)
+        agent = route.agent_id if route else await self.router.agent_id(profile)
+        name = f" ({profile.name})" if profile is not None else " (no longer configured)"
         pending = len(await self.broker.store.list_pending(scope.key))
         running = lane is not None and lane.running is not None
         lines = [
-            f"Agent: `{agent}`",
+            f"Agent: `{agent}`{name}",
             f"Conversation: `{route.conversation_id}`" if route
             else "Conversation: none yet (the next message starts one)",
             f"Model: {model or 'the agent default'}",

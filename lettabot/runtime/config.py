@@ -399,6 +399,97 @@ class _KnownKeysDotEnv(DotEnvSettingsSource):
         return {k: v for k, v in data.items() if k in self.settings_cls.model_fields}
 
 
+class RouteRule(_Section):
+    """Which scopes an agent serves: every field given must match (unset: any).
+
+    ``workspace`` is the Slack team / Discord guild id, ``channel`` the channel id (a
+    thread's parent channel), ``dm`` true for direct messages only (false: never DMs).
+    """
+
+    adapter: str | None = None
+    workspace: str | None = None
+    channel: str | None = None
+    dm: bool | None = None
+
+    @field_validator("workspace", "channel", mode="before")
+    @classmethod
+    def _id_text(cls, value: Any) -> Any:
+        # Discord ids are numbers in TOML; scopes carry them as text.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Self:
+        if self.specificity == 0:
+            return self._raise([Problem("", "is a rule that matches everything",
+                                        "give adapter, workspace, channel or dm, or mark the "
+                                        "agent default = true instead")])
+        return self
+
+    @property
+    def specificity(self) -> int:
+        return sum(v is not None for v in (self.adapter, self.workspace, self.channel, self.dm))
+
+    def matches(self, adapter: str, workspace: str, channel: str, is_dm: bool) -> bool:
+        return ((self.adapter is None or self.adapter == adapter)
+                and (self.workspace is None or self.workspace == workspace)
+                and (self.channel is None or self.channel == channel)
+                and (self.dm is None or self.dm == is_dm))
+
+    def describe(self) -> str:
+        parts = [f"{k}={v}" for k, v in (("adapter", self.adapter), ("workspace", self.workspace),
+                                         ("channel", self.channel)) if v is not None]
+        if self.dm is not None:
+            parts.append("DMs" if self.dm else "not DMs")
+        return " ".join(parts)
+
+
+class AgentConfig(_Section):
+    """One agent behind the bot (``[[agents]]``). Unset settings come from ``[letta]``
+    (model, prompt, persona, tools, mode) and ``[access]`` (approvers)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
+    agent_id: str | None = None
+    model: str | None = None
+    system_prompt: str | None = None
+    persona: str | None = None
+    permission_mode: PermissionMode | None = None
+    allowed_tools: list[str] | None = None
+    disallowed_tools: list[str] | None = None
+    approvers: list[str] | None = None
+    """Who may approve this agent's tool calls (and so may talk where it serves)."""
+    default: bool = False
+    """Serves every scope no rule of any agent matches."""
+    routes: list[RouteRule] = Field(default_factory=list)
+
+    @field_validator("permission_mode", mode="before")
+    @classmethod
+    def _legacy_mode(cls, value: Any) -> Any:
+        return _LEGACY_MODES.get(value, value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        problems = []
+        if self.agent_id is not None and not self.agent_id.strip():
+            problems.append(Problem("agent_id", "is empty",
+                                    "remove it to let lettabot create this agent"))
+        overlap = sorted(set(self.allowed_tools or ()) & set(self.disallowed_tools or ()))
+        if overlap:
+            problems.append(Problem("disallowed_tools",
+                                    f"{', '.join(overlap)} also listed in allowed_tools",
+                                    "list each tool in only one of the two"))
+        return self._raise(problems)
+
+    def resolved(self, letta: LettaConfig) -> LettaConfig:
+        """``[letta]`` with this agent's own settings over it."""
+        own = {k: getattr(self, k) for k in ("agent_id", "model", "system_prompt", "persona",
+                                            "permission_mode", "allowed_tools",
+                                            "disallowed_tools")
+               if getattr(self, k) is not None}
+        if self.agent_id is None:
+            own["agent_id"] = None  # [letta].agent_id belongs to the implicit single agent
+        return letta.model_copy(update=own)
+
+
 class Config(BaseSettings):
     """The effective configuration. Build it with :func:`load_config`."""
 
@@ -422,6 +513,8 @@ class Config(BaseSettings):
     web: WebConfig = Field(default_factory=WebConfig)
     slack: SlackConfig = Field(default_factory=SlackConfig)
     discord: DiscordConfig = Field(default_factory=DiscordConfig)
+    agents: list[AgentConfig] = Field(default_factory=list)
+    """Several agents behind one bot (``[[agents]]``); none: one agent from ``[letta]``."""
     adapters: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Settings of third-party adapters, one table per adapter name: ``[adapters.teams]``."""
 
@@ -432,6 +525,44 @@ class Config(BaseSettings):
     def config_file(self) -> Path | None:
         """The TOML file this config was read from (set by :func:`load_config`)."""
         return self._config_file
+
+    @model_validator(mode="after")
+    def _check_agents(self) -> Self:
+        if not self.agents:
+            return self
+        problems: list[Problem] = []
+        seen: set[str] = set()
+        for i, agent in enumerate(self.agents):
+            if agent.name in seen:
+                problems.append(Problem(f"agents[{i}].name", f"{agent.name!r} is used twice",
+                                        "give every agent its own name"))
+            seen.add(agent.name)
+        defaults = [a.name for a in self.agents if a.default]
+        if len(defaults) > 1:
+            problems.append(Problem("agents", f"{', '.join(defaults)} are all marked default",
+                                    "mark exactly one agent default = true"))
+        if not defaults and len(self.agents) > 1:
+            problems.append(Problem("agents", "no agent is marked default",
+                                    "mark the agent that serves unmatched scopes "
+                                    "default = true"))
+        if self.letta.agent_id:
+            problems.append(Problem("letta.agent_id", "is set together with [[agents]]",
+                                    "move it to the agent it belongs to ([[agents]] agent_id)"))
+        if problems:
+            raise _Problems(problems)
+        return self
+
+    @property
+    def default_agent(self) -> AgentConfig:
+        """The agent that serves scopes no rule matches (``[letta]``'s when no ``[[agents]]``)."""
+        for agent in self.agents:
+            if agent.default or len(self.agents) == 1:
+                return agent
+        return AgentConfig(name="default", default=True, agent_id=self.letta.agent_id)
+
+    def agent_configs(self) -> list[AgentConfig]:
+        """``[[agents]]``, or the one implicit agent (named ``default``) from ``[letta]``."""
+        return list(self.agents) or [self.default_agent]
 
     @field_validator("log_level", mode="before")
     @classmethod

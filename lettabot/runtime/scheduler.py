@@ -40,6 +40,7 @@ from anyio.abc import TaskGroup
 
 from lettabot import sdk
 from lettabot.runtime.adapter import InboundMessage, Scope
+from lettabot.runtime.agents import AgentProfile
 from lettabot.runtime.approvals import ApprovalBroker, CanUseToolRequest, TurnOwner
 from lettabot.runtime.router import Router
 
@@ -54,6 +55,11 @@ QUEUE_LIMIT = 100
 
 class SessionBroken(Exception):
     """A turn failed in a way that makes its session unusable (it is closed and reopened)."""
+
+
+class AgentNotConfigured(Exception):
+    """A scope's route names an agent the config no longer has; its message is answered
+    with how to move on, not run with another agent's permissions."""
 
 
 class ConversationStuck(SessionBroken):
@@ -72,8 +78,9 @@ class Job:
 class _Binding:
     """Connects a session's ``can_use_tool`` to the broker for the turn that runs now."""
 
-    def __init__(self, broker: ApprovalBroker) -> None:
+    def __init__(self, broker: ApprovalBroker, profile: AgentProfile) -> None:
         self.broker = broker
+        self.profile = profile
         self.owner: TurnOwner | None = None
 
     async def can_use_tool(
@@ -81,7 +88,8 @@ class _Binding:
     ) -> sdk.PermissionResult:
         if self.owner is None:
             return sdk.PermissionDeny(message=f"{tool_name}: no chat turn is running; not run.")
-        return await self.broker.can_use_tool(self.owner, request)
+        return await self.broker.can_use_tool(self.owner, request, policy=self.profile.policy,
+                                              access=self.profile.access)
 
 
 @dataclass(eq=False)
@@ -244,11 +252,13 @@ class Scheduler:
             return
         self._refilling = True
         try:
-            agent = await self.router.agent_id()
+            profile = self.router.agents.default
+            agent = await self.router.agent_id(profile)
             try:
-                session, binding, server = await self._open_conversation(agent)
+                session, binding, server = await self._open_conversation(profile)
             except sdk.LettaSDKError as exc:
-                raise self.router.missing(agent, str(exc).splitlines()[0]) from exc
+                raise self.router.agents.missing(profile, agent,
+                                                 str(exc).splitlines()[0]) from exc
             if self.draining:
                 with anyio.CancelScope(shield=True):
                     await session.close()
@@ -391,10 +401,16 @@ class Scheduler:
         """The lane's session: open, resumed from its route, or a new conversation."""
         if lane.session is not None:
             return lane.session
-        route = await self.router.lookup(lane.scope)
+        profile, route = await self.router.profile_for(lane.scope)
         session: sdk.Session | None = None
         if route is not None:
-            binding = _Binding(self.broker)
+            if profile is None:
+                raise AgentNotConfigured(
+                    f"This thread's conversation is with agent {route.agent_id}, which the "
+                    "config no longer names, so I will not run it with another agent's "
+                    "permissions. Say `reset` to start a new conversation here with "
+                    f"{self.router.agents.for_scope(lane.scope).name}.")
+            binding = _Binding(self.broker, profile)
             server = self.server_for(route.conversation_id)
             session = self.client.resume_session(
                 route.conversation_id, server=server, **self._session_options(binding, server)
@@ -417,23 +433,28 @@ class Scheduler:
                     await session.close()
                 raise
         if session is None:
-            session, binding, server = await self._new_conversation()
+            profile = self.router.agents.for_scope(lane.scope)
+            session, binding, server = await self._new_conversation(profile)
             assert session.agent_id and session.conversation_id
             await self.router.bind(lane.scope, session.agent_id, session.conversation_id)
         lane.session, lane.binding, lane.server = session, binding, server
         return session
 
-    async def _new_conversation(self) -> tuple[sdk.Session, _Binding, int]:
-        warm, self._warm = self._warm, None
-        if warm is not None:
+    async def _new_conversation(self, profile: AgentProfile
+                                ) -> tuple[sdk.Session, _Binding, int]:
+        if self._warm is not None and self._warm[1].profile is profile:
+            warm, self._warm = self._warm, None
             return warm  # refilled after this turn (not during it: the server is shared)
-        return await self._open_conversation(await self.router.agent_id())
+        return await self._open_conversation(profile)
 
-    async def _open_conversation(self, agent: str) -> tuple[sdk.Session, _Binding, int]:
-        """A new conversation on ``agent``, on the next App Server in turn; closed if it fails."""
+    async def _open_conversation(self, profile: AgentProfile
+                                 ) -> tuple[sdk.Session, _Binding, int]:
+        """A new conversation on ``profile``'s agent, on the next App Server in turn;
+        closed if it fails."""
+        agent = await self.router.agent_id(profile)
         server = self._next_server % self.servers
         self._next_server += 1
-        binding = _Binding(self.broker)
+        binding = _Binding(self.broker, profile)
         session = self.client.create_session(agent, server=server,
                                              **self._session_options(binding, server))
         try:

@@ -22,7 +22,13 @@ from lettabot import sdk
 from lettabot.runtime.adapter import Adapter, InboundMessage, Scope
 from lettabot.runtime.approvals import TurnOwner
 from lettabot.runtime.render import ReplyStream, tool_line
-from lettabot.runtime.scheduler import ConversationStuck, Job, SessionBroken, TurnOwnerSetter
+from lettabot.runtime.scheduler import (
+    AgentNotConfigured,
+    ConversationStuck,
+    Job,
+    SessionBroken,
+    TurnOwnerSetter,
+)
 
 __all__ = ["TurnRunner", "message_content", "neutralize"]
 
@@ -156,6 +162,8 @@ class TurnRunner:
                                "model may be hanging), so I stopped this turn. Your next message "
                                "starts a new conversation here; the agent's memory is kept.")
                     broken = ConversationStuck("no progress")
+            except AgentNotConfigured as exc:
+                trailer = f"⚠️ {exc}"
             except sdk.LettaSDKError as exc:
                 log.warning("turn in %s failed: %s", scope.key, exc)
                 trailer = f"⚠️ Sorry — I could not reach the agent ({_short(str(exc))})."

@@ -396,3 +396,76 @@ def test_access_lists_match_qualified_and_bare_ids(clean_env: Path) -> None:
     assert access.is_allowed_user("discord", "42")  # approvers may always talk
     assert access.is_approver("discord", "42") and not access.is_approver("slack", "U1")
     assert load_config(EXAMPLE).access.is_allowed_user("slack", "anyone")
+
+
+# several agents ------------------------------------------------------------------------
+
+
+AGENTS = """
+[letta]
+model = "openai/gpt-4.1"
+permission_mode = "acceptEdits"
+
+[access]
+approvers = ["slack:UBOSS"]
+
+[[agents]]
+name = "support"
+default = true
+persona = "I am the support agent"
+
+[[agents]]
+name = "ops"
+model = "anthropic/claude-sonnet-4"
+permission_mode = "strict"
+approvers = ["slack:UOPS"]
+routes = [{ adapter = "slack", channel = "COPS" }, { adapter = "discord", channel = 1234 }]
+"""
+
+
+def test_agents_inherit_letta_and_access_and_name_their_routes(clean_env: Path) -> None:
+    config = load_config(write(clean_env / "lettabot.toml", AGENTS))
+    support, ops = config.agents
+    assert config.default_agent is support
+    assert support.resolved(config.letta).model == "openai/gpt-4.1"
+    assert support.resolved(config.letta).permission_mode == "acceptEdits"
+    assert ops.resolved(config.letta).model == "anthropic/claude-sonnet-4"
+    assert ops.resolved(config.letta).permission_mode == "strict"
+    assert ops.routes[1].channel == "1234"  # Discord ids are numbers in TOML
+    assert ops.approvers == ["slack:UOPS"] and support.approvers is None
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        ('[[agents]]\nname = "ops"\ndefault = true\n', "agents: support, ops are all marked"),
+        ('[[agents]]\nname = "support"\n', "agents[2].name: 'support' is used twice"),
+        ('[[agents]]\nname = "x"\nroutes = [{}]\n',
+         "agents[2].routes[0]: is a rule that matches everything"),
+        ('[[agents]]\nname = "Bad Name"\n', "agents[2].name: string should match"),
+    ],
+)
+def test_bad_agents_are_named_with_the_fix(clean_env: Path, extra: str, needle: str) -> None:
+    path = write(clean_env / "lettabot.toml", AGENTS + extra)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert any(needle in p for p in problems(caught)), problems(caught)
+
+
+def test_several_agents_need_one_default_and_letta_agent_id_moves_into_one(
+    clean_env: Path,
+) -> None:
+    text = AGENTS.replace("default = true\n", "").replace(
+        '[letta]\n', '[letta]\nagent_id = "agent-local-1"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(clean_env / "lettabot.toml", text))
+    found = problems(caught)
+    assert any(p.startswith("agents: no agent is marked default") for p in found), found
+    assert any(p.startswith("letta.agent_id: is set together with [[agents]]") for p in found)
+
+
+def test_without_agents_the_one_agent_comes_from_letta(clean_env: Path) -> None:
+    config = load_config(write(clean_env / "lettabot.toml",
+                               '[letta]\nagent_id = "agent-local-7"\nmodel = "m"\n'))
+    [agent] = config.agent_configs()
+    assert agent.name == "default" and agent.resolved(config.letta).agent_id == "agent-local-7"

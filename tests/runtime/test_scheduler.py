@@ -11,8 +11,9 @@ import pytest
 from lettabot import sdk
 from lettabot.runtime.access import AccessPolicy
 from lettabot.runtime.adapter import InboundMessage, Scope
+from lettabot.runtime.agents import AgentProfile, Agents
 from lettabot.runtime.approvals import ApprovalBroker, ToolPolicy
-from lettabot.runtime.config import AccessConfig, ApprovalsConfig
+from lettabot.runtime.config import AccessConfig, ApprovalsConfig, Config
 from lettabot.runtime.router import Router
 from lettabot.runtime.scheduler import Job, Scheduler, TurnOwnerSetter
 from lettabot.runtime.store import open_store
@@ -47,10 +48,12 @@ async def _scheduler(tmp_path: Path, slots: int, log: Log, peak: list[int]) -> S
     store = await open_store(str(tmp_path / "s.db"))
     access = AccessPolicy(AccessConfig())
 
-    async def no_agent() -> str:
+    async def no_agent(profile: AgentProfile) -> str:
         raise AssertionError("not needed")
 
-    router = Router(store, configured_agent=None, create_agent=no_agent)
+    agents = Agents(Config(_env_file=None, data_dir=tmp_path), store, guard=lambda _: None,
+                    adapter_settings={}, create_agent=no_agent)
+    router = Router(store, agents)
     broker = ApprovalBroker(store, access, ApprovalsConfig(), ToolPolicy("standard"),
                             lambda name: None)
     running = [0]
