@@ -12,15 +12,7 @@ Drives the real ``letta`` CLI: agents with persistent memory that learn over tim
 """
 
 from lettabot.sdk._internal.memfs import local_backend_dir, memory_dir
-from lettabot.sdk.client import (
-    create_agent,
-    create_session,
-    get_default_transport,
-    list_models,
-    prompt,
-    resume_session,
-    set_default_transport,
-)
+from lettabot.sdk.client import get_default_transport, set_default_transport
 from lettabot.sdk.errors import (
     CLIConnectionError,
     CLIJSONDecodeError,
@@ -31,7 +23,19 @@ from lettabot.sdk.errors import (
     SessionClosedError,
 )
 from lettabot.sdk.images import image_from_base64, image_from_file, image_from_url
-from lettabot.sdk.letta_client import LettaClient, ServerInfo
+from lettabot.sdk.letta_client import (
+    LettaClient,
+    ServerInfo,
+    archive_conversation,
+    create_agent,
+    create_session,
+    default_client,
+    fork_conversation,
+    list_conversations,
+    list_models,
+    prompt,
+    resume_session,
+)
 from lettabot.sdk.options import (
     AgentOptions,
     BlockRef,
@@ -45,6 +49,7 @@ from lettabot.sdk.session import Session
 from lettabot.sdk.tools import Tool, ToolResult, tool
 from lettabot.sdk.types import (
     AssistantMessage,
+    ConversationInfo,
     ErrorMessage,
     ImagePart,
     InitMessage,
@@ -71,6 +76,7 @@ __all__ = [
     "CLINotFoundError",
     "CanUseToolRequest",
     "CancelSignal",
+    "ConversationInfo",
     "ErrorMessage",
     "ImagePart",
     "InitMessage",
@@ -99,12 +105,16 @@ __all__ = [
     "ToolCallMessage",
     "ToolResult",
     "ToolResultMessage",
+    "archive_conversation",
     "create_agent",
     "create_session",
+    "default_client",
+    "fork_conversation",
     "get_default_transport",
     "image_from_base64",
     "image_from_file",
     "image_from_url",
+    "list_conversations",
     "list_models",
     "local_backend_dir",
     "memory_dir",

@@ -1,4 +1,6 @@
-"""The SDK's entry points: ``create_agent``, ``create_session``, ``resume_session``, ``prompt``."""
+"""How sessions are made: transports, new agents, memory settings (the public entry points
+are :class:`~lettabot.sdk.LettaClient` and the module-level functions in
+:mod:`lettabot.sdk.letta_client`)."""
 
 from __future__ import annotations
 
@@ -12,20 +14,12 @@ from lettabot.sdk._internal.memfs import apply_agent_memory
 from lettabot.sdk._internal.transport import Target, Transport
 from lettabot.sdk.options import SessionOptions, TransportName
 from lettabot.sdk.session import Session
-from lettabot.sdk.types import InitMessage, ModelInfo, ResultMessage, UserContent
+from lettabot.sdk.types import InitMessage, ModelInfo
 
 if TYPE_CHECKING:
     from lettabot.sdk._internal.app_server.pool import Lease
 
-__all__ = [
-    "create_agent",
-    "create_session",
-    "get_default_transport",
-    "list_models",
-    "prompt",
-    "resume_session",
-    "set_default_transport",
-]
+__all__ = ["get_default_transport", "set_default_transport"]
 
 log = logging.getLogger("lettabot.sdk")
 
@@ -116,11 +110,6 @@ def _uses_memfs(opts: SessionOptions) -> bool:
     return opts.custom_system is None and not opts.agent_options().block_refs()
 
 
-async def create_agent(**options: Any) -> str:
-    """Create an agent (model, system prompt, memory, persona/human/project); return its id."""
-    return await _create_agent(options, _transport_for)
-
-
 async def _create_agent(options: dict[str, Any], factory: Factory) -> str:
     opts = SessionOptions.model_validate(options)
     session = Session(opts, Target(new_agent=True), factory)
@@ -130,15 +119,6 @@ async def _create_agent(options: dict[str, Any], factory: Factory) -> str:
     if _uses_memfs(opts):
         await apply_agent_memory(agent_id, opts.agent_options(), cli_env(opts.env))
     return agent_id
-
-
-def create_session(agent_id: str | None = None, **options: Any) -> Session:
-    """A NEW conversation: on ``agent_id``, else on the folder's last-used agent.
-
-    Without an agent id, agent settings (``system_prompt``, ``memory``, ``persona``, ...)
-    create a new agent for the session.
-    """
-    return _create_session(agent_id, options, _transport_for)
 
 
 def _create_session(agent_id: str | None, options: dict[str, Any], factory: Factory) -> Session:
@@ -154,11 +134,6 @@ def _create_session(agent_id: str | None, options: dict[str, Any], factory: Fact
     return Session(opts, Target(), factory)
 
 
-def resume_session(id: str, **options: Any) -> Session:
-    """An agent's default conversation (agent id), or a given conversation (conversation id)."""
-    return _resume_session(id, options, _transport_for)
-
-
 def _resume_session(id: str, options: dict[str, Any], factory: Factory) -> Session:
     if is_agent_id(id):
         return _session(Target(agent_id=id, conversation_id="default"), options, factory)
@@ -170,23 +145,10 @@ def _resume_session(id: str, options: dict[str, Any], factory: Factory) -> Sessi
     )
 
 
-async def list_models(**options: Any) -> list[ModelInfo]:
-    """The models the CLI can use with this environment (``cli_path``, ``env``, ...)."""
-    return await _list_models(SessionOptions.model_validate(options), None)
-
-
 async def _list_models(opts: SessionOptions, lease: Lease | None) -> list[ModelInfo]:
     from lettabot.sdk._internal.app_server.models import list_models_on, on_server
 
     return await on_server(opts, lambda conn: list_models_on(conn, opts.request_timeout), lease)
-
-
-async def prompt(
-    message: UserContent, agent_id: str | None = None, **options: Any
-) -> ResultMessage:
-    """One message, one answer, in a new conversation (on ``agent_id`` or the last-used agent)."""
-    async with create_session(agent_id, **options) as session:
-        return await session.run_turn(message)
 
 
 class _NewAgentSession(Session):

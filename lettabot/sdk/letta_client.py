@@ -13,8 +13,9 @@ stable hash) and a new one to the next server in turn. ``close()`` stops the ser
 once their sessions have closed. Keyword defaults (``model``, ``cwd``, ``permission_mode``,
 ``env``, ...) apply to every session and agent the client makes; per-call options win.
 
-The module-level ``create_session`` & co. run on process-wide servers shared by
-environment (see :mod:`lettabot.sdk.client`).
+The module-level ``create_session`` & co. run on :func:`default_client`: its sessions use
+process-wide App Servers, one per environment (``env``, ``cli_path``, ``HOME``...), started on
+first use and shared by every session with that environment.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import weakref
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, SecretStr
 
@@ -38,11 +39,24 @@ from lettabot.sdk.client import (
 )
 from lettabot.sdk.options import SessionOptions
 from lettabot.sdk.session import Session
-from lettabot.sdk.types import ModelInfo, ResultMessage, UserContent
+from lettabot.sdk.types import ConversationInfo, ModelInfo, ResultMessage, UserContent
 
-__all__ = ["LettaClient", "ServerInfo"]
+__all__ = [
+    "LettaClient",
+    "ServerInfo",
+    "archive_conversation",
+    "create_agent",
+    "create_session",
+    "default_client",
+    "fork_conversation",
+    "list_conversations",
+    "list_models",
+    "prompt",
+    "resume_session",
+]
 
 _names = itertools.count(1)
+T = TypeVar("T")
 
 
 class ServerInfo(BaseModel):
@@ -73,9 +87,11 @@ class LettaClient:
         *,
         servers: int | None = None,
         urls: Sequence[str | tuple[str, str | SecretStr | None]] = (),
+        _shared: bool = False,
         **defaults: Any,
     ) -> None:
         self.defaults = dict(defaults)
+        self._shared = _shared
         options = SessionOptions.model_validate(self.defaults)  # fails early on bad defaults
         remote = [(u, None) if isinstance(u, str) else
                   (u[0], u[1].get_secret_value() if isinstance(u[1], SecretStr) else u[1])
@@ -85,7 +101,7 @@ class LettaClient:
             raise ValueError("a LettaClient needs at least one App Server (servers or urls)")
         self._options = options
         self._set: Any = None
-        if options.transport != "subprocess":
+        if options.transport != "subprocess" and not _shared:
             from lettabot.sdk._internal.app_server.pool import ServerSet
             from lettabot.sdk._internal.cli import cli_env
 
@@ -105,6 +121,9 @@ class LettaClient:
 
     def servers(self) -> list[ServerInfo]:
         """Each server: where it is, whether it runs, how many of our sessions use it."""
+        if self._shared:
+            sessions = sum(1 for s in self._open.get(0, ()) if not s.closed)
+            return [ServerInfo(index=0, remote=False, sessions=sessions)]
         if self._set is None:
             return [ServerInfo(index=i, remote=False) for i in range(self._count)]
         out = []
@@ -166,6 +185,45 @@ class LettaClient:
         lease = self._set.lease(server) if self._set is not None else None
         return await _list_models(options, lease)
 
+    # -- conversations ---------------------------------------------------------------------
+
+    async def _manage(self, server: int | None, conversation_id: str | None,
+                      call: Callable[[Any, float], Awaitable[T]]) -> T:
+        from lettabot.sdk._internal.app_server.models import on_server
+
+        options = SessionOptions.model_validate(self._merged({}))
+        index = self._pick(server, conversation_id) if conversation_id else (server or 0)
+        lease = self._set.lease(index) if self._set is not None else None
+        return await on_server(options, lambda conn: call(conn, options.request_timeout), lease)
+
+    async def fork_conversation(self, conversation_id: str, *, hidden: bool = False,
+                                server: int | None = None) -> str:
+        """A new conversation holding a copy of ``conversation_id``'s messages so far (an
+        agent id: its default conversation); returns the new id, for ``resume_session``."""
+        from lettabot.sdk._internal.app_server.conversations import fork_on
+
+        wire, agent = _wire_conversation(conversation_id)
+        return await self._manage(server, conversation_id, lambda conn, t: fork_on(
+            conn, wire, agent_id=agent, hidden=hidden, timeout=t))
+
+    async def archive_conversation(self, conversation_id: str, *, archived: bool = True,
+                                   server: int | None = None) -> ConversationInfo:
+        """Archive a conversation (``archived=False``: unarchive). It stays resumable;
+        :meth:`list_conversations` leaves it out unless asked."""
+        from lettabot.sdk._internal.app_server.conversations import update_on
+
+        wire, _ = _wire_conversation(conversation_id)
+        return await self._manage(server, conversation_id, lambda conn, t: update_on(
+            conn, wire, {"archived": archived}, t))
+
+    async def list_conversations(self, agent_id: str, *, include_archived: bool = False,
+                                 limit: int = 50, server: int = 0) -> list[ConversationInfo]:
+        """The agent's conversations (not its default one), most recently used first."""
+        from lettabot.sdk._internal.app_server.conversations import list_on
+
+        return await self._manage(server, None, lambda conn, t: list_on(
+            conn, agent_id, limit=limit, include_archived=include_archived, timeout=t))
+
     async def prompt(self, message: UserContent, agent_id: str | None = None,
                      **options: Any) -> ResultMessage:
         """One message, one answer, in a new conversation."""
@@ -175,7 +233,8 @@ class LettaClient:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Close every open session of this client, then stop the servers it started."""
+        """Close every open session of this client, then stop the servers it started.
+        (The default client's servers stop with their last session.)"""
         self._closed = True
         for sessions in self._open.values():
             for session in list(sessions):
@@ -189,3 +248,74 @@ class LettaClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def _wire_conversation(conversation_id: str) -> tuple[str, str | None]:
+    """The CLI's name for a conversation: an agent id names its ``default`` one."""
+    from lettabot.sdk._internal.cli import is_agent_id
+
+    if is_agent_id(conversation_id):
+        return "default", conversation_id
+    return conversation_id, None
+
+
+_default: LettaClient | None = None
+
+
+def default_client() -> LettaClient:
+    """The client the module-level functions use (see the module doc)."""
+    global _default
+    if _default is None or _default._closed:
+        _default = LettaClient(servers=1, _shared=True)
+    return _default
+
+
+async def create_agent(**options: Any) -> str:
+    """Create an agent (model, system prompt, memory, persona/human/project); return its id."""
+    return await default_client().create_agent(**options)
+
+
+def create_session(agent_id: str | None = None, **options: Any) -> Session:
+    """A NEW conversation: on ``agent_id``, else on the folder's last-used agent.
+
+    Without an agent id, agent settings (``system_prompt``, ``memory``, ``persona``, ...)
+    create a new agent for the session.
+    """
+    return default_client().create_session(agent_id, **options)
+
+
+def resume_session(id: str, **options: Any) -> Session:
+    """An agent's default conversation (agent id), or a given conversation (conversation id)."""
+    return default_client().resume_session(id, **options)
+
+
+async def prompt(message: UserContent, agent_id: str | None = None,
+                 **options: Any) -> ResultMessage:
+    """One message, one answer, in a new conversation (on ``agent_id`` or the last-used agent)."""
+    return await default_client().prompt(message, agent_id, **options)
+
+
+async def list_models(**options: Any) -> list[ModelInfo]:
+    """The models the CLI can use with this environment (``cli_path``, ``env``, ...)."""
+    return await _list_models(SessionOptions.model_validate(options), None)
+
+
+async def fork_conversation(conversation_id: str, *, hidden: bool = False,
+                            **options: Any) -> str:
+    """See :meth:`LettaClient.fork_conversation` (``options``: ``env``, ``cli_path``...)."""
+    return await LettaClient(_shared=True, **options).fork_conversation(conversation_id,
+                                                                      hidden=hidden)
+
+
+async def archive_conversation(conversation_id: str, *, archived: bool = True,
+                               **options: Any) -> ConversationInfo:
+    """See :meth:`LettaClient.archive_conversation`."""
+    return await LettaClient(_shared=True, **options).archive_conversation(
+        conversation_id, archived=archived)
+
+
+async def list_conversations(agent_id: str, *, include_archived: bool = False,
+                             limit: int = 50, **options: Any) -> list[ConversationInfo]:
+    """See :meth:`LettaClient.list_conversations`."""
+    return await LettaClient(_shared=True, **options).list_conversations(
+        agent_id, include_archived=include_archived, limit=limit)

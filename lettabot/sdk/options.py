@@ -24,6 +24,7 @@ __all__ = [
     "MemoryBlock",
     "PermissionMode",
     "SessionOptions",
+    "SkillSource",
     "SystemPromptPreset",
     "TransportName",
 ]
@@ -79,6 +80,7 @@ _CLI_MODE = {
 }
 
 TransportName = Literal["app_server", "subprocess"]
+SkillSource = Literal["bundled", "global", "agent", "project"]
 
 CanUseTool = Callable[[str, dict[str, Any]], "PermissionResult | Awaitable[PermissionResult]"]
 
@@ -219,6 +221,9 @@ class SessionOptions(AgentOptions):
     can_use_tool: CanUseTool | None = None
     max_turns: int | None = Field(default=None, ge=1)
     tools: list[Tool] = Field(default_factory=list)
+    skill_sources: list[SkillSource] | None = None
+    """Where the agent finds skills (``bundled``, ``global``, ``agent``, ``project``); None:
+    all of them (the CLI default); ``[]``: no skills."""
     include_partial_messages: bool = False
     transport: TransportName | None = None
     cli_path: str | None = None

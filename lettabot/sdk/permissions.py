@@ -49,5 +49,8 @@ class CanUseToolRequest:
     request_id: str
     diffs: list[Any] | None = None
     permission_suggestions: list[Any] = field(default_factory=list)
+    """What the CLI offers to remember if allowed (App Server: ``[{"id": "save-default",
+    "text": "..."}]``); name them in ``PermissionAllow(updated_permissions=[...])``."""
+    blocked_path: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
     signal: CancelSignal = field(default_factory=CancelSignal, compare=False)

@@ -18,6 +18,7 @@ from lettabot.sdk.options import SessionOptions
 from lettabot.sdk.tools import ToolResult
 from lettabot.sdk.types import (
     AssistantMessage,
+    ConversationInfo,
     ImagePart,
     InitMessage,
     Message,
@@ -60,6 +61,7 @@ class Session:
         self._limit_hit = False
         self._tools = {t.name: t for t in options.tools}
         self._last_sent: tuple[str | list[dict[str, Any]], str | None] | None = None
+        self._asking: dict[int, CanUseToolRequest] = {}
 
     # -- identity ---------------------------------------------------------------
 
@@ -140,14 +142,53 @@ class Session:
 
     # -- turns ----------------------------------------------------------------------
 
-    async def send(self, message: UserContent, *, client_message_id: str | None = None) -> None:
-        """Send a user message: text, or content parts (text and base64 images)."""
+    async def send(self, message: UserContent, *, client_message_id: str | None = None) -> str:
+        """Send a user message: text, or content parts (text and base64 images).
+
+        Returns its client message id (``client_message_id``, or a new one): pass it to
+        :meth:`remove_queued` to take back a message still waiting behind a running turn."""
         transport = await self._ready()
         self._tool_calls = 0
         self._limit_hit = False
         content = _wire_content(message)
         self._last_sent = (content, client_message_id)
-        await transport.send(content, client_message_id=client_message_id)
+        return await transport.send(content, client_message_id=client_message_id)
+
+    async def remove_queued(self, client_message_id: str) -> bool:
+        """Take a message that waits behind the running turn out of the queue (its turn
+        then ends at once with ``stop_reason`` ``cancelled``). False if it is not waiting:
+        it runs or ran already. The subprocess transport cannot (NotImplementedError)."""
+        transport = await self._ready()
+        return await transport.remove_queued(client_message_id)
+
+    async def fork(self, *, hidden: bool = False) -> str:
+        """A new conversation on the same agent holding a copy of this one's messages so far;
+        returns its id (for :func:`resume_session`). This conversation goes on unchanged."""
+        from lettabot.sdk._internal.app_server.conversations import fork_on
+
+        transport = await self._ready()
+        wire, agent = self._wire_ids()
+        return await transport.manage(lambda conn: fork_on(
+            conn, wire, agent_id=agent, hidden=hidden, timeout=self.options.request_timeout))
+
+    async def archive(self, archived: bool = True) -> ConversationInfo:
+        """Archive this conversation (``archived=False``: unarchive). It stays resumable;
+        ``list_conversations`` leaves it out unless asked."""
+        from lettabot.sdk._internal.app_server.conversations import update_on
+
+        transport = await self._ready()
+        wire, _ = self._wire_ids()
+        return await transport.manage(lambda conn: update_on(
+            conn, wire, {"archived": archived}, self.options.request_timeout))
+
+    def _wire_ids(self) -> tuple[str, str | None]:
+        """The CLI's conversation id (``default`` for the agent's own) and the agent id."""
+        assert self._init is not None
+        return self._init.conversation_id or "default", self._init.agent_id
+
+    def pending_approvals(self) -> list[CanUseToolRequest]:
+        """The ``can_use_tool`` requests of this session waiting for an answer now."""
+        return list(self._asking.values())
 
     async def stream(self) -> AsyncIterator[Message]:
         """Yield the turn's messages; ends after its :class:`ResultMessage`."""
@@ -308,6 +349,7 @@ class Session:
                     "handler; it was not run."
                 )
             )
+        self._asking[id(request)] = request
         try:
             args: tuple[Any, ...] = (request.tool_name, request.tool_input)
             if _accepts_context(callback):
@@ -319,6 +361,8 @@ class Session:
         except Exception as exc:
             log.exception("can_use_tool callback failed for %s", request.tool_name)
             return PermissionDeny(message=f"Permission check failed: {type(exc).__name__}: {exc}")
+        finally:
+            self._asking.pop(id(request), None)
 
     async def execute_tool(
         self, tool_name: str, tool_call_id: str, tool_input: dict[str, Any]
@@ -366,7 +410,8 @@ def _permission(value: Any) -> PermissionResult:
         behavior = value.get("behavior")
         if behavior == "allow":
             updated = value.get("updated_input", value.get("updatedInput"))
-            return PermissionAllow(updated_input=updated)
+            rules = value.get("updated_permissions", value.get("updatedPermissions"))
+            return PermissionAllow(updated_input=updated, updated_permissions=rules)
         if behavior == "deny":
             return PermissionDeny(
                 message=str(value.get("message") or "Denied by the user."),

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 __all__ = [
     "AssistantMessage",
     "ContentPart",
+    "ConversationInfo",
     "ErrorMessage",
     "ImagePart",
     "InitMessage",
@@ -194,6 +195,18 @@ class PermissionAllow(_Model):
 
     behavior: Literal["allow"] = "allow"
     updated_input: dict[str, Any] | None = None
+    updated_permissions: list[str | dict[str, Any]] | None = None
+    """Permission suggestions (their ids, or the suggestion dicts of the request) the CLI
+    should save as rules, so the same call runs without asking next time. CLI 0.34.12
+    honours this on the App Server only (the subprocess CLI offers no suggestions)."""
+
+    def suggestion_ids(self) -> list[str]:
+        out = []
+        for item in self.updated_permissions or ():
+            ident = item.get("id") if isinstance(item, dict) else item
+            if isinstance(ident, str) and ident:
+                out.append(ident)
+        return out
 
 
 class PermissionDeny(_Model):
@@ -216,3 +229,22 @@ class ModelInfo(_Model):
     description: str = ""
     context_window: int | None = None
     max_output_tokens: int | None = None
+
+
+class ConversationInfo(_Model):
+    """A conversation as the server lists it (``list_conversations``)."""
+
+    id: str
+    agent_id: str | None = None
+    archived: bool = False
+    summary: str | None = None
+    model: str | None = None
+    hidden: bool = False
+    created_at: str | None = None
+    updated_at: str | None = None
+    last_message_at: str | None = None
+
+    @classmethod
+    def from_wire(cls, raw: dict[str, Any]) -> ConversationInfo:
+        fields = {k: raw.get(k) for k in cls.model_fields if raw.get(k) is not None}
+        return cls.model_validate(fields)

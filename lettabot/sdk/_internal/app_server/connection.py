@@ -77,6 +77,9 @@ class Connection:
         """Set when the connection is dead (``death`` says why)."""
         self._ws: ClientConnection | None = None
         self._channels: dict[RuntimeKey, list[Channel]] = {}
+        self.queues: dict[RuntimeKey, dict[str, str]] = {}
+        """Each conversation's waiting inputs, client_message_id → queue item id (from the
+        latest update_queue, read as frames arrive, whether or not anyone streams)."""
         self._pending: dict[str, _Pending] = {}
         self._stop = anyio.Event()
         self._host: asyncio.Task[None] | None = None
@@ -176,6 +179,11 @@ class Connection:
         if not isinstance(runtime, dict):
             return
         key = (runtime.get("agent_id"), str(runtime.get("conversation_id")))
+        if kind == "update_queue" and isinstance(frame.get("queue"), list):
+            self.queues[key] = {str(i["client_message_id"]): str(i["id"])
+                                for i in frame["queue"]
+                                if isinstance(i, dict) and i.get("id")
+                                and i.get("client_message_id")}
         for channel in self._channels.get(key, ()):
             self._put(channel, frame)
 

@@ -14,15 +14,20 @@ result), so a caller never hangs.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from lettabot.sdk.permissions import CanUseToolRequest
 from lettabot.sdk.tools import ToolResult
 from lettabot.sdk.types import InitMessage, Message, PermissionResult
 
+if TYPE_CHECKING:
+    from lettabot.sdk._internal.app_server.connection import Connection
+
 __all__ = ["CanUseToolRequest", "ControlHandler", "Target", "Transport"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -60,8 +65,9 @@ class Transport(Protocol):
 
     async def send(
         self, content: str | list[dict[str, Any]], *, client_message_id: str | None = None
-    ) -> None:
-        """Queue a user message (the CLI merges messages sent during a turn into the next)."""
+    ) -> str:
+        """Queue a user message; returns its client message id (``client_message_id`` or
+        a new one)."""
         ...
 
     def receive(self) -> AsyncGenerator[Message, None]:
@@ -82,6 +88,16 @@ class Transport(Protocol):
 
     async def set_model(self, handle: str) -> None:
         """Switch the conversation's model (the agent's other conversations keep theirs)."""
+        ...
+
+    async def manage(self, call: Callable[[Connection], Awaitable[T]]) -> T:
+        """Run a management request (fork, archive, ...) on an App Server connection: the
+        session's own, or (subprocess) one for the session's options."""
+        ...
+
+    async def remove_queued(self, client_message_id: str) -> bool:
+        """Take a message that waits behind the running turn out of the queue; False if it
+        is not queued (it runs, ran, or is unknown)."""
         ...
 
     async def close(self) -> None:

@@ -16,10 +16,10 @@ import json
 import logging
 import uuid
 from collections import deque
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
@@ -39,6 +39,8 @@ from lettabot.sdk.errors import (
 )
 from lettabot.sdk.options import SessionOptions
 from lettabot.sdk.types import InitMessage, Message, PermissionAllow, ResultMessage
+
+T = TypeVar("T")
 
 __all__ = ["AppServerTransport", "unsupported_options"]
 
@@ -180,6 +182,8 @@ class AppServerTransport:
             )
         if opts.tools:
             fields["external_tools"] = [{"tools": [t.definition() for t in opts.tools]}]
+        if opts.skill_sources is not None:
+            fields["skill_sources"] = list(opts.skill_sources)
         agent_id = target.agent_id
         if target.new_agent:
             agent_id = await self._new_agent(conn, fields)
@@ -322,7 +326,7 @@ class AppServerTransport:
 
     async def send(
         self, content: str | list[dict[str, Any]], *, client_message_id: str | None = None
-    ) -> None:
+    ) -> str:
         conn = await self._live()
         assert self._runtime is not None
         await self._warm_up(conn)
@@ -342,7 +346,7 @@ class AppServerTransport:
                 raise
             if answer.get("accepted"):
                 entry.accepted = True
-                return
+                return cmid
             self._forget(entry)
             last_error = str(answer.get("error") or "refused")
             if delay is None:
@@ -607,6 +611,7 @@ class AppServerTransport:
             request_id=str(frame.get("request_id") or ""),
             diffs=body.get("diffs"),
             permission_suggestions=list(body.get("permission_suggestions") or []),
+            blocked_path=body.get("blocked_path"),
             raw=frame,
         )
         conn, runtime = self._conn, self._runtime
@@ -619,6 +624,8 @@ class AppServerTransport:
             decision = {"behavior": "allow"}
             if result.updated_input is not None:
                 decision["updated_input"] = result.updated_input
+            if result.updated_permissions:
+                decision["selected_permission_suggestion_ids"] = result.suggestion_ids()
         else:
             decision = {"behavior": "deny", "message": result.message}
         try:
@@ -673,6 +680,21 @@ class AppServerTransport:
                     "model": self._init.model, "cwd": self._init.cwd,
                     "permission_mode": self._options.cli_permission_mode}
         raise ProcessError(f"control request {subtype!r} is not available over the App Server")
+
+    async def manage(self, call: Callable[[Connection], Awaitable[T]]) -> T:
+        return await call(await self._live())
+
+    async def remove_queued(self, client_message_id: str) -> bool:
+        conn = await self._live()
+        assert self._runtime is not None
+        key = (self._runtime.get("agent_id"), str(self._runtime.get("conversation_id")))
+        item = conn.queues.get(key, {}).get(client_message_id)
+        if item is None:
+            return False
+        frame = {"type": "remove_queue_item", "request_id": conn.new_id("unqueue"),
+                 "runtime": dict(self._runtime), "item_id": item}
+        answer = await conn.request(frame, "remove_queue_item_response", self._timeout)
+        return bool(answer.get("success"))
 
     async def recompile(self) -> None:
         conn = await self._live()

@@ -19,9 +19,10 @@ import math
 import os
 import subprocess
 import tempfile
+import uuid
 from collections import deque
-from collections.abc import AsyncGenerator
-from typing import IO, Any
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import anyio
 from anyio.abc import Process
@@ -41,6 +42,11 @@ from lettabot.sdk.errors import (
 )
 from lettabot.sdk.options import SessionOptions
 from lettabot.sdk.types import InitMessage, Message, PermissionAllow, ResultMessage
+
+if TYPE_CHECKING:
+    from lettabot.sdk._internal.app_server.connection import Connection
+
+T = TypeVar("T")
 
 __all__ = ["SubprocessTransport", "build_argv"]
 
@@ -86,6 +92,9 @@ def build_argv(cli: str, options: SessionOptions, target: Target) -> list[str]:
         argv += ["--allowedTools", ",".join(options.allowed_tools)]
     if options.disallowed_tools:
         argv += ["--disallowedTools", ",".join(options.disallowed_tools)]
+    if options.skill_sources is not None:
+        argv += (["--skill-sources", ",".join(options.skill_sources)] if options.skill_sources
+                 else ["--no-skills"])
     if options.include_partial_messages:
         argv.append("--include-partial-messages")
     return argv
@@ -143,6 +152,17 @@ class SubprocessTransport:
         await recompile_via_server(self._options, self._init.agent_id,
                                    self._init.conversation_id or "default")
         self._respawn_needed = True
+
+    async def manage(self, call: Callable[[Connection], Awaitable[T]]) -> T:
+        """Through an App Server for these options (stream-json has no such requests)."""
+        return await on_server(self._options, call)
+
+    async def remove_queued(self, client_message_id: str) -> bool:
+        """Not possible here: a message sent is written to the CLI's stdin at once, and
+        stream-json cannot take it back (use the app_server transport)."""
+        raise NotImplementedError(
+            "removing a queued message needs the app_server transport (the subprocess "
+            "transport writes every message to the CLI at once)")
 
     async def set_model(self, handle: str) -> None:
         """Through an App Server (stream-json has no such request); the CLI process is
@@ -255,16 +275,16 @@ class SubprocessTransport:
 
     async def send(
         self, content: str | list[dict[str, Any]], *, client_message_id: str | None = None
-    ) -> None:
+    ) -> str:
+        cmid = client_message_id or f"lb-{uuid.uuid4().hex}"
         message: dict[str, Any] = {"role": "user", "content": content}
-        frame: dict[str, Any] = {"type": "user", "message": message}
-        if client_message_id:
-            frame["client_message_id"] = client_message_id
+        frame: dict[str, Any] = {"type": "user", "message": message, "client_message_id": cmid}
         if self._respawn_needed:
             self._respawn_needed = False
             await self._respawn()
         await self._write(frame)
         self._turns_open += 1
+        return cmid
 
     async def interrupt(self) -> None:
         if self._turns_open and self._abort_deadline is None:
@@ -477,6 +497,7 @@ class SubprocessTransport:
                 request_id=str(request_id),
                 diffs=request.get("diffs"),
                 permission_suggestions=list(request.get("permission_suggestions") or []),
+                blocked_path=request.get("blocked_path"),
                 raw=request,
             )
             decision = await unless_lost(lambda: self._handler.can_use_tool(ask), lost,
