@@ -60,6 +60,27 @@ def test_check_config_prints_what_would_run_with_secrets_masked(tmp_path: Path) 
     assert "CLI runs in strict mode" in done.stdout  # every call reaches lettabot
 
 
+def test_check_config_says_which_agent_serves_where(tmp_path: Path) -> None:
+    config = tmp_path / "lettabot.toml"
+    config.write_text(
+        '[access]\napprovers = ["web:boss"]\n'
+        '[[agents]]\nname = "default"\ndefault = true\n'
+        '[[agents]]\nname = "ops"\nmodel = "openai/gpt-4.1"\npermission_mode = "strict"\n'
+        'approvers = ["slack:UOPS"]\nroutes = [{ adapter = "slack", channel = "COPS" }]\n'
+        '[[agents]]\nname = "idle"\n'
+    )
+    done = _run("check-config", "--config", str(config), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("# agents (3;") for line in lines)
+    assert ("#   default: agent created on first use, model the CLI default, permission_mode "
+            "standard, approvers web:boss; serves every scope no rule matches") in lines
+    assert ("#   ops: agent created on first use, model openai/gpt-4.1, permission_mode strict,"
+            " approvers slack:UOPS; serves adapter=slack channel=COPS") in lines
+    assert ("# warning: agent idle has no routes and is not the default: it serves nothing"
+            in lines)
+
+
 SLACK = ('[slack]\nenabled = true\nbot_token = "xoxb-1-SECRETSLACK"\n'
          'app_token = "xapp-1-SECRETAPP"\n')
 

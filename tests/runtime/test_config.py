@@ -469,3 +469,11 @@ def test_without_agents_the_one_agent_comes_from_letta(clean_env: Path) -> None:
                                '[letta]\nagent_id = "agent-local-7"\nmodel = "m"\n'))
     [agent] = config.agent_configs()
     assert agent.name == "default" and agent.resolved(config.letta).agent_id == "agent-local-7"
+
+
+def test_the_examples_agents_block_loads_as_written(clean_env: Path) -> None:
+    text = EXAMPLE.read_text()
+    block = [line[4:] for line in text.splitlines() if line.startswith("#   ")]
+    config = load_config(write(clean_env / "agents.toml", "\n".join(block) + "\n"))
+    assert [a.name for a in config.agents] == ["default", "ops"]
+    assert config.default_agent.name == "default"
