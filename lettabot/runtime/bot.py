@@ -38,7 +38,7 @@ from lettabot.runtime.adapter import (
 from lettabot.runtime.agents import AgentProfile, Agents
 from lettabot.runtime.approvals import ApprovalBroker, ToolPolicy
 from lettabot.runtime.commands import Commands
-from lettabot.runtime.config import Config, LettaConfig
+from lettabot.runtime.config import Config, ConfigError, LettaConfig
 from lettabot.runtime.router import Router
 from lettabot.runtime.scheduler import Job, Scheduler
 from lettabot.runtime.store import Approval, Store, open_store, sqlite_path
@@ -255,6 +255,8 @@ class Bot:
     async def _run_adapter(self, adapter: Adapter) -> None:
         try:
             await adapter.run()
+        except ConfigError:
+            raise  # settings to fix: `lettabot run` says it in one line, no traceback
         except Exception:
             log.exception("adapter %s stopped with an error", adapter.name)
             raise

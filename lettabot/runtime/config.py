@@ -29,6 +29,7 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -108,8 +109,38 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+_TRUE, _FALSE = ("true", "1"), ("false", "0")
+
+
+def _is_bool_field(annotation: Any) -> bool:
+    return annotation is bool or bool in getattr(annotation, "__args__", ())
+
+
+def _strict_bool(value: Any) -> Any:
+    """Booleans are true/false (from the environment also "true"/"false"/"1"/"0"): pydantic
+    alone reads "yes", "on" or "y" as true, so a typo'd string would pass silently."""
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+        if word != "auto":
+            raise _Problems([Problem("", f"is not a boolean (got {value!r})",
+                                     "write true or false")])
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and _is_bool_field(field.annotation):
+            return _strict_bool(value)
+        return value
 
     def _raise(self, problems: list[Problem]) -> Self:
         if problems:
@@ -793,8 +824,15 @@ def _describe_error(err: Mapping[str, Any]) -> list[Problem]:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        raw = path.read_bytes()
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            [Problem(str(path), f"is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line})",
+                     "save it as UTF-8 (TOML files must be)")],
+            str(path),
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
             [Problem(str(path), f"is not valid TOML: {exc}", "fix the syntax at that line")],
@@ -810,6 +848,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _resolve_path(explicit: str | Path | None) -> Path | None:
     if explicit is not None:
         path = Path(explicit).expanduser()
+        if path.is_dir():
+            example = path / "lettabot.toml"
+            raise ConfigError([Problem(str(path), "is a directory, not a config file",
+                                       f"pass the TOML file itself, e.g. {example}")])
         if not path.is_file():
             raise ConfigError(
                 [Problem(str(path), "does not exist", "pass the path of an existing TOML file")]
@@ -853,6 +895,23 @@ def _unknown_env(env_file: Path | None) -> list[str]:
     return problems
 
 
+def _blame(problem: Problem, dotenv: Path | None) -> Problem:
+    """Say where a bad value came from when it was not the TOML file: the environment
+    (which wins) or the ``.env`` file."""
+    key = problem.key.split("[")[0]
+    if not key or "/" in key:
+        return problem
+    variable = env_var(key)
+    if any(name.upper() == variable for name in os.environ):
+        where = f"from the environment variable {variable}"
+    elif dotenv is not None and dotenv.is_file() and variable in {
+            k.upper() for k in dotenv_values(dotenv)}:
+        where = f"from {variable} in {dotenv}"
+    else:
+        return problem
+    return Problem(problem.key, f"{problem.what} ({where})", problem.fix)
+
+
 def load_config(path: str | Path | None = None, *, env_file: str | Path | None = ".env") -> Config:
     """Read the config: ``path``, else ``$LETTABOT_CONFIG``, else ``./lettabot.toml`` if it
     exists (else defaults), then apply ``.env`` and ``LETTABOT_*`` environment overrides.
@@ -869,7 +928,7 @@ def load_config(path: str | Path | None = None, *, env_file: str | Path | None =
         config = Config(_env_file=dotenv, **data)
     except ValidationError as exc:
         problems = [p for err in exc.errors() for p in _describe_error(err)]
-        raise ConfigError(problems, source) from None
+        raise ConfigError([_blame(p, dotenv) for p in problems], source) from None
     base = file.parent.absolute() if file else Path.cwd()
 
     def resolve(p: Path) -> Path:

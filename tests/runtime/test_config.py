@@ -208,7 +208,8 @@ def test_bad_secret_values_are_not_echoed_in_errors(monkeypatch: pytest.MonkeyPa
     with pytest.raises(ConfigError) as exc:
         load_config()
     assert problems(exc) == [
-        "slack.bot_token: does not look like a bot token (expected xoxb-…) — copy the Bot "
+        "slack.bot_token: does not look like a bot token (expected xoxb-…) (from the "
+        "environment variable LETTABOT_SLACK__BOT_TOKEN) — copy the Bot "
         "User OAuth Token from the app's OAuth & Permissions page"
     ]
     assert "USER-TOKEN-SECRET" not in str(exc.value)
@@ -477,3 +478,56 @@ def test_the_examples_agents_block_loads_as_written(clean_env: Path) -> None:
     config = load_config(write(clean_env / "agents.toml", "\n".join(block) + "\n"))
     assert [a.name for a in config.agents] == ["default", "ops"]
     assert config.default_agent.name == "default"
+
+
+# tried as a newcomer would ------------------------------------------------------------
+
+
+def test_a_config_file_that_is_not_utf8_is_named_not_a_traceback(clean_env: Path) -> None:
+    path = clean_env / "lettabot.toml"
+    path.write_bytes(b'[letta]\nmodel = "caf\xe9"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    [problem] = problems(caught)
+    assert "is not UTF-8 text" in problem and "line 2" in problem and "save it as UTF-8" in problem
+
+
+def test_a_directory_as_config_is_called_a_directory(clean_env: Path) -> None:
+    (clean_env / "conf").mkdir()
+    with pytest.raises(ConfigError) as caught:
+        load_config(clean_env / "conf")
+    [problem] = problems(caught)
+    assert "is a directory" in problem and "lettabot.toml" in problem
+
+
+@pytest.mark.parametrize("word", ['"yes"', '"on"', '"no"', '"y"'])
+def test_a_yes_or_no_string_is_not_a_boolean(clean_env: Path, word: str) -> None:
+    path = write(clean_env / "lettabot.toml", f"[web]\nenabled = {word}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    [problem] = problems(caught)
+    assert problem.startswith("web.enabled:") and "write true or false" in problem
+
+
+def test_booleans_from_the_environment_still_read(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LETTABOT_ACCESS__OPEN", "true")
+    monkeypatch.setenv("LETTABOT_SLACK__ALLOW_BOTS", "0")
+    config = load_config(write(clean_env / "lettabot.toml", "[web]\nenabled = true\n"))
+    assert config.access.open is True and config.slack.allow_bots is False
+
+
+def test_a_bad_value_from_the_environment_or_dotenv_names_where_it_came_from(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = write(clean_env / "lettabot.toml", "[web]\nenabled = true\n")
+    monkeypatch.setenv("LETTABOT_WEB__PORT", "notaport")
+    (clean_env / ".env").write_text("LETTABOT_SERVERS__COUNT=lots\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    found = problems(caught)
+    port = next(p for p in found if p.startswith("web.port"))
+    count = next(p for p in found if p.startswith("servers.count"))
+    assert "from the environment variable LETTABOT_WEB__PORT" in port
+    assert "from LETTABOT_SERVERS__COUNT in .env" in count

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from lettabot_discord import PERMISSIONS, DiscordAdapter, DiscordAdapterError, intents
 from lettabot_discord.settings import DiscordSettings
+from lettabot_discord.testing import FakeDiscord
 
 from lettabot.runtime.config import ConfigError, load_config
 
@@ -59,3 +60,23 @@ async def test_running_without_a_token_says_how_to_fix_it() -> None:
     with pytest.raises(DiscordAdapterError, match="LETTABOT_DISCORD__TOKEN"):
         await adapter.run()
     await adapter.client.close()
+
+
+async def test_a_rejected_token_is_a_config_error_that_names_the_fix() -> None:
+    """A ConfigError: `lettabot run` prints it in one line and exits 2 (no traceback)."""
+
+    class NoBot:
+        pass
+
+    fake = FakeDiscord()
+    fake.guild()
+    await fake.start()
+    fake.fail("GET", r"^/users/@me$", status=401, times=10)
+    try:
+        with fake.patch_discord():
+            adapter = DiscordAdapter(DiscordSettings(token="MTAx.rejected"),
+                                     NoBot())  # type: ignore[arg-type]
+            with pytest.raises(ConfigError, match="Discord rejected the bot token"):
+                await adapter.run()
+    finally:
+        await fake.stop()

@@ -33,6 +33,7 @@ from lettabot.runtime.adapter import (
     MessageRef,
     Scope,
 )
+from lettabot.runtime.config import ConfigError
 from lettabot.runtime.inflight import InFlight
 from lettabot_discord.approvals import ApprovalButton, approval_view, disabled_view
 from lettabot_discord.commands import lettabot_group
@@ -73,8 +74,12 @@ _THREAD_EXISTS = 160004
 """Discord's error code: "A thread has already been created for this message"."""
 
 
-class DiscordAdapterError(Exception):
-    """The adapter cannot run: no token, a rejected token, a missing privileged intent."""
+class DiscordAdapterError(ConfigError):
+    """The adapter cannot run: no token, a rejected token, a missing privileged intent.
+    A config error: ``lettabot run`` prints it in one line and exits 2."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__([problem])
 
 
 def intents() -> discord.Intents:
