@@ -131,6 +131,25 @@ def _strict_bool(value: Any) -> Any:
     return value
 
 
+def _legacy_mode(cls: type, value: Any) -> Any:
+    return _LEGACY_MODES.get(value, value) if isinstance(value, str) else value
+
+
+def _agent_problems(agent_id: str | None, allowed: list[str],
+                    disallowed: list[str]) -> list[Problem]:
+    """What ``[letta]`` and each ``[[agents]]`` table check alike."""
+    problems = []
+    if agent_id is not None and not agent_id.strip():
+        problems.append(Problem("agent_id", "is empty",
+                                "remove it to let lettabot create the agent"))
+    overlap = sorted(set(allowed) & set(disallowed))
+    if overlap:
+        problems.append(Problem("disallowed_tools",
+                                f"{', '.join(overlap)} also listed in allowed_tools",
+                                "list each tool in only one of the two"))
+    return problems
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
@@ -172,28 +191,12 @@ class LettaConfig(_Section):
     locale, proxy and ``LETTA_*`` variables of lettabot's own environment; whatever is here
     can be read by an approved tool call."""
 
-    @field_validator("permission_mode", mode="before")
-    @classmethod
-    def _legacy_mode(cls, value: Any) -> Any:
-        return _LEGACY_MODES.get(value, value) if isinstance(value, str) else value
+    _legacy_mode = field_validator("permission_mode", mode="before")(_legacy_mode)
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        problems = []
-        if self.agent_id is not None and not self.agent_id.strip():
-            problems.append(
-                Problem("agent_id", "is empty", "remove it to let lettabot create an agent")
-            )
-        overlap = sorted(set(self.allowed_tools) & set(self.disallowed_tools))
-        if overlap:
-            problems.append(
-                Problem(
-                    "disallowed_tools",
-                    f"{', '.join(overlap)} also listed in allowed_tools",
-                    "list each tool in only one of the two",
-                )
-            )
-        return self._raise(problems)
+        return self._raise(_agent_problems(self.agent_id, self.allowed_tools,
+                                           self.disallowed_tools))
 
 
 class AccessConfig(_Section):
@@ -492,23 +495,12 @@ class AgentConfig(_Section):
     """Serves every scope no rule of any agent matches."""
     routes: list[RouteRule] = Field(default_factory=list)
 
-    @field_validator("permission_mode", mode="before")
-    @classmethod
-    def _legacy_mode(cls, value: Any) -> Any:
-        return _LEGACY_MODES.get(value, value) if isinstance(value, str) else value
+    _legacy_mode = field_validator("permission_mode", mode="before")(_legacy_mode)
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        problems = []
-        if self.agent_id is not None and not self.agent_id.strip():
-            problems.append(Problem("agent_id", "is empty",
-                                    "remove it to let lettabot create this agent"))
-        overlap = sorted(set(self.allowed_tools or ()) & set(self.disallowed_tools or ()))
-        if overlap:
-            problems.append(Problem("disallowed_tools",
-                                    f"{', '.join(overlap)} also listed in allowed_tools",
-                                    "list each tool in only one of the two"))
-        return self._raise(problems)
+        return self._raise(_agent_problems(self.agent_id, self.allowed_tools or [],
+                                           self.disallowed_tools or []))
 
     def resolved(self, letta: LettaConfig) -> LettaConfig:
         """``[letta]`` with this agent's own settings over it."""
