@@ -83,6 +83,23 @@ def tool_guard(config: Config, letta: LettaConfig | None = None) -> ToolGuard:
                            protected_paths(config), env=env)
 
 
+def cli_options(config: Config) -> dict[str, Any]:
+    """Which CLI runs, and its extra environment (backend URL and key): SDK options."""
+    letta = config.letta
+    options: dict[str, Any] = {}
+    if letta.cli_path:
+        options["cli_path"] = letta.cli_path
+    env: dict[str, str] = dict(letta.env)
+    if letta.backend == "cloud":
+        if letta.base_url:
+            env["LETTA_BASE_URL"] = letta.base_url
+        if letta.api_key is not None:
+            env["LETTA_API_KEY"] = letta.api_key.get_secret_value()
+    if env:
+        options["env"] = env
+    return options
+
+
 class Bot:
     """Implements :class:`~lettabot.runtime.adapter.BotAPI`. Build it with :meth:`open`."""
 
@@ -195,25 +212,10 @@ class Bot:
             await anyio.sleep(HOUSEKEEPING_EVERY)
 
     def _session_options(self) -> dict[str, Any]:
-        letta = self.config.letta
         cwd = self.config.letta_cwd
         cwd.mkdir(parents=True, exist_ok=True)
-        options: dict[str, Any] = {
-            "permission_mode": self.policy.cli_mode,
-            "include_partial_messages": True,
-            "cwd": cwd,
-        }
-        if letta.cli_path:
-            options["cli_path"] = letta.cli_path
-        env: dict[str, str] = dict(letta.env)
-        if letta.backend == "cloud":
-            if letta.base_url:
-                env["LETTA_BASE_URL"] = letta.base_url
-            if letta.api_key is not None:
-                env["LETTA_API_KEY"] = letta.api_key.get_secret_value()
-        if env:
-            options["env"] = env
-        return options
+        return {"permission_mode": self.policy.cli_mode, "include_partial_messages": True,
+                "cwd": cwd, **cli_options(self.config)}
 
     def _client(self) -> sdk.LettaClient:
         """The SDK client: ``servers.count`` local App Servers plus ``servers.urls``, with

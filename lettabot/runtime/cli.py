@@ -119,8 +119,35 @@ def check_config(path: str | None) -> int:
         return EXIT_CONFIG
     for adapter in adapters:
         print(f"# adapter {adapter.name}: {adapter.source}")
+    if model_problems := anyio.run(_model_problems, config):
+        for text in model_problems:
+            print(f"lettabot run would fail: {text}", file=sys.stderr)
+        return EXIT_CONFIG
     print("# config OK")
     return 0
+
+
+async def _model_problems(config: Config) -> list[str]:
+    """Whether the CLI, run as ``lettabot run`` runs it, has a model provider and every
+    configured model (asks it: ``list_models`` on a short-lived App Server)."""
+    from lettabot import sdk
+    from lettabot.runtime.bot import cli_options
+
+    demo = "(to try lettabot without a model key: lettabot run --demo)"
+    try:
+        models = await sdk.list_models(**cli_options(config))
+    except sdk.LettaSDKError as exc:
+        return [f"letta: the Letta CLI could not list its models ({exc}) {demo}"]
+    if not models:
+        return [f"letta: no model provider is connected in the Letta CLI's home — run "
+                f"`letta` once as lettabot's user to connect one, or set letta.backend = "
+                f'"cloud" with letta.api_key {demo}']
+    handles = {m.handle for m in models}
+    wanted = [("letta.model", config.letta.model)] + [
+        (f"agents.{a.name}.model", a.model) for a in config.agents]
+    offered = ", ".join(sorted(handles)[:8]) + (" ..." if len(handles) > 8 else "")
+    return [f"{key}: {model!r} is not a model the Letta CLI offers — use one of: {offered}"
+            for key, model in wanted if model and model not in handles]
 
 
 async def serve(

@@ -45,13 +45,16 @@ def test_check_config_names_the_bad_key_and_exits_2(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "does not exist" in missing.stderr
 
 
-def test_check_config_prints_what_would_run_with_secrets_masked(tmp_path: Path) -> None:
+def test_check_config_prints_what_would_run_with_secrets_masked(
+    tmp_path: Path, letta_home: LettaHome,
+) -> None:
     good = tmp_path / "lettabot.toml"
     good.write_text(
         '[letta]\nallowed_tools = ["Bash"]\nenv = { OPENAI_API_KEY = "sk-very-secret-env" }\n'
         '[web]\nhost = "0.0.0.0"\ntoken = "very-secret-web-token"\n'
     )
-    done = _run("check-config", "--config", str(good), cwd=tmp_path)
+    done = _run("check-config", "--config", str(good), cwd=tmp_path,
+                env={**os.environ, **letta_home.env})
     assert done.returncode == 0, done.stderr
     assert "very-secret-web-token" not in done.stdout + done.stderr
     assert "sk-very-secret-env" not in done.stdout + done.stderr
@@ -60,7 +63,9 @@ def test_check_config_prints_what_would_run_with_secrets_masked(tmp_path: Path) 
     assert "CLI runs in strict mode" in done.stdout  # every call reaches lettabot
 
 
-def test_check_config_says_which_agent_serves_where(tmp_path: Path) -> None:
+def test_check_config_says_which_agent_serves_where(
+    tmp_path: Path, letta_home: LettaHome,
+) -> None:
     config = tmp_path / "lettabot.toml"
     config.write_text(
         '[access]\napprovers = ["web:boss"]\n'
@@ -69,16 +74,37 @@ def test_check_config_says_which_agent_serves_where(tmp_path: Path) -> None:
         'approvers = ["slack:UOPS"]\nroutes = [{ adapter = "slack", channel = "COPS" }]\n'
         '[[agents]]\nname = "idle"\n'
     )
-    done = _run("check-config", "--config", str(config), cwd=tmp_path)
+    env = {**os.environ, **letta_home.env}
+    done = _run("check-config", "--config", str(config), cwd=tmp_path, env=env)
+    assert done.returncode == 2  # the ops agent's model is not one this CLI offers
+    assert ("lettabot run would fail: agents.ops.model: 'openai/gpt-4.1' is not a model the "
+            "Letta CLI offers — use one of:") in done.stderr
+    assert letta_home.model in done.stderr
+    config.write_text(config.read_text().replace("openai/gpt-4.1", letta_home.model))
+    done = _run("check-config", "--config", str(config), cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert any(line.startswith("# agents (3;") for line in lines)
     assert ("#   default: agent created on first use, model the CLI default, permission_mode "
             "standard, approvers web:boss; serves every scope no rule matches") in lines
     assert ("#   ops: agent created on first use, model openai/gpt-4.1, permission_mode strict,"
-            " approvers slack:UOPS; serves adapter=slack channel=COPS") in lines
+            " approvers slack:UOPS; serves adapter=slack channel=COPS").replace(
+                "openai/gpt-4.1", letta_home.model) in lines
     assert ("# warning: agent idle has no routes and is not the default: it serves nothing"
             in lines)
+
+
+def test_check_config_fails_where_run_would_without_a_model_provider(tmp_path: Path) -> None:
+    home = tmp_path / "fresh-home"  # the Letta CLI never set up: no provider connected
+    home.mkdir()
+    config = tmp_path / "lettabot.toml"
+    config.write_text("[web]\nenabled = true\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LETTA")}
+    env["HOME"] = str(home)
+    done = _run("check-config", "--config", str(config), cwd=tmp_path, env=env)
+    assert done.returncode == 2
+    assert "no model provider is connected" in done.stderr and "--demo" in done.stderr
+    assert "config OK" not in done.stdout and "Traceback" not in done.stderr
 
 
 SLACK = ('[slack]\nenabled = true\nbot_token = "xoxb-1-SECRETSLACK"\n'
