@@ -61,14 +61,6 @@ class AgentProfile:
             return "letta.agent_id" if self.name == "default" else f"agents.{self.name}.agent_id"
         return f"the store (setting {self.setting_key})"
 
-    def describe(self) -> str:
-        where = "; ".join(r.describe() for r in self.routes)
-        serves = "everything no rule matches" if self.default else ""
-        serves = " and ".join(x for x in (where, serves) if x) or "nothing (no routes)"
-        return (f"{self.name}: {self.agent_id or self.settings.agent_id or 'created on first use'}"
-                f", model {self.settings.model or 'the CLI default'}, permission_mode "
-                f"{self.settings.permission_mode}, serves {serves}")
-
 
 class Agents:
     """The bot's agents: which serves a scope, and their ids (resolved once each)."""
@@ -116,9 +108,6 @@ class Agents:
     def by_agent_id(self, agent_id: str) -> AgentProfile | None:
         """The profile of a known agent id (configured, remembered or created)."""
         return next((p for p in self.profiles if p.agent_id == agent_id), None)
-
-    def by_name(self, name: str) -> AgentProfile | None:
-        return next((p for p in self.profiles if p.name == name), None)
 
     # -- ids ---------------------------------------------------------------------------
 
