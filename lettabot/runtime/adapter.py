@@ -34,6 +34,7 @@ __all__ = [
     "InboundMessage",
     "MessageRef",
     "Scope",
+    "SupportsReadiness",
 ]
 
 
@@ -191,6 +192,11 @@ class BotAPI(Protocol):
         message would cause (opening a thread, a reaction), so a refused user causes none."""
         ...
 
+    def platform_error(self, adapter: str, status: int | str) -> None:
+        """Count a platform API call that failed (HTTP status or error code; 429 counts as
+        rate-limited too): ``lettabot_platform_api_errors_total`` on ``/metrics``."""
+        ...
+
 
 @runtime_checkable
 class Adapter(Protocol):
@@ -227,6 +233,20 @@ class Adapter(Protocol):
 
     async def notify(self, scope: Scope, text: str, *, user_id: str | None = None) -> None:
         """A short note; only ``user_id`` sees it where the platform supports ephemeral messages."""
+        ...
+
+
+@runtime_checkable
+class SupportsReadiness(Protocol):
+    """Optional: an adapter that can say whether it is connected (``/readyz`` asks)."""
+
+    def is_ready(self) -> bool:
+        """True once connected (gateway, Socket Mode) or listening (HTTP), until it stops."""
+        ...
+
+    def where(self) -> str:
+        """Where it serves, for the startup summary ("http://127.0.0.1:8787/", "Socket
+        Mode"): no secrets."""
         ...
 
 

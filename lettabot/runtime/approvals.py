@@ -47,6 +47,7 @@ from lettabot.runtime.adapter import (
     Scope,
 )
 from lettabot.runtime.config import ApprovalsConfig, LettaConfig
+from lettabot.runtime.metrics import Metrics
 from lettabot.runtime.store import AllowRule, Approval, ApprovalStatus, Store, input_digest
 from lettabot.runtime.tool_guard import ToolGuard
 from lettabot.runtime.tool_rules import RuleProposal, matches, propose
@@ -242,13 +243,27 @@ class ApprovalBroker:
         config: ApprovalsConfig,
         policy: ToolPolicy,
         adapter_for: Callable[[str], Adapter | None],
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics
         self.access = access
         self.config = config
         self.policy = policy
         self._adapter_for = adapter_for
         self._waiting: dict[str, _Waiting] = {}
+
+    async def _decide(self, request_id: str, status: ApprovalStatus, by: str,
+                      reason: str | None = None) -> bool:
+        """The store's pending → decided transition, counted when it happens."""
+        decided = await self.store.decide(request_id, status, by, reason)
+        if decided and self.metrics is not None:
+            self.metrics.approval_decided(status.value, by)
+        return decided
+
+    def pending(self) -> int:
+        """Approval prompts waiting for a click now."""
+        return len(self._waiting)
 
     def pending_in(self, scope: Scope) -> int:
         return sum(1 for w in self._waiting.values() if w.owner.scope == scope)
@@ -275,22 +290,22 @@ class ApprovalBroker:
         if approval.status is not ApprovalStatus.PENDING:  # a re-sent request: same answer
             return self._result_of(approval)
         if (why := policy.blocked(tool)) is not None:
-            await self.store.decide(rid, ApprovalStatus.DENIED, "policy", why)
+            await self._decide(rid, ApprovalStatus.DENIED, "policy", why)
             await self._note(owner.scope, f"🚫 {tool} was blocked: {why}.")
             return sdk.PermissionDeny(message=f"{why}; it was not run and cannot be approved.")
         if (why := policy.auto_allow(tool, request.tool_input, owner.agent_id)) is not None:
-            await self.store.decide(rid, ApprovalStatus.APPROVED, "policy", why)
+            await self._decide(rid, ApprovalStatus.APPROVED, "policy", why)
             return sdk.PermissionAllow()
         if (rule := await self._matching_rule(owner, tool, request.tool_input, policy,
                                               access)) is not None:
-            await self.store.decide(rid, ApprovalStatus.APPROVED, "rule",
+            await self._decide(rid, ApprovalStatus.APPROVED, "rule",
                                     f"rule {rule.id} by {rule.created_by}: {rule.tool_name} "
                                     f"{rule.kind} {rule.pattern}"[:500])
             return sdk.PermissionAllow()
         if not access.config.approvers and not access.config.may_self_approve(
                 owner.scope.adapter):
             why = "no access.approvers are configured, so nobody may approve it"
-            await self.store.decide(rid, ApprovalStatus.DENIED, "policy", why)
+            await self._decide(rid, ApprovalStatus.DENIED, "policy", why)
             await self._note(owner.scope, f"🚫 {tool} needs an approver's click, but {why}.")
             return sdk.PermissionDeny(message=f"{tool} needs approval and {why}; it was not run.")
         proposal = propose(policy.guard_or_default(), tool, request.tool_input)
@@ -337,11 +352,11 @@ class ApprovalBroker:
             if signal is not None and signal.cancelled:
                 # The SDK will not deliver an answer: the CLI or its App Server is gone.
                 why = "the agent's server stopped"
-                if await self.store.decide(rid, ApprovalStatus.EXPIRED, "runtime", why):
+                if await self._decide(rid, ApprovalStatus.EXPIRED, "runtime", why):
                     await self._resolve(waiting, f"Cancelled: {why}")
                     return sdk.PermissionDeny(message=f"Cancelled: {why}.")
             why = f"Timed out: nobody decided within {timeout:g} s"
-            if await self.store.decide(rid, ApprovalStatus.TIMED_OUT, "timeout", why):
+            if await self._decide(rid, ApprovalStatus.TIMED_OUT, "timeout", why):
                 await self._resolve(waiting, "Timed out")
                 return sdk.PermissionDeny(message=f"{why}; {approval.tool_name} was not run.")
             with anyio.fail_after(5):  # a click won the race with the timeout
@@ -358,7 +373,7 @@ class ApprovalBroker:
         """The turn ended (stopped, failed, shutting down) before a decision."""
         rid = waiting.approval.request_id
         try:
-            if await self.store.decide(rid, ApprovalStatus.EXPIRED, "runtime",
+            if await self._decide(rid, ApprovalStatus.EXPIRED, "runtime",
                                        "the turn ended before a decision"):
                 await self._resolve(waiting, "Cancelled: the turn ended before a decision")
         except Exception:
@@ -369,7 +384,7 @@ class ApprovalBroker:
         cancelled = 0
         for waiting in [w for w in self._waiting.values() if w.owner.scope == scope]:
             rid = waiting.approval.request_id
-            if await self.store.decide(rid, ApprovalStatus.EXPIRED, "runtime", reason):
+            if await self._decide(rid, ApprovalStatus.EXPIRED, "runtime", reason):
                 waiting.result = sdk.PermissionDeny(message=f"Cancelled: {reason}.",
                                                     interrupt=True)
                 waiting.done.set()
@@ -416,7 +431,7 @@ class ApprovalBroker:
                   and waiting.proposal is not None)
         covers = waiting.view.always_covers if always else None
         reason = f"always allow {covers}" if covers else None
-        if not await self.store.decide(request_id, outcome, f"{scope.adapter}:{user_id}", reason):
+        if not await self._decide(request_id, outcome, f"{scope.adapter}:{user_id}", reason):
             fresh = await self.store.get_approval(request_id)
             text = _outcome_text(fresh) if fresh else "unknown"
             return DecisionOutcome(status="already_decided", message=f"Already decided: {text}.")

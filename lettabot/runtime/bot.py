@@ -34,11 +34,13 @@ from lettabot.runtime.adapter import (
     DecisionOutcome,
     InboundMessage,
     Scope,
+    SupportsReadiness,
 )
 from lettabot.runtime.agents import AgentProfile, Agents
 from lettabot.runtime.approvals import ApprovalBroker, ToolPolicy
 from lettabot.runtime.commands import Commands
 from lettabot.runtime.config import Config, ConfigError, LettaConfig
+from lettabot.runtime.metrics import Metrics, ServerSample, StateSample, rss_bytes
 from lettabot.runtime.router import Router
 from lettabot.runtime.scheduler import Job, Scheduler
 from lettabot.runtime.store import Approval, Store, open_store, sqlite_path
@@ -119,8 +121,9 @@ class Bot:
         self.adapters: dict[str, Adapter] = {}
         self.access = AccessPolicy(config.access, adapter_settings(config))
         self.policy = ToolPolicy.from_config(config.letta, tool_guard(config))
+        self.metrics = Metrics()
         self.broker = ApprovalBroker(store, self.access, config.approvals, self.policy,
-                                     self.adapters.get)
+                                     self.adapters.get, metrics=self.metrics)
         self.agents = Agents(config, store, guard=lambda letta: tool_guard(config, letta),
                              adapter_settings=adapter_settings(config),
                              create_agent=self._create_agent)
@@ -132,7 +135,8 @@ class Bot:
             broker=self.broker,
             run_turn=TurnRunner(self.adapters.get, show_tools=show_tools,
                                 stall_seconds=config.turns.stall_seconds,
-                                waiting_for_click=self.broker.pending_in),
+                                waiting_for_click=self.broker.pending_in,
+                                metrics=self.metrics),
             notify=self._notify,
             session_options=self._session_options(),
             max_concurrent_turns=config.servers.max_concurrent_turns,
@@ -143,6 +147,7 @@ class Bot:
                                  scheduler=self.scheduler, broker=self.broker,
                                  model=config.letta.model,
                                  cli_env={**os.environ, **config.letta.env})
+        self.metrics.watch(self._sample)
         self._tg: TaskGroup | None = None
         self._locks: dict[str, anyio.Lock] = {}
         self._stale: list[Approval] = []
@@ -292,6 +297,7 @@ class Bot:
         access = profile.access if profile is not None else self.access
         verdict = access.check(message, has_conversation=known)
         if verdict.action == "ignore":
+            self.metrics.messages.labels(scope.adapter, "ignored").inc()
             log.debug("ignored a message in %s: %s", scope.key, verdict.reason)
             if verdict.reply:
                 await self._notify(scope, verdict.reply, user_id=message.user_id)
@@ -301,17 +307,23 @@ class Bot:
                     if self.scheduler.draining else
                     "Too many messages are waiting here; please wait for the answers and send "
                     "that again.")
+            self.metrics.messages.labels(scope.adapter, "refused_busy").inc()
             await self._notify(scope, text, user_id=message.user_id)
             return
         if not await self.access.claim(self.store, message):
+            self.metrics.messages.labels(scope.adapter, "duplicate").inc()
             log.info("duplicate delivery of %s in %s ignored", message.dedupe_id, scope.key)
             return
+        self.metrics.messages.labels(scope.adapter, "accepted").inc()
         self.scheduler.enqueue(
             Job(message, client_message_id=f"{scope.adapter}:{message.dedupe_id}")
         )
 
     def may_talk(self, adapter: str, user_id: str) -> bool:
         return self.access.may_talk(adapter, user_id)
+
+    def platform_error(self, adapter: str, status: int | str) -> None:
+        self.metrics.platform_call(adapter, status)
 
     async def decide_approval(
         self, request_id: str, decision: ApprovalDecision, user_id: str, user_name: str = ""
@@ -324,6 +336,46 @@ class Bot:
         return await self.commands.run(scope, user_id, command, args)
 
     # -- health -----------------------------------------------------------------------
+
+    def _sample(self) -> StateSample:
+        return StateSample(
+            queued=sum(len(lane.queue) for lane in self.scheduler.lanes.values()),
+            turns_running=self.scheduler.running(),
+            turns_waiting_for_slot=self.scheduler.gate.waiting,
+            approvals_pending=self.broker.pending(),
+            open_conversations=self.scheduler.open_sessions(),
+            draining=self.scheduler.draining,
+            servers=[ServerSample(index=s["index"], remote=s["remote"], alive=s["alive"],
+                                  restarts=s["restarts"], sessions=s["sessions"],
+                                  rss_bytes=rss_bytes(s["pid"]) if s.get("pid") else None)
+                     for s in self.scheduler.server_states()],
+        )
+
+    async def readiness(self) -> dict[str, Any]:
+        """``/readyz``: whether this process should get traffic now. Each check is
+        ``ok`` or says what is wrong; ``status`` is ``ok`` only when all are."""
+        checks: dict[str, str] = {}
+        try:
+            with anyio.fail_after(3):
+                await self.store.ping()
+            checks["store"] = "ok"
+        except TimeoutError:
+            checks["store"] = "no answer within 3 s"
+        except Exception as exc:
+            checks["store"] = str(exc)
+        for name, adapter in sorted(self.adapters.items()):
+            ready = not isinstance(adapter, SupportsReadiness) or adapter.is_ready()
+            checks[f"adapter:{name}"] = "ok" if ready else "not connected"
+        if not self.adapters:
+            checks["adapters"] = "none started yet"
+        for server in self.scheduler.server_states():
+            if server.get("remote") or server.get("pid") or server.get("sessions"):
+                checks[f"server:{server['index']}"] = (
+                    "ok" if server.get("alive") else "down (restarted on the next turn)")
+        if self.scheduler.draining:
+            checks["draining"] = "shutting down"
+        status = "ok" if all(v == "ok" for v in checks.values()) else "not_ready"
+        return {"status": status, "checks": checks}
 
     def health(self) -> dict[str, Any]:
         """A small JSON-able summary for ``/healthz`` and ``status``."""

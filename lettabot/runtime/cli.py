@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 import anyio
 
 from lettabot.runtime.approvals import ToolPolicy
 from lettabot.runtime.config import AgentConfig, Config, ConfigError, load_config
+from lettabot.runtime.logs import configure_logging
 
 __all__ = ["build_parser", "main", "serve"]
 
@@ -43,8 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run every enabled adapter until SIGTERM/SIGINT")
     run.add_argument("--config", metavar="FILE", help="TOML config (default: ./lettabot.toml)")
     run.add_argument("--health-port", type=int, metavar="PORT",
-                     help="serve GET /healthz on this port (0: any free port)")
-    run.add_argument("--health-host", default="127.0.0.1", metavar="HOST")
+                     help="serve /healthz, /readyz and /metrics on this port (0: any free "
+                          "port; default: health.port, else off)")
+    run.add_argument("--health-host", metavar="HOST",
+                     help="the address to serve them on (default: health.host, 127.0.0.1)")
     run.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
                      help="on shutdown, how long running turns may take before being "
                           "interrupted (default 30)")
@@ -155,7 +160,7 @@ async def serve(
     *,
     demo: bool = False,
     health_port: int | None = None,
-    health_host: str = "127.0.0.1",
+    health_host: str | None = None,
     grace: float = 30.0,
 ) -> None:
     """Run the enabled adapters until SIGTERM/SIGINT, then drain.
@@ -168,18 +173,56 @@ async def serve(
     from lettabot.runtime.health import serve_health
 
     adapters = enabled_adapters(config)
+    health_port = health_port if health_port is not None else config.health.port
+    health_host = health_host or config.health.host
     async with Bot.open(config, grace=grace, demo=demo) as bot:
         for adapter in adapters:
             bot.add_adapter_from(adapter.factory, adapter.settings)
-            log.info("adapter %s started (%s)", adapter.name, adapter.source)
+            log.debug("adapter %s started (%s)", adapter.name, adapter.source)
         async with anyio.create_task_group() as tg:
+            health_url = None
             if health_port is not None:
-                await tg.start(serve_health, bot.health, health_host, health_port)
+                bound = await tg.start(serve_health, bot, health_host, health_port)
+                host = f"[{health_host}]" if ":" in health_host else health_host
+                health_url = f"http://{host}:{bound}"
+            tg.start_soon(_announce, bot, health_url)
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for signum in signals:
                     log.info("%s: draining (at most %ss)", signal.Signals(signum).name, grace)
                     break
             tg.cancel_scope.cancel()
+
+
+async def _announce(bot: Any, health_url: str | None) -> None:
+    """Once, when the adapters are up (or after 15 s): what runs where."""
+    from lettabot.runtime.adapter import SupportsReadiness
+    from lettabot.runtime.store import mask_url
+
+    with anyio.move_on_after(15):
+        while not all(a.is_ready() for a in bot.adapters.values()  # noqa: ASYNC110
+                      if isinstance(a, SupportsReadiness)):  # (is_ready is all they offer)
+            await anyio.sleep(0.1)
+    config: Config = bot.config
+    lines = [f"lettabot {_version()} running (pid {os.getpid()})"]
+    for name, adapter in sorted(bot.adapters.items()):
+        where = adapter.where() if isinstance(adapter, SupportsReadiness) else "started"
+        ready = "" if not isinstance(adapter, SupportsReadiness) or adapter.is_ready() else (
+            " (not connected yet)")
+        lines.append(f"  adapter {name}: {where}{ready}")
+    for profile in bot.agents.profiles:
+        letta = profile.settings
+        lines.append(f"  agent {profile.name}: {profile.agent_id or 'created on first message'}"
+                     f", model {letta.model or 'the CLI default'}, permission_mode "
+                     f"{letta.permission_mode}")
+    lines.append(f"  store: {mask_url(config.store_url)}")
+    servers = config.servers
+    lines.append(f"  App Servers: {servers.count} local"
+                 + (f" + {len(servers.urls)} remote" if servers.urls else "")
+                 + f"; at most {servers.max_concurrent_turns} turns at once")
+    lines.append(f"  data: {config.data_dir}; agent workspace: {config.letta_cwd}")
+    lines.append(f"  health: {health_url}/healthz, /readyz, /metrics" if health_url else
+                 "  health: off (set health.port or --health-port)")
+    log.info("%s", "\n".join(lines))
 
 
 def _single(exc: BaseException) -> BaseException:
@@ -199,8 +242,7 @@ def run(args: argparse.Namespace, *, demo: bool = False) -> int:
         from lettabot.runtime.demo import enter_demo
 
         config = enter_demo(config)
-    logging.basicConfig(level=config.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(config.log_level, config.log_format)
     if refusals := config.refusals():
         for problem in refusals:
             print(f"lettabot: refusing to start: {problem}", file=sys.stderr)

@@ -302,6 +302,15 @@ class ServersConfig(_Section):
         return self
 
 
+class HealthConfig(_Section):
+    """The operations endpoint: ``/healthz``, ``/readyz``, ``/metrics`` (see docs/operate.md).
+    Off unless ``port`` is set (or ``lettabot run --health-port``)."""
+
+    port: int | None = Field(default=None, ge=0, le=65535)
+    host: str = "127.0.0.1"
+    """``0.0.0.0`` in a container, so the orchestrator's probes reach it."""
+
+
 class StoreConfig(_Section):
     """Where routes, approvals and dedupe ids are kept. Empty: a SQLite file in data_dir."""
 
@@ -527,6 +536,9 @@ class Config(BaseSettings):
 
     data_dir: Path = Field(default_factory=default_data_dir)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per line (with scope, conversation and turn when known)."""
+    health: HealthConfig = Field(default_factory=HealthConfig)
     letta: LettaConfig = Field(default_factory=LettaConfig)
     access: AccessConfig = Field(default_factory=AccessConfig)
     approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)
@@ -674,7 +686,8 @@ class Config(BaseSettings):
             lines.append(f"# config file: {self.config_file}")
         lines.append(f"# adapters that would run: {', '.join(self.enabled_adapters()) or 'none'}")
         lines += [f"# warning: {w}" for w in self.warnings()]
-        top = {"data_dir": str(self.data_dir), "log_level": self.log_level}
+        top = {"data_dir": str(self.data_dir), "log_level": self.log_level,
+               "log_format": self.log_format}
         lines += _toml_lines(top)
         for name in type(self).model_fields:
             value = getattr(self, name)

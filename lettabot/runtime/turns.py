@@ -21,6 +21,8 @@ import anyio
 from lettabot import sdk
 from lettabot.runtime.adapter import Adapter, InboundMessage, Scope
 from lettabot.runtime.approvals import TurnOwner
+from lettabot.runtime.logs import bind, log_context
+from lettabot.runtime.metrics import Metrics, TurnOutcome
 from lettabot.runtime.render import ReplyStream, tool_line
 from lettabot.runtime.scheduler import (
     AgentNotConfigured,
@@ -118,13 +120,25 @@ class TurnRunner:
 
     def __init__(self, adapter_for: Callable[[str], Adapter | None], *,
                  show_tools: bool = True, stall_seconds: float = 120.0,
-                 waiting_for_click: Callable[[Scope], int] | None = None) -> None:
+                 waiting_for_click: Callable[[Scope], int] | None = None,
+                 metrics: Metrics | None = None) -> None:
         self._adapter_for = adapter_for
+        self.metrics = metrics
         self.show_tools = show_tools
         self.stall_seconds = stall_seconds
         self._waiting_for_click = waiting_for_click or (lambda scope: 0)
 
     async def __call__(
+        self,
+        scope: Scope,
+        job: Job,
+        open_session: Callable[[], Awaitable[sdk.Session]],
+        set_owner: TurnOwnerSetter,
+    ) -> None:
+        with log_context(scope=scope.key, turn=job.client_message_id):
+            await self._run(scope, job, open_session, set_owner)
+
+    async def _run(
         self,
         scope: Scope,
         job: Job,
@@ -139,12 +153,15 @@ class TurnRunner:
         stream = ReplyStream(adapter, scope)
         broken: BaseException | None = None
         trailer = ""
+        outcome: TurnOutcome = "failed"
+        started = anyio.current_time()
         async with anyio.create_task_group() as tg:
             tg.start_soon(stream.run)
             tg.start_soon(self._typing, adapter, scope)
             try:
                 session = await open_session()
                 assert session.conversation_id is not None
+                bind(conversation=session.conversation_id, agent=session.agent_id)
                 message = job.message
                 set_owner(TurnOwner(scope, session.conversation_id, message.user_id,
                                     message.user_name, agent_id=session.agent_id))
@@ -153,7 +170,10 @@ class TurnRunner:
                     tg.start_soon(self._watchdog, scope, watch)
                     result = await self._stream(session, job, reply, stream, watch)
                     trailer = self._trailer(result, reply)
+                    outcome = ("completed" if result.success else
+                               "stopped" if result.subtype == "interrupted" else "failed")
                 if watch.stalled:
+                    outcome = "stalled"
                     log.warning("turn in %s made no progress for %g s; ended", scope.key,
                                 self.stall_seconds)
                     with anyio.CancelScope(shield=True), anyio.move_on_after(5):
@@ -170,6 +190,7 @@ class TurnRunner:
                 broken = exc
             except anyio.get_cancelled_exc_class():
                 trailer = "_(interrupted)_"
+                outcome = "interrupted"
                 raise
             except Exception as exc:
                 log.exception("turn in %s failed", scope.key)
@@ -187,6 +208,10 @@ class TurnRunner:
                         log.exception("could not post the reply in %s", scope.key)
                         await self._tell_lost(adapter, scope, exc)
                     await self._done(adapter, scope)
+                    seconds = anyio.current_time() - started
+                    log.info("turn %s in %.2f s", outcome, seconds)
+                    if self.metrics is not None:
+                        self.metrics.turn_ended(outcome, seconds)
         if isinstance(broken, SessionBroken):
             raise broken
         if broken is not None:

@@ -100,6 +100,8 @@ class TestChat:
         self.typing_count: dict[str, int] = {}
         self.done_count: dict[str, int] = {}
         self.running = False
+        self.connected = True
+        """What :meth:`is_ready` says while running (a test can "disconnect" the chat)."""
         self._ids = itertools.count(1)
         self._changed = anyio.Event()
         self._fail_posts = fail_posts
@@ -112,6 +114,12 @@ class TestChat:
             await anyio.sleep_forever()
         finally:
             self.running = False
+
+    def is_ready(self) -> bool:
+        return self.running and self.connected
+
+    def where(self) -> str:
+        return f"in-process test chat {self.name!r}"
 
     async def post(self, scope: Scope, text: str) -> MessageRef:
         if self._fail_posts:

@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -139,13 +140,13 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in out.split()]
 
 
-def _start_run(home: LettaHome, tmp_path: Path, grace: int,
+def _start_run(home: LettaHome, tmp_path: Path, grace: int, top: str = "",
                **popen: object) -> tuple[subprocess.Popen[str], int, int]:
     """``lettabot run`` with the web chat on a free port; returns it, web and health ports."""
     web_port, health_port = _free_port(), _free_port()
     config = tmp_path / "lettabot.toml"
     config.write_text(
-        f'data_dir = "{tmp_path / "data"}"\n[letta]\nmodel = "{home.model}"\n'
+        f'{top}data_dir = "{tmp_path / "data"}"\n[letta]\nmodel = "{home.model}"\n'
         f"[web]\nport = {web_port}\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("LETTABOT_")}
@@ -159,14 +160,27 @@ def _start_run(home: LettaHome, tmp_path: Path, grace: int,
 
 
 def test_run_serves_health_and_drains_on_sigterm(letta_home: LettaHome, tmp_path: Path) -> None:
-    proc, _, health_port = _start_run(letta_home, tmp_path, 5)
+    proc, web_port, health_port = _start_run(letta_home, tmp_path, 5, top='log_format = "json"\n')
     try:
         health = _wait_health(proc, health_port)
         assert health["status"] == "ok" and health["adapters"] == ["web"]
         [server] = health["servers"]
         assert server["alive"] and server["pid"] in _children(proc.pid)
+        ready = _wait_health(proc, health_port, "/readyz")
+        assert ready["checks"]["store"] == "ok" and ready["checks"]["adapter:web"] == "ok"
+        with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/metrics",
+                                    timeout=5) as response:
+            assert "lettabot_app_server_up" in response.read().decode()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
+        output = proc.stdout.read() if proc.stdout else ""
+        not_json = [line for line in output.splitlines() if not line.startswith("{")]
+        assert not not_json, output
+        records = [json.loads(line) for line in output.splitlines()]
+        [summary] = [r["message"] for r in records if " running (pid " in r["message"]]
+        assert f"adapter web: http://127.0.0.1:{web_port}/" in summary
+        assert f"health: http://127.0.0.1:{health_port}/healthz" in summary
+        assert "store: sqlite+aiosqlite:///" in summary and "agent default:" in summary
         with pytest.raises(ProcessLookupError):  # the App Server was stopped and reaped
             for _ in range(50):
                 os.kill(server["pid"], 0)
@@ -219,11 +233,12 @@ def test_ctrl_c_lets_the_turn_in_flight_finish(
             proc.wait(10)
 
 
-def _wait_health(proc: subprocess.Popen[str], port: int) -> dict[str, object]:
+def _wait_health(proc: subprocess.Popen[str], port: int,
+                 path: str = "/healthz") -> dict[str, Any]:
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and proc.poll() is None:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz",
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}",
                                         timeout=5) as response:
                 return dict(json.load(response))
         except OSError:

@@ -35,12 +35,16 @@ class RecordingBot:
 
     refused: set[str] = field(default_factory=set)
     """User ids the access policy refuses."""
+    platform_errors: list[tuple[str, str]] = field(default_factory=list)
 
     async def handle_message(self, message: InboundMessage) -> None:
         self.messages.append(message)
 
     def may_talk(self, adapter: str, user_id: str) -> bool:
         return user_id not in self.refused
+
+    def platform_error(self, adapter: str, status: int | str) -> None:
+        self.platform_errors.append((adapter, str(status)))
 
     async def decide_approval(
         self, request_id: str, decision: ApprovalDecision, user_id: str, user_name: str = ""

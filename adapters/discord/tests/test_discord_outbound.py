@@ -54,6 +54,7 @@ async def test_refused_calls_raise_and_the_adapter_goes_on(
         with pytest.raises(discord.HTTPException):
             await adapter.edit(ref, "but this edit is refused")
         assert fake.messages[int(ref.id)]["content"] == "this one lands"
+        assert bot.platform_errors == [("discord", "403"), ("discord", "404")]  # /metrics
 
         # no permission to open threads: the conversation stays in the channel
         fake.fail("POST", r"/threads$", status=403)

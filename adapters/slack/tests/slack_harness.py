@@ -66,6 +66,10 @@ class RecordingBot:
         self.changed = anyio.Event()
 
     refused: set[str] = field(default_factory=set)
+    platform_errors: list[tuple[str, str]] = field(default_factory=list)
+
+    def platform_error(self, adapter: str, status: int | str) -> None:
+        self.platform_errors.append((adapter, str(status)))
 
     async def handle_message(self, message: InboundMessage) -> None:
         self.messages.append(message)

@@ -3,6 +3,7 @@ recording BotAPI: what reaches the runtime, and what the runtime's calls do in S
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 
@@ -150,6 +151,15 @@ async def test_429_is_retried_after_retry_after(mock_slack: MockSlack) -> None:
         ref = await adapter.post(scope, "hello after a rate limit")
     assert len(mock_slack.calls_to("chat.postMessage")) == 2
     assert mock_slack.messages[ref.id].text == "hello after a rate limit"
+    assert bot.platform_errors == [("slack", "429")]  # → lettabot_platform_rate_limited_total
+
+
+async def test_a_refused_call_is_counted_for_metrics(mock_slack: MockSlack) -> None:
+    bot = RecordingBot()
+    async with running_adapter(mock_slack, bot) as (adapter, _):
+        with contextlib.suppress(Exception):
+            await adapter.client.chat_update(channel="C0GENERAL", ts="1.000404", text="x")
+    assert ("slack", "message_not_found") in bot.platform_errors
 
 
 def _view(scope: Scope, **kw: object) -> ApprovalView:

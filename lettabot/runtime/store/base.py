@@ -206,6 +206,10 @@ class Store(Protocol):
         """Create or replace a persisted value."""
         ...
 
+    async def ping(self) -> None:
+        """Raise :class:`StoreError` unless the database answers a trivial query now."""
+        ...
+
     async def close(self) -> None:
         """Release connections. The store is unusable afterwards."""
         ...

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from sqlalchemy import delete, event, select, update
+from sqlalchemy import delete, event, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, RowMapping, make_url
 from sqlalchemy.exc import ArgumentError
@@ -85,6 +85,14 @@ def _masked(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (safe to print or log)."""
+    try:
+        return _masked(make_url(url))
+    except ArgumentError:
+        return "<an unreadable URL>"
+
+
 def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
@@ -147,6 +155,14 @@ class SQLStore:
 
     async def close(self) -> None:
         await self._engine.dispose()
+
+    async def ping(self) -> None:
+        try:
+            async with self._engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            raise StoreError(f"the store at {_masked(self._engine.url)} does not answer: "
+                             f"{type(exc).__name__}: {exc}") from exc
 
     async def __aenter__(self) -> Self:
         return self

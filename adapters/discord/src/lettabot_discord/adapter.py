@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
+import aiohttp
 import anyio
 import discord
 from discord import app_commands
@@ -131,10 +132,24 @@ class DiscordAdapter:
     def __init__(self, settings: DiscordSettings, bot: BotAPI, **client_options: Any) -> None:
         self.settings = settings
         self.bot = bot
+        client_options.setdefault("http_trace", self._error_counter())
         self._client_options = client_options
         self.client = _Client(self, **client_options)
         self.handlers = InFlight()
         """discord.py's event tasks for us: finished before the client closes."""
+
+    def _error_counter(self) -> aiohttp.TraceConfig:
+        """Counts REST calls Discord answered with an error (429s included, which discord.py
+        waits out itself) for ``/metrics``."""
+        trace = aiohttp.TraceConfig()
+
+        async def on_request_end(_session: Any, _context: Any,
+                                 params: aiohttp.TraceRequestEndParams) -> None:
+            if params.response.status >= 400:
+                self.bot.platform_error("discord", params.response.status)
+
+        trace.on_request_end.append(on_request_end)
+        return trace
 
     # lifecycle ---------------------------------------------------------------
 
@@ -187,6 +202,14 @@ class DiscordAdapter:
                 "with the applications.commands scope (see the README)",
                 exc,
             )
+
+    def is_ready(self) -> bool:
+        """Logged in and the gateway connection is up."""
+        return self.client.is_ready() and not self.client.is_closed()
+
+    def where(self) -> str:
+        user = self.client.user
+        return f"gateway as {user}" if user else "gateway"
 
     def ready(self) -> None:
         app_id = self.client.application_id

@@ -17,10 +17,14 @@ import anyio
 from anyio.abc import TaskGroup
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
 )
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 
 from lettabot.runtime.adapter import (
@@ -52,14 +56,41 @@ class _Lru(OrderedDict[str, Any]):
             self.popitem(last=False)
 
 
-def make_client(settings: SlackConfig) -> AsyncWebClient:
-    """A Web API client that retries 429s per ``Retry-After`` and dropped connections."""
+class ErrorCounter(AsyncRetryHandler):
+    """Sees every Web API response first and counts the failed ones (HTTP errors, 429s,
+    ``ok: false``, dropped connections) for ``/metrics``; never asks for a retry itself."""
+
+    def __init__(self, record: Callable[[int | str], None]) -> None:
+        super().__init__(max_retry_count=0)
+        self._record = record
+
+    async def can_retry_async(
+        self, *, state: RetryState, request: HttpRequest,
+        response: HttpResponse | None = None, error: Exception | None = None,
+    ) -> bool:
+        if response is not None:
+            if response.status_code >= 400:
+                self._record(response.status_code)
+            elif isinstance(response.body, dict) and response.body.get("ok") is False:
+                self._record(str(response.body.get("error") or "not_ok"))
+        elif error is not None:
+            self._record(type(error).__name__)
+        return False
+
+
+def make_client(
+    settings: SlackConfig, record_error: Callable[[int | str], None] | None = None,
+) -> AsyncWebClient:
+    """A Web API client that retries 429s per ``Retry-After`` and dropped connections
+    (and counts failed calls with ``record_error``)."""
     token = settings.bot_token.get_secret_value() if settings.bot_token else None
     base = settings.api_url if settings.api_url.endswith("/") else settings.api_url + "/"
+    counter: list[AsyncRetryHandler] = [ErrorCounter(record_error)] if record_error else []
     return AsyncWebClient(
         token=token,
         base_url=base,
         retry_handlers=[
+            *counter,
             AsyncConnectionErrorRetryHandler(max_retry_count=2),
             AsyncRateLimitErrorRetryHandler(max_retry_count=5),
         ],
@@ -87,7 +118,7 @@ class SlackAdapter:
             allowed_channels=frozenset(settings.allowed_channels),
             denied_channels=frozenset(settings.denied_channels),
         )
-        self.client = make_client(settings)
+        self.client = make_client(settings, lambda status: bot.platform_error("slack", status))
         self.app = AsyncApp(
             client=self.client,
             signing_secret=(
@@ -104,6 +135,8 @@ class SlackAdapter:
         """The bound port in HTTP mode (useful with ``http_port = 0``)."""
         self.ready = anyio.Event()
         """Set once the adapter is connected (Socket Mode) or listening (HTTP)."""
+        self.socket_client: Any = None
+        """The Socket Mode client while connected (slack_sdk reconnects it on its own)."""
         self._tg: TaskGroup | None = None
         self._identity: Identity | None = None
         self._last_inbound: _Lru = _Lru()  # scope key → (channel, ts) of the newest message
@@ -136,6 +169,18 @@ class SlackAdapter:
                                     self.handlers.count)
                 self._tg = None
                 tg.cancel_scope.cancel()
+
+    def is_ready(self) -> bool:
+        """Listening (HTTP), or the Socket Mode connection is up now."""
+        if not self.ready.is_set() or self._tg is None:
+            return False
+        return self.socket_client is None or bool(self.socket_client.is_connected())
+
+    def where(self) -> str:
+        if self.settings.mode == "http":
+            port = self.http_port or self.settings.http_port
+            return f"Events API on http://{self.settings.http_host}:{port}/slack/events"
+        return "Socket Mode"
 
     def spawn(self, job: Callable[[], Awaitable[None]], what: str) -> None:
         """Run ``job`` in the adapter's task group; failures are logged, never raised."""

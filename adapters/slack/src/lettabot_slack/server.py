@@ -61,6 +61,7 @@ async def serve_socket(adapter: SlackAdapter) -> None:
     handler = AsyncSocketModeHandler(
         adapter.app, token.get_secret_value(), web_client=adapter.client
     )
+    adapter.socket_client = handler.client
     try:
         await handler.connect_async()
         log.info("slack: connected (Socket Mode)")

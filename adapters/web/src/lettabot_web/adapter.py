@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-import sys
 from collections import OrderedDict
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
@@ -72,6 +71,7 @@ class WebAdapter:
         self._socket = self._bind()  # now, so a busy port is a clear error at startup
         self.port: int = int(self._socket.getsockname()[1])
         self.listening = anyio.Event()
+        self._stopped = False
         self._replies: OrderedDict[str, _Reply] = OrderedDict()  # by first item id
         self._live: dict[str, str] = {}  # tab -> the reply being streamed there
 
@@ -81,6 +81,13 @@ class WebAdapter:
         host = self.settings.host
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}/"
+
+    def is_ready(self) -> bool:
+        return self.listening.is_set() and not self._stopped
+
+    def where(self) -> str:
+        label = " (DEMO: scripted model, no real AI)" if self.settings.demo else ""
+        return self.url + ("?token=<web.token>" if self.settings.token else "") + label
 
     # serving -------------------------------------------------------------------
 
@@ -138,6 +145,7 @@ class WebAdapter:
                     await stopped.wait()
                     raise RuntimeError("the web chat server stopped unexpectedly")
                 finally:
+                    self._stopped = True
                     server.should_exit = True
                     self.hub.close_all()
         finally:
@@ -146,9 +154,7 @@ class WebAdapter:
     def _announce(self) -> None:
         label = " (DEMO: scripted model, no real AI)" if self.settings.demo else ""
         hint = "?token=<web.token>" if self.settings.token else ""
-        line = f"lettabot web chat{label}: {self.url}{hint}"
-        log.debug("%s", line)
-        print(line, file=sys.stdout, flush=True)
+        log.info("lettabot web chat%s: %s%s", label, self.url, hint)
 
     # the Adapter protocol ------------------------------------------------------
 
