@@ -41,6 +41,7 @@ from lettabot.runtime.approvals import ApprovalBroker, ToolPolicy
 from lettabot.runtime.commands import Commands
 from lettabot.runtime.config import Config, ConfigError, LettaConfig
 from lettabot.runtime.metrics import Metrics, ServerSample, StateSample, rss_bytes
+from lettabot.runtime.providers import connect_providers
 from lettabot.runtime.router import Router
 from lettabot.runtime.scheduler import Job, Scheduler
 from lettabot.runtime.store import Approval, Store, open_store, sqlite_path
@@ -175,6 +176,7 @@ class Bot:
                 bot = cls(config, store, **options)
                 bot._tg = tg
                 try:
+                    await connect_providers(config, bot.client)
                     await bot.agents.load()
                     bot._stale = await bot.broker.expire_stale()
                     await bot.scheduler.start(tg)

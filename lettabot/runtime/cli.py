@@ -137,12 +137,22 @@ async def _model_problems(config: Config) -> list[str]:
     configured model (asks it: ``list_models`` on a short-lived App Server)."""
     from lettabot import sdk
     from lettabot.runtime.bot import cli_options
+    from lettabot.runtime.providers import connect_providers
 
     demo = "(to try lettabot without a model key: lettabot run --demo)"
+    options = cli_options(config)
+    client = sdk.LettaClient(servers=1, **options)
     try:
-        models = await sdk.list_models(**cli_options(config))
+        for line in await connect_providers(config, client):
+            print(f"# {line}")
+        models = await client.list_models()
+    except ConfigError as exc:
+        return exc.problems
     except sdk.LettaSDKError as exc:
         return [f"letta: the Letta CLI could not list its models ({exc}) {demo}"]
+    finally:
+        with anyio.CancelScope(shield=True):
+            await client.close()
     if not models:
         return [f"letta: no model provider is connected in the Letta CLI's home — run "
                 f"`letta` once as lettabot's user to connect one, or set letta.backend = "

@@ -170,6 +170,68 @@ class _Section(BaseModel):
 # sections ----------------------------------------------------------------------
 
 
+PROVIDER_ALIASES = {"gemini": "google", "bedrock": "amazon-bedrock", "claude": "anthropic",
+                    "grok": "xai", "llamacpp": "llama-cpp"}
+
+
+class ProviderConfig(_Section):
+    """A model provider ``lettabot run`` connects in its Letta home at start (what
+    ``letta connect`` does), so a container needs no manual step. ``type`` is a provider id
+    the CLI lists (``lettabot check-config`` shows them): anthropic, openai,
+    openai-compatible, google (gemini), openrouter, amazon-bedrock, ollama, groq, ..."""
+
+    type: str
+    api_key: SecretStr | None = None
+    """The key itself (prefer ``api_key_env``: the file then holds no secret)."""
+    api_key_env: str | None = None
+    """The name of an environment variable (or ``.env`` entry) holding the key, e.g.
+    ``ANTHROPIC_API_KEY``. It is read by lettabot and never passed to the CLI's tools."""
+    base_url: str | None = None
+    """For openai-compatible, ollama, lmstudio, llama-cpp (``http://host:port/v1``)."""
+    name: str | None = None
+    """A second connection of the same type under its own name (CLI default: the type)."""
+    auth_method: str | None = None
+    """amazon-bedrock: ``iam`` or ``profile``."""
+    fields: dict[str, str] = Field(default_factory=dict)
+    """More connection fields the CLI asks for (``region``, ``profile``, ``accessKey``)."""
+
+    @field_validator("type")
+    @classmethod
+    def _canonical(cls, value: str) -> str:
+        value = value.strip().lower()
+        return PROVIDER_ALIASES.get(value, value)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        problems = []
+        if self.api_key is not None and self.api_key_env:
+            problems.append(Problem("api_key", "is set together with api_key_env",
+                                    "keep one: api_key_env names the variable holding the key"))
+        if self.api_key_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env):
+            problems.append(Problem("api_key_env", f"{self.api_key_env!r} is not a variable "
+                                    "name", 'write the name only, e.g. "ANTHROPIC_API_KEY"'))
+        if self.base_url and not re.match(r"^https?://[^/]+", self.base_url):
+            problems.append(Problem("base_url", "is not an http(s) URL",
+                                    "write http://host:port/v1"))
+        return self._raise(problems)
+
+    def key(self) -> str | None:
+        """The key: ``api_key``, else the ``api_key_env`` variable (environment, then the
+        ``.env`` file in the working directory); None if neither is set."""
+        if self.api_key is not None:
+            return self.api_key.get_secret_value() or None
+        if not self.api_key_env:
+            return None
+        value = os.environ.get(self.api_key_env)
+        if value is None and Path(".env").is_file():
+            value = dotenv_values(".env").get(self.api_key_env)
+        return value or None
+
+    @property
+    def label(self) -> str:
+        return self.type + (f" ({self.name})" if self.name else "")
+
+
 class LettaConfig(_Section):
     """How conversations are run: which CLI, backend, agent, model and tool permissions."""
 
@@ -190,13 +252,20 @@ class LettaConfig(_Section):
     """Extra environment for the CLI (e.g. a provider key). The CLI gets only PATH, HOME,
     locale, proxy and ``LETTA_*`` variables of lettabot's own environment; whatever is here
     can be read by an approved tool call."""
+    providers: list[ProviderConfig] = Field(default_factory=list)
+    """``[[letta.providers]]``: model providers connected at start (local backend)."""
 
     _legacy_mode = field_validator("permission_mode", mode="before")(_legacy_mode)
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        return self._raise(_agent_problems(self.agent_id, self.allowed_tools,
-                                           self.disallowed_tools))
+        problems = _agent_problems(self.agent_id, self.allowed_tools, self.disallowed_tools)
+        if self.providers and self.backend == "cloud":
+            problems.append(Problem(
+                "providers", 'are connected in the local backend\'s home, not with backend '
+                '"cloud"', "connect model providers in your Letta server or Letta Cloud "
+                "(its Models page), and remove [[letta.providers]]"))
+        return self._raise(problems)
 
 
 class AccessConfig(_Section):
@@ -730,6 +799,8 @@ def _plain(model: BaseModel) -> dict[str, Any]:
             out[name] = _mask_url(value)
         elif name == "env" and isinstance(value, dict):
             out[name] = {k: _MASK if v else "" for k, v in value.items()}  # keys, mostly
+        elif isinstance(value, dict):
+            out[name] = _mask_unknown(value)
         else:
             out[name] = value
     return out

@@ -39,7 +39,13 @@ from lettabot.sdk.client import (
 )
 from lettabot.sdk.options import SessionOptions
 from lettabot.sdk.session import Session
-from lettabot.sdk.types import ConversationInfo, ModelInfo, ResultMessage, UserContent
+from lettabot.sdk.types import (
+    ConversationInfo,
+    ModelInfo,
+    ProviderInfo,
+    ResultMessage,
+    UserContent,
+)
 
 __all__ = [
     "LettaClient",
@@ -224,6 +230,32 @@ class LettaClient:
         return await self._manage(server, None, lambda conn, t: list_on(
             conn, agent_id, limit=limit, include_archived=include_archived, timeout=t))
 
+    # -- model providers (local backend) -------------------------------------------------
+
+    async def list_providers(self, *, server: int = 0) -> list[ProviderInfo]:
+        """The model providers the CLI can connect, and which are (local backend)."""
+        from lettabot.sdk._internal.app_server.providers import list_providers_on
+
+        return await self._manage(server, None, lambda conn, t: list_providers_on(conn, t))
+
+    async def connect_provider(
+        self, provider_id: str, *, api_key: str | None = None, base_url: str | None = None,
+        name: str | None = None, auth_method: str | None = None,
+        fields: dict[str, str] | None = None, server: int = 0,
+    ) -> list[ProviderInfo]:
+        """Connect (or update) a model provider, as ``letta connect`` does, over the
+        server's socket: the key is never in a process's arguments. Connecting again with
+        the same settings changes nothing. Returns every provider, as ``list_providers``."""
+        from lettabot.sdk._internal.app_server.providers import connect_provider_on
+
+        wire = dict(fields or {})
+        if api_key:
+            wire["apiKey"] = api_key
+        if base_url:
+            wire["baseUrl"] = base_url
+        return await self._manage(server, None, lambda conn, t: connect_provider_on(
+            conn, provider_id, wire, name=name, auth_method=auth_method, timeout=t))
+
     async def prompt(self, message: UserContent, agent_id: str | None = None,
                      **options: Any) -> ResultMessage:
         """One message, one answer, in a new conversation."""
@@ -319,3 +351,19 @@ async def list_conversations(agent_id: str, *, include_archived: bool = False,
     """See :meth:`LettaClient.list_conversations`."""
     return await LettaClient(_shared=True, **options).list_conversations(
         agent_id, include_archived=include_archived, limit=limit)
+
+
+async def list_providers(**options: Any) -> list[ProviderInfo]:
+    """See :meth:`LettaClient.list_providers` (``options``: ``env``, ``cli_path``...)."""
+    return await LettaClient(_shared=True, **options).list_providers()
+
+
+async def connect_provider(provider_id: str, *, api_key: str | None = None,
+                           base_url: str | None = None, name: str | None = None,
+                           auth_method: str | None = None,
+                           fields: dict[str, str] | None = None,
+                           **options: Any) -> list[ProviderInfo]:
+    """See :meth:`LettaClient.connect_provider`."""
+    return await LettaClient(_shared=True, **options).connect_provider(
+        provider_id, api_key=api_key, base_url=base_url, name=name, auth_method=auth_method,
+        fields=fields)

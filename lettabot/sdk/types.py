@@ -25,6 +25,7 @@ __all__ = [
     "PermissionAllow",
     "PermissionDeny",
     "PermissionResult",
+    "ProviderInfo",
     "ReasoningMessage",
     "ResultMessage",
     "RetryMessage",
@@ -229,6 +230,43 @@ class ModelInfo(_Model):
     description: str = ""
     context_window: int | None = None
     max_output_tokens: int | None = None
+
+
+class ProviderInfo(_Model):
+    """A model provider the CLI can connect (``list_providers``), and whether it is."""
+
+    id: str
+    """What ``connect_provider`` takes: ``anthropic``, ``openai-compatible``, ``google``..."""
+    display_name: str = ""
+    provider_type: str = ""
+    requires_api_key: bool = True
+    fields: list[str] = []
+    """Connection fields it asks for (``apiKey``, ``baseUrl``, ``region`` ...)."""
+    auth_methods: list[str] = []
+    oauth: bool = False
+    """Connected only interactively (``letta connect`` in a terminal)."""
+    connected: bool = False
+    connected_names: list[str] = []
+    base_url: str | None = None
+
+    @classmethod
+    def from_wire(cls, raw: dict[str, Any]) -> ProviderInfo:
+        state = raw.get("connected")
+        connected: dict[str, Any] = state if isinstance(state, dict) else {}
+        names = [str(c.get("provider_name")) for c in raw.get("connected_providers") or []
+                 if isinstance(c, dict) and c.get("is_connected", True) and c.get("provider_name")]
+        return cls(
+            id=str(raw["id"]), display_name=str(raw.get("display_name") or ""),
+            provider_type=str(raw.get("provider_type") or ""),
+            requires_api_key=bool(raw.get("requires_api_key", True)),
+            fields=[str(f.get("key")) for f in raw.get("fields") or [] if isinstance(f, dict)],
+            auth_methods=[str(m.get("id")) for m in raw.get("auth_methods") or []
+                          if isinstance(m, dict)],
+            oauth=bool(raw.get("is_oauth")),
+            connected=bool(connected.get("is_connected")),
+            connected_names=names,
+            base_url=connected.get("base_url"),
+        )
 
 
 class ConversationInfo(_Model):

@@ -222,8 +222,12 @@ class ScriptedModelServer:
         models: tuple[str, ...] = ("scripted",),
         fallback: Responder | None = demo_brain,
         chunk_size: int = 16,
+        api_key: str | None = None,
     ) -> None:
         self.models = models
+        self.api_key = api_key
+        """When set, requests without ``Authorization: Bearer <api_key>`` get 401, as a
+        real provider answers a wrong key."""
         self.fallback = fallback
         self.chunk_size = chunk_size
         self.rules: list[Rule] = []
@@ -395,7 +399,22 @@ def _handler_for(server: ScriptedModelServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
+        def _authorized(self) -> bool:
+            if server.api_key is None:
+                return True
+            if self.headers.get("authorization") == f"Bearer {server.api_key}":
+                return True
+            self._json(401, {"error": {"message": "Incorrect API key provided",
+                                       "type": "invalid_request_error",
+                                       "code": "invalid_api_key"}})
+            return False
+
         def do_GET(self) -> None:
+            if self.path in ("/health", "/healthz"):
+                self._json(200, {"ok": True})
+                return
+            if not self._authorized():
+                return
             if self.path.rstrip("/").endswith("/models"):
                 data = [
                     {"id": m, "object": "model", "created": 0, "owned_by": "lettabot"}
@@ -416,6 +435,8 @@ def _handler_for(server: ScriptedModelServer) -> type[BaseHTTPRequestHandler]:
                 return
             if not self.path.rstrip("/").endswith("/chat/completions"):
                 self._json(404, {"error": {"message": f"no route {self.path}"}})
+                return
+            if not self._authorized():
                 return
             reply = server.answer(ChatRequest(body))
             if reply.hang:

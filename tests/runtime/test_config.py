@@ -81,9 +81,11 @@ def test_every_key_in_the_example_is_real_and_every_real_key_is_documented(
         ("web", Config.model_fields["web"].annotation),
         ("slack", Config.model_fields["slack"].annotation),
         ("discord", Config.model_fields["discord"].annotation),
+        ("health", Config.model_fields["health"].annotation),
     ):
         assert set(data[section]) == set(fields.model_fields), section  # type: ignore[union-attr]
-    assert {"data_dir", "log_level"} <= set(data)
+    assert {"data_dir", "log_level", "log_format"} <= set(data)
+    assert config.letta.providers[0].type == "anthropic"
     assert config.slack.mode == "socket" and config.discord.reply_mode == "thread"
     assert config.adapters["teams"]["enabled"] is True
     assert "teams" in config.enabled_adapters()

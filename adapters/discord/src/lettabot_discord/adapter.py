@@ -145,8 +145,9 @@ class DiscordAdapter:
 
         async def on_request_end(_session: Any, _context: Any,
                                  params: aiohttp.TraceRequestEndParams) -> None:
-            if params.response.status >= 400:
-                self.bot.platform_error("discord", params.response.status)
+            record = getattr(self.bot, "platform_error", None)  # never breaks the call
+            if params.response.status >= 400 and record is not None:
+                record("discord", params.response.status)
 
         trace.on_request_end.append(on_request_end)
         return trace

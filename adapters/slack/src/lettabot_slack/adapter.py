@@ -118,7 +118,9 @@ class SlackAdapter:
             allowed_channels=frozenset(settings.allowed_channels),
             denied_channels=frozenset(settings.denied_channels),
         )
-        self.client = make_client(settings, lambda status: bot.platform_error("slack", status))
+        record = getattr(bot, "platform_error", None)  # counting never breaks a call
+        self.client = make_client(
+            settings, (lambda status: record("slack", status)) if record else None)
         self.app = AsyncApp(
             client=self.client,
             signing_secret=(
