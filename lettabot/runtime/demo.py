@@ -65,6 +65,7 @@ def demo_config(config: Config, root: Path, home: Path | None = None) -> Config:
             "allowed_tools": [],
             "disallowed_tools": [],
             "env": env,
+            "providers": [],  # the demo's own scripted model, never the team's keys
         }
     )
     return config.model_copy(

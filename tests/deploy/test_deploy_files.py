@@ -1,0 +1,150 @@
+"""deploy/, checked as far as a machine with no Docker engine and no cluster can: hadolint
+on the Dockerfile, the Compose schema, Kubernetes schemas, ``systemd-analyze verify``, and
+every deploy config loaded as lettabot would load it with the example secrets."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lettabot.runtime.config import load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+BIN = Path(sys.executable).parent
+GRACE = 30  # `lettabot run --grace` in every deploy file
+
+
+def _tool(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / name), *args], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+
+
+def _env_file(path: Path) -> dict[str, str]:
+    out = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            out[key] = value or f"example-{key.lower()}"
+    return out
+
+
+def test_the_dockerfile_passes_hadolint_and_runs_as_a_non_root_service() -> None:
+    dockerfile = DEPLOY / "docker" / "Dockerfile"
+    done = _tool("hadolint", "--failure-threshold", "info", str(dockerfile))
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = dockerfile.read_text()
+    stages = [line for line in text.splitlines() if line.startswith("FROM ")]
+    assert len(stages) == 2 and "slim" in text  # build stage + slim runtime
+    assert "build-wheels" in text and "install-wheels" in text  # wheels, not the workspace
+    runtime = text.split(stages[1], 1)[1]
+    assert "USER ${UID}:${UID}" in runtime and "ARG UID=10001" in runtime
+    assert 'VOLUME ["/var/lib/lettabot"]' in runtime
+    assert "HEALTHCHECK" in runtime and "/healthz" in runtime
+    assert "STOPSIGNAL SIGTERM" in runtime
+    ignored = (ROOT / ".dockerignore").read_text().splitlines()
+    assert ignored[1] == "*" or "*" in ignored  # only what the build copies
+    assert "**/.env" in ignored
+
+
+def test_the_dockerfile_lint_can_fail() -> None:
+    """The check above is real: hadolint refuses a Dockerfile that runs as root with :latest."""
+    bad = subprocess.run([str(BIN / "hadolint"), "-"], input="FROM python:latest\nUSER root\n",
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "DL3007" in bad.stdout
+
+
+def test_compose_matches_the_schema_and_waits_for_a_healthy_postgres() -> None:
+    compose = DEPLOY / "compose.yaml"
+    done = _tool("check-jsonschema", "--builtin-schema", "vendor.compose-spec", str(compose))
+    assert done.returncode == 0, done.stdout + done.stderr
+    spec = yaml.safe_load(compose.read_text())
+    services = spec["services"]
+    assert services["postgres"]["healthcheck"]["test"]
+    bot = services["lettabot"]
+    assert bot["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert bot["env_file"] == "lettabot.env"
+    assert "postgresql+asyncpg://" in bot["environment"]["LETTABOT_STORE__URL"]
+    assert int(bot["stop_grace_period"].rstrip("s")) > GRACE
+    assert set(spec["volumes"]) >= {"postgres-data", "lettabot-data"}
+    web = services["lettabot-web"]
+    assert web["profiles"] == ["web"] and "depends_on" not in web
+    assert (DEPLOY / ".gitignore").read_text().splitlines()[0] == "lettabot.env"
+
+
+def test_the_kubernetes_base_validates_and_probes_health_and_readiness() -> None:
+    k8s = DEPLOY / "k8s"
+    kustomization = yaml.safe_load((k8s / "kustomization.yaml").read_text())
+    resources = [k8s / name for name in kustomization["resources"]]
+    assert all(r.is_file() for r in resources)
+    for generator in kustomization["configMapGenerator"]:
+        assert all((k8s / f).is_file() for f in generator["files"])
+    assert (k8s / "secret.env.example").is_file()  # secret.env itself is never committed
+    done = _tool("kubernetes-validate", "--strict", *map(str, resources))
+    assert done.returncode == 0, done.stdout + done.stderr
+    deployment = yaml.safe_load((k8s / "deployment.yaml").read_text())
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"
+    pod = spec["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] > GRACE
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    [container] = pod["containers"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {"/var/lib/lettabot", "/etc/lettabot"} <= mounts
+
+
+def test_the_kubernetes_check_can_fail(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n"
+                   "spec: {replicas: one}\n")
+    assert _tool("kubernetes-validate", "--strict", str(bad)).returncode != 0
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze here")
+def test_the_systemd_unit_verifies_and_is_hardened(tmp_path: Path) -> None:
+    unit = (DEPLOY / "systemd" / "lettabot.service").read_text()
+    # verify wants ExecStart to exist: point it at this venv's lettabot
+    local = tmp_path / "lettabot.service"
+    local.write_text(unit.replace("/opt/lettabot/bin/lettabot", str(BIN / "lettabot")))
+    done = subprocess.run(["systemd-analyze", "verify", str(local)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0 and not done.stderr.strip(), done.stderr
+    service = {k: v for k, _, v in (line.partition("=") for line in unit.splitlines()
+                                    if "=" in line and not line.startswith("#"))}
+    assert service["User"] == "lettabot" and service["NoNewPrivileges"] == "yes"
+    assert service["ProtectSystem"] == "strict" and service["PrivateTmp"] == "yes"
+    assert service["ReadWritePaths"] == "/var/lib/lettabot"
+    assert service["EnvironmentFile"] == "/etc/lettabot/lettabot.env"
+    assert int(service["TimeoutStopSec"]) > GRACE and service["Restart"] == "on-failure"
+    bad = tmp_path / "bad.service"
+    bad.write_text(local.read_text().replace("ProtectSystem=", "ProtectSytem="))
+    typo = subprocess.run(["systemd-analyze", "verify", str(bad)], capture_output=True,
+                          text=True, timeout=60)
+    assert "ProtectSytem" in typo.stderr  # the check above can fail
+
+
+@pytest.mark.parametrize(("config", "secrets"), [
+    ("lettabot.toml", "lettabot.env.example"),
+    ("k8s/lettabot.toml", "k8s/secret.env.example"),
+])
+def test_every_deploy_config_loads_with_its_example_secrets(
+    config: str, secrets: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for key, value in _env_file(DEPLOY / secrets).items():
+        monkeypatch.setenv(key, value)
+    loaded = load_config(DEPLOY / config)
+    assert loaded.health.port == 8080 and loaded.health.host == "0.0.0.0"
+    assert loaded.log_format == "json" and loaded.letta.permission_mode == "standard"
+    assert loaded.letta.providers[0].key() == "example-anthropic_api_key"
+    assert str(loaded.data_dir).startswith("/var/lib/lettabot")
+    tomllib.loads((DEPLOY / config).read_text())  # plain TOML, no templating
