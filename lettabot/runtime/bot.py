@@ -169,7 +169,7 @@ class Bot:
         own_store = store is None
         if store is None:
             config.data_dir.mkdir(parents=True, exist_ok=True)
-            store = await open_store(config.store_url)
+            store = await open_store(config.store_url, migrate=config.store.migrate_on_start)
         failed: Exception | None = None
         try:
             async with anyio.create_task_group() as tg:

@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the web chat on a scripted demo model: no API key needed")
     check = sub.add_parser("check-config", help="validate the config and show what would run")
     check.add_argument("--config", metavar="FILE", help="TOML config (default: ./lettabot.toml)")
+    db = sub.add_parser("db", help="the store's schema: `current` or `upgrade` (migrate)")
+    db.add_argument("action", choices=["current", "upgrade"])
+    db.add_argument("--config", metavar="FILE", help="TOML config (default: ./lettabot.toml)")
     return parser
 
 
@@ -235,6 +238,49 @@ async def _announce(bot: Any, health_url: str | None) -> None:
     log.info("%s", "\n".join(lines))
 
 
+def db_command(path: str | None, action: str) -> int:
+    """``lettabot db current`` / ``upgrade``: the store's schema revision, or migrate it
+    (under the same lock as a start; safe while other replicas run)."""
+    from lettabot.runtime.store import StoreError, mask_url, migrations, open_store
+
+    config = _load(path)
+    url = config.store_url
+    if url.startswith("sqlite"):
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+
+    async def current() -> str:
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        from lettabot.runtime.store import normalize_url
+
+        engine = create_async_engine(normalize_url(url))
+        try:
+            async with engine.connect() as conn:
+                revision = await conn.run_sync(migrations.current)
+                fresh = await conn.run_sync(migrations.up_to_date)
+        finally:
+            await engine.dispose()
+        state = "up to date" if fresh else "run `lettabot db upgrade`"
+        return (f"store {mask_url(url)}: schema at {revision or 'none (empty)'}; this "
+                f"lettabot needs {migrations.head()} — {state}")
+
+    async def upgrade() -> str:
+        async with open_store(url, migrate=True):
+            pass
+        return await current()
+
+    try:
+        print(anyio.run(current if action == "current" else upgrade))
+    except StoreError as exc:
+        print(f"lettabot db {action}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except Exception as exc:  # the driver's own errors (unreachable, refused)
+        print(f"lettabot db {action}: cannot reach the store at {mask_url(url)} "
+              f"({type(exc).__name__}: {exc})", file=sys.stderr)
+        return EXIT_CONFIG
+    return 0
+
+
 def _single(exc: BaseException) -> BaseException:
     """The one exception inside nested single-member exception groups (else the group)."""
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
@@ -245,6 +291,7 @@ def _single(exc: BaseException) -> BaseException:
 def run(args: argparse.Namespace, *, demo: bool = False) -> int:
     from lettabot.runtime.agents import AgentMissingError
     from lettabot.runtime.discovery import AdapterNotInstalled
+    from lettabot.runtime.store import StoreError
     from lettabot.sdk import LettaSDKError
 
     config = _load(args.config)
@@ -269,7 +316,7 @@ def run(args: argparse.Namespace, *, demo: bool = False) -> int:
                                     health_host=args.health_host, grace=args.grace))
         except BaseExceptionGroup as group:  # one error from inside the bot's task group
             raise _single(group) from None
-    except (AdapterNotInstalled, AgentMissingError, ConfigError) as exc:
+    except (AdapterNotInstalled, AgentMissingError, ConfigError, StoreError) as exc:
         print(f"lettabot: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except LettaSDKError as exc:  # e.g. no model provider configured yet
@@ -286,6 +333,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "check-config":
         raise SystemExit(check_config(args.config))
+    if args.command == "db":
+        raise SystemExit(db_command(args.config, args.action))
     if args.command == "run":
         raise SystemExit(run(args, demo=bool(getattr(args, "demo", False))))
     parser.print_help()

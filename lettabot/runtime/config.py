@@ -384,6 +384,9 @@ class StoreConfig(_Section):
     """Where routes, approvals and dedupe ids are kept. Empty: a SQLite file in data_dir."""
 
     url: str | None = Field(default=None, repr=False)
+    migrate_on_start: bool = True
+    """Bring the schema up to date when lettabot starts (under a lock, so replicas migrate
+    once). ``false``: refuse to start on an old schema; an admin runs `lettabot db upgrade`."""
 
     @field_validator("url")
     @classmethod

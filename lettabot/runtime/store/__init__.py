@@ -48,12 +48,13 @@ __all__ = [
 ]
 
 
-def open_store(url: str, *, clock: Clock = utcnow) -> StoreOpener:
-    """Open the store at ``url`` (schema created or migrated on open).
+def open_store(url: str, *, clock: Clock = utcnow, migrate: bool = True) -> StoreOpener:
+    """Open the store at ``url`` (schema created or migrated on open; ``migrate=False``:
+    refused unless already current).
 
     ``sqlite+aiosqlite:///path`` (or ``sqlite:///path``, or a bare path) or
     ``postgresql+asyncpg://user:pw@host:port/db`` (or ``postgresql://…``). Raises
     :class:`StoreError` on an unsupported URL, an unreachable database or a schema newer
     than this version of lettabot. ``clock`` is for tests.
     """
-    return StoreOpener(url, clock)
+    return StoreOpener(url, clock, migrate)

@@ -1,33 +1,24 @@
-"""Tables of the SQL store and the migrations that create them.
+"""Tables of the SQL store, as the queries see them.
 
-The schema version lives in ``lettabot_schema_version`` (one row). On open, every
-migration above the stored version runs in order inside one transaction; PostgreSQL
-takes an advisory lock first so two processes starting at once do not race. To change
-the schema, add a function to :data:`MIGRATIONS` — never edit a released one.
+The migrations in :mod:`lettabot.runtime.store.migrations` create them; a change here
+needs a new revision there (a test compares the two).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import (
     Column,
-    Connection,
     DateTime,
     Dialect,
     Index,
-    Integer,
     MetaData,
     String,
     Table,
     Text,
-    select,
-    text,
 )
 from sqlalchemy.types import TypeDecorator
-
-from lettabot.runtime.store.base import StoreError
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -51,13 +42,6 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 metadata = MetaData()
-
-schema_version = Table(
-    "lettabot_schema_version",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("version", Integer, nullable=False),
-)
 
 routes = Table(
     "lettabot_routes",
@@ -97,15 +81,6 @@ approvals = Table(
     Index("ix_lettabot_approvals_status_scope", "status", "scope"),
 )
 
-allow_rules = Table(
-    "lettabot_allow_rules",
-    metadata,
-    Column("scope", String, primary_key=True),
-    Column("tool_name", String, primary_key=True),
-    Column("created_by", String, nullable=False),
-    Column("created_at", UTCDateTime, nullable=False),
-)
-
 tool_rules = Table(
     "lettabot_tool_rules",
     metadata,
@@ -127,48 +102,3 @@ settings = Table(
     Column("value", Text, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )
-
-_V1_TABLES = [routes, processed_events, approvals, allow_rules, settings]
-
-
-def _v1(conn: Connection) -> None:
-    metadata.create_all(conn, tables=_V1_TABLES)
-
-
-def _v2(conn: Connection) -> None:
-    """Scoped, expiring rules replace "always allow <tool> here" (which covered any input,
-    forever): the old rules are dropped, not converted — nobody approved that breadth."""
-    allow_rules.drop(conn, checkfirst=True)
-    metadata.create_all(conn, tables=[tool_rules])
-
-
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
-"""``MIGRATIONS[i]`` brings the schema from version ``i`` to ``i + 1``."""
-
-LATEST_VERSION = len(MIGRATIONS)
-
-_PG_LOCK_KEY = 0x1E77AB07  # arbitrary, constant: "lettabot schema migration"
-
-
-def migrate(conn: Connection) -> int:
-    """Create or upgrade the schema on ``conn`` (inside a transaction); returns the version."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-    metadata.create_all(conn, tables=[schema_version])
-    current = conn.execute(select(schema_version.c.version).where(schema_version.c.id == 1))
-    version = current.scalar_one_or_none()
-    if version is None:
-        conn.execute(schema_version.insert().values(id=1, version=0))
-        version = 0
-    if version > LATEST_VERSION:
-        raise StoreError(
-            f"the database schema is version {version}, newer than this lettabot knows "
-            f"({LATEST_VERSION}) — upgrade lettabot or point store.url at another database"
-        )
-    for step in range(version, LATEST_VERSION):
-        MIGRATIONS[step](conn)
-    if version != LATEST_VERSION:
-        conn.execute(
-            schema_version.update().where(schema_version.c.id == 1).values(version=LATEST_VERSION)
-        )
-    return LATEST_VERSION

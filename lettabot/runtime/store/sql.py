@@ -21,7 +21,7 @@ from sqlalchemy.engine import URL, RowMapping, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from lettabot.runtime.store import schema
+from lettabot.runtime.store import migrations, schema
 from lettabot.runtime.store.base import (
     AllowRule,
     Approval,
@@ -130,13 +130,14 @@ class SQLStore:
         self._insert = dialect.insert
 
     @classmethod
-    async def open(cls, url: str, *, clock: Clock = utcnow) -> SQLStore:
-        """Connect, then create or migrate the schema."""
+    async def open(cls, url: str, *, clock: Clock = utcnow, migrate: bool = True) -> SQLStore:
+        """Connect, then create or migrate the schema (``migrate=False``: only check it is
+        current, for admins who run ``lettabot db upgrade`` themselves)."""
         parsed = normalize_url(url)
         engine = _create_engine(parsed)
         try:
             async with engine.begin() as conn:
-                await conn.run_sync(schema.migrate)
+                await conn.run_sync(lambda c: migrations.upgrade(c, apply=migrate))
         except StoreError:
             await engine.dispose()
             raise
@@ -408,16 +409,17 @@ class SQLStore:
 class StoreOpener:
     """What :func:`open_store` returns: ``await`` it, or use it as ``async with``."""
 
-    def __init__(self, url: str, clock: Clock) -> None:
+    def __init__(self, url: str, clock: Clock, migrate: bool = True) -> None:
         self._url = url
         self._clock = clock
+        self._migrate = migrate
         self._store: SQLStore | None = None
 
     def __await__(self) -> Generator[Any, None, SQLStore]:
-        return SQLStore.open(self._url, clock=self._clock).__await__()
+        return SQLStore.open(self._url, clock=self._clock, migrate=self._migrate).__await__()
 
     async def __aenter__(self) -> SQLStore:
-        self._store = await SQLStore.open(self._url, clock=self._clock)
+        self._store = await SQLStore.open(self._url, clock=self._clock, migrate=self._migrate)
         return self._store
 
     async def __aexit__(
