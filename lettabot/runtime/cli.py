@@ -1,4 +1,4 @@
-"""The ``lettabot`` command: ``run``, ``check-config``, ``--version``.
+"""The ``lettabot`` command: ``run``, ``check-config``, ``init``, ``db``, ``--version``.
 
 ``lettabot run`` starts every enabled adapter in one process under one anyio task
 group; SIGTERM / SIGINT drain it (running turns finish within ``--grace`` seconds or are
@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the web chat on a scripted demo model: no API key needed")
     check = sub.add_parser("check-config", help="validate the config and show what would run")
     check.add_argument("--config", metavar="FILE", help="TOML config (default: ./lettabot.toml)")
+    from lettabot.runtime.init import add_parser as add_init
+
+    add_init(sub)
     db = sub.add_parser("db", help="the store's schema: `current` or `upgrade` (migrate)")
     db.add_argument("action", choices=["current", "upgrade"])
     db.add_argument("--config", metavar="FILE", help="TOML config (default: ./lettabot.toml)")
@@ -335,6 +338,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(check_config(args.config))
     if args.command == "db":
         raise SystemExit(db_command(args.config, args.action))
+    if args.command == "init":
+        from lettabot.runtime.init import run_init
+
+        raise SystemExit(run_init(args))
     if args.command == "run":
         raise SystemExit(run(args, demo=bool(getattr(args, "demo", False))))
     parser.print_help()

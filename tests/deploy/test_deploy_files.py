@@ -148,3 +148,26 @@ def test_every_deploy_config_loads_with_its_example_secrets(
     assert loaded.letta.providers[0].key() == "example-anthropic_api_key"
     assert str(loaded.data_dir).startswith("/var/lib/lettabot")
     tomllib.loads((DEPLOY / config).read_text())  # plain TOML, no templating
+
+
+def test_the_grafana_dashboard_charts_only_metrics_the_bot_exports() -> None:
+    import json
+    import re
+
+    from lettabot.runtime.metrics import Metrics, ServerSample, StateSample
+
+    metrics = Metrics()
+    metrics.watch(lambda: StateSample(
+        queued=0, turns_running=0, turns_waiting_for_slot=0, approvals_pending=0,
+        open_conversations=0, draining=False,
+        servers=[ServerSample(index=0, remote=False, alive=True, restarts=0, sessions=0,
+                              rss_bytes=1)]))
+    metrics.turn_ended("completed", 1.0)
+    metrics.approval_decided("approved", "slack:U1")
+    metrics.platform_call("slack", 429)
+    metrics.messages.labels("slack", "accepted").inc()
+    exported = {s.name for family in metrics.registry.collect() for s in family.samples}
+    dashboard = json.loads((DEPLOY / "grafana-dashboard.json").read_text())
+    used = {name for panel in dashboard["panels"] for target in panel["targets"]
+            for name in re.findall(r"lettabot_\w+", target["expr"])}
+    assert used and used <= exported, used - exported
