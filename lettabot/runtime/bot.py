@@ -59,7 +59,7 @@ HOUSEKEEPING_EVERY = 3600.0
 def adapter_settings(config: Config) -> dict[str, dict[str, Any]]:
     """Each adapter's config section as a mapping (secrets stay :class:`SecretStr`)."""
     out: dict[str, dict[str, Any]] = {
-        name: dict(getattr(config, name)) for name in ("web", "slack", "discord")
+        name: dict(section) for name, section in config.sections().items()
     }
     out.update({name: dict(section) for name, section in config.adapters.items()})
     return out

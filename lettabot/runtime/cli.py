@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     from lettabot.runtime.init import add_parser as add_init
 
     add_init(sub)
+    sub.add_parser("example-config",
+                   help="print the installed adapters' config sections, every key commented")
     db = sub.add_parser("db", help="the store's schema: `current` or `upgrade` (migrate)")
     db.add_argument("action", choices=["current", "upgrade"])
     db.add_argument("--config", metavar="FILE", help="TOML config (default: ./lettabot.toml)")
@@ -338,6 +340,11 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(check_config(args.config))
     if args.command == "db":
         raise SystemExit(db_command(args.config, args.action))
+    if args.command == "example-config":
+        from lettabot.runtime.config import adapter_examples
+
+        print(adapter_examples(), end="")
+        raise SystemExit(0)
     if args.command == "init":
         from lettabot.runtime.init import run_init
 

@@ -12,14 +12,18 @@ never appear in ``repr``, in :meth:`Config.describe`, or in error messages.
 
 from __future__ import annotations
 
+import difflib
+import functools
 import ipaddress
 import os
 import re
+import textwrap
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self, cast
 
 from dotenv import dotenv_values
 from pydantic import (
@@ -30,6 +34,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -90,13 +95,17 @@ def env_var(key: str) -> str:
     return ENV_PREFIX + key.replace(".", "__").upper()
 
 
-def _blank(secret: SecretStr | None) -> bool:
+def is_blank(secret: SecretStr | None) -> bool:
+    """No secret, or only whitespace."""
     return secret is None or not secret.get_secret_value().strip()
 
 
-def _missing(key: str, what: str) -> Problem:
+def missing(key: str, what: str) -> Problem:
+    """``key`` must be set because of ``what``; the fix names its variable and key."""
     # $ENV and $KEY are filled in with the full dotted key once the section is known.
     return Problem(key, f"is not set but {what}", "set $ENV (or $KEY in the file)")
+
+
 
 
 def is_loopback(host: str) -> bool:
@@ -151,6 +160,8 @@ def _agent_problems(agent_id: str | None, allowed: list[str],
 
 
 class _Section(BaseModel):
+    """A config section: unknown keys refused, booleans strict (``"yes"`` is an error)."""
+
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
     @field_validator("*", mode="before")
@@ -161,7 +172,8 @@ class _Section(BaseModel):
             return _strict_bool(value)
         return value
 
-    def _raise(self, problems: list[Problem]) -> Self:
+    def raise_problems(self, problems: list[Problem]) -> Self:
+        """Raise ``problems`` (keys relative to this section) if there are any."""
         if problems:
             raise _Problems(problems)
         return self
@@ -213,7 +225,7 @@ class ProviderConfig(_Section):
         if self.base_url and not re.match(r"^https?://[^/]+", self.base_url):
             problems.append(Problem("base_url", "is not an http(s) URL",
                                     "write http://host:port/v1"))
-        return self._raise(problems)
+        return self.raise_problems(problems)
 
     def key(self) -> str | None:
         """The key: ``api_key``, else the ``api_key_env`` variable (environment, then the
@@ -265,7 +277,7 @@ class LettaConfig(_Section):
                 "providers", 'are connected in the local backend\'s home, not with backend '
                 '"cloud"', "connect model providers in your Letta server or Letta Cloud "
                 "(its Models page), and remove [[letta.providers]]"))
-        return self._raise(problems)
+        return self.raise_problems(problems)
 
 
 class AccessConfig(_Section):
@@ -343,7 +355,7 @@ class RemoteServer(_Section):
             )
         else:
             host = re.sub(r"^wss?://", "", self.url).split("/")[0].rsplit(":", 1)[0]
-            if not is_loopback(host) and _blank(self.token):
+            if not is_loopback(host) and is_blank(self.token):
                 problems.append(
                     Problem(
                         "token",
@@ -352,7 +364,7 @@ class RemoteServer(_Section):
                         "(--ws-auth capability-token --ws-token-file ...)",
                     )
                 )
-        return self._raise(problems)
+        return self.raise_problems(problems)
 
 
 class ServersConfig(_Section):
@@ -365,7 +377,7 @@ class ServersConfig(_Section):
     @model_validator(mode="after")
     def _check(self) -> Self:
         if self.count == 0 and not self.urls:
-            return self._raise(
+            return self.raise_problems(
                 [Problem("count", "is 0 and no urls are given", "set count >= 1 or list urls")]
             )
         return self
@@ -400,100 +412,40 @@ class StoreConfig(_Section):
         return value
 
 
-class WebConfig(_Section):
-    """The built-in web chat. ``enabled = "auto"`` runs it when no chat adapter is enabled."""
+class AdapterSettings(_Section):
+    """The base of an adapter's ``[<name>]`` section.
 
-    enabled: bool | Literal["auto"] = "auto"
-    host: str = "127.0.0.1"
-    port: int = Field(default=8787, ge=1, le=65535)
-    token: SecretStr | None = None
+    An adapter package provides its subclass through the entry-point group
+    ``lettabot.settings`` (``slack = "lettabot_slack.settings:SlackConfig"``); the core
+    composes the installed ones into :class:`Config`, so ``[slack]`` and
+    ``LETTABOT_SLACK__*`` are validated like every other section (key, problem, fix), shown
+    by ``check-config`` and documented in the example file, which is generated from the
+    fields' docstrings and ``examples``.
+    """
 
-    @model_validator(mode="after")
-    def _check(self) -> Self:
-        if self.enabled is not False and not is_loopback(self.host) and _blank(self.token):
-            return self._raise(
-                [
-                    Problem(
-                        "token",
-                        f"is required when the web chat listens on {self.host} (not loopback)",
-                        f"set {env_var('web.token')} to a long random string, "
-                        "or set web.host = \"127.0.0.1\"",
-                    )
-                ]
-            )
-        return self
+    model_config = ConfigDict(extra="forbid", validate_default=True,
+                              use_attribute_docstrings=True)
 
-
-class _ChatAdapterConfig(_Section):
     enabled: bool = False
+    """Run this adapter."""
+
+    public: ClassVar[bool] = True
+    """Whether people other than the operator reach the bot through it (a team chat): with
+    such an adapter enabled, ``lettabot run`` refuses to start unless ``[access]`` says who
+    may talk. The local web chat is not public."""
+
+    def is_enabled(self, config: Config) -> bool:
+        """Whether ``lettabot run`` starts it (``config``: the whole config)."""
+        return bool(self.enabled)
+
+
+class ChatAdapterSettings(AdapterSettings):
+    """What every team-chat adapter shares."""
+
     allow_bots: bool = False
+    """Answer messages posted by other bots (loops are your problem then)."""
     unauthorized_reply: str = "Sorry, you are not allowed to use this bot."
-
-
-class SlackConfig(_ChatAdapterConfig):
-    """Slack (slack-bolt): Socket Mode (default, no public URL) or HTTP events."""
-
-    bot_token: SecretStr | None = None
-    app_token: SecretStr | None = None
-    signing_secret: SecretStr | None = None
-    mode: Literal["socket", "http"] = "socket"
-    http_host: str = "0.0.0.0"
-    http_port: int = Field(default=3000, ge=1, le=65535)
-    http_path: str = "/slack/events"
-    allowed_channels: list[str] = Field(default_factory=list)
-    denied_channels: list[str] = Field(default_factory=list)
-    api_url: str = "https://slack.com/api/"
-    """Slack Web API base URL (GovSlack: https://slack-gov.com/api/; tests: a local mock)."""
-
-    @model_validator(mode="after")
-    def _check(self) -> Self:
-        if not self.enabled:
-            return self
-        problems = []
-        if _blank(self.bot_token):
-            problems.append(_missing("bot_token", "slack.enabled = true"))
-        elif not self._secret(self.bot_token).startswith("xoxb-"):
-            problems.append(
-                Problem(
-                    "bot_token",
-                    "does not look like a bot token (expected xoxb-…)",
-                    "copy the Bot User OAuth Token from the app's OAuth & Permissions page",
-                )
-            )
-        if self.mode == "socket":
-            if _blank(self.app_token):
-                problems.append(_missing("app_token", 'slack.mode = "socket"'))
-            elif not self._secret(self.app_token).startswith("xapp-"):
-                problems.append(
-                    Problem(
-                        "app_token",
-                        "does not look like an app-level token (expected xapp-…)",
-                        "create one with the connections:write scope under Basic Information",
-                    )
-                )
-        if self.mode == "http" and _blank(self.signing_secret):
-            problems.append(_missing("signing_secret", 'slack.mode = "http"'))
-        return self._raise(problems)
-
-    @staticmethod
-    def _secret(value: SecretStr | None) -> str:
-        return value.get_secret_value().strip() if value else ""
-
-
-class DiscordConfig(_ChatAdapterConfig):
-    """Discord (discord.py). Empty ``guild_ids`` / ``allowed_channels``: wherever the bot is."""
-
-    token: SecretStr | None = None
-    guild_ids: list[int] = Field(default_factory=list)
-    allowed_channels: list[int] = Field(default_factory=list)
-    denied_channels: list[int] = Field(default_factory=list)
-    reply_mode: Literal["thread", "inline"] = "thread"
-
-    @model_validator(mode="after")
-    def _check(self) -> Self:
-        if self.enabled and _blank(self.token):
-            return self._raise([_missing("token", "discord.enabled = true")])
-        return self
+    """Sent to a user who is not in access.allowed_users. Empty string: stay silent."""
 
 
 def default_data_dir() -> Path:
@@ -535,7 +487,7 @@ class RouteRule(_Section):
     @model_validator(mode="after")
     def _not_empty(self) -> Self:
         if self.specificity == 0:
-            return self._raise([Problem("", "is a rule that matches everything",
+            return self.raise_problems([Problem("", "is a rule that matches everything",
                                         "give adapter, workspace, channel or dm, or mark the "
                                         "agent default = true instead")])
         return self
@@ -580,7 +532,7 @@ class AgentConfig(_Section):
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        return self._raise(_agent_problems(self.agent_id, self.allowed_tools or [],
+        return self.raise_problems(_agent_problems(self.agent_id, self.allowed_tools or [],
                                            self.disallowed_tools or []))
 
     def resolved(self, letta: LettaConfig) -> LettaConfig:
@@ -617,15 +569,27 @@ class Config(BaseSettings):
     turns: TurnsConfig = Field(default_factory=TurnsConfig)
     servers: ServersConfig = Field(default_factory=ServersConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
-    web: WebConfig = Field(default_factory=WebConfig)
-    slack: SlackConfig = Field(default_factory=SlackConfig)
-    discord: DiscordConfig = Field(default_factory=DiscordConfig)
     agents: list[AgentConfig] = Field(default_factory=list)
     """Several agents behind one bot (``[[agents]]``); none: one agent from ``[letta]``."""
     adapters: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    """Settings of third-party adapters, one table per adapter name: ``[adapters.teams]``."""
+    """Free-form settings of adapters that provide no settings model: ``[adapters.teams]``."""
+    # ... and one field per installed adapter's section ([web], [slack], [discord], ...),
+    # added by _composed() from the `lettabot.settings` entry points.
 
     _config_file: Path | None = PrivateAttr(default=None)
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        # Config(...) builds the class composed with the installed adapters' sections.
+        target = _composed() if cls is Config else cls
+        return cast(Self, super().__new__(target))
+
+    def sections(self) -> dict[str, AdapterSettings]:
+        """The installed adapters' sections, by adapter name."""
+        return {name: value for name in type(self).model_fields
+                if isinstance(value := getattr(self, name), AdapterSettings)}
+
+    def section(self, name: str) -> AdapterSettings | None:
+        return self.sections().get(name)
     _load_warnings: list[str] = PrivateAttr(default_factory=list)
 
     @property
@@ -706,25 +670,21 @@ class Config(BaseSettings):
         """Where the agent's tools run: ``letta.cwd``, else ``<data_dir>/workspace``."""
         return self.letta.cwd if self.letta.cwd else self.data_dir / "workspace"
 
-    @property
-    def web_enabled(self) -> bool:
-        """Whether the web chat runs (``auto``: when neither Slack nor Discord is enabled)."""
-        if self.web.enabled == "auto":
-            return not (self.slack.enabled or self.discord.enabled)
-        return bool(self.web.enabled)
-
     def enabled_adapters(self) -> list[str]:
-        """Names of the built-in adapters that ``lettabot run`` starts, plus enabled
-        third-party ones (``[adapters.<name>] enabled = true``)."""
-        names = [n for n in ("slack", "discord") if getattr(self, n).enabled]
-        if self.web_enabled:
-            names.append("web")
+        """Names of the adapters ``lettabot run`` starts: enabled team chats, then the
+        others (the web chat), then enabled free-form ones (``[adapters.<name>]``)."""
+        on = [(not s.public, n) for n, s in self.sections().items() if s.is_enabled(self)]
+        names = [n for _, n in sorted(on, key=lambda pair: pair[0])]
         names += [n for n, s in self.adapters.items() if s.get("enabled") is True]
         return names
 
+    def public_adapters(self) -> list[str]:
+        """Enabled adapters that people other than the operator reach (team chats)."""
+        return [n for n, s in self.sections().items() if s.public and s.is_enabled(self)]
+
     def refusals(self) -> list[Problem]:
         """Settings ``lettabot run`` refuses to start with (unsafe unless opted into)."""
-        public = [n for n in ("slack", "discord") if getattr(self, n).enabled]
+        public = self.public_adapters()
         access = self.access
         if public and not (access.allowed_users or access.approvers or access.open):
             return [Problem(
@@ -742,7 +702,7 @@ class Config(BaseSettings):
             out.append(
                 'letta.permission_mode is "unrestricted": every tool runs without asking anyone'
             )
-        public = [n for n in ("slack", "discord") if getattr(self, n).enabled]
+        public = self.public_adapters()
         if public and self.access.open and not self.access.allowed_users:
             out.append(f"access.open = true: everyone who can message the bot on "
                        f"{' and '.join(public)} may talk to it")
@@ -882,6 +842,14 @@ def _describe_error(err: Mapping[str, Any]) -> list[Problem]:
     key = _loc(loc)
     kind = err["type"]
     if kind == "extra_forbidden":
+        if len(loc) == 1 and isinstance(err.get("input"), dict):
+            close = difflib.get_close_matches(key, list(_composed().model_fields), n=1)
+            if close:
+                return [Problem(key, "unknown key", f"did you mean [{close[0]}]? (every key "
+                                f"is listed in {EXAMPLE_FILE})")]
+            return [Problem(key, "unknown key: no installed adapter reads this section",
+                            f"install the adapter that does (pip install lettabot-{key} "
+                            "for a built-in one), or remove the section")]
         return [
             Problem(
                 key,
@@ -959,7 +927,7 @@ def _unknown_env(env_file: Path | None) -> list[str]:
     names = set(os.environ)
     if env_file is not None and env_file.is_file():
         names |= {k for k in dotenv_values(env_file) if k}
-    known = {env_var(f) for f in Config.model_fields} | {CONFIG_ENV}
+    known = {env_var(f) for f in _composed().model_fields} | {CONFIG_ENV}
     problems = []
     for name in sorted(names):
         upper = name.upper()
@@ -989,6 +957,68 @@ def _blame(problem: Problem, dotenv: Path | None) -> Problem:
     else:
         return problem
     return Problem(problem.key, f"{problem.what} ({where})", problem.fix)
+
+
+SETTINGS_GROUP = "lettabot.settings"
+"""Entry points naming each adapter's :class:`AdapterSettings` subclass, by adapter name."""
+
+
+@functools.cache
+def _composed() -> type[Config]:
+    """:class:`Config` with one field per installed adapter's section."""
+    fields: dict[str, Any] = {}
+    for ep in sorted(entry_points(group=SETTINGS_GROUP), key=lambda e: e.name):
+        if ep.name in Config.model_fields or ep.name in fields:
+            continue  # a core section, or a second package claiming the name
+        model = ep.load()
+        if not (isinstance(model, type) and issubclass(model, AdapterSettings)):
+            raise TypeError(f"the {SETTINGS_GROUP} entry point {ep.name} = {ep.value} is "
+                            "not an AdapterSettings subclass")
+        fields[ep.name] = (model, Field(default_factory=model))
+    composed = create_model("Config", __base__=Config, __module__=__name__, **fields)
+    composed.__doc__ = Config.__doc__
+    return cast(type[Config], composed)
+
+
+def adapter_section_models() -> dict[str, type[AdapterSettings]]:
+    """The installed adapters' section models, by adapter name."""
+    return {name: cast(type[AdapterSettings], field.annotation)
+            for name, field in _composed().model_fields.items()
+            if isinstance(field.annotation, type)
+            and issubclass(field.annotation, AdapterSettings)}
+
+
+GENERATED_BEGIN = ("# ---- adapter sections: generated from the adapters' settings models by "
+                   "`lettabot example-config` ----")
+GENERATED_END = "# ---- end of the generated adapter sections ----"
+
+
+def section_example(name: str, model: type[AdapterSettings]) -> str:
+    """``[name]`` with every key commented out: the field's docstring, then ``key =`` its
+    first example (else its default)."""
+    lines = [f"[{name}]"]
+    for key, field in model.model_fields.items():
+        doc = " ".join(line.strip() for line in (field.description or "").splitlines())
+        if doc:
+            lines += textwrap.wrap(doc, width=92, initial_indent="# ",
+                                   subsequent_indent="# ")
+        if field.examples:
+            value = field.examples[0]
+        else:
+            value = field.get_default(call_default_factory=True)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        lines.append(f"# {key} = {_toml_value(value)}" if value is not None
+                     else f"# {key} =")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def adapter_examples() -> str:
+    """Every installed adapter's section, between the markers the example file keeps."""
+    parts = [section_example(name, model)
+             for name, model in sorted(adapter_section_models().items())]
+    return "\n".join([GENERATED_BEGIN, "", "\n".join(parts), GENERATED_END]) + "\n"
 
 
 def load_config(path: str | Path | None = None, *, env_file: str | Path | None = ".env") -> Config:

@@ -10,6 +10,7 @@ from typing import Any
 
 import anyio
 from lettabot_slack import SlackAdapter
+from lettabot_slack.settings import SlackConfig
 from slack_mock_api import MockSlack, SlackSender
 
 from lettabot.runtime.adapter import (
@@ -20,7 +21,6 @@ from lettabot.runtime.adapter import (
     InboundMessage,
     Scope,
 )
-from lettabot.runtime.config import SlackConfig
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 

@@ -3,13 +3,41 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, Self
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field, SecretStr, model_validator
 
-from lettabot.runtime.config import DiscordConfig
+from lettabot.runtime.config import ChatAdapterSettings, is_blank, missing
 
-__all__ = ["DiscordSettings"]
+__all__ = ["DiscordConfig", "DiscordSettings"]
+
+
+class DiscordConfig(ChatAdapterSettings):
+    """The ``[discord]`` section (``LETTABOT_DISCORD__*``): the ``lettabot.settings`` entry
+    point ``discord``. Discord (discord.py); empty ``guild_ids`` / ``allowed_channels``:
+    wherever the bot is."""
+
+    enabled: bool = False
+    """Run the Discord adapter. Needs token."""
+    token: SecretStr | None = Field(default=None, examples=["MTAx..."])
+    """Bot token (Developer Portal → Bot). Prefer LETTABOT_DISCORD__TOKEN."""
+    guild_ids: list[int] = Field(default_factory=list, examples=[[123456789012345678]])
+    """Guild (server) ids the bot works in. Empty: every guild it has joined."""
+    allowed_channels: list[int] = Field(default_factory=list,
+                                        examples=[[123456789012345679]])
+    """Channel ids the bot answers in. Empty: every channel it can read."""
+    denied_channels: list[int] = Field(default_factory=list,
+                                       examples=[[123456789012345680]])
+    """Channel ids the bot never answers in."""
+    reply_mode: Literal["thread", "inline"] = "thread"
+    """"thread": answer in a thread started from the message (one conversation per
+    thread); "inline": answer in the channel itself (one conversation per channel)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.enabled and is_blank(self.token):
+            return self.raise_problems([missing("token", "discord.enabled = true")])
+        return self
 
 
 class DiscordSettings(DiscordConfig):

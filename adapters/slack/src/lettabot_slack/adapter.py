@@ -34,11 +34,11 @@ from lettabot.runtime.adapter import (
     MessageRef,
     Scope,
 )
-from lettabot.runtime.config import SlackConfig
 from lettabot.runtime.inflight import InFlight
 from lettabot_slack import blocks, inbound, server
 from lettabot_slack.events import Filters, Identity
 from lettabot_slack.mrkdwn import MAX_TEXT, to_messages
+from lettabot_slack.settings import SlackConfig
 
 __all__ = ["WORKING_REACTION", "SlackAdapter"]
 

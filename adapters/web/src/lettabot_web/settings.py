@@ -1,4 +1,5 @@
-"""The web chat's settings, read from the ``[web]`` config section the runtime passes in."""
+"""The web chat's settings: the ``[web]`` section (:class:`WebConfig`, the
+``lettabot.settings`` entry point ``web``) and what the adapter runs with (:class:`WebSettings`)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,57 @@ import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr, model_validator
 
-from lettabot.runtime.config import ConfigError, is_loopback
+from lettabot.runtime.config import (
+    AdapterSettings,
+    ConfigError,
+    Problem,
+    env_var,
+    is_blank,
+    is_loopback,
+)
 
-__all__ = ["WebSettings", "WebSettingsError", "is_loopback"]
+if TYPE_CHECKING:
+    from lettabot.runtime.config import Config
+
+__all__ = ["WebConfig", "WebSettings", "WebSettingsError", "is_loopback"]
 
 DEFAULT_PORT = 8787
 USER_ID = "web-user"
+
+
+class WebConfig(AdapterSettings):
+    """The built-in browser chat."""
+
+    public: ClassVar[bool] = False  # one local user: whoever holds the page (and its token)
+
+    enabled: bool | Literal["auto"] = "auto"  # type: ignore[assignment]
+    """The built-in browser chat. "auto": on when no team-chat adapter (Slack, Discord) is
+    enabled."""
+    host: str = "127.0.0.1"
+    """Address to listen on. Anything other than loopback requires a token."""
+    port: int = Field(default=DEFAULT_PORT, ge=1, le=65535)
+    """Its port."""
+    token: SecretStr | None = Field(default=None, examples=["a-long-random-string"])
+    """Shared secret the browser must present; required when host is not loopback.
+    Prefer LETTABOT_WEB__TOKEN."""
+
+    def is_enabled(self, config: Config) -> bool:
+        if self.enabled == "auto":
+            return not config.public_adapters()
+        return bool(self.enabled)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.enabled is not False and not is_loopback(self.host) and is_blank(self.token):
+            return self.raise_problems([Problem(
+                "token", f"is required when the web chat listens on {self.host} (not loopback)",
+                f"set {env_var('web.token')} to a long random string, "
+                "or set web.host = \"127.0.0.1\"")])
+        return self
 
 
 class WebSettingsError(ConfigError):
