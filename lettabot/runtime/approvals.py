@@ -48,6 +48,7 @@ from lettabot.runtime.adapter import (
 )
 from lettabot.runtime.config import ApprovalsConfig, LettaConfig
 from lettabot.runtime.metrics import Metrics
+from lettabot.runtime.reveal import WARNING, reveal
 from lettabot.runtime.store import AllowRule, Approval, ApprovalStatus, Store, input_digest
 from lettabot.runtime.tool_guard import ToolGuard
 from lettabot.runtime.tool_rules import RuleProposal, matches, propose
@@ -193,13 +194,20 @@ def summarize_input(
     """
     diff = _render_diffs(diffs) if diffs else None
     command = tool_input.get("command")
-    if isinstance(command, str):
-        return _truncate(command, SUMMARY_LIMIT), diff
     path = tool_input.get("file_path") or tool_input.get("notebook_path")
-    if isinstance(path, str) and (tool_name in EDIT_TOOLS or diff):
-        return _truncate(path, SUMMARY_LIMIT), diff
-    text = json.dumps(dict(tool_input), ensure_ascii=False, default=str, sort_keys=True)
-    return _truncate(text, SUMMARY_LIMIT), diff
+    if isinstance(command, str):
+        text = command
+    elif isinstance(path, str) and (tool_name in EDIT_TOOLS or diff):
+        text = path
+    else:
+        text = json.dumps(dict(tool_input), ensure_ascii=False, default=str, sort_keys=True)
+    # Shown as it runs: a bidi override or a zero-width character cannot disguise it.
+    text, hidden = reveal(text)
+    if diff is not None:
+        diff, hidden_in_diff = reveal(diff)
+        hidden = hidden or hidden_in_diff
+    summary = _truncate(text, SUMMARY_LIMIT)
+    return (f"{WARNING}\n{summary}" if hidden else summary), diff
 
 
 @dataclass(eq=False)

@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 
 from lettabot.runtime.adapter import Adapter, MessageRef, Scope
+from lettabot.runtime.reveal import reveal
 
 __all__ = ["ReplyStream", "close_open_markup", "split_message", "tool_line"]
 
@@ -148,7 +149,7 @@ def tool_line(tool_name: str, tool_input: dict[str, Any], width: int = 80) -> st
     detail = tool_input.get("command") or tool_input.get("file_path") or tool_input.get("path")
     if not isinstance(detail, str):
         detail = json.dumps(tool_input, ensure_ascii=False, default=str) if tool_input else ""
-    detail = " ".join(detail.split()).replace("`", "'")
+    detail = reveal(" ".join(detail.split()).replace("`", "'"))[0]
     if len(detail) > width:
         detail = detail[: width - 1] + "…"
     return f"🔧 {tool_name}: `{detail}`" if detail else f"🔧 {tool_name}"

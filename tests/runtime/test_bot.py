@@ -403,3 +403,26 @@ async def test_a_message_sent_while_a_reset_runs_goes_to_the_new_conversation(
     assert chat.texts(scope)[-1] == "Your first message was: what was my first message?"
     new = await bot.store.get_route(scope.key)
     assert new is not None and new.conversation_id != old.conversation_id
+
+
+async def test_an_approval_shows_invisible_characters_so_a_command_cannot_be_disguised(
+    module_bot: tuple[Bot, TestChat], module_home: LettaHome,
+) -> None:
+    """A right-to-left override makes ``echo safe #‮txt.exe`` read differently than it runs;
+    zero-width spaces hide text. The prompt (every adapter renders ``input_summary``) and
+    the chat's tool line show them as ⟦U+…⟧ with a warning."""
+    _, chat = module_bot
+    scope = chat.scope("C-bidi", "bidi")
+    target = module_home.workdir / "bidi.txt"
+    command = f"echo ok > {target} #\u202etxt.exe\u200b"
+    await chat.push(f"run: {command}", scope=scope, user="U1")
+    prompt = await chat.wait_prompt(scope)
+    summary = prompt.view.input_summary
+    assert summary.startswith("⚠️ invisible characters")
+    assert "⟦U+202E⟧" in summary and "⟦U+200B⟧" in summary
+    assert "\u202e" not in summary and "\u200b" not in summary
+    await chat.click(prompt.request_id, "deny", user="U1")
+    await chat.wait_done(scope)
+    assert "\u202e" not in chat.transcript(scope)
+    assert not target.exists()
+

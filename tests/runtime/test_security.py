@@ -327,3 +327,13 @@ async def test_the_store_keeps_only_what_it_needs(
             with anyio.fail_after(10):
                 while await remembered(store) != 1:  # noqa: ASYNC110 (polling the database)
                     await anyio.sleep(0.05)
+
+
+def test_reveal_keeps_ordinary_text_and_marks_every_hidden_character() -> None:
+    from lettabot.runtime.reveal import reveal
+
+    assert reveal("ls -la ~/src\n\tgrep 'café' | wc") == ("ls -la ~/src\n\tgrep 'café' | wc", False)
+    for char in ("\u202a", "\u202e", "\u2066", "\u2069", "\u200b", "\u200f", "\u2060",
+                 "\ufeff", "\x1b", "\u2028", "\u00a0", "\u3000", "\U000e0041"):
+        shown, hidden = reveal(f"a{char}b")
+        assert hidden and shown == f"a⟦U+{ord(char):04X}⟧b", repr(char)
