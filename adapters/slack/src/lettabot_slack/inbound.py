@@ -123,6 +123,17 @@ def register(adapter: SlackAdapter) -> None:
 
     app.command(COMMAND)(on_command)
 
+    # Last (Bolt runs the first listener that matches): everything else Slack may send is
+    # acknowledged and dropped, so it gets 200 (no retries, the subscription stays on) and
+    # Bolt's "unhandled request" warning, which quotes the request, is never logged.
+    async def ignore(ack: AsyncAck) -> None:
+        await ack()
+
+    anything = re.compile(".*")
+    for register in (app.event, app.action, app.command, app.view, app.shortcut,
+                     app.options):
+        register(anything)(ignore)
+
 
 def text_command(text: str) -> str | None:
     """``reset`` / ``/reset`` / ``!reset`` alone in a message addressed to the bot."""

@@ -1,8 +1,9 @@
 """Inbound transports: Socket Mode (a WebSocket Slack opens for us) or an HTTP endpoint.
 
-HTTP: an aiohttp server on ``http_host:http_port`` that hands each POST to Bolt, which
-checks the signature (``X-Slack-Signature``, signing secret) and rejects requests whose
-timestamp is more than 5 minutes off with 401.
+HTTP: an aiohttp server on ``http_host:http_port``. Each POST is screened first
+(:mod:`lettabot_slack.screen`: signature, timestamp within 5 minutes, a body of a shape Slack
+sends — else 4xx, never the body in the log), then handed to Bolt; what no listener of ours
+handles is acknowledged with 200.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import anyio
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+from lettabot_slack.screen import screen
 
 if TYPE_CHECKING:
     from lettabot_slack.adapter import SlackAdapter
@@ -27,8 +30,23 @@ async def serve_http(adapter: SlackAdapter) -> None:
     """Serve the Events API endpoint until cancelled."""
     settings = adapter.settings
 
+    secret = settings.signing_secret.get_secret_value() if settings.signing_secret else ""
+
     async def handle(request: web.Request) -> web.Response:
-        bolt_response = await adapter.app.async_dispatch(await to_bolt_request(request))
+        body = await request.read()  # over client_max_size: aiohttp answers 413 itself
+        rejection = screen(body, request.headers, secret)
+        if rejection is not None:
+            log.warning("slack: refused a request from %s: %s (HTTP %d)", request.remote,
+                        rejection.reason, rejection.status)
+            return web.Response(status=rejection.status, text=rejection.reason,
+                                headers={"X-Slack-No-Retry": "1"})
+        try:
+            bolt_response = await adapter.app.async_dispatch(await to_bolt_request(request))
+        except Exception as exc:  # never the body: it may hold anything
+            log.error("slack: could not handle a request (%s: %s)", type(exc).__name__, exc)
+            return web.Response(status=500, text="internal error")
+        if bolt_response.status == 404:  # nothing of ours handles it: seen, not an error
+            return web.Response(status=200)
         return await to_aiohttp_response(bolt_response)
 
     web_app = web.Application(client_max_size=1024 * 1024)
