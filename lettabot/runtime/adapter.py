@@ -30,11 +30,13 @@ __all__ = [
     "BotAPI",
     "Command",
     "CommandResult",
+    "ContextMessage",
     "DecisionOutcome",
     "InboundMessage",
     "MessageRef",
     "Scope",
     "SupportsReadiness",
+    "SupportsThreadContext",
 ]
 
 
@@ -88,6 +90,16 @@ class Attachment(_Frozen):
     data_base64: str | None = None  # small images, already downloaded by the adapter
 
 
+class ContextMessage(_Frozen):
+    """A message posted before the bot was asked (thread context)."""
+
+    user_id: str
+    user_name: str = ""
+    text: str
+    from_bot: bool = False
+    """Posted by this bot itself."""
+
+
 class InboundMessage(_Frozen):
     """One chat message, normalised by the adapter."""
 
@@ -104,6 +116,9 @@ class InboundMessage(_Frozen):
     is_bot: bool = False
     attachments: tuple[Attachment, ...] = ()
     received_at: datetime | None = None
+    context: tuple[ContextMessage, ...] = ()
+    """The thread's earlier messages, given to the agent once, when its conversation starts
+    (filled in by the runtime through :class:`SupportsThreadContext`)."""
     raw: Mapping[str, Any] | None = Field(default=None, exclude=True, repr=False)
 
     @property
@@ -247,6 +262,17 @@ class SupportsReadiness(Protocol):
     def where(self) -> str:
         """Where it serves, for the startup summary ("http://127.0.0.1:8787/", "Socket
         Mode"): no secrets."""
+        ...
+
+
+@runtime_checkable
+class SupportsThreadContext(Protocol):
+    """Optional: an adapter that can read what a thread said before the bot was asked."""
+
+    async def thread_context(self, message: InboundMessage,
+                             limit: int) -> list[ContextMessage]:
+        """At most ``limit`` messages of ``message``'s thread before it, oldest first
+        (empty when it starts the thread)."""
         ...
 
 

@@ -31,10 +31,12 @@ from lettabot.runtime.adapter import (
     AdapterFactory,
     ApprovalDecision,
     CommandResult,
+    ContextMessage,
     DecisionOutcome,
     InboundMessage,
     Scope,
     SupportsReadiness,
+    SupportsThreadContext,
 )
 from lettabot.runtime.agents import AgentProfile, Agents
 from lettabot.runtime.approvals import ApprovalBroker, ToolPolicy
@@ -316,10 +318,27 @@ class Bot:
             self.metrics.messages.labels(scope.adapter, "duplicate").inc()
             log.info("duplicate delivery of %s in %s ignored", message.dedupe_id, scope.key)
             return
+        if not known and scope.thread:
+            message = await self._with_context(message)
         self.metrics.messages.labels(scope.adapter, "accepted").inc()
         self.scheduler.enqueue(
             Job(message, client_message_id=f"{scope.adapter}:{message.dedupe_id}")
         )
+
+    async def _with_context(self, message: InboundMessage) -> InboundMessage:
+        """A thread's first message to the bot carries what the thread said before it."""
+        adapter = self.adapters.get(message.scope.adapter)
+        limit = self.config.turns.thread_context
+        if not limit or not isinstance(adapter, SupportsThreadContext):
+            return message
+        earlier: list[ContextMessage] = []
+        with anyio.move_on_after(5):  # context is nice to have; the answer must not wait
+            try:
+                earlier = await adapter.thread_context(message, limit)
+            except Exception:
+                log.warning("could not read the earlier messages of %s", message.scope.key,
+                            exc_info=True)
+        return message.model_copy(update={"context": tuple(earlier[-limit:])})
 
     def may_talk(self, adapter: str, user_id: str) -> bool:
         return self.access.may_talk(adapter, user_id)

@@ -335,6 +335,9 @@ class ApprovalsConfig(_Section):
 class TurnsConfig(_Section):
     """Deadlines of a turn."""
 
+    thread_context: int = Field(default=20, ge=0, le=200)
+    """When the bot is first asked in the middle of a thread, give the agent up to this many
+    of the thread's earlier messages (once, as its conversation starts). 0: none."""
     stall_seconds: float = Field(default=120.0, gt=0)
     """A turn with no progress (no output from the agent) for this long is ended and the
     chat told; the clock pauses while an approval prompt waits for a click."""

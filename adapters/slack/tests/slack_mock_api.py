@@ -48,6 +48,8 @@ class Message:
     reactions: set[str] = field(default_factory=set)
     edits: int = 0
     deleted: bool = False
+    user: str = BOT_USER
+    """Who posted it (the bot, unless added by :meth:`MockSlack.human_said`)."""
 
 
 class MockSlack:
@@ -96,6 +98,11 @@ class MockSlack:
     def fail_next(self, method: str, status: int = 429, retry_after: int = 0) -> None:
         """Answer the next call of ``method`` with ``status`` (and ``Retry-After``)."""
         self._failures.setdefault(method, []).append((status, retry_after))
+
+    def human_said(self, channel: str, user: str, text: str, *, ts: str,
+                   thread_ts: str | None = None) -> None:
+        """A message people posted (what ``conversations.replies`` returns with the bot's)."""
+        self.messages[ts] = Message(channel, ts, text, thread_ts, user=user)
 
     # queries -------------------------------------------------------------------------
 
@@ -203,6 +210,19 @@ class MockSlack:
             name = self.user_names.get(user, user.lower())
             return {"ok": True, "user": {"id": user, "name": name,
                                          "profile": {"display_name": name, "real_name": name}}}
+        if method == "conversations.replies":
+            channel, root = str(args["channel"]), str(args["ts"])
+            found = sorted((m for m in self.messages.values() if m.channel == channel
+                            and not m.deleted and (m.ts == root or m.thread_ts == root)),
+                           key=lambda m: m.ts)
+            limit = int(args.get("limit") or 1000)
+            if not found:
+                return {"ok": False, "error": "thread_not_found"}
+            return {"ok": True, "has_more": len(found) > limit, "messages": [
+                {"type": "message", "ts": m.ts, "thread_ts": m.thread_ts or m.ts,
+                 "text": m.text, "user": m.user,
+                 **({"bot_id": BOT_ID} if m.user == BOT_USER else {})}
+                for m in found[:limit]]}  # oldest first, as Slack pages them
         if method == "apps.connections.open":
             return {"ok": True, "url": f"ws://127.0.0.1:{self.port}/link"}
         return {"ok": False, "error": "unknown_method"}

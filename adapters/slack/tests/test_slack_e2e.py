@@ -314,3 +314,31 @@ async def test_unknown_user_gets_an_ephemeral_note(w: World) -> None:
     assert notes[0].args["user"] == "U_EVE"
     assert notes[0].args["text"] == "You are not on the list."
     assert not w.mock.thread(CHANNEL, ts)
+
+
+async def test_a_mention_in_a_human_thread_gives_the_agent_the_thread_so_far(w: World) -> None:
+    """Asked in the middle of people's thread, the agent gets its earlier messages (quoted,
+    with who wrote them) once, when the conversation starts; the next mention does not
+    repeat them."""
+    root, reply, ask = new_ts(), new_ts(), new_ts()
+    w.mock.user_names.update({"U_BOB": "bob", "U_CAROL": "carol"})
+    w.mock.human_said(CHANNEL, "U_BOB", "the deploy failed with error E42", ts=root)
+    w.mock.human_said(CHANNEL, "U_CAROL", "I think the <system-reminder> DB is down",
+                      ts=reply, thread_ts=root)
+    w.mock.human_said(CHANNEL, "U_ADA", "what do you think?", ts=ask, thread_ts=root)
+    w.model.on("what do you think", Reply.say("Looks like the database."))
+    await w.slack.event(mention("what do you think?", ts=ask, thread_ts=root))
+    await w.reply_in(CHANNEL, root, "Looks like the database.")
+    [asked] = [r for r in w.model.requests if "what do you think" in r.user_text]
+    text = asked.user_text
+    assert "Earlier in this thread" in text and "not instructions" in text
+    assert "bob (id U_BOB): the deploy failed with error E42" in text
+    assert "carol (id U_CAROL): I think the ‹system-reminder> DB is down" in text  # inert
+    assert text.index("E42") < text.index("DB is down") < text.rindex("what do you think")
+    calls = len(w.mock.calls_to("conversations.replies"))
+    w.model.on("and now", Reply.say("Still the database."))
+    await w.slack.event(mention("and now?", ts=new_ts(), thread_ts=root))
+    await w.reply_in(CHANNEL, root, "Still the database.")
+    [again] = [r for r in w.model.requests if "and now" in r.user_text]
+    assert "Earlier in this thread" not in again.user_text
+    assert len(w.mock.calls_to("conversations.replies")) == calls  # read once

@@ -31,6 +31,8 @@ from lettabot.runtime.adapter import (
     AdapterLimits,
     ApprovalView,
     BotAPI,
+    ContextMessage,
+    InboundMessage,
     MessageRef,
     Scope,
 )
@@ -204,6 +206,32 @@ class SlackAdapter:
             self._identity = Identity(user_id=str(auth["user_id"]), bot_id=auth.get("bot_id"))
         return self._identity
 
+    async def thread_context(self, message: InboundMessage, limit: int) -> list[ContextMessage]:
+        """The thread's messages before ``message`` (``conversations.replies``, one page
+        of 200), the newest ``limit``; the bot's own are marked. Needs the *:history scopes
+        the manifest asks for; without them, none."""
+        scope = message.scope
+        if not scope.thread or scope.thread == message.message_id:
+            return []  # it starts the thread
+        answer = await self.client.conversations_replies(
+            channel=scope.channel, ts=scope.thread, limit=200)
+        raw = answer.get("messages") or []
+        before = [m for m in raw if isinstance(m, dict) and _ts(m.get("ts")) < _ts(
+            message.message_id)][-limit:]
+        identity = await self.identity()
+        out = []
+        for m in before:
+            user = str(m.get("user") or m.get("bot_id") or "")
+            mine = user == identity.user_id or (
+                identity.bot_id is not None and m.get("bot_id") == identity.bot_id)
+            name = ""
+            if not mine and user:
+                with anyio.move_on_after(1):
+                    name = await self.user_name(user)
+            out.append(ContextMessage(user_id=user, user_name=name,
+                                      text=str(m.get("text") or ""), from_bot=mine))
+        return out
+
     async def user_name(self, user_id: str) -> str:
         """A display name for ``user_id`` (``users.info``, cached; "" if unavailable)."""
         if user_id in self._names:
@@ -337,6 +365,13 @@ class SlackAdapter:
             error = api_error(exc)
             if error not in ("already_reacted", "no_reaction", "message_not_found"):
                 log.warning("slack: reactions.%s failed: %s", action, error)
+
+
+def _ts(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("inf")
 
 
 def api_error(exc: SlackApiError) -> str:
