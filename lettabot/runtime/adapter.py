@@ -32,6 +32,7 @@ __all__ = [
     "CommandResult",
     "ContextMessage",
     "DecisionOutcome",
+    "HistoryEntry",
     "InboundMessage",
     "MessageRef",
     "Scope",
@@ -98,6 +99,13 @@ class ContextMessage(_Frozen):
     text: str
     from_bot: bool = False
     """Posted by this bot itself."""
+
+
+class HistoryEntry(_Frozen):
+    """One message of a conversation as people saw it (``BotAPI.history``)."""
+
+    role: Literal["user", "assistant"]
+    text: str
 
 
 class InboundMessage(_Frozen):
@@ -205,6 +213,11 @@ class BotAPI(Protocol):
     def may_talk(self, adapter: str, user_id: str) -> bool:
         """Whether this user may talk to the bot. Adapters ask before any side effect a
         message would cause (opening a thread, a reaction), so a refused user causes none."""
+        ...
+
+    async def history(self, scope: Scope, limit: int = 100) -> list[HistoryEntry]:
+        """The scope's conversation so far, oldest first (empty if it has none): for a page
+        that lost what it showed (a restart)."""
         ...
 
     def platform_error(self, adapter: str, status: int | str) -> None:

@@ -33,6 +33,7 @@ from lettabot.runtime.adapter import (
     CommandResult,
     ContextMessage,
     DecisionOutcome,
+    HistoryEntry,
     InboundMessage,
     Scope,
     SupportsReadiness,
@@ -42,6 +43,7 @@ from lettabot.runtime.agents import AgentProfile, Agents
 from lettabot.runtime.approvals import ApprovalBroker, ToolPolicy
 from lettabot.runtime.commands import Commands
 from lettabot.runtime.config import Config, ConfigError, LettaConfig
+from lettabot.runtime.history import entries_from
 from lettabot.runtime.metrics import Metrics, ServerSample, StateSample, rss_bytes
 from lettabot.runtime.providers import connect_providers
 from lettabot.runtime.router import Router
@@ -345,6 +347,18 @@ class Bot:
 
     def platform_error(self, adapter: str, status: int | str) -> None:
         self.metrics.platform_call(adapter, status)
+
+    async def history(self, scope: Scope, limit: int = 100) -> list[HistoryEntry]:
+        route = await self.store.get_route(scope.key)
+        if route is None:
+            return []
+        try:
+            messages = await self.client.list_conversation_messages(
+                route.conversation_id, limit=limit, order="desc")
+        except sdk.LettaSDKError as exc:
+            log.warning("could not read the history of %s: %s", scope.key, exc)
+            return []
+        return entries_from(list(reversed(messages)))
 
     async def decide_approval(
         self, request_id: str, decision: ApprovalDecision, user_id: str, user_name: str = ""

@@ -25,7 +25,7 @@ import itertools
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, SecretStr
 
@@ -255,6 +255,24 @@ class LettaClient:
             wire["baseUrl"] = base_url
         return await self._manage(server, None, lambda conn, t: connect_provider_on(
             conn, provider_id, wire, name=name, auth_method=auth_method, timeout=t))
+
+    async def list_conversation_messages(
+        self, conversation_id: str, *, limit: int = 50,
+        order: Literal["asc", "desc"] = "desc", before: str | None = None,
+        server: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """A conversation's stored messages as raw Letta message dicts, without opening a
+        session on it (newest first by default; page back with ``before=<oldest id>``)."""
+        from lettabot.sdk._internal.app_server.conversations import messages_on
+
+        wire, agent = _wire_conversation(conversation_id)
+        query: dict[str, Any] = {"limit": limit, "order": order}
+        if before:
+            query["before"] = before
+        if agent:
+            query["agent_id"] = agent
+        return await self._manage(server, conversation_id, lambda conn, t: messages_on(
+            conn, wire, query, t))
 
     async def prompt(self, message: UserContent, agent_id: str | None = None,
                      **options: Any) -> ResultMessage:

@@ -341,3 +341,50 @@ def test_a_busy_port_is_a_clear_error(tmp_path: Path, demo_bot: RunningBot) -> N
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"web.port: cannot listen on 127.0.0.1:{port}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_after_a_restart_a_tab_shows_its_conversation_again(
+    context: BrowserContext, tmp_path: Path,
+) -> None:
+    """The page's transcript lives in the lettabot process; after `lettabot run` restarts,
+    the tab shows its conversation again from the conversation's stored messages."""
+    port = free_port()
+    env = {"LETTABOT_WEB__PORT": str(port)}
+    bot = start_lettabot(tmp_path / "restart", "--demo", env=env)
+    try:
+        page = open_chat(context, bot)
+        say(page, "hello before the restart")
+        expect(last_reply(page)).to_have_text("You said: hello before the restart")
+        expect(page.locator("#typing")).to_be_hidden(timeout=90_000)
+    finally:
+        assert bot.stop() == 0
+    bot = start_lettabot(tmp_path / "restart", "--demo", env=env)
+    try:
+        page.reload()
+        expect(page.locator("#conn")).to_have_text("connected")
+        expect(page.locator(".msg.user .bubble").first).to_have_text(
+            "hello before the restart")
+        expect(last_reply(page)).to_have_text("You said: hello before the restart")
+        say(page, "what was my first message?")  # and the same conversation goes on
+        expect(last_reply(page)).to_have_text(
+            "Your first message was: hello before the restart")
+    finally:
+        assert bot.stop() == 0
+
+
+def test_a_duplicated_tab_gets_its_own_conversation(
+    context: BrowserContext, demo_bot: RunningBot,
+) -> None:
+    first = open_chat(context, demo_bot)
+    say(first, "I am the first tab")
+    expect(last_reply(first)).to_have_text("You said: I am the first tab")
+    tab = first.evaluate("sessionStorage['lettabot-tab']")
+    twin = context.new_page()  # what "Duplicate tab" does: a copy of sessionStorage
+    twin.add_init_script(f"sessionStorage.setItem('lettabot-tab', {tab!r})")
+    twin.goto(demo_bot.url)
+    expect(twin.locator("#conn")).to_have_text("connected")
+    assert twin.evaluate("sessionStorage['lettabot-tab']") != tab
+    assert twin.locator(".msg").count() == 0  # not the first tab's conversation
+    first.reload()  # a reload of the first tab keeps its own
+    expect(first.locator(".msg.user .bubble").first).to_have_text("I am the first tab")
+    assert first.evaluate("sessionStorage['lettabot-tab']") == tab

@@ -15,6 +15,7 @@ from lettabot.runtime.adapter import (
     ApprovalDecision,
     CommandResult,
     DecisionOutcome,
+    HistoryEntry,
     InboundMessage,
     Scope,
 )
@@ -42,6 +43,9 @@ class RecordingBot:
 
     def may_talk(self, adapter: str, user_id: str) -> bool:
         return user_id not in self.refused
+
+    async def history(self, scope: Scope, limit: int = 100) -> list[HistoryEntry]:
+        return []
 
     def platform_error(self, adapter: str, status: int | str) -> None:
         self.platform_errors.append((adapter, str(status)))

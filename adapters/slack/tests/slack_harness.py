@@ -18,6 +18,7 @@ from lettabot.runtime.adapter import (
     BotAPI,
     CommandResult,
     DecisionOutcome,
+    HistoryEntry,
     InboundMessage,
     Scope,
 )
@@ -67,6 +68,9 @@ class RecordingBot:
 
     refused: set[str] = field(default_factory=set)
     platform_errors: list[tuple[str, str]] = field(default_factory=list)
+
+    async def history(self, scope: Scope, limit: int = 100) -> list[HistoryEntry]:
+        return []
 
     def platform_error(self, adapter: str, status: int | str) -> None:
         self.platform_errors.append((adapter, str(status)))

@@ -207,6 +207,16 @@ def build_app(settings: WebSettings, hub: Hub, bot: BotAPI) -> Starlette:
         await websocket.send_text(
             _json({"type": "hello", "demo": settings.demo, "user": settings.user_name})
         )
+        if hub.needs_restore(tab):  # after a restart: the conversation's stored messages
+            with anyio.move_on_after(10):
+                try:
+                    entries = await bot.history(scope_for(tab))
+                except Exception:
+                    log.warning("web: could not restore the history of tab %s", tab,
+                                exc_info=True)
+                    entries = []
+                hub.restore(tab, [("user" if e.role == "user" else "bot", e.text)
+                                  for e in entries])
         with hub.subscribe(tab) as receive:
             async with anyio.create_task_group() as tg:
 

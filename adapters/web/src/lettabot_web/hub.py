@@ -45,6 +45,7 @@ class Item:
 class _Tab:
     items: OrderedDict[str, Item] = field(default_factory=OrderedDict)
     subscribers: set[MemoryObjectSendStream[Event]] = field(default_factory=set)
+    restored: bool = False
 
 
 class Hub:
@@ -126,6 +127,24 @@ class Hub:
     def signal(self, tab: str, event: Event) -> None:
         """A transient event (typing, a brief notice): published, not kept."""
         self._publish(self._tab(tab), event)
+
+    def needs_restore(self, tab: str) -> bool:
+        """True once per tab this process has shown nothing of (after a restart): the
+        caller then fills it from the conversation's stored messages."""
+        state = self._tab(tab)
+        if state.restored or state.items:
+            return False
+        state.restored = True
+        return True
+
+    def restore(self, tab: str, entries: list[tuple[ItemKind, str]]) -> None:
+        """Put a conversation's earlier messages at the top of an empty transcript."""
+        state = self._tab(tab)
+        if state.items:
+            return  # something new arrived meanwhile: keep it, do not mix
+        for kind, text in entries[-self._max_items:]:
+            item = Item(self.new_id(), kind, text, {"restored": True})
+            state.items[item.id] = item
 
     def snapshot(self, tab: str) -> list[dict[str, Any]]:
         return [item.to_json() for item in self._tab(tab).items.values()]

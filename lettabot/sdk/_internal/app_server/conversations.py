@@ -8,7 +8,7 @@ from lettabot.sdk._internal.app_server.connection import Connection
 from lettabot.sdk.errors import ProcessError
 from lettabot.sdk.types import ConversationInfo
 
-__all__ = ["fork_on", "list_on", "update_on"]
+__all__ = ["fork_on", "list_on", "messages_on", "update_on"]
 
 
 def _checked(answer: dict[str, Any], what: str) -> dict[str, Any]:
@@ -51,3 +51,13 @@ async def list_on(conn: Connection, agent_id: str, *, limit: int, include_archiv
     out = [ConversationInfo.from_wire(c) for c in answer.get("conversations") or []
            if isinstance(c, dict) and c.get("id")]
     return [c for c in out if include_archived or not c.archived]
+
+
+async def messages_on(conn: Connection, conversation_id: str, query: dict[str, Any],
+                      timeout: float) -> list[dict[str, Any]]:  # noqa: ASYNC109
+    """One page of a conversation's stored messages (no session needed)."""
+    frame = {"type": "conversation_messages_list", "request_id": conn.new_id("conv-msgs"),
+             "conversation_id": conversation_id, "query": query}
+    answer = _checked(await conn.request(frame, "conversation_messages_list_response",
+                                         timeout), f"list the messages of {conversation_id!r}")
+    return [m for m in answer.get("messages") or [] if isinstance(m, dict)]

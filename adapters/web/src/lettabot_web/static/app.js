@@ -13,9 +13,33 @@ function newTabId() {
   crypto.getRandomValues(bytes);
   return "t" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
-const TAB = sessionStorage.getItem("lettabot-tab") || newTabId();
-sessionStorage.setItem("lettabot-tab", TAB);
-document.body.dataset.tab = TAB;
+// A tab keeps its id (sessionStorage) across reloads. A duplicated tab starts with a copy
+// of it: before connecting, ask the other open pages whether one already uses the id, and
+// take a new one (a new conversation) if so.
+const tabs = "BroadcastChannel" in window ? new BroadcastChannel("lettabot-tabs") : null;
+let TAB = sessionStorage.getItem("lettabot-tab") || newTabId();
+let claimed = false;
+if (tabs) {
+  tabs.onmessage = (e) => {
+    const msg = e.data || {};
+    if (msg.ask === TAB && claimed) tabs.postMessage({ taken: TAB });
+    else if (msg.taken === TAB && !claimed) TAB = newTabId();
+  };
+}
+
+function claimTab() {
+  return new Promise((resolve) => {
+    const done = () => {
+      claimed = true;
+      sessionStorage.setItem("lettabot-tab", TAB);
+      document.body.dataset.tab = TAB;
+      resolve(TAB);
+    };
+    if (!tabs) return done();
+    tabs.postMessage({ ask: TAB });
+    setTimeout(done, 250);
+  });
+}
 
 // ---------- markdown (safe: builds DOM nodes from text) ----------
 
@@ -291,5 +315,5 @@ for (const chip of document.querySelectorAll("[data-try]")) {
   chip.addEventListener("click", () => { input.value = chip.dataset.try; autosize(); input.focus(); });
 }
 
-connect();
+claimTab().then(connect);
 input.focus();
