@@ -303,11 +303,13 @@ class TurnRunner:
         log.warning("turn failed: %s (%s)", result.error, result.error_code)
         return f"⚠️ Sorry — this turn failed: {_short(result.error)}"
 
-    @staticmethod
-    async def _typing(adapter: Adapter, scope: Scope) -> None:
+    async def _typing(self, adapter: Adapter, scope: Scope) -> None:
         if not adapter.limits.can_type:
             return
         while True:
+            if self._waiting_for_click(scope):  # not working: waiting for a person
+                await anyio.sleep(0.5)
+                continue
             try:
                 await adapter.typing(scope)
             except Exception:

@@ -388,3 +388,26 @@ def test_a_duplicated_tab_gets_its_own_conversation(
     first.reload()  # a reload of the first tab keeps its own
     expect(first.locator(".msg.user .bubble").first).to_have_text("I am the first tab")
     assert first.evaluate("sessionStorage['lettabot-tab']") == tab
+
+
+def test_the_page_says_working_only_while_the_agent_works_and_shows_queued_messages(
+    context: BrowserContext, demo_bot: RunningBot,
+) -> None:
+    page = open_chat(context, demo_bot)
+    say(page, "tell me a story")  # streams for several seconds
+    expect(page.locator("#typing")).to_be_visible()
+    say(page, "and then?")  # sent while the agent works: it waits its turn
+    queued = page.locator(".msg.user.queued .bubble")
+    expect(queued).to_have_text("and then?")
+    expect(last_reply(page)).to_have_text("You said: and then?", timeout=90_000)
+    expect(queued).to_have_count(0)
+    expect(page.locator("#typing")).to_be_hidden(timeout=30_000)
+    say(page, f"run: echo waiting > waiting-{uuid.uuid4().hex[:6]}.txt")
+    card = page.locator(".card").last
+    expect(card.locator("button[data-decision=deny]")).to_be_visible()
+    # the agent is not working now: it waits for a click, and the page says so
+    expect(page.locator("#waiting")).to_be_visible()
+    page.wait_for_timeout(5000)  # longer than the runtime's typing interval (4 s)
+    expect(page.locator("#typing")).to_be_hidden()
+    card.locator("button[data-decision=deny]").click()
+    expect(page.locator("#waiting")).to_be_hidden()

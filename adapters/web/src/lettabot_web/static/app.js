@@ -184,25 +184,45 @@ function upsert(item) {
   const stick = log.scrollHeight - log.scrollTop - log.clientHeight < 80;
   const node = renderItem(item);
   const old = nodes.get(item.id);
-  if (old) old.replaceWith(node);
-  else log.append(node);
+  if (old) {
+    if (old.classList.contains("queued")) node.classList.add("queued");
+    old.replaceWith(node);
+  } else {
+    // Sent while the agent works (or waits for a click): it waits its turn (see "done").
+    if (item.kind === "user" && !item.restored && (busy() || waitingForClick())) {
+      node.classList.add("queued");
+    }
+    log.append(node);
+  }
   nodes.set(item.id, node);
   $("empty").hidden = true;
   if (stick || !old) log.scrollTop = log.scrollHeight;
+  showState();
+}
+
+function busy() { return document.body.dataset.busy === "1"; }
+function waitingForClick() { return log.querySelector(".card:not(.approved):not(.denied)") !== null; }
+
+// "working…" only while the agent works; while a card waits for a click, say that instead.
+function showState() {
+  const waiting = waitingForClick();
+  $("waiting").hidden = !waiting;
+  typingRow.hidden = waiting || !busy();
 }
 
 function clearLog() {
   for (const node of nodes.values()) node.remove();
   nodes.clear();
   $("empty").hidden = false;
+  showState();
 }
 
 // The runtime repeats "typing" every few seconds while a turn runs and sends "done" at its end.
 function setTyping(on) {
   clearTimeout(typingTimer);
-  typingRow.hidden = !on;
   document.body.dataset.busy = on ? "1" : "";
   if (on) typingTimer = setTimeout(() => setTyping(false), 10000);
+  showState();
 }
 
 function toast(text, kind) {
@@ -280,7 +300,12 @@ function connect() {
       case "item": upsert(ev.item); break;
       case "clear": clearLog(); break;
       case "typing": setTyping(true); break;
-      case "done": setTyping(false); break;
+      case "done": {  // a turn ended: the oldest queued message's turn starts now
+        const next = log.querySelector(".msg.user.queued");
+        if (next) next.classList.remove("queued");
+        setTyping(false);
+        break;
+      }
       case "notice": toast(ev.text); break;
     }
   };
