@@ -36,6 +36,7 @@ __all__ = [
     "InboundMessage",
     "MessageRef",
     "Scope",
+    "SupportsDownload",
     "SupportsReadiness",
     "SupportsThreadContext",
 ]
@@ -84,11 +85,19 @@ class Scope(_Frozen):
 
 
 class Attachment(_Frozen):
+    """A file in a message. The runtime downloads it (:class:`SupportsDownload`): images
+    reach the agent as image parts, other files are saved in its workspace."""
+
     name: str
     url: str | None = None
     content_type: str | None = None
     size: int | None = None
-    data_base64: str | None = None  # small images, already downloaded by the adapter
+    data_base64: str | None = None
+    """An image's bytes, base64 (downloaded): sent to the agent as an image part."""
+    saved_as: str | None = None
+    """Where the file was saved, relative to the agent's workspace."""
+    note: str | None = None
+    """Why it was not downloaded (too large, refused), for the agent."""
 
 
 class ContextMessage(_Frozen):
@@ -275,6 +284,16 @@ class SupportsReadiness(Protocol):
     def where(self) -> str:
         """Where it serves, for the startup summary ("http://127.0.0.1:8787/", "Socket
         Mode"): no secrets."""
+        ...
+
+
+@runtime_checkable
+class SupportsDownload(Protocol):
+    """Optional: an adapter that can fetch a message's files (with its own credentials)."""
+
+    async def download(self, attachment: Attachment, limit: int) -> bytes:
+        """The file's bytes; raises ``ValueError`` if it is larger than ``limit`` bytes or
+        its URL is not the platform's."""
         ...
 
 

@@ -332,6 +332,29 @@ class ApprovalsConfig(_Section):
     """How long decided approvals (the audit log) are kept."""
 
 
+class FilesConfig(_Section):
+    """Files people send with a message."""
+
+    enabled: bool = True
+    """Download them: images reach the agent as images, other files (text, code, PDF,
+    CSV...) are saved in its workspace under ``folder`` and the agent is told where."""
+    max_bytes: int = Field(default=10_000_000, ge=1)
+    """Larger files are not downloaded (the agent is told their name and size)."""
+    image_max_bytes: int = Field(default=5_000_000, ge=1)
+    """Larger images are saved as files instead of sent as images."""
+    folder: str = "uploads"
+    """Inside the agent's workspace (``letta.cwd``); one subfolder per conversation scope."""
+
+    @field_validator("folder")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        parts = Path(value).parts
+        if not value.strip() or Path(value).is_absolute() or ".." in parts:
+            raise _Problems([Problem("", "must be a folder inside the workspace",
+                                     'write a relative name such as "uploads"')])
+        return value
+
+
 class TurnsConfig(_Section):
     """Deadlines of a turn."""
 
@@ -570,6 +593,7 @@ class Config(BaseSettings):
     access: AccessConfig = Field(default_factory=AccessConfig)
     approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)
     turns: TurnsConfig = Field(default_factory=TurnsConfig)
+    files: FilesConfig = Field(default_factory=FilesConfig)
     servers: ServersConfig = Field(default_factory=ServersConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     agents: list[AgentConfig] = Field(default_factory=list)

@@ -115,6 +115,17 @@ class ChatRequest:
         return ""
 
     @property
+    def images(self) -> list[str]:
+        """The image URLs (``data:`` URIs) in the newest user message."""
+        for m in reversed(self.messages):
+            if m.get("role") == "user":
+                content = m.get("content")
+                return [str((p.get("image_url") or {}).get("url", ""))
+                        for p in content if isinstance(p, dict)
+                        and p.get("type") == "image_url"] if isinstance(content, list) else []
+        return []
+
+    @property
     def user_texts(self) -> list[str]:
         """Texts of all user messages in the request (the conversation so far)."""
         texts = []

@@ -92,6 +92,8 @@ def test_every_key_in_the_example_is_real_and_every_real_key_is_documented(
         ("servers", Config.model_fields["servers"].annotation),
         ("store", Config.model_fields["store"].annotation),
         ("health", Config.model_fields["health"].annotation),
+        ("files", Config.model_fields["files"].annotation),
+        ("turns", Config.model_fields["turns"].annotation),
         *adapter_section_models().items(),
     ):
         assert set(data[section]) == set(fields.model_fields), section  # type: ignore[union-attr]

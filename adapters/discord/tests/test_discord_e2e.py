@@ -4,6 +4,7 @@ local fake Discord standing in for discord.com."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -293,3 +294,26 @@ async def test_a_mention_received_just_before_shutdown_is_told_not_dropped(
             assert any("send that again" in t or "You said" in t for t in told), told
     finally:
         await fake.stop()
+
+
+async def test_attachments_reach_the_agent(
+    setup: Setup, scripted_model: ScriptedModelServer
+) -> None:
+    """A Discord attachment is fetched from the CDN: a text file lands in the agent's
+    workspace (it is told where), a picture goes to the model as an image."""
+    png = bytes.fromhex(
+        "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+        "1f15c4890000000d49444154789c6360000002000100e221bc330000000049454e44ae426082")
+    scripted_model.on("read my files", Reply.say("Read them."))
+    asked = await setup.fake.say(setup.general, setup.ada, "read my files", mention=True,
+                                 files=[("report.csv", b"a,b\n1,2\n", "text/csv"),
+                                        ("photo.png", png, "image/png")])
+    thread = await setup.thread_of(asked)
+    await setup.reply_in(thread, "Read them.")
+    [request] = [r for r in scripted_model.requests if "read my files" in r.user_text]
+    match = re.search(r"saved in your working folder as (\S+report\.csv)", request.user_text)
+    assert match, request.user_text
+    workspace = setup.bot.config.letta_cwd
+    assert (workspace / match.group(1)).read_bytes() == b"a,b\n1,2\n"
+    assert request.images or "(image omitted: model does not support images)" in str(
+        request.messages[-1]["content"])

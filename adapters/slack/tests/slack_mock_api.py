@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import anyio
@@ -69,6 +69,10 @@ class MockSlack:
         self.socket_acks: list[dict[str, Any]] = []
         self._sockets: list[web.WebSocketResponse] = []
         self._socket_ready = anyio.Event()
+        self.files: dict[str, tuple[bytes, str]] = {}
+        self.downloads: list[tuple[str, str]] = []
+        """(file path, the Authorization header sent) per file download."""
+        self.bot_token = "xoxb-e2e"
 
     # lifecycle -------------------------------------------------------------------
 
@@ -77,6 +81,7 @@ class MockSlack:
         app.router.add_post("/api/{method}", self._api)
         app.router.add_get("/api/{method}", self._api)
         app.router.add_get("/link", self._socket)
+        app.router.add_get("/files-pri/{file}/{name}", self._file)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -94,6 +99,23 @@ class MockSlack:
         return f"http://127.0.0.1:{self.port}/api/"
 
     # scripting -------------------------------------------------------------------
+
+    def upload(self, name: str, data: bytes, mimetype: str) -> dict[str, Any]:
+        """A file someone shared: the ``files`` entry of their message event."""
+        file_id = f"{TEAM}-F{len(self.files) + 1:04d}"
+        self.files[file_id] = (data, mimetype)
+        return {"id": file_id, "name": name, "mimetype": mimetype, "size": len(data),
+                "url_private": f"http://127.0.0.1:{self.port}/files-pri/{file_id}/"
+                               f"{quote(name, safe='')}"}
+
+    async def _file(self, request: web.Request) -> web.Response:
+        auth = request.headers.get("Authorization", "")
+        self.downloads.append((request.match_info["file"], auth))
+        if auth != f"Bearer {self.bot_token}":  # as Slack: the login page, not the file
+            return web.Response(status=200, text="<html>Sign in</html>",
+                                content_type="text/html")
+        data, mimetype = self.files[request.match_info["file"]]
+        return web.Response(body=data, content_type=mimetype)
 
     def fail_next(self, method: str, status: int = 429, retry_after: int = 0) -> None:
         """Answer the next call of ``method`` with ``status`` (and ``Retry-After``)."""

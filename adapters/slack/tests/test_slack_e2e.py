@@ -7,6 +7,7 @@ each test works in its own thread or DM, so they do not see each other's message
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -342,3 +343,51 @@ async def test_a_mention_in_a_human_thread_gives_the_agent_the_thread_so_far(w: 
     [again] = [r for r in w.model.requests if "and now" in r.user_text]
     assert "Earlier in this thread" not in again.user_text
     assert len(w.mock.calls_to("conversations.replies")) == calls  # read once
+
+
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000100e221bc330000000049454e44ae426082")
+
+
+async def test_files_reach_the_agent_images_inline_others_in_its_workspace(w: World) -> None:
+    """Slack files are fetched with the bot token (files:read): a picture reaches the model
+    as an image, a text file lands in the agent's workspace and the agent is told where."""
+    notes = w.mock.upload("../../etc/notes.txt", b"line one\nline two\n", "text/plain")
+    image = w.mock.upload("chart.png", PNG, "image/png")
+    w.model.on("look at these", Reply.say("Got them."))
+    event = mention("look at these", ts=(ts := new_ts()))
+    event["files"] = [notes, image]
+    await w.slack.event(event)
+    await w.reply_in(CHANNEL, ts, "Got them.")
+    [asked] = [r for r in w.model.requests if "look at these" in r.user_text]
+    # The CLI got the image part; for a model it knows no image support of (this scripted
+    # one) it says so in its place, else it forwards the image.
+    assert asked.images or "(image omitted: model does not support images)" in str(
+        asked.messages[-1]["content"])
+    assert not any("chart.png" in line for line in asked.user_text.splitlines()
+                   if "not downloaded" in line)
+    match = re.search(r"saved in your working folder as (\S+notes\.txt)", asked.user_text)
+    assert match, asked.user_text
+    saved = w.workspace / match.group(1)
+    assert saved.read_bytes() == b"line one\nline two\n"
+    assert saved.parent.parent == w.workspace / "uploads"  # not ../../etc: its folder
+    assert {auth for _, auth in w.mock.downloads} == {"Bearer xoxb-e2e"}
+
+
+async def test_a_file_too_large_or_off_slack_is_named_not_fetched(w: World) -> None:
+    big = w.mock.upload("huge.bin", b"x" * 100, "application/octet-stream")
+    big["size"] = 50_000_000  # over files.max_bytes (10 MB)
+    elsewhere = {"id": "F9", "name": "trap.txt", "mimetype": "text/plain", "size": 5,
+                 "url_private": "https://attacker.example/steal-the-token"}
+    before = len(w.mock.downloads)
+    w.model.on("two files", Reply.say("Noted."))
+    event = mention("two files", ts=(ts := new_ts()))
+    event["files"] = [big, elsewhere]
+    await w.slack.event(event)
+    await w.reply_in(CHANNEL, ts, "Noted.")
+    [asked] = [r for r in w.model.requests if "two files" in r.user_text]
+    assert "'huge.bin': not downloaded: 50.0 MB, over the 10.0 MB limit" in asked.user_text
+    assert "'trap.txt': not downloaded (not a Slack file URL (attacker.example))" in (
+        asked.user_text)
+    assert len(w.mock.downloads) == before

@@ -20,7 +20,7 @@ def test_manifest_scopes_events_and_command() -> None:
     text = MANIFEST.read_text()
     assert sorted(_list_after(text, "bot")) == sorted([
         "app_mentions:read", "channels:history", "groups:history", "im:history",
-        "chat:write", "reactions:write", "users:read", "commands",
+        "chat:write", "reactions:write", "users:read", "files:read", "commands",
     ])
     assert sorted(_list_after(text, "bot_events")) == sorted(
         ["app_mention", "message.channels", "message.groups", "message.im"]

@@ -381,6 +381,17 @@ class DiscordAdapter:
             .edit(content=clip(text, MAX_MESSAGE) or "…")
         )
 
+    async def download(self, attachment: Attachment, limit: int) -> bytes:
+        """An attachment from Discord's CDN (the URL Discord's gateway gave; no token)."""
+        if not attachment.url:
+            raise ValueError("no URL")
+        if attachment.size is not None and attachment.size > limit:
+            raise ValueError(f"larger than {limit:,} bytes")
+        data = await self.client.http.get_from_cdn(attachment.url)
+        if len(data) > limit:
+            raise ValueError(f"larger than {limit:,} bytes")
+        return data
+
     async def typing(self, scope: Scope) -> None:
         try:
             await self._channel(scope).typing()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -84,6 +84,8 @@ class FakeDiscord:
         self.guilds: dict[int, Json] = {}
         self.channels: dict[int, Json] = {}
         self._failures: list[_Failure] = []
+        self.attachments: dict[str, tuple[bytes, str]] = {}
+        """Attachment id → (bytes, content type), served at ``/attachments/<id>/<name>``."""
         self._delays: list[tuple[str, re.Pattern[str], float]] = []
         self._clicked: dict[str, int] = {}  # interaction id -> the message clicked on
         self._tokens: dict[str, str] = {}  # interaction token -> interaction id
@@ -245,6 +247,7 @@ class FakeDiscord:
         app = web.Application()
         app.router.add_get("/gateway/", self._gateway)
         app.router.add_route("*", "/api/v10/{path:.*}", self._rest)
+        app.router.add_get("/attachments/{id}/{name}", self._attachment)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -252,6 +255,14 @@ class FakeDiscord:
         server = site._server
         assert server is not None and server.sockets  # type: ignore[attr-defined]
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+
+    async def _attachment(self, request: web.Request) -> web.Response:
+        """The CDN: an attachment's bytes (no token needed, as on Discord)."""
+        found = self.attachments.get(request.match_info["id"])
+        if found is None:
+            return web.Response(status=404)
+        data, content_type = found
+        return web.Response(body=data, content_type=content_type)
 
     async def stop(self) -> None:
         for ws in list(self._sockets):
@@ -402,12 +413,21 @@ class FakeDiscord:
             self._touch()
         return msg
 
-    async def say(self, channel: Json, user: Json, content: str, *, mention: bool = False) -> Json:
-        """``user`` posts ``content`` in ``channel``; ``mention`` prefixes ``<@bot>``."""
+    async def say(self, channel: Json, user: Json, content: str, *, mention: bool = False,
+                  files: Sequence[tuple[str, bytes, str]] = ()) -> Json:
+        """``user`` posts ``content`` in ``channel``; ``mention`` prefixes ``<@bot>``;
+        ``files``: (name, bytes, content type) attached, served by the fake CDN."""
         if mention:
             content = f"<@{self.bot['id']}> {content}"
         mentions = [self.bot] if f"<@{self.bot['id']}>" in content else []
         msg = self._message(channel["id"], user, content, mentions=mentions)
+        for name, data, content_type in files:
+            attachment_id = str(self.new_id())
+            self.attachments[attachment_id] = (data, content_type)
+            url = f"http://127.0.0.1:{self.port}/attachments/{attachment_id}/{name}"
+            msg["attachments"].append({
+                "id": attachment_id, "filename": name, "size": len(data), "url": url,
+                "proxy_url": url, "content_type": content_type})
         await self.dispatch("MESSAGE_CREATE", msg)
         return msg
 

@@ -12,7 +12,9 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
+import aiohttp
 import anyio
 from anyio.abc import TaskGroup
 from slack_bolt.async_app import AsyncApp
@@ -30,6 +32,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from lettabot.runtime.adapter import (
     AdapterLimits,
     ApprovalView,
+    Attachment,
     BotAPI,
     ContextMessage,
     InboundMessage,
@@ -205,6 +208,31 @@ class SlackAdapter:
             auth = await self.client.auth_test()
             self._identity = Identity(user_id=str(auth["user_id"]), bot_id=auth.get("bot_id"))
         return self._identity
+
+    async def download(self, attachment: Attachment, limit: int) -> bytes:
+        """A file's ``url_private``, with the bot token (``files:read``). The token goes
+        only to Slack's own file hosts (or the configured API host: GovSlack, tests)."""
+        url = attachment.url or ""
+        host = urlsplit(url).hostname or ""
+        api_host = urlsplit(self.settings.api_url).hostname or ""
+        slack_host = host == "slack.com" or host.endswith((".slack.com", ".slack-gov.com"))
+        if not url.startswith(("https://", "http://")) or not (slack_host or host == api_host):
+            raise ValueError(f"not a Slack file URL ({host or 'no host'})")
+        if url.startswith("http://") and host != api_host:
+            raise ValueError("not https")
+        token = self.settings.bot_token.get_secret_value() if self.settings.bot_token else ""
+        async with aiohttp.ClientSession() as session, session.get(
+            url, headers={"Authorization": f"Bearer {token}"}, allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=60),
+        ) as response:
+            if response.status != 200:
+                raise ValueError(f"Slack answered HTTP {response.status}")
+            if (response.content_type or "").startswith("text/html"):
+                raise ValueError("Slack sent a login page (is files:read granted?)")
+            data = await response.content.read(limit + 1)
+        if len(data) > limit:
+            raise ValueError(f"larger than {limit:,} bytes")
+        return data
 
     async def thread_context(self, message: InboundMessage, limit: int) -> list[ContextMessage]:
         """The thread's messages before ``message`` (``conversations.replies``, one page
