@@ -36,6 +36,7 @@ class Call:
     method: str
     args: dict[str, Any]
     token: str
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass

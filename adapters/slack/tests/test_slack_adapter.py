@@ -302,3 +302,26 @@ async def test_no_lookup_for_someone_the_bot_will_refuse(mock_slack: MockSlack) 
         await slack.event(mention("let me in", user="U_EVE"))
         await wait_until(bot, lambda: bot.messages)
     assert not [c for c in mock_slack.calls_to("users.info") if c.args.get("user") == "U_EVE"]
+
+
+async def test_posts_in_one_channel_are_paced_and_other_channels_are_not_held(
+    mock_slack: MockSlack,
+) -> None:
+    """About one chat.postMessage per second per channel (bursts of 3), as Slack asks,
+    instead of a 429 storm when many threads of one channel answer at once."""
+    bot = RecordingBot()
+    async with running_adapter(mock_slack, bot) as (adapter, _):
+        busy = [Scope(adapter="slack", workspace=TEAM, channel="C0BUSY", thread=new_ts())
+                for _ in range(6)]
+        calm = Scope(adapter="slack", workspace=TEAM, channel="C0CALM", thread=new_ts())
+        start = time.monotonic()
+        async with anyio.create_task_group() as tg:
+            for i, scope in enumerate(busy):
+                tg.start_soon(adapter.post, scope, f"busy {i}")
+            tg.start_soon(adapter.post, calm, "calm")
+    posts = mock_slack.calls_to("chat.postMessage")
+    times = sorted(c.at - start for c in posts if c.args["channel"] == "C0BUSY")
+    assert len(times) == 6
+    assert times[3] - times[0] >= 0.9 and times[5] - times[0] >= 2.8  # after the burst: 1/s
+    [calm_at] = [c.at - start for c in posts if c.args["channel"] == "C0CALM"]
+    assert calm_at < 0.9  # not behind the busy channel

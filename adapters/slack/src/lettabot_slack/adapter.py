@@ -43,6 +43,7 @@ from lettabot.runtime.inflight import InFlight
 from lettabot_slack import blocks, inbound, server
 from lettabot_slack.events import Filters, Identity
 from lettabot_slack.mrkdwn import MAX_TEXT, to_messages
+from lettabot_slack.pacing import ChannelPacer
 from lettabot_slack.settings import SlackConfig
 
 __all__ = ["WORKING_REACTION", "SlackAdapter"]
@@ -126,6 +127,8 @@ class SlackAdapter:
         record = getattr(bot, "platform_error", None)  # counting never breaks a call
         self.client = make_client(
             settings, (lambda status: record("slack", status)) if record else None)
+        self.pacer = ChannelPacer()
+        """chat.postMessage at about 1/s per channel (bursts of 3), as Slack asks."""
         self.app = AsyncApp(
             client=self.client,
             signing_secret=(
@@ -340,12 +343,13 @@ class SlackAdapter:
             await self._reaction("remove", *target)
 
     async def present_approval(self, view: ApprovalView) -> MessageRef:
-        resp = await self.client.chat_postMessage(
-            channel=view.scope.channel,
-            thread_ts=view.scope.thread,
-            text=blocks.approval_text(view),
-            blocks=blocks.approval_blocks(view),
-        )
+        async with self.pacer.turn(view.scope.channel):
+            resp = await self.client.chat_postMessage(
+                channel=view.scope.channel,
+                thread_ts=view.scope.thread,
+                text=blocks.approval_text(view),
+                blocks=blocks.approval_blocks(view),
+            )
         return MessageRef(scope=view.scope, id=str(resp["ts"]))
 
     async def resolve_approval(self, ref: MessageRef, view: ApprovalView, text: str) -> None:
@@ -369,13 +373,14 @@ class SlackAdapter:
     # helpers ---------------------------------------------------------------------
 
     async def _post(self, scope: Scope, text: str) -> str:
-        resp = await self.client.chat_postMessage(
-            channel=scope.channel,
-            thread_ts=scope.thread,
-            text=text,
-            unfurl_links=False,
-            unfurl_media=False,
-        )
+        async with self.pacer.turn(scope.channel):
+            resp = await self.client.chat_postMessage(
+                channel=scope.channel,
+                thread_ts=scope.thread,
+                text=text,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
         return str(resp["ts"])
 
     async def _reaction(self, action: str, channel: str, ts: str) -> None:
