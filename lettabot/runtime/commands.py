@@ -122,6 +122,12 @@ class Commands:
         if name == "rules":
             return await self._rules(scope, user_id, args)
         if name == "stop":
+            asker = self.scheduler.running_user(scope)
+            access = await self._access(scope)
+            if asker is not None and user_id != asker and not (
+                    access.config.approvers and access.config.is_approver(scope.adapter, user_id)):
+                return CommandResult(text="Only the person who asked or an approver can stop "
+                                          "this turn.", ephemeral=True)
             stopped = await self.scheduler.stop(scope, reason=f"stopped by {user_id}")
             return CommandResult(text="Stopping the running turn." if stopped
                                  else "Nothing is running here.", ephemeral=not stopped)

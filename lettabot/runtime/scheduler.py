@@ -485,6 +485,11 @@ class Scheduler:
 
     # -- commands --------------------------------------------------------------------
 
+    def running_user(self, scope: Scope) -> str | None:
+        """Who asked for the turn running in ``scope`` now (None: nothing runs)."""
+        lane = self.lanes.get(scope.key)
+        return lane.running.message.user_id if lane and lane.running else None
+
     async def stop(self, scope: Scope, reason: str = "stopped") -> bool:
         """Interrupt the scope's running turn (pending approvals are cancelled). True if one ran."""
         lane = self.lanes.get(scope.key)

@@ -266,6 +266,8 @@ async def test_commands_status_reset_stop_memory(
     scripted_model.on("talk slowly", Reply.say("word " * 200, chunk_delay=0.1))
     await chat.push("talk slowly", scope=scope)
     await chat.wait_text(scope, "word word")
+    other = await chat.command("stop", scope=scope, user="U2")  # not the asker, no approver
+    assert other.text.startswith("Only the person who asked or an approver")
     stop = await chat.command("stop", scope=scope)
     assert stop.text == "Stopping the running turn."
     await chat.wait_done(scope, 3)

@@ -411,3 +411,15 @@ def test_the_page_says_working_only_while_the_agent_works_and_shows_queued_messa
     expect(page.locator("#typing")).to_be_hidden()
     card.locator("button[data-decision=deny]").click()
     expect(page.locator("#waiting")).to_be_hidden()
+
+
+def test_the_stop_button_interrupts_the_running_turn(
+    context: BrowserContext, demo_bot: RunningBot,
+) -> None:
+    page = open_chat(context, demo_bot)
+    say(page, "tell me a story")
+    expect(last_reply(page)).to_contain_text("Once upon a time")
+    page.locator("#stop").click()
+    expect(last_reply(page)).to_contain_text("(stopped)", timeout=30_000)
+    expect(page.locator("#typing")).to_be_hidden(timeout=30_000)
+    assert "The end." not in last_reply(page).inner_text()

@@ -8,6 +8,7 @@ Routes::
     POST /api/send         {tab, text, id}: a message (or ``/reset``, ``/status``, ... commands)
     POST /api/decide       {request_id, decision}: an approval button
     POST /api/reset        {tab}: a new conversation for the tab
+    POST /api/stop         {tab}: interrupt the tab's running turn
     GET  /healthz          liveness (no auth)
 
 Live updates use a WebSocket, not Server-Sent Events: browsers allow only six HTTP/1.1
@@ -303,6 +304,12 @@ def build_app(settings: WebSettings, hub: Hub, bot: BotAPI) -> Starlette:
         await reset(tab_of(data.get("tab")))
         return JSONResponse({"ok": True})
 
+    async def stop_endpoint(request: Request) -> Response:
+        data = await body(request)
+        result = await bot.run_command(scope_for(tab_of(data.get("tab"))), settings.user_id,
+                                       "stop")
+        return JSONResponse({"text": result.text})
+
     return Starlette(
         routes=[
             Route("/", guarded(index, auth=False)),
@@ -312,6 +319,7 @@ def build_app(settings: WebSettings, hub: Hub, bot: BotAPI) -> Starlette:
             Route("/api/send", guarded(send, post=True), methods=["POST"]),
             Route("/api/decide", guarded(decide, post=True), methods=["POST"]),
             Route("/api/reset", guarded(reset_endpoint, post=True), methods=["POST"]),
+            Route("/api/stop", guarded(stop_endpoint, post=True), methods=["POST"]),
         ],
     )
 

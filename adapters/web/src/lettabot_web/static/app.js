@@ -332,6 +332,10 @@ function autosize() {
   input.style.height = Math.min(input.scrollHeight + 2, 200) + "px";
 }
 input.addEventListener("input", autosize);
+$("stop").addEventListener("click", async () => {
+  try { const r = await post("/api/stop", { tab: TAB }); if (r && r.text) toast(r.text); }
+  catch (e) { toast("Stop failed: " + e.message, "error"); }
+});
 $("reset").addEventListener("click", async () => {
   try { await post("/api/reset", { tab: TAB }); }
   catch (e) { toast("Reset failed: " + e.message, "error"); }
