@@ -37,6 +37,7 @@ __all__ = [
     "MessageRef",
     "Scope",
     "SupportsDownload",
+    "SupportsFeedback",
     "SupportsReadiness",
     "SupportsThreadContext",
 ]
@@ -224,6 +225,12 @@ class BotAPI(Protocol):
         message would cause (opening a thread, a reaction), so a refused user causes none."""
         ...
 
+    async def record_feedback(self, scope: Scope, message_ref: str, user_id: str,
+                              rating: Literal["good", "bad"]) -> bool:
+        """A person rated the answer ``message_ref`` (their latest click counts); False
+        if they may not talk here (nothing is stored)."""
+        ...
+
     async def history(self, scope: Scope, limit: int = 100) -> list[HistoryEntry]:
         """The scope's conversation so far, oldest first (empty if it has none): for a page
         that lost what it showed (a restart)."""
@@ -284,6 +291,16 @@ class SupportsReadiness(Protocol):
     def where(self) -> str:
         """Where it serves, for the startup summary ("http://127.0.0.1:8787/", "Socket
         Mode"): no secrets."""
+        ...
+
+
+@runtime_checkable
+class SupportsFeedback(Protocol):
+    """Optional: an adapter that can put 👍 / 👎 under a final answer."""
+
+    async def offer_feedback(self, ref: MessageRef) -> None:
+        """Show feedback buttons on the answer ``ref`` (its last message); a click reaches
+        ``BotAPI.record_feedback``."""
         ...
 
 

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 from anyio.abc import TaskGroup
@@ -348,6 +348,19 @@ class Bot:
 
     def platform_error(self, adapter: str, status: int | str) -> None:
         self.metrics.platform_call(adapter, status)
+
+    async def record_feedback(self, scope: Scope, message_ref: str, user_id: str,
+                              rating: Literal["good", "bad"]) -> bool:
+        profile, route = await self.router.profile_for(scope)
+        access = profile.access if profile is not None else self.access
+        if not access.may_talk(scope.adapter, user_id) or rating not in ("good", "bad"):
+            return False
+        await self.store.record_feedback(
+            scope.key, message_ref, f"{scope.adapter}:{user_id}", rating,
+            conversation_id=route.conversation_id if route is not None else None)
+        self.metrics.feedback.labels(scope.adapter, rating).inc()
+        log.info("feedback %s on %s in %s", rating, message_ref, scope.key)
+        return True
 
     async def history(self, scope: Scope, limit: int = 100) -> list[HistoryEntry]:
         route = await self.store.get_route(scope.key)

@@ -111,6 +111,9 @@ class Metrics:
         self.rate_limited = Counter(
             "lettabot_platform_rate_limited", "Platform API calls answered 429",
             ["adapter"], registry=self.registry)
+        self.feedback = Counter(
+            "lettabot_feedback", "Ratings people gave answers", ["adapter", "rating"],
+            registry=self.registry)
         self.messages = Counter(
             "lettabot_messages", "Inbound messages, by what happened to them",
             ["adapter", "result"], registry=self.registry)

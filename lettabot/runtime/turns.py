@@ -20,7 +20,14 @@ from typing import Any
 import anyio
 
 from lettabot import sdk
-from lettabot.runtime.adapter import Adapter, Attachment, InboundMessage, Scope
+from lettabot.runtime.adapter import (
+    Adapter,
+    Attachment,
+    InboundMessage,
+    MessageRef,
+    Scope,
+    SupportsFeedback,
+)
 from lettabot.runtime.approvals import TurnOwner
 from lettabot.runtime.config import FilesConfig
 from lettabot.runtime.files import receive_files
@@ -238,10 +245,13 @@ class TurnRunner:
                     if trailer:
                         final = f"{final}\n\n{trailer}" if final else trailer
                     try:
-                        await stream.finish(final)
+                        refs = await stream.finish(final)
                     except Exception as exc:
                         log.exception("could not post the reply in %s", scope.key)
                         await self._tell_lost(adapter, scope, exc)
+                    else:
+                        if outcome == "completed" and refs:
+                            await self._offer_feedback(adapter, refs[-1])
                     await self._done(adapter, scope)
                     seconds = anyio.current_time() - started
                     log.info("turn %s in %.2f s", outcome, seconds)
@@ -317,6 +327,16 @@ class TurnRunner:
             return SERVER_DIED
         log.warning("turn failed: %s (%s)", result.error, result.error_code)
         return f"⚠️ Sorry — this turn failed: {_short(result.error)}"
+
+    @staticmethod
+    async def _offer_feedback(adapter: Adapter, ref: MessageRef) -> None:
+        if not isinstance(adapter, SupportsFeedback):
+            return
+        try:
+            with anyio.move_on_after(10):
+                await adapter.offer_feedback(ref)
+        except Exception:
+            log.debug("could not offer feedback in %s", ref.scope.key, exc_info=True)
 
     async def _typing(self, adapter: Adapter, scope: Scope) -> None:
         if not adapter.limits.can_type:

@@ -398,3 +398,13 @@ async def test_bad_urls_are_refused_clearly(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="cannot open the store at") as info:
         await open_store("postgresql://postgres:hunter2@127.0.0.1:1/nothing")
     assert "hunter2" not in str(info.value)
+
+
+async def test_feedback_keeps_each_persons_latest_rating(store: SQLStore) -> None:
+    await store.record_feedback("web:t1", "m1", "web:u1", "bad", conversation_id="c1")
+    await store.record_feedback("web:t1", "m1", "web:u1", "good", conversation_id="c1")
+    await store.record_feedback("web:t1", "m1", "web:u2", "bad")
+    await store.record_feedback("web:t2", "m9", "web:u1", "good")
+    mine = {(f.user_id, f.rating) for f in await store.list_feedback("web:t1")}
+    assert mine == {("web:u1", "good"), ("web:u2", "bad")}
+    assert len(await store.list_feedback()) == 3

@@ -423,3 +423,25 @@ def test_the_stop_button_interrupts_the_running_turn(
     expect(last_reply(page)).to_contain_text("(stopped)", timeout=30_000)
     expect(page.locator("#typing")).to_be_hidden(timeout=30_000)
     assert "The end." not in last_reply(page).inner_text()
+
+
+def test_feedback_on_an_answer_is_stored_with_its_conversation(
+    context: BrowserContext, demo_bot: RunningBot,
+) -> None:
+    import sqlite3
+
+    page = open_chat(context, demo_bot)
+    say(page, "rate this answer")
+    expect(last_reply(page)).to_have_text("You said: rate this answer")
+    answer = page.locator(".msg.bot").last
+    answer.locator("button[data-rating=bad]").click()
+    expect(answer.locator("button.chosen")).to_have_attribute("data-rating", "bad")
+    page.locator(".msg.bot").last.locator("button[data-rating=good]").click()  # changed mind
+    expect(page.locator(".msg.bot").last.locator("button.chosen")).to_have_attribute(
+        "data-rating", "good")
+    item = page.locator(".msg.bot").last.get_attribute("data-id")
+    with sqlite3.connect(demo_bot.data_dir / "demo" / "lettabot.db") as db:
+        rows = db.execute("SELECT rating, user_id, conversation_id FROM lettabot_feedback "
+                          "WHERE message_ref = ?", (item,)).fetchall()
+    assert len(rows) == 1 and rows[0][0] == "good" and rows[0][1] == "web:web-user"
+    assert rows[0][2] and rows[0][2].startswith("local-conv-")

@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -79,6 +79,17 @@ class AllowRule(_Record):
     created_by: str
     created_at: datetime
     expires_at: datetime
+
+
+class Feedback(_Record):
+    """One person's rating of one answer (their latest click counts)."""
+
+    scope: str
+    message_ref: str
+    user_id: str
+    rating: Literal["good", "bad"]
+    conversation_id: str | None = None
+    created_at: datetime
 
 
 def input_digest(tool_input: Mapping[str, Any]) -> str:
@@ -198,6 +209,17 @@ class Store(Protocol):
         ...
 
     # settings ----------------------------------------------------------------
+    async def record_feedback(self, scope: str, message_ref: str, user_id: str,
+                              rating: Literal["good", "bad"],
+                              conversation_id: str | None = None) -> Feedback:
+        """Store (or change) ``user_id``'s rating of the answer ``message_ref``."""
+        ...
+
+    async def list_feedback(self, scope: str | None = None,
+                            limit: int = 100) -> list[Feedback]:
+        """Ratings (of one scope, or all), newest first."""
+        ...
+
     async def get_setting(self, key: str) -> str | None:
         """A small persisted value (e.g. the id of the agent the bot created), or None."""
         ...

@@ -102,3 +102,14 @@ settings = Table(
     Column("value", Text, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )
+
+feedback = Table(
+    "lettabot_feedback",
+    metadata,
+    Column("scope", String, primary_key=True),
+    Column("message_ref", String, primary_key=True),
+    Column("user_id", String, primary_key=True),
+    Column("rating", String(8), nullable=False),
+    Column("conversation_id", String),
+    Column("created_at", UTCDateTime, nullable=False),
+)

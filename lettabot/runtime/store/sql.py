@@ -13,7 +13,7 @@ from collections.abc import Callable, Generator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from sqlalchemy import delete, event, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -26,6 +26,7 @@ from lettabot.runtime.store.base import (
     AllowRule,
     Approval,
     ApprovalStatus,
+    Feedback,
     Route,
     StoreError,
     input_digest,
@@ -390,6 +391,29 @@ class SQLStore:
         return counts
 
     # settings ----------------------------------------------------------------
+    async def record_feedback(self, scope: str, message_ref: str, user_id: str,
+                              rating: Literal["good", "bad"],
+                              conversation_id: str | None = None) -> Feedback:
+        t = schema.feedback
+        values = {"scope": scope, "message_ref": message_ref, "user_id": user_id,
+                  "rating": rating, "conversation_id": conversation_id,
+                  "created_at": self._now()}
+        stmt = self._insert(t).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[t.c.scope, t.c.message_ref, t.c.user_id],
+            set_={"rating": stmt.excluded.rating, "created_at": stmt.excluded.created_at},
+        )
+        await self._write(stmt)
+        return Feedback(**values)
+
+    async def list_feedback(self, scope: str | None = None,
+                            limit: int = 100) -> list[Feedback]:
+        t = schema.feedback
+        stmt = select(t).order_by(t.c.created_at.desc()).limit(limit)
+        if scope is not None:
+            stmt = stmt.where(t.c.scope == scope)
+        return [Feedback(**dict(row)) for row in await self._rows(stmt)]
+
     async def get_setting(self, key: str) -> str | None:
         t = schema.settings
         async with self._engine.connect() as conn:

@@ -188,6 +188,12 @@ class WebAdapter:
             elif part:
                 reply.segments[n] = (start, self.hub.add(tab, "bot", part).id)
 
+    async def offer_feedback(self, ref: MessageRef) -> None:
+        tab = self._tab(ref.scope)
+        reply = self._replies.get(ref.id)
+        last = [i for _, i in reply.segments if i is not None][-1] if reply else ref.id
+        self.hub.update(tab, last, feedback="offered")
+
     async def typing(self, scope: Scope) -> None:
         self.hub.signal(self._tab(scope), {"type": "typing"})
 

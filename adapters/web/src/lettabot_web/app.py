@@ -9,6 +9,7 @@ Routes::
     POST /api/decide       {request_id, decision}: an approval button
     POST /api/reset        {tab}: a new conversation for the tab
     POST /api/stop         {tab}: interrupt the tab's running turn
+    POST /api/feedback     {tab, item, rating}: 👍 ("good") / 👎 ("bad") on an answer
     GET  /healthz          liveness (no auth)
 
 Live updates use a WebSocket, not Server-Sent Events: browsers allow only six HTTP/1.1
@@ -304,6 +305,18 @@ def build_app(settings: WebSettings, hub: Hub, bot: BotAPI) -> Starlette:
         await reset(tab_of(data.get("tab")))
         return JSONResponse({"ok": True})
 
+    async def feedback_endpoint(request: Request) -> Response:
+        data = await body(request)
+        tab, item, rating = tab_of(data.get("tab")), data.get("item"), data.get("rating")
+        if not isinstance(item, str) or not hub.has(tab, item):
+            raise _BadRequest("item: not an answer of this tab")
+        if rating not in ("good", "bad"):
+            raise _BadRequest("rating: good or bad")
+        if not await bot.record_feedback(scope_for(tab), item, settings.user_id, rating):
+            return JSONResponse({"error": "not allowed"}, status_code=403)
+        hub.update(tab, item, feedback=rating)
+        return JSONResponse({"ok": True})
+
     async def stop_endpoint(request: Request) -> Response:
         data = await body(request)
         result = await bot.run_command(scope_for(tab_of(data.get("tab"))), settings.user_id,
@@ -320,6 +333,7 @@ def build_app(settings: WebSettings, hub: Hub, bot: BotAPI) -> Starlette:
             Route("/api/decide", guarded(decide, post=True), methods=["POST"]),
             Route("/api/reset", guarded(reset_endpoint, post=True), methods=["POST"]),
             Route("/api/stop", guarded(stop_endpoint, post=True), methods=["POST"]),
+            Route("/api/feedback", guarded(feedback_endpoint, post=True), methods=["POST"]),
         ],
     )
 

@@ -9,6 +9,7 @@ event; a subscriber too slow to keep up is dropped and reconnects to a fresh sna
 from __future__ import annotations
 
 import itertools
+import secrets
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,6 +57,7 @@ class Hub:
         self._max_tabs = max_tabs
         self._max_items = max_items
         self._ids = itertools.count(1)
+        self._run = secrets.token_hex(3)  # ids stay unique across restarts (feedback refs)
         self._approvals: dict[str, tuple[str, str]] = {}  # request id -> (tab, item id)
 
     # transcript ----------------------------------------------------------------
@@ -81,7 +83,7 @@ class Hub:
             self._approvals.pop(item.data.get("request_id", ""), None)
 
     def new_id(self) -> str:
-        return f"m{next(self._ids)}"
+        return f"m{self._run}-{next(self._ids)}"
 
     def add(self, tab: str, kind: ItemKind, text: str, **data: Any) -> Item:
         """Append an item to the tab and publish it."""
@@ -111,6 +113,12 @@ class Hub:
         item.data.update(data)
         self._publish(state, {"type": "item", "item": item.to_json()})
         return True
+
+    def has(self, tab: str, item_id: str, **_: Any) -> bool:
+        """Whether ``tab`` shows a bot answer ``item_id`` that was offered feedback."""
+        state = self._tabs.get(tab)
+        item = state.items.get(item_id) if state else None
+        return item is not None and item.kind == "bot" and "feedback" in item.data
 
     def approval(self, request_id: str) -> tuple[str, str] | None:
         """(tab, item id) of the card for an approval request, if it is still shown."""

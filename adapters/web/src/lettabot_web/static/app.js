@@ -130,7 +130,25 @@ function renderMessage(item) {
   if (item.kind === "user") bubble.textContent = item.text;
   else bubble.append(renderMarkdown(item.text));
   row.append(bubble);
+  if (item.kind === "bot" && item.feedback) row.append(renderFeedback(item));
   return row;
+}
+
+// 👍 / 👎 under a final answer; the latest click counts and is shown.
+function renderFeedback(item) {
+  const bar = el("div", "feedback");
+  for (const [rating, label, title] of [["good", "👍", "Good answer"], ["bad", "👎", "Bad answer"]]) {
+    const b = el("button", "fb" + (item.feedback === rating ? " chosen" : ""), label);
+    b.type = "button";
+    b.title = title;
+    b.dataset.rating = rating;
+    b.addEventListener("click", async () => {
+      try { await post("/api/feedback", { tab: TAB, item: item.id, rating }); }
+      catch (e) { toast("Feedback not saved: " + e.message, "error"); }
+    });
+    bar.append(b);
+  }
+  return bar;
 }
 
 function renderApproval(item) {
