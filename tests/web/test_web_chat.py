@@ -445,3 +445,23 @@ def test_feedback_on_an_answer_is_stored_with_its_conversation(
                           "WHERE message_ref = ?", (item,)).fetchall()
     assert len(rows) == 1 and rows[0][0] == "good" and rows[0][1] == "web:web-user"
     assert rows[0][2] and rows[0][2].startswith("local-conv-")
+
+
+def test_an_uploaded_file_lands_in_the_agents_workspace(
+    context: BrowserContext, demo_bot: RunningBot, tmp_path: Path,
+) -> None:
+    notes = tmp_path / "meeting notes.txt"
+    notes.write_text("decisions: ship friday\n")
+    page = open_chat(context, demo_bot)
+    page.locator("#file").set_input_files(str(notes))
+    expect(page.locator("#attached .chip")).to_have_text("📎 meeting notes.txt")
+    say_with_file = "please read the attached notes"
+    page.fill("#input", say_with_file)
+    page.press("#input", "Enter")
+    bubble = page.locator(".msg.user .bubble").last
+    expect(bubble).to_contain_text("📎 meeting notes.txt")
+    expect(page.locator("#attached .chip")).to_have_count(0)
+    expect(last_reply(page)).to_contain_text("saved in your working folder as uploads/")
+    reply = last_reply(page).inner_text()
+    relative = reply.split("saved in your working folder as ", 1)[1].split(",")[0].strip()
+    assert (demo_bot.workspace / relative).read_text() == "decisions: ship friday\n"

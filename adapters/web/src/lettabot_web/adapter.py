@@ -16,6 +16,7 @@ import uvicorn
 from lettabot.runtime.adapter import (
     AdapterLimits,
     ApprovalView,
+    Attachment,
     BotAPI,
     MessageRef,
     Scope,
@@ -23,6 +24,7 @@ from lettabot.runtime.adapter import (
 from lettabot_web.app import ADAPTER_NAME, build_app
 from lettabot_web.hub import Hub
 from lettabot_web.settings import WebSettings, WebSettingsError
+from lettabot_web.uploads import Uploads
 
 __all__ = ["WebAdapter", "create_adapter"]
 
@@ -67,7 +69,8 @@ class WebAdapter:
         self.settings = settings
         self.bot = bot
         self.hub = Hub()
-        self.app = build_app(settings, self.hub, bot)
+        self.uploads = Uploads()
+        self.app = build_app(settings, self.hub, bot, self.uploads)
         self._socket = self._bind()  # now, so a busy port is a clear error at startup
         self.port: int = int(self._socket.getsockname()[1])
         self.listening = anyio.Event()
@@ -187,6 +190,15 @@ class WebAdapter:
                 self.hub.update(tab, item_id, part)
             elif part:
                 reply.segments[n] = (start, self.hub.add(tab, "bot", part).id)
+
+    async def download(self, attachment: Attachment, limit: int) -> bytes:
+        """A file the page uploaded for this message (once)."""
+        data = self.uploads.take(attachment.url or "")
+        if data is None:
+            raise ValueError("the upload is gone (too many files at once?)")
+        if len(data) > limit:
+            raise ValueError(f"larger than {limit:,} bytes")
+        return data
 
     async def offer_feedback(self, ref: MessageRef) -> None:
         tab = self._tab(ref.scope)

@@ -9,6 +9,7 @@ Routes::
     POST /api/decide       {request_id, decision}: an approval button
     POST /api/reset        {tab}: a new conversation for the tab
     POST /api/stop         {tab}: interrupt the tab's running turn
+    POST /api/upload       {tab, name, type, data (base64)}: a file for the next message
     POST /api/feedback     {tab, item, rating}: 👍 ("good") / 👎 ("bad") on an answer
     GET  /healthz          liveness (no auth)
 
@@ -24,6 +25,7 @@ other pages in the browser).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
@@ -50,6 +52,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from lettabot.runtime.adapter import BotAPI, InboundMessage, Scope
 from lettabot_web.hub import Hub
 from lettabot_web.settings import WebSettings, is_loopback
+from lettabot_web.uploads import MAX_UPLOAD, Uploads
 
 __all__ = ["ADAPTER_NAME", "COMMANDS", "build_app", "scope_for"]
 
@@ -90,8 +93,10 @@ def _static(name: str) -> str:
     return resources.files("lettabot_web").joinpath("static", name).read_text("utf-8")
 
 
-def build_app(settings: WebSettings, hub: Hub, bot: BotAPI) -> Starlette:
+def build_app(settings: WebSettings, hub: Hub, bot: BotAPI,
+              uploads: Uploads | None = None) -> Starlette:
     """The ASGI app for one adapter instance."""
+    uploads = uploads if uploads is not None else Uploads()
     cookie = f"lettabot_web_{settings.port}"
     page = _static("index.html")
     assets = {name: _static(name) for name in _STATIC}
@@ -150,16 +155,16 @@ def build_app(settings: WebSettings, hub: Hub, bot: BotAPI) -> Starlette:
 
         return endpoint
 
-    async def body(request: Request) -> dict[str, Any]:
-        """The JSON body, refused (413) past ``MAX_BODY`` before more of it is read."""
+    async def body(request: Request, limit: int = MAX_BODY) -> dict[str, Any]:
+        """The JSON body, refused (413) past ``limit`` before more of it is read."""
         declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
             raise _BadRequest("request body too large", 413)
         chunks: list[bytes] = []
         size = 0
         async for chunk in request.stream():
             size += len(chunk)
-            if size > MAX_BODY:
+            if size > limit:
                 raise _BadRequest("request body too large", 413)
             chunks.append(chunk)
         raw = b"".join(chunks)
@@ -255,7 +260,11 @@ def build_app(settings: WebSettings, hub: Hub, bot: BotAPI) -> Starlette:
         data = await body(request)
         tab = tab_of(data.get("tab"))
         text = data.get("text")
-        if not isinstance(text, str) or not text.strip():
+        files = data.get("files") or []
+        if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+            raise _BadRequest("files: a list of upload ids")
+        attachments = uploads.attachments(tab, files[:10])
+        if not isinstance(text, str) or not (text.strip() or attachments):
             raise _BadRequest("text: write a message")
         if len(text) > MAX_TEXT:
             raise _BadRequest(f"text: at most {MAX_TEXT} characters", 413)
@@ -272,7 +281,8 @@ def build_app(settings: WebSettings, hub: Hub, bot: BotAPI) -> Starlette:
                 result = await bot.run_command(scope_for(tab), settings.user_id, name, args.strip())
                 hub.add(tab, "system", result.text)
             return JSONResponse({"ok": True, "command": name}, status_code=202)
-        hub.add(tab, "user", text)
+        shown = "\n".join([text, *(f"📎 {a.name}" for a in attachments)]).strip()
+        hub.add(tab, "user", shown)
         await bot.handle_message(
             InboundMessage(
                 scope=scope_for(tab),
@@ -281,6 +291,7 @@ def build_app(settings: WebSettings, hub: Hub, bot: BotAPI) -> Starlette:
                 text=text,
                 message_id=f"web-{tab}-{message_id}",
                 mentioned=True,
+                attachments=tuple(attachments),
             )
         )
         return JSONResponse({"ok": True}, status_code=202)
@@ -317,6 +328,25 @@ def build_app(settings: WebSettings, hub: Hub, bot: BotAPI) -> Starlette:
         hub.update(tab, item, feedback=rating)
         return JSONResponse({"ok": True})
 
+    async def upload_endpoint(request: Request) -> Response:
+        data = await body(request, limit=MAX_UPLOAD * 4 // 3 + 4096)
+        tab, name, kind = tab_of(data.get("tab")), data.get("name"), data.get("type")
+        content = data.get("data")
+        if not isinstance(name, str) or not name.strip() or len(name) > 255:
+            raise _BadRequest("name: the file's name")
+        if not isinstance(content, str):
+            raise _BadRequest("data: the file, base64")
+        try:
+            raw = base64.b64decode(content, validate=True)
+        except ValueError:
+            raise _BadRequest("data: not base64") from None
+        if len(raw) > MAX_UPLOAD:
+            raise _BadRequest(f"the file is over {MAX_UPLOAD // 1_000_000} MB", 413)
+        kind = kind if isinstance(kind, str) and re.fullmatch(r"[\w.+-]+/[\w.+-]+", kind) \
+            else "application/octet-stream"
+        upload_id = uploads.add(tab, name.strip(), kind, raw)
+        return JSONResponse({"id": upload_id, "name": name.strip(), "size": len(raw)})
+
     async def stop_endpoint(request: Request) -> Response:
         data = await body(request)
         result = await bot.run_command(scope_for(tab_of(data.get("tab"))), settings.user_id,
@@ -333,6 +363,7 @@ def build_app(settings: WebSettings, hub: Hub, bot: BotAPI) -> Starlette:
             Route("/api/decide", guarded(decide, post=True), methods=["POST"]),
             Route("/api/reset", guarded(reset_endpoint, post=True), methods=["POST"]),
             Route("/api/stop", guarded(stop_endpoint, post=True), methods=["POST"]),
+            Route("/api/upload", guarded(upload_endpoint, post=True), methods=["POST"]),
             Route("/api/feedback", guarded(feedback_endpoint, post=True), methods=["POST"]),
         ],
     )

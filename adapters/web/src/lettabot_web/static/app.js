@@ -264,10 +264,34 @@ async function post(path, payload) {
   return data;
 }
 
+// Files picked with 📎 are uploaded at once and go with the next message.
+let attached = [];
+function showAttached() {
+  const box = $("attached");
+  box.replaceChildren(...attached.map((f) => el("span", "chip", "📎 " + f.name)));
+}
+$("file").addEventListener("change", async (e) => {
+  for (const file of e.target.files) {
+    if (file.size > 10_000_000) { toast(file.name + " is over 10 MB", "error"); continue; }
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    let binary = "";
+    for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    try {
+      const r = await post("/api/upload", { tab: TAB, name: file.name, type: file.type, data: btoa(binary) });
+      attached.push({ id: r.id, name: r.name });
+      showAttached();
+    } catch (err) { toast("Upload failed: " + err.message, "error"); }
+  }
+  e.target.value = "";
+});
+
 async function send(text) {
   const id = newTabId();
+  const files = attached.map((f) => f.id);
+  attached = [];
+  showAttached();
   try {
-    await post("/api/send", { tab: TAB, text, id });
+    await post("/api/send", { tab: TAB, text, id, files });
   } catch (e) {
     toast("Not sent: " + e.message, "error");
     if (!input.value) input.value = text;
@@ -334,7 +358,7 @@ function connect() {
 $("composer").addEventListener("submit", (e) => {
   e.preventDefault();
   const text = input.value.trim();
-  if (!text) return;
+  if (!text && !attached.length) return;
   input.value = "";
   autosize();
   send(text);
