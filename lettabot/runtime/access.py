@@ -63,6 +63,18 @@ class AccessPolicy:
         return requested_by is not None and user_id == requested_by and self.may_talk(
             adapter, user_id)
 
+    def deciders(self, adapter: str, requested_by: str | None) -> tuple[str, ...]:
+        """The user ids on ``adapter`` who may decide a request asked by ``requested_by``
+        (what a prompt shows under its buttons)."""
+        if self.config.approvers:
+            prefix = f"{adapter}:"
+            return tuple(dict.fromkeys(
+                e.removeprefix(prefix) for e in self.config.approvers
+                if e.startswith(prefix) or ":" not in e))
+        if self.config.may_self_approve(adapter) and requested_by:
+            return (requested_by,)
+        return ()
+
     def approvers_text(self, adapter: str) -> str:
         """Who may decide a request here, for prompts and refusals."""
         if self.config.approvers:

@@ -172,6 +172,9 @@ class ApprovalView(_Frozen):
     """A unified diff preview when the CLI sent one (edits, writes)."""
     requested_by: str | None = None
     """User id of the person whose message started the turn."""
+    deciders: tuple[str, ...] = ()
+    """User ids (on this platform) who may click; empty: nobody can, the prompt only
+    informs (no approvers configured and no self-approval)."""
     allow_always: bool = True
     """Whether to offer "Always allow"."""
     always_covers: str | None = None

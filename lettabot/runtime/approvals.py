@@ -341,6 +341,7 @@ class ApprovalBroker:
         view = ApprovalView(
             request_id=rid, scope=owner.scope, tool_name=approval.tool_name,
             input_summary=summary, diff=diff, requested_by=owner.user_id,
+            deciders=(access or self.access).deciders(owner.scope.adapter, owner.user_id),
             allow_always=self.config.always_allow_button,
             always_covers=f"{proposal.covers}, here, for {self.config.rule_ttl_hours:g} h",
             expires_at=approval.created_at + timedelta(seconds=timeout),

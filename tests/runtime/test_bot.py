@@ -100,6 +100,7 @@ async def test_approve_runs_the_tool_and_is_audited(
     assert prompt.view.tool_name == "Bash"
     assert prompt.view.input_summary == f"echo yes > {target}"
     assert prompt.view.requested_by == "U1"
+    assert prompt.view.deciders == ("U1",)  # self-approval: the asker, shown on the prompt
     outcome = await chat.click(prompt.request_id, "approve", user="U1", user_name="Ada")
     assert outcome.status == "decided" and outcome.final_text == "Approved by Ada"
     await chat.wait_done(scope)

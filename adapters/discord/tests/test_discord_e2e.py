@@ -152,6 +152,7 @@ async def test_approve_after_an_unauthorised_click(
     thread = await setup.thread_of(asked)
     prompt = await setup.prompt_in(thread)
     assert "`Bash`" in prompt["content"] and f"echo yes > {target}" in prompt["content"]
+    assert f"Who may decide: <@{setup.ada['id']}>" in prompt["content"]  # the asker
 
     click = await fake.click(prompt, "Approve", setup.bob)
     _, refusal = await fake.wait_for(lambda: fake.responses_to(click)[1:]

@@ -27,3 +27,13 @@ def test_resolved_prompt_keeps_the_question_and_drops_the_buttons() -> None:
     blocks = resolved_blocks(view, "Denied by <@U1>")
     assert not [b for b in blocks if b["type"] == "actions"]
     assert "rm -rf build" in str(blocks) and "Denied by <@U1>" in str(blocks)
+
+
+def test_the_prompt_says_who_may_decide() -> None:
+    scope = Scope(adapter="slack", channel="C1")
+    view = ApprovalView(request_id="perm-1", scope=scope, tool_name="Bash",
+                        input_summary="make deploy", deciders=("U0ADA", "U0BOB"))
+    assert "Who may decide: <@U0ADA>, <@U0BOB>" in str(approval_blocks(view))
+    nobody = ApprovalView(request_id="perm-2", scope=scope, tool_name="Bash",
+                          input_summary="make deploy")
+    assert "Nobody here may approve this" in str(approval_blocks(nobody))

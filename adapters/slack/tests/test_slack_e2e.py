@@ -225,6 +225,7 @@ async def test_approval_approve_runs_the_tool(w: World) -> None:
     await w.slack.event(mention(f"write {target}: approved content", ts=ts))
     prompt = await _prompt(w, ts)
     assert "Write" in str(prompt.blocks) and "approved.txt" in str(prompt.blocks)
+    assert "Who may decide: <@U_ADA>" in str(prompt.blocks)  # the configured approver
     approve = _buttons(prompt)["Approve"]
 
     # not an approver: an ephemeral refusal, nothing decided

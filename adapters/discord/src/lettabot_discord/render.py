@@ -57,6 +57,11 @@ def approval_text(view: ApprovalView, limit: int = MAX_MESSAGE) -> str:
     head = f"**Approval needed**{who}: the agent wants to use `{view.tool_name}`."
     if view.allow_always and view.always_covers:
         head += f"\n-# Always allow covers: {clip(view.always_covers, 300)}"
+    if view.deciders:
+        names = ", ".join(f"<@{u}>" for u in view.deciders[:10])
+        head += f"\n-# Who may decide: {names}"
+    else:
+        head += "\n-# Nobody here may approve this (no approvers are configured)."
     empty = _code("") + "\n" + (_code("", "diff") if view.diff else "")
     room = limit - len(head) - len(empty) - 160  # leaves room for the outcome line
     if view.diff:

@@ -61,6 +61,15 @@ def _question(view: ApprovalView) -> list[dict[str, Any]]:
     return blocks
 
 
+def deciders_text(view: ApprovalView) -> str:
+    """Who may click, as mentions (others who click are told so, privately)."""
+    if not view.deciders:
+        return "Nobody here may approve this (no approvers are configured)."
+    names = ", ".join(f"<@{_escape(u)}>" for u in view.deciders[:10])
+    more = f" and {len(view.deciders) - 10} more" if len(view.deciders) > 10 else ""
+    return f"Who may decide: {names}{more}"
+
+
 def approval_blocks(view: ApprovalView) -> list[dict[str, Any]]:
     """The prompt: tool, input preview, diff preview, and the buttons."""
     buttons: list[dict[str, Any]] = [
@@ -73,6 +82,8 @@ def approval_blocks(view: ApprovalView) -> list[dict[str, Any]]:
     if view.allow_always and view.always_covers:
         blocks.append({"type": "context", "elements": [
             {"type": "mrkdwn", "text": f"_Always allow_ covers: {_escape(view.always_covers)}"}]})
+    blocks.append({"type": "context", "elements": [
+        {"type": "mrkdwn", "text": deciders_text(view)}]})
     if view.expires_at is not None:
         stamp = int(view.expires_at.timestamp())
         blocks.append(
