@@ -36,6 +36,7 @@ __all__ = [
     "InboundMessage",
     "MessageRef",
     "Scope",
+    "SupportsAcknowledge",
     "SupportsDownload",
     "SupportsFeedback",
     "SupportsReadiness",
@@ -295,6 +296,14 @@ class SupportsReadiness(Protocol):
         """Where it serves, for the startup summary ("http://127.0.0.1:8787/", "Socket
         Mode"): no secrets."""
         ...
+
+
+@runtime_checkable
+class SupportsAcknowledge(Protocol):
+    """Optional: an adapter that marks a message as seen the moment it is accepted (its
+    answer may wait behind other turns)."""
+
+    async def acknowledge(self, message: InboundMessage) -> None: ...
 
 
 @runtime_checkable

@@ -36,6 +36,7 @@ from lettabot.runtime.adapter import (
     HistoryEntry,
     InboundMessage,
     Scope,
+    SupportsAcknowledge,
     SupportsReadiness,
     SupportsThreadContext,
 )
@@ -324,9 +325,20 @@ class Bot:
         if not known and scope.thread:
             message = await self._with_context(message)
         self.metrics.messages.labels(scope.adapter, "accepted").inc()
+        adapter = self.adapters.get(scope.adapter)
+        if isinstance(adapter, SupportsAcknowledge) and self._tg is not None:
+            self._tg.start_soon(self._acknowledge, adapter, message)
         self.scheduler.enqueue(
             Job(message, client_message_id=f"{scope.adapter}:{message.dedupe_id}")
         )
+
+    @staticmethod
+    async def _acknowledge(adapter: SupportsAcknowledge, message: InboundMessage) -> None:
+        with anyio.move_on_after(10):
+            try:
+                await adapter.acknowledge(message)
+            except Exception:
+                log.debug("could not acknowledge %s", message.message_id, exc_info=True)
 
     async def _with_context(self, message: InboundMessage) -> InboundMessage:
         """A thread's first message to the bot carries what the thread said before it."""

@@ -116,9 +116,11 @@ async def test_mention_then_thread_reply_continue_one_conversation(w: World) -> 
     status, _ = await w.slack.event(mention("hello from slack", ts=ts))
     assert status == 200
     assert await w.reply_in(CHANNEL, ts, "You said: hello from slack")
-    # the working reaction went on the mention and came off when the turn ended
+    # 👀 on receipt, then the working reaction; both gone when the turn ended
     await w.mock.wait_for(lambda: not w.mock.messages[ts].reactions)
-    assert any(c.args["timestamp"] == ts for c in w.mock.calls_to("reactions.add"))
+    added = [c.args["name"] for c in w.mock.calls_to("reactions.add")
+             if c.args["timestamp"] == ts]
+    assert added == ["eyes", "hourglass_flowing_sand"]
     route = await w.bot.router.lookup(thread_scope(ts))
     assert route is not None
 

@@ -8,7 +8,7 @@ Slack's 3 seconds runs in the adapter's task group, so nothing outlives :meth:`r
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -51,6 +51,8 @@ __all__ = ["WORKING_REACTION", "SlackAdapter"]
 log = logging.getLogger("lettabot.slack")
 
 WORKING_REACTION = "hourglass_flowing_sand"
+SEEN_REACTION = "eyes"
+"""On a message the moment it is accepted (its turn may wait behind others)."""
 _MEMORY = 2000  # scopes / multi-part messages remembered (oldest forgotten first)
 
 
@@ -151,6 +153,7 @@ class SlackAdapter:
         self._identity: Identity | None = None
         self._last_inbound: _Lru = _Lru()  # scope key → (channel, ts) of the newest message
         self._working: dict[str, set[tuple[str, str]]] = {}
+        self._acked: dict[str, deque[tuple[str, str]]] = {}  # scope → messages waiting, 👀
         self._parts: _Lru = _Lru()  # "channel:ts" → ts of the extra messages of a long post
         self._names: _Lru = _Lru()
         self._seen: _Lru = _Lru()
@@ -330,6 +333,12 @@ class SlackAdapter:
         else:
             self._parts.pop(key, None)
 
+    async def acknowledge(self, message: InboundMessage) -> None:
+        """👀 on an accepted message until its turn ends (⏳ too while it runs)."""
+        seen = (message.scope.channel, message.message_id)
+        self._acked.setdefault(message.scope.key, deque(maxlen=100)).append(seen)
+        await self._reaction("add", *seen, SEEN_REACTION)
+
     async def typing(self, scope: Scope) -> None:
         target = self._last_inbound.get(scope.key)
         working = self._working.setdefault(scope.key, set())
@@ -341,6 +350,11 @@ class SlackAdapter:
     async def done(self, scope: Scope) -> None:
         for target in self._working.pop(scope.key, set()):
             await self._reaction("remove", *target)
+        waiting = self._acked.get(scope.key)
+        if waiting:  # turns run in arrival order: the oldest acknowledged one just ended
+            await self._reaction("remove", *waiting.popleft(), SEEN_REACTION)
+            if not waiting:
+                self._acked.pop(scope.key, None)
 
     async def present_approval(self, view: ApprovalView) -> MessageRef:
         async with self.pacer.turn(view.scope.channel):
@@ -383,17 +397,14 @@ class SlackAdapter:
             )
         return str(resp["ts"])
 
-    async def _reaction(self, action: str, channel: str, ts: str) -> None:
-        """Add or remove the working reaction; a cosmetic failure is only logged."""
+    async def _reaction(self, action: str, channel: str, ts: str,
+                        name: str = WORKING_REACTION) -> None:
+        """Add or remove a reaction; a cosmetic failure is only logged."""
         try:
             if action == "add":
-                await self.client.reactions_add(
-                    channel=channel, timestamp=ts, name=WORKING_REACTION
-                )
+                await self.client.reactions_add(channel=channel, timestamp=ts, name=name)
             else:
-                await self.client.reactions_remove(
-                    channel=channel, timestamp=ts, name=WORKING_REACTION
-                )
+                await self.client.reactions_remove(channel=channel, timestamp=ts, name=name)
         except SlackApiError as exc:
             error = api_error(exc)
             if error not in ("already_reacted", "no_reaction", "message_not_found"):
