@@ -56,13 +56,18 @@ class World:
         found = await self.mock.wait_for(
             lambda: [m for m in self.mock.messages.values()
                      if m.channel == channel and m.thread_ts == thread and not m.deleted
-                     and expected in m.text and not m.blocks],
+                     and expected in m.text and not _is_prompt(m)],
             limit=90,
         )
         return str(found[0].text)
 
     def bot_texts(self, channel: str, thread: str | None) -> list[str]:
-        return [m.text for m in self.mock.thread(channel, thread) if not m.blocks]
+        return [m.text for m in self.mock.thread(channel, thread) if not _is_prompt(m)]
+
+
+def _is_prompt(message: Any) -> bool:
+    """An approval prompt (an answer may carry blocks too: its feedback buttons)."""
+    return "lettabot_approval" in str(message.blocks or "")
 
 
 @pytest.fixture(scope="module")
@@ -394,3 +399,22 @@ async def test_a_file_too_large_or_off_slack_is_named_not_fetched(w: World) -> N
     assert "'trap.txt': not downloaded (not a Slack file URL (attacker.example))" in (
         asked.user_text)
     assert len(w.mock.downloads) == before
+
+
+async def test_an_answer_carries_feedback_buttons_and_a_click_is_stored(w: World) -> None:
+    ts = new_ts()
+    w.model.on("rate me", Reply.say("A rateable answer."))
+    await w.slack.event(mention("rate me", ts=ts))
+    await w.reply_in(CHANNEL, ts, "A rateable answer.")
+    answer = await w.mock.wait_for(lambda: next(
+        (m for m in w.mock.thread(CHANNEL, ts) if "context_actions" in str(m.blocks)), None))
+    assert "A rateable answer." in str(answer.blocks)  # the text stays, in a section
+    assert "feedback_buttons" in str(answer.blocks)
+    await w.slack.click("lettabot_feedback", "bad", user="U_ADA", channel=CHANNEL,
+                        message_ts=answer.ts, thread_ts=ts)
+    with anyio.fail_after(10):
+        while not (found := await w.bot.store.list_feedback(thread_scope(ts).key)):  # noqa: ASYNC110
+            await anyio.sleep(0.05)
+    [rating] = found
+    assert rating.rating == "bad" and rating.user_id == "slack:U_ADA"
+    assert rating.message_ref == answer.ts and rating.conversation_id

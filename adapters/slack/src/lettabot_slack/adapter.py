@@ -155,6 +155,8 @@ class SlackAdapter:
         self._working: dict[str, set[tuple[str, str]]] = {}
         self._acked: dict[str, deque[tuple[str, str]]] = {}  # scope → messages waiting, 👀
         self._parts: _Lru = _Lru()  # "channel:ts" → ts of the extra messages of a long post
+        self._texts: _Lru = _Lru()  # ts → the mrkdwn it shows (for the feedback update)
+        self.rated: _Lru = _Lru()  # ts of an answer offered feedback → its scope
         self._names: _Lru = _Lru()
         self._seen: _Lru = _Lru()
         self._order: dict[str, anyio.Lock] = {}
@@ -318,11 +320,13 @@ class SlackAdapter:
         parts = to_messages(text, MAX_TEXT)
         channel = ref.scope.channel
         await self.client.chat_update(channel=channel, ts=ref.id, text=parts[0])
+        self._texts.remember(ref.id, parts[0])
         key = f"{channel}:{ref.id}"
         extra: list[str] = list(self._parts.get(key, []))
         for i, part in enumerate(parts[1:]):
             if i < len(extra):
                 await self.client.chat_update(channel=channel, ts=extra[i], text=part)
+                self._texts.remember(extra[i], part)
             else:
                 extra.append(await self._post(ref.scope, part))
         for ts in extra[len(parts) - 1 :]:
@@ -332,6 +336,17 @@ class SlackAdapter:
             self._parts.remember(key, extra)
         else:
             self._parts.pop(key, None)
+
+    async def offer_feedback(self, ref: MessageRef) -> None:
+        """Slack's feedback buttons under the answer's last message."""
+        key = f"{ref.scope.channel}:{ref.id}"
+        ts = ([ref.id, *self._parts.get(key, [])])[-1]
+        text = self._texts.get(ts)
+        if text is None:
+            return
+        await self.client.chat_update(channel=ref.scope.channel, ts=ts, text=text,
+                                      blocks=blocks.answer_with_feedback(text))
+        self.rated.remember(ts, ref.scope)
 
     async def acknowledge(self, message: InboundMessage) -> None:
         """👀 on an accepted message until its turn ends (⏳ too while it runs)."""
@@ -395,6 +410,7 @@ class SlackAdapter:
                 unfurl_links=False,
                 unfurl_media=False,
             )
+        self._texts.remember(str(resp["ts"]), text)
         return str(resp["ts"])
 
     async def _reaction(self, action: str, channel: str, ts: str,

@@ -20,6 +20,7 @@ ACTIONS: dict[str, ApprovalDecision] = {
     "lettabot_always": "always",
 }
 ACTION_PATTERN = r"^lettabot_(approve|deny|always)$"
+FEEDBACK_ACTION = "lettabot_feedback"
 BLOCK_ID = "lettabot_approval"
 
 _SECTION_MAX = 3000  # Slack's limit for a section's text
@@ -68,6 +69,19 @@ def deciders_text(view: ApprovalView) -> str:
     names = ", ".join(f"<@{_escape(u)}>" for u in view.deciders[:10])
     more = f" and {len(view.deciders) - 10} more" if len(view.deciders) > 10 else ""
     return f"Who may decide: {names}{more}"
+
+
+def answer_with_feedback(text: str) -> list[dict[str, Any]]:
+    """An answer (mrkdwn, in sections of at most 3,000 characters) with Slack's feedback
+    buttons under it (``context_actions`` / ``feedback_buttons``)."""
+    sections = [_section(text[i:i + 3000]) for i in range(0, len(text), 3000)] or [
+        _section(" ")]
+    buttons = {"type": "feedback_buttons", "action_id": FEEDBACK_ACTION,
+               "positive_button": {"text": {"type": "plain_text", "text": "Good answer"},
+                                   "value": "good", "accessibility_label": "Good answer"},
+               "negative_button": {"text": {"type": "plain_text", "text": "Bad answer"},
+                                   "value": "bad", "accessibility_label": "Bad answer"}}
+    return [*sections[:49], {"type": "context_actions", "elements": [buttons]}]
 
 
 def approval_blocks(view: ApprovalView) -> list[dict[str, Any]]:

@@ -92,6 +92,23 @@ def register(adapter: SlackAdapter) -> None:
 
     app.action(re.compile(blocks.ACTION_PATTERN))(on_action)
 
+    async def on_feedback(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        user_id = str((body.get("user") or {}).get("id") or "")
+        ts = str((body.get("container") or {}).get("message_ts") or "")
+        rating = action.get("value")
+        scope = adapter.rated.get(ts)
+        if scope is None or rating not in ("good", "bad") or not user_id:
+            return
+
+        async def record() -> None:
+            if await adapter.bot.record_feedback(scope, ts, user_id, rating):
+                log.info("slack: feedback %s on %s by %s", rating, ts, user_id)
+
+        adapter.spawn(record, f"feedback on {ts}")
+
+    app.action(blocks.FEEDBACK_ACTION)(on_feedback)
+
     async def on_command(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         words = str(body.get("text") or "").strip()
