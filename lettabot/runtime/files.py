@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import os
 import re
 import unicodedata
 from pathlib import Path
@@ -44,14 +45,24 @@ def _folder(workspace: Path, config: FilesConfig, message: InboundMessage) -> Pa
     return workspace / config.folder / f"{message.scope.adapter}-{scope}"
 
 
-def _unique(folder: Path, name: str) -> Path:
-    target = folder / name
-    stem, suffix = target.stem, target.suffix
-    n = 1
-    while target.exists():
-        n += 1
-        target = folder / f"{stem}-{n}{suffix}"
-    return target
+def _save(folder: Path, workspace: Path, name: str, data: bytes) -> Path:
+    """Write ``data`` as a NEW file in ``folder``: never through a symlink (a tool may have
+    left one there), never outside the workspace, never over another file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if not folder.resolve().is_relative_to(workspace.resolve()):
+        raise ValueError("the uploads folder leads outside the workspace")
+    stem, dot, suffix = name.rpartition(".")
+    stem, suffix = (stem, f".{suffix}") if dot and stem else (name, "")
+    for n in range(1, 1000):
+        target = folder / (name if n == 1 else f"{stem}-{n}{suffix}")
+        try:  # O_EXCL: fails on anything already there, a dangling symlink included
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        except FileExistsError:
+            continue
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        return target
+    raise ValueError("too many files of that name")
 
 
 def _size(n: int) -> str:
@@ -76,9 +87,12 @@ async def _one(attachment: Attachment, adapter: SupportsDownload, config: FilesC
     if kind in IMAGE_TYPES and len(data) <= config.image_max_bytes:
         return attachment.model_copy(update={
             "data_base64": base64.b64encode(data).decode(), "size": len(data)})
-    await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
-    target = _unique(folder, safe_name(attachment.name))
-    await anyio.Path(target).write_bytes(data)
+    try:
+        target = await anyio.to_thread.run_sync(_save, folder, workspace, safe_name(
+            attachment.name), data)
+    except (OSError, ValueError) as exc:
+        log.warning("could not save %s: %s", attachment.name, exc)
+        return attachment.model_copy(update={"note": f"not saved ({exc})"})
     return attachment.model_copy(update={
         "saved_as": str(target.relative_to(workspace)), "size": len(data)})
 
