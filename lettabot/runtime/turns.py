@@ -204,12 +204,12 @@ class TurnRunner:
                 message = job.message
                 set_owner(TurnOwner(scope, session.conversation_id, message.user_id,
                                     message.user_name, agent_id=session.agent_id))
+                if self.workspace is not None:  # before the stall clock: downloads take time
+                    job = replace(job, message=await receive_files(
+                        job.message, adapter, self.files, self.workspace))
                 watch = _Watch(anyio.current_time())
                 with anyio.CancelScope() as watch.scope:
                     tg.start_soon(self._watchdog, scope, watch)
-                    if self.workspace is not None:
-                        job = replace(job, message=await receive_files(
-                            job.message, adapter, self.files, self.workspace))
                     result = await self._stream(session, job, reply, stream, watch)
                     trailer = self._trailer(result, reply)
                     outcome = ("completed" if result.success else
