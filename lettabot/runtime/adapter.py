@@ -39,6 +39,8 @@ __all__ = [
     "SupportsAcknowledge",
     "SupportsDownload",
     "SupportsFeedback",
+    "SupportsFiles",
+    "SupportsReactions",
     "SupportsReadiness",
     "SupportsThreadContext",
 ]
@@ -313,6 +315,26 @@ class SupportsFeedback(Protocol):
     async def offer_feedback(self, ref: MessageRef) -> None:
         """Show feedback buttons on the answer ``ref`` (its last message); a click reaches
         ``BotAPI.record_feedback``."""
+        ...
+
+
+@runtime_checkable
+class SupportsFiles(Protocol):
+    """Optional: an adapter that can post a file (the agent's ``send_file``, a long reply)."""
+
+    async def send_file(self, scope: Scope, name: str, data: bytes, *,
+                        comment: str = "") -> MessageRef:
+        """Post ``data`` as a file called ``name`` in the scope, with ``comment`` (markdown)."""
+        ...
+
+
+@runtime_checkable
+class SupportsReactions(Protocol):
+    """Optional: an adapter that can react to a message (the agent's ``react``)."""
+
+    async def react(self, scope: Scope, message_id: str, emoji: str) -> None:
+        """Add ``emoji`` (a character such as "👍", or a short name such as "thumbsup")
+        to the message ``message_id``; raises ``ValueError`` for an emoji it cannot show."""
         ...
 
 

@@ -89,6 +89,8 @@ class TurnOwner:
     user_id: str
     user_name: str = ""
     agent_id: str | None = None
+    message_id: str = ""
+    """The platform id of the message that started the turn ("" for a scheduled run)."""
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,7 +41,8 @@ from lettabot.runtime.adapter import (
     SupportsThreadContext,
 )
 from lettabot.runtime.agents import AgentProfile, Agents
-from lettabot.runtime.approvals import ApprovalBroker, ToolPolicy
+from lettabot.runtime.approvals import ApprovalBroker, ToolPolicy, TurnOwner
+from lettabot.runtime.chat_tools import ChatTools
 from lettabot.runtime.commands import Commands
 from lettabot.runtime.config import Config, ConfigError, LettaConfig
 from lettabot.runtime.history import entries_from
@@ -49,7 +50,8 @@ from lettabot.runtime.metrics import Metrics, ServerSample, StateSample, rss_byt
 from lettabot.runtime.providers import connect_providers
 from lettabot.runtime.router import Router
 from lettabot.runtime.scheduler import Job, Scheduler
-from lettabot.runtime.store import Approval, Store, open_store, sqlite_path
+from lettabot.runtime.schedules import ScheduleRunner
+from lettabot.runtime.store import Approval, Schedule, Store, open_store, sqlite_path
 from lettabot.runtime.tool_guard import ToolGuard
 from lettabot.runtime.turns import TurnRunner
 
@@ -135,6 +137,10 @@ class Bot:
                              create_agent=self._create_agent)
         self.router = Router(store, self.agents)
         self.client = self._client()
+        self.schedules = ScheduleRunner(store, self._run_scheduled,
+                                        can_start=self._can_run_scheduled)
+        self.chat_tools = ChatTools(config.chat_tools, self.adapters.get, store,
+                                    self.schedules, self._notify)
         self.scheduler = Scheduler(
             client=self.client,
             router=self.router,
@@ -143,12 +149,14 @@ class Bot:
                                 stall_seconds=config.turns.stall_seconds,
                                 waiting_for_click=self.broker.pending_in,
                                 metrics=self.metrics, files=config.files,
-                                workspace=config.letta_cwd),
+                                workspace=config.letta_cwd,
+                                reply_as_file_after=config.chat_tools.reply_as_file_after),
             notify=self._notify,
             session_options=self._session_options(),
             max_concurrent_turns=config.servers.max_concurrent_turns,
             idle_seconds=idle_seconds,
             prewarm=prewarm,
+            tools_for=self._tools_for,
         )
         self.commands = Commands(access=self.access, router=self.router,
                                  scheduler=self.scheduler, broker=self.broker,
@@ -186,7 +194,9 @@ class Bot:
                     await bot.agents.load()
                     bot._stale = await bot.broker.expire_stale()
                     await bot.scheduler.start(tg)
+                    await bot.schedules.sync_config(config.schedules)
                     tg.start_soon(bot._housekeeping, name="store housekeeping")
+                    tg.start_soon(bot.schedules.run, name="schedules")
                 except Exception as exc:  # raised below, outside the task group
                     failed = exc
                     tg.cancel_scope.cancel()
@@ -249,6 +259,42 @@ class Bot:
             server=0, model=letta.model, system_prompt=letta.system_prompt,
             persona=letta.persona, tags=tags,
         )
+
+    def _tools_for(self, owner: Callable[[], TurnOwner | None],
+                   profile: AgentProfile) -> list[sdk.Tool]:
+        """lettabot's chat tools for a session of ``profile``'s agent (minus any its tool
+        filter blocks)."""
+        tools = self.chat_tools.for_session(owner, profile.policy.guard_or_default(),
+                                            profile.access)
+        return [t for t in tools if profile.policy.blocked(t.name) is None]
+
+    # -- schedules --------------------------------------------------------------------
+
+    def _can_run_scheduled(self, schedule: Schedule) -> bool:
+        try:
+            scope = Scope.from_key(schedule.scope)
+        except ValueError:
+            return False
+        return (scope.adapter in self.adapters and not self.scheduler.draining
+                and self.scheduler.can_accept(scope))
+
+    async def _run_scheduled(self, schedule: Schedule, due: datetime) -> None:
+        """A claimed run: a turn in its scope, as its creator's message."""
+        scope = Scope.from_key(schedule.scope)
+        adapter, _, user = schedule.created_by.partition(":")
+        if schedule.created_by and not self.access.may_talk(adapter, user):
+            log.warning("schedule %s not run: %s may no longer talk to the bot", schedule.id,
+                        schedule.created_by)
+            await self._notify(scope, f"🗓️ Schedule `{schedule.id}` was not run: the person "
+                                      "who created it may no longer talk to the bot.")
+            return
+        text = schedule.prompt  # the sender note says it is scheduled, and by whom
+        message_id = f"schedule:{schedule.id}:{due.isoformat()}"
+        message = InboundMessage(scope=scope, user_id=user, user_name="", text=text,
+                                 message_id=message_id, mentioned=True)
+        log.info("schedule %s runs in %s", schedule.id, scope.key)
+        self.metrics.messages.labels(scope.adapter, "scheduled").inc()
+        self.scheduler.enqueue(Job(message, client_message_id=f"{scope.adapter}:{message_id}"))
 
     # -- adapters ---------------------------------------------------------------------
 

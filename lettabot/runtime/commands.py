@@ -1,4 +1,5 @@
-"""Chat commands, implemented once for every adapter: reset, status, stop, memory, help.
+"""Chat commands, implemented once for every adapter: reset, status, stop, memory, rules,
+schedules, help.
 
 Adapters map their native form (Slack slash commands, Discord application commands, a
 web button) onto :meth:`Commands.run`; :func:`parse_command` recognises the plain-text
@@ -15,8 +16,10 @@ from lettabot import sdk
 from lettabot.runtime.access import AccessPolicy
 from lettabot.runtime.adapter import CommandResult, Scope
 from lettabot.runtime.approvals import ApprovalBroker
+from lettabot.runtime.chat_tools import ToolRefused, cancel_schedule
 from lettabot.runtime.router import Router
 from lettabot.runtime.scheduler import Scheduler
+from lettabot.runtime.schedules import describe
 
 __all__ = ["COMMANDS", "Commands", "memory_dir", "memory_summary", "parse_command"]
 
@@ -26,6 +29,8 @@ COMMANDS = {
     "stop": "interrupt the running turn",
     "memory": "list the agent's memory files",
     "rules": "list this thread's \"Always allow\" rules; `rules revoke <id>` (approvers)",
+    "schedules": "list this thread's schedules; `schedules cancel <id>` (its creator or "
+                 "an approver)",
     "help": "this list",
 }
 
@@ -121,6 +126,8 @@ class Commands:
             return CommandResult(text=text)
         if name == "rules":
             return await self._rules(scope, user_id, args)
+        if name == "schedules":
+            return await self._schedules(scope, user_id, args)
         if name == "stop":
             asker = self.scheduler.running_user(scope)
             access = await self._access(scope)
@@ -166,6 +173,26 @@ class Commands:
                     "path": f"under `{r.pattern}`", "input": "one exact input"}.get(r.kind, r.kind)
             lines.append(f"• `{r.id}` {r.tool_name}: {what} — by {r.created_by}, until "
                          f"{r.expires_at:%Y-%m-%d %H:%M} UTC")
+        return CommandResult(text="\n".join(lines), ephemeral=True)
+
+    async def _schedules(self, scope: Scope, user_id: str, args: str) -> CommandResult:
+        store = self.broker.store
+        words = args.split()
+        if words and words[0] in ("cancel", "remove", "delete"):
+            if len(words) != 2:
+                return CommandResult(text="Write `schedules cancel <id>` (ids from "
+                                          "`schedules`).", ephemeral=True)
+            try:
+                text = await cancel_schedule(store, scope.key, words[1], scope.adapter, user_id,
+                                             await self._access(scope))
+            except ToolRefused as exc:
+                return CommandResult(text=f"Not cancelled: {exc}.", ephemeral=True)
+            return CommandResult(text=f"{text} (by {user_id})")
+        found = await store.list_schedules(scope.key)
+        if not found:
+            return CommandResult(text="No schedules here. Ask the agent, e.g. “remind us every "
+                                      "weekday at 9:00 to post the standup”.", ephemeral=True)
+        lines = [f"Schedules here ({len(found)}):", *(f"• {describe(s)}" for s in found)]
         return CommandResult(text="\n".join(lines), ephemeral=True)
 
     async def _status(self, scope: Scope) -> str:

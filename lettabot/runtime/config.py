@@ -45,6 +45,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from lettabot.runtime.adapter import Scope
+from lettabot.runtime.schedules import check_cron, check_timezone
 from lettabot.runtime.store import StoreError, default_store_url, normalize_url
 
 ENV_PREFIX = "LETTABOT_"
@@ -355,6 +357,60 @@ class FilesConfig(_Section):
         return value
 
 
+ChatTool = Literal["react", "send_file", "schedule"]
+CHAT_TOOLS: tuple[ChatTool, ...] = ("react", "send_file", "schedule")
+
+
+class ChatToolsConfig(_Section):
+    """Tools lettabot gives the agent to act in the chat (they run in lettabot itself)."""
+
+    enabled: list[ChatTool] = Field(default_factory=lambda: list(CHAT_TOOLS))
+    """``react`` to the message, ``send_file`` (a file of the workspace) to the thread,
+    ``schedule`` a prompt for later (with ``list_schedules`` / ``cancel_schedule``)."""
+    send_max_bytes: int = Field(default=10_000_000, ge=1)
+    """Larger files are not sent."""
+    reply_as_file_after: int = Field(default=4, ge=1, le=50)
+    """A reply that would take more messages than this is sent as a file too (the first
+    messages are kept), where the platform takes files."""
+    schedules_per_scope: int = Field(default=10, ge=0, le=1000)
+    """At most this many schedules per thread (config ``[[schedules]]`` do not count)."""
+    min_interval_minutes: int = Field(default=10, ge=1)
+    """A repeating schedule the agent creates runs at most this often."""
+
+
+class ScheduleConfig(_Section):
+    """A prompt the bot runs on a schedule (``[[schedules]]``), as if sent in ``target``."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    cron: str
+    """Five fields (minute hour day month weekday), e.g. ``0 9 * * 1-5``."""
+    timezone: str = "UTC"
+    target: str
+    """Where it runs: a scope key, e.g. ``slack:T0123:C0456`` (a channel),
+    ``slack:T0123:C0456:1700000000.000100`` (a thread), ``discord:123:456``."""
+    prompt: str = Field(min_length=1)
+    as_user: str = ""
+    """Whose message it is (approvals treat it as theirs); empty: nobody's, so only
+    ``access.approvers`` can approve its tool calls."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        problems = []
+        if (why := check_cron(self.cron)) is not None:
+            problems.append(Problem("cron", why, 'write five fields, e.g. "0 9 * * 1-5"'))
+        if (why := check_timezone(self.timezone)) is not None:
+            problems.append(Problem("timezone", why, 'write an IANA name, e.g. "Europe/Berlin"'))
+        try:
+            Scope.from_key(self.target)
+        except ValueError:
+            problems.append(Problem("target", "is not a scope key",
+                                    'write adapter:workspace:channel[:thread], e.g. '
+                                    '"slack:T0123:C0456"'))
+        if problems:
+            raise _Problems(problems)
+        return self
+
+
 class TurnsConfig(_Section):
     """Deadlines of a turn."""
 
@@ -594,6 +650,9 @@ class Config(BaseSettings):
     approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)
     turns: TurnsConfig = Field(default_factory=TurnsConfig)
     files: FilesConfig = Field(default_factory=FilesConfig)
+    chat_tools: ChatToolsConfig = Field(default_factory=ChatToolsConfig)
+    schedules: list[ScheduleConfig] = Field(default_factory=list)
+    """Prompts run on a schedule (``[[schedules]]``)."""
     servers: ServersConfig = Field(default_factory=ServersConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     agents: list[AgentConfig] = Field(default_factory=list)

@@ -20,7 +20,7 @@ from typing import Any
 
 import anyio
 
-from lettabot.runtime.adapter import Adapter, MessageRef, Scope
+from lettabot.runtime.adapter import Adapter, MessageRef, Scope, SupportsFiles
 from lettabot.runtime.reveal import reveal
 
 __all__ = ["ReplyStream", "close_open_markup", "split_message", "tool_line"]
@@ -166,9 +166,14 @@ class ReplyStream:
     then :meth:`finish` (which stops :meth:`run` and writes the final text).
     """
 
-    def __init__(self, adapter: Adapter, scope: Scope) -> None:
+    def __init__(self, adapter: Adapter, scope: Scope, *,
+                 as_file_after: int | None = None) -> None:
         self.adapter = adapter
         self.scope = scope
+        self.as_file_after = as_file_after if isinstance(adapter, SupportsFiles) else None
+        """A reply longer than this many messages shows only those, and the whole reply
+        is sent as a file (where the adapter takes files)."""
+        self.filed = False
         self.limits = adapter.limits
         self.text = ""
         self.refs: list[MessageRef] = []
@@ -225,7 +230,10 @@ class ReplyStream:
                 if self.streaming:  # the same cuts while streaming and at the end
                     limit = max(40, limit - _CLOSER_ROOM)
                 parts = split_message(self.text, limit)
-                if not final:
+                long = self.as_file_after is not None and len(parts) > self.as_file_after
+                if long:
+                    parts = parts[: self.as_file_after]
+                if not final or long:
                     parts[-1] = close_open_markup(parts[-1])
                 for i, part in enumerate(parts):
                     if i < len(self.refs):
@@ -235,6 +243,32 @@ class ReplyStream:
                         ref = await self._post(part)
                         self.refs.append(ref)
                         self._shown.append(part)
+                if final and long and not self.filed:
+                    await self._send_as_file()
+
+    async def _send_as_file(self) -> None:
+        """The whole reply as ``reply.md``; if that fails, the rest as messages after all."""
+        assert isinstance(self.adapter, SupportsFiles)
+        try:
+            await self.adapter.send_file(
+                self.scope, "reply.md", self.text.encode("utf-8"),
+                comment=f"📎 The whole answer ({len(self.text):,} characters) is in this file.")
+            self.filed = True
+        except Exception:
+            log.warning("sending a long reply as a file in %s failed; posting it in full",
+                        self.scope.key, exc_info=True)
+            self.as_file_after = None
+            limit = self.limits.max_message_length
+            if self.streaming:
+                limit = max(40, limit - _CLOSER_ROOM)
+            parts = split_message(self.text, limit)
+            for i, part in enumerate(parts):
+                if i < len(self.refs):
+                    if self._shown[i] != part:
+                        await self._safe_edit(i, part, final=True)
+                else:
+                    self.refs.append(await self._post(part))
+                    self._shown.append(part)
 
     async def _post(self, part: str) -> MessageRef:
         """Post, retrying a failure (after the platform's ``retry_after`` if it gave one)."""

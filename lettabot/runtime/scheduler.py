@@ -78,16 +78,22 @@ class Job:
 class _Binding:
     """Connects a session's ``can_use_tool`` to the broker for the turn that runs now."""
 
-    def __init__(self, broker: ApprovalBroker, profile: AgentProfile) -> None:
+    def __init__(self, broker: ApprovalBroker, profile: AgentProfile,
+                 own_tools: frozenset[str] = frozenset()) -> None:
         self.broker = broker
         self.profile = profile
         self.owner: TurnOwner | None = None
+        self.own_tools = own_tools
+        """lettabot's chat tools given to this session: they check their own input."""
+        self.tools: list[sdk.Tool] = []
 
     async def can_use_tool(
         self, tool_name: str, tool_input: dict[str, Any], request: CanUseToolRequest
     ) -> sdk.PermissionResult:
         if self.owner is None:
             return sdk.PermissionDeny(message=f"{tool_name}: no chat turn is running; not run.")
+        if tool_name in self.own_tools:
+            return sdk.PermissionAllow()
         return await self.broker.can_use_tool(self.owner, request, policy=self.profile.policy,
                                               access=self.profile.access)
 
@@ -174,6 +180,9 @@ TurnRunner = Callable[
     [Scope, Job, Callable[[], Awaitable[sdk.Session]], TurnOwnerSetter], Awaitable[None]
 ]
 Notifier = Callable[[Scope, str], Awaitable[None]]
+ToolsFor = Callable[[Callable[[], TurnOwner | None], AgentProfile], list[sdk.Tool]]
+"""The chat tools for a new session of ``profile``'s agent, acting for the turn the first
+argument names when they are called."""
 
 
 class Scheduler:
@@ -191,8 +200,10 @@ class Scheduler:
         max_concurrent_turns: int,
         idle_seconds: float = 900.0,
         prewarm: bool = True,
+        tools_for: ToolsFor | None = None,
     ) -> None:
         self.router = router
+        self._tools_for = tools_for
         self.broker = broker
         self._run_turn = run_turn
         self._notify = notify
@@ -236,9 +247,19 @@ class Scheduler:
             await self._refill_warm()
         tg.start_soon(self._reaper)
 
+    def _binding(self, profile: AgentProfile) -> _Binding:
+        """A binding whose session gets lettabot's chat tools (acting for its turn)."""
+        binding = _Binding(self.broker, profile)
+        if self._tools_for is not None:
+            binding.tools = self._tools_for(lambda: binding.owner, profile)
+            binding.own_tools = frozenset(t.name for t in binding.tools)
+        return binding
+
     def _session_options(self, binding: _Binding, server: int) -> dict[str, Any]:
         options = dict(self._options)
         options["can_use_tool"] = binding.can_use_tool
+        if binding.tools:
+            options["tools"] = [*options.get("tools", []), *binding.tools]
         if self.transport is not None:
             options["transport"] = self.transport
         return options
@@ -410,7 +431,7 @@ class Scheduler:
                     "config no longer names, so I will not run it with another agent's "
                     "permissions. Say `reset` to start a new conversation here with "
                     f"{self.router.agents.for_scope(lane.scope).name}.")
-            binding = _Binding(self.broker, profile)
+            binding = self._binding(profile)
             server = self.server_for(route.conversation_id)
             session = self.client.resume_session(
                 route.conversation_id, server=server, **self._session_options(binding, server)
@@ -454,7 +475,7 @@ class Scheduler:
         agent = await self.router.agent_id(profile)
         server = self._next_server % self.servers
         self._next_server += 1
-        binding = _Binding(self.broker, profile)
+        binding = self._binding(profile)
         session = self.client.create_session(agent, server=server,
                                              **self._session_options(binding, server))
         try:

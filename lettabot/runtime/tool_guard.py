@@ -127,6 +127,11 @@ class ToolGuard:
         """Inside the workspace and outside every protected path within it."""
         return self._readable(_real(path), None)
 
+    def sendable(self, path: Path) -> bool:
+        """Whether the (resolved) ``path`` may be posted to the chat: a file inside the
+        workspace and outside lettabot's and Letta's state, as for reads without a click."""
+        return self._readable(_real(path), None)
+
     def protected_path(self, path: Path) -> bool:
         """Whether ``path`` is part of lettabot's or Letta's state."""
         real = _real(path)

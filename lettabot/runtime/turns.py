@@ -66,6 +66,10 @@ def sender_note(message: InboundMessage) -> str:
     name = neutralize(message.user_name).replace("\n", " ")
     user_id = neutralize(message.user_id)
     who = f"{name} (id {user_id})" if name else user_id
+    if message.message_id.startswith(SCHEDULED):
+        _, schedule_id, due = message.message_id.split(":", 2)
+        what = f"schedule {schedule_id} (due {due})"
+        who = f"{what}, set up by {who}" if who else f"{what} in lettabot's config"
     where = "a direct message" if scope.is_dm else (
         "a thread" if scope.thread else "a channel"
     )
@@ -74,6 +78,9 @@ def sender_note(message: InboundMessage) -> str:
         "</system-reminder>"
     )
 
+
+SCHEDULED = "schedule:"
+"""The message id prefix of a scheduled run (no platform message behind it)."""
 
 CONTEXT_CHARS = 6000
 """At most this much of a thread's earlier messages reaches the agent (the newest kept)."""
@@ -158,8 +165,10 @@ class TurnRunner:
                  show_tools: bool = True, stall_seconds: float = 120.0,
                  waiting_for_click: Callable[[Scope], int] | None = None,
                  metrics: Metrics | None = None, files: FilesConfig | None = None,
-                 workspace: Path | None = None) -> None:
+                 workspace: Path | None = None,
+                 reply_as_file_after: int | None = None) -> None:
         self._adapter_for = adapter_for
+        self.reply_as_file_after = reply_as_file_after
         self.metrics = metrics
         self.files = files or FilesConfig()
         self.workspace = workspace
@@ -189,7 +198,7 @@ class TurnRunner:
             log.error("no adapter %r for %s; message dropped", scope.adapter, scope.key)
             return
         reply = _Reply()
-        stream = ReplyStream(adapter, scope)
+        stream = ReplyStream(adapter, scope, as_file_after=self.reply_as_file_after)
         broken: BaseException | None = None
         trailer = ""
         outcome: TurnOutcome = "failed"
@@ -203,7 +212,9 @@ class TurnRunner:
                 bind(conversation=session.conversation_id, agent=session.agent_id)
                 message = job.message
                 set_owner(TurnOwner(scope, session.conversation_id, message.user_id,
-                                    message.user_name, agent_id=session.agent_id))
+                                    message.user_name, agent_id=session.agent_id,
+                                    message_id="" if message.message_id.startswith(SCHEDULED)
+                                    else message.message_id))
                 if self.workspace is not None:  # before the stall clock: downloads take time
                     job = replace(job, message=await receive_files(
                         job.message, adapter, self.files, self.workspace))

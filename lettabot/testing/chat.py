@@ -72,6 +72,14 @@ class Prompt:
 
 
 @dataclass(frozen=True)
+class SentFile:
+    scope: Scope
+    name: str
+    data: bytes
+    comment: str
+
+
+@dataclass(frozen=True)
 class Note:
     scope: Scope
     text: str
@@ -97,6 +105,9 @@ class TestChat:
         self.posts: list[Posted] = []
         self.prompts: list[Prompt] = []
         self.notes: list[Note] = []
+        self.files: list[SentFile] = []
+        self.reactions: list[tuple[Scope, str, str]] = []
+        """(scope, message id, emoji) per reaction the bot added."""
         self.typing_count: dict[str, int] = {}
         self.done_count: dict[str, int] = {}
         self.running = False
@@ -166,6 +177,18 @@ class TestChat:
 
     async def notify(self, scope: Scope, text: str, *, user_id: str | None = None) -> None:
         self.notes.append(Note(scope, text, user_id))
+        self._touch()
+
+    async def send_file(self, scope: Scope, name: str, data: bytes, *,
+                        comment: str = "") -> MessageRef:
+        self.files.append(SentFile(scope, name, data, comment))
+        self._touch()
+        return MessageRef(scope=scope, id=f"f{next(self._ids)}")
+
+    async def react(self, scope: Scope, message_id: str, emoji: str) -> None:
+        if not emoji or emoji.isspace():
+            raise ValueError("no emoji")
+        self.reactions.append((scope, message_id, emoji))
         self._touch()
 
     def _touch(self) -> None:

@@ -408,3 +408,71 @@ async def test_feedback_keeps_each_persons_latest_rating(store: SQLStore) -> Non
     mine = {(f.user_id, f.rating) for f in await store.list_feedback("web:t1")}
     assert mine == {("web:u1", "good"), ("web:u2", "bad")}
     assert len(await store.list_feedback()) == 3
+
+
+async def test_a_due_schedule_is_claimed_once_however_many_ask(store: SQLStore,
+                                                                clock: FakeClock) -> None:
+    from lettabot.runtime.schedules import ScheduleRunner
+    from lettabot.runtime.store import Schedule
+
+    due = clock.now - timedelta(seconds=1)
+    await store.add_schedule(Schedule(id="s-1", scope="web:-:t1", prompt="standup",
+                                      cron="0 9 * * 1-5", timezone="Europe/Berlin",
+                                      next_run=due, created_by="web:u1", created_at=due))
+    started: list[tuple[str, datetime]] = []
+
+    async def start(schedule: Schedule, at: datetime) -> None:
+        started.append((schedule.id, at))
+
+    runners = [ScheduleRunner(store, start, clock=clock) for _ in range(5)]
+    async with anyio.create_task_group() as tg:
+        for runner in runners:
+            tg.start_soon(runner.run_due)
+    assert started == [("s-1", due)]
+    [after] = await store.list_schedules()
+    assert after.runs == 1 and after.next_run is not None and after.next_run > clock.now
+    # the next run is 9:00 Berlin on a weekday (2025-01-01 12:00 UTC is a Wednesday)
+    assert after.next_run == datetime(2025, 1, 2, 8, 0, tzinfo=UTC)
+    assert await store.claim_run("s-1", due, None) is False  # a late retry of the old run
+
+
+async def test_a_one_off_schedule_runs_once_and_is_purged_later(store: SQLStore,
+                                                                clock: FakeClock) -> None:
+    from lettabot.runtime.schedules import ScheduleRunner
+    from lettabot.runtime.store import Schedule
+
+    due = clock.now
+    await store.add_schedule(Schedule(id="s-2", scope="web:-:t1", prompt="check the deploy",
+                                      next_run=due, created_at=due))
+    started: list[str] = []
+
+    async def start(schedule: Schedule, at: datetime) -> None:
+        started.append(schedule.id)
+
+    runner = ScheduleRunner(store, start, clock=clock)
+    assert await runner.run_due() == 1
+    assert await runner.run_due() == 0
+    assert started == ["s-2"] and await store.list_schedules() == []
+    assert (await store.get_schedule("s-2")) is not None  # kept (runs, last_run) until purged
+    clock.advance(3 * 86400)
+    counts = await store.purge(approvals_older_than=timedelta(days=2))
+    assert counts["schedules"] == 1 and await store.get_schedule("s-2") is None
+
+
+async def test_a_run_whose_adapter_is_not_running_stays_due(store: SQLStore,
+                                                             clock: FakeClock) -> None:
+    from lettabot.runtime.schedules import ScheduleRunner
+    from lettabot.runtime.store import Schedule
+
+    await store.add_schedule(Schedule(id="s-3", scope="slack:T1:C1", prompt="hi",
+                                      next_run=clock.now, created_at=clock.now))
+    started: list[str] = []
+
+    async def start(schedule: Schedule, at: datetime) -> None:
+        started.append(schedule.id)
+
+    ready = False
+    runner = ScheduleRunner(store, start, can_start=lambda s: ready, clock=clock)
+    assert await runner.run_due() == 0 and len(await store.list_schedules()) == 1
+    ready = True
+    assert await runner.run_due() == 1 and started == ["s-3"]

@@ -51,6 +51,11 @@ class Message:
     deleted: bool = False
     user: str = BOT_USER
     """Who posted it (the bot, unless added by :meth:`MockSlack.human_said`)."""
+    streaming: bool = False
+    """Started with chat.startStream and not stopped yet."""
+    stream_started: float = 0.0
+    files: list[tuple[str, bytes]] = field(default_factory=list)
+    """(name, bytes) of the files shared with it (files.completeUploadExternal)."""
 
 
 class MockSlack:
@@ -74,6 +79,16 @@ class MockSlack:
         self.downloads: list[tuple[str, str]] = []
         """(file path, the Authorization header sent) per file download."""
         self.bot_token = "xoxb-e2e"
+        self.streaming = True
+        """Whether chat.startStream works (False: answers ``not_allowed``, as a workspace
+        without the feature)."""
+        self.stream_seconds = 300.0
+        """After this long a stream answers ``message_not_in_streaming_state``."""
+        self.statuses: dict[tuple[str, str], list[str]] = {}
+        """(channel, thread_ts) → every assistant.threads.setStatus status, in order."""
+        self.suggested: dict[tuple[str, str], dict[str, Any]] = {}
+        self.titles: dict[tuple[str, str], str] = {}
+        self._uploads: dict[str, bytes] = {}
 
     # lifecycle -------------------------------------------------------------------
 
@@ -83,6 +98,7 @@ class MockSlack:
         app.router.add_get("/api/{method}", self._api)
         app.router.add_get("/link", self._socket)
         app.router.add_get("/files-pri/{file}/{name}", self._file)
+        app.router.add_post("/upload/{file}", self._upload)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -117,6 +133,14 @@ class MockSlack:
                                 content_type="text/html")
         data, mimetype = self.files[request.match_info["file"]]
         return web.Response(body=data, content_type=mimetype)
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        """Step 2 of files_upload_v2: the bytes, posted to the URL step 1 gave."""
+        file_id = request.match_info["file"]
+        if file_id not in self._uploads:
+            return web.Response(status=404, text="unknown upload")
+        self._uploads[file_id] = await request.read()
+        return web.Response(status=200, text="OK - " + str(len(self._uploads[file_id])))
 
     def fail_next(self, method: str, status: int = 429, retry_after: int = 0) -> None:
         """Answer the next call of ``method`` with ``status`` (and ``Retry-After``)."""
@@ -158,7 +182,7 @@ class MockSlack:
             args.update(await request.json())
         elif request.method == "POST":
             args.update(await request.post())
-        for key in ("blocks", "attachments"):
+        for key in ("blocks", "attachments", "files", "prompts", "loading_messages"):
             if isinstance(args.get(key), str):
                 args[key] = json.loads(args[key])
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
@@ -246,6 +270,64 @@ class MockSlack:
                  "text": m.text, "user": m.user,
                  **({"bot_id": BOT_ID} if m.user == BOT_USER else {})}
                 for m in found[:limit]]}  # oldest first, as Slack pages them
+        if method == "files.getUploadURLExternal":
+            file_id = f"F{len(self._uploads) + 1:05d}UP"
+            self._uploads[file_id] = b""
+            self.files[file_id] = (b"", "application/octet-stream")
+            return {"ok": True, "file_id": file_id,
+                    "upload_url": f"http://127.0.0.1:{self.port}/upload/{file_id}",
+                    "_name": str(args.get("filename", ""))}
+        if method == "files.completeUploadExternal":
+            shared = args["files"] if isinstance(args["files"], list) else json.loads(
+                str(args["files"]))
+            ts = self._next_ts()
+            msg = Message(str(args.get("channel_id") or ""), ts,
+                          str(args.get("initial_comment") or ""), args.get("thread_ts"))
+            for f in shared:
+                if f["id"] not in self._uploads:
+                    return {"ok": False, "error": "file_not_found"}
+                msg.files.append((str(f.get("title") or f["id"]), self._uploads[f["id"]]))
+            self.messages[ts] = msg
+            return {"ok": True, "files": [{"id": f["id"], "title": f.get("title")}
+                                          for f in shared]}
+        if method == "chat.startStream":
+            if not self.streaming:
+                return {"ok": False, "error": "not_allowed"}
+            if not args.get("thread_ts"):
+                return {"ok": False, "error": "invalid_arguments"}
+            ts = self._next_ts()
+            self.messages[ts] = Message(str(args["channel"]), ts,
+                                        str(args.get("markdown_text") or ""),
+                                        str(args["thread_ts"]), streaming=True,
+                                        stream_started=time.monotonic())
+            return {"ok": True, "channel": args["channel"], "ts": ts}
+        if method in ("chat.appendStream", "chat.stopStream"):
+            msg = self.messages.get(str(args["ts"]))
+            if msg is None:
+                return {"ok": False, "error": "message_not_found"}
+            if not msg.streaming or time.monotonic() - msg.stream_started > self.stream_seconds:
+                msg.streaming = False
+                return {"ok": False, "error": "message_not_in_streaming_state"}
+            msg.text += str(args.get("markdown_text") or "")
+            msg.edits += 1
+            if method == "chat.stopStream":
+                msg.streaming = False
+                if args.get("blocks"):
+                    msg.blocks = args["blocks"]
+            return {"ok": True, "channel": msg.channel, "ts": msg.ts}
+        if method == "assistant.threads.setStatus":
+            key = (str(args["channel_id"]), str(args["thread_ts"]))
+            self.statuses.setdefault(key, []).append(str(args.get("status") or ""))
+            return {"ok": True}
+        if method == "assistant.threads.setSuggestedPrompts":
+            key = (str(args["channel_id"]), str(args.get("thread_ts") or ""))
+            prompts = args["prompts"]
+            self.suggested[key] = {"title": args.get("title"), "prompts":
+                                   prompts if isinstance(prompts, list) else json.loads(prompts)}
+            return {"ok": True}
+        if method == "assistant.threads.setTitle":
+            self.titles[(str(args["channel_id"]), str(args["thread_ts"]))] = str(args["title"])
+            return {"ok": True}
         if method == "apps.connections.open":
             return {"ok": True, "url": f"ws://127.0.0.1:{self.port}/link"}
         return {"ok": False, "error": "unknown_method"}

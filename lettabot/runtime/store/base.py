@@ -92,6 +92,25 @@ class Feedback(_Record):
     created_at: datetime
 
 
+class Schedule(_Record):
+    """A prompt run later in a scope: once (``cron`` None) or on a cron schedule."""
+
+    id: str
+    scope: str
+    prompt: str
+    cron: str | None = None
+    timezone: str = "UTC"
+    next_run: datetime | None
+    """When it runs next; None once a one-off has run."""
+    created_by: str = ""
+    """Whose message it is (``adapter:user``), "" for nobody's."""
+    source: Literal["chat", "config"] = "chat"
+    name: str | None = None
+    runs: int = 0
+    last_run: datetime | None = None
+    created_at: datetime
+
+
 def input_digest(tool_input: Mapping[str, Any]) -> str:
     """sha256 (hex) of the canonical JSON of a tool input: sorted keys, no spaces, UTF-8."""
     canonical = json.dumps(
@@ -218,6 +237,32 @@ class Store(Protocol):
     async def list_feedback(self, scope: str | None = None,
                             limit: int = 100) -> list[Feedback]:
         """Ratings (of one scope, or all), newest first."""
+        ...
+
+    # schedules ------------------------------------------------------------------
+    async def add_schedule(self, schedule: Schedule) -> Schedule:
+        """Create or replace a schedule (by id)."""
+        ...
+
+    async def list_schedules(self, scope: str | None = None) -> list[Schedule]:
+        """Schedules still to run (of one scope, or all), soonest first."""
+        ...
+
+    async def get_schedule(self, schedule_id: str) -> Schedule | None: ...
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        """Cancel a schedule; False if there was none."""
+        ...
+
+    async def due_schedules(self, now: datetime) -> list[Schedule]:
+        """Schedules whose ``next_run`` is at or before ``now``."""
+        ...
+
+    async def claim_run(self, schedule_id: str, due: datetime,
+                        next_run: datetime | None) -> bool:
+        """Atomically move a schedule from the run due at ``due`` to ``next_run``: True for
+        the one caller that did (it runs the prompt), False for every other (a retry,
+        another replica)."""
         ...
 
     async def get_setting(self, key: str) -> str | None:

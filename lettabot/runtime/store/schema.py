@@ -13,6 +13,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
@@ -111,5 +112,23 @@ feedback = Table(
     Column("user_id", String, primary_key=True),
     Column("rating", String(8), nullable=False),
     Column("conversation_id", String),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+
+schedules = Table(
+    "lettabot_schedules",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("scope", String, nullable=False, index=True),
+    Column("prompt", Text, nullable=False),
+    Column("cron", String),
+    Column("timezone", String, nullable=False),
+    Column("next_run", UTCDateTime, index=True),
+    Column("created_by", String, nullable=False),
+    Column("source", String(8), nullable=False),
+    Column("name", String),
+    Column("runs", Integer, nullable=False),
+    Column("last_run", UTCDateTime),
     Column("created_at", UTCDateTime, nullable=False),
 )

@@ -28,6 +28,7 @@ from lettabot.runtime.store.base import (
     ApprovalStatus,
     Feedback,
     Route,
+    Schedule,
     StoreError,
     input_digest,
 )
@@ -377,6 +378,7 @@ class SQLStore:
     async def purge(self, *, approvals_older_than: float | timedelta) -> dict[str, int]:
         now = self._now()
         events, rules, approvals = schema.processed_events, schema.tool_rules, schema.approvals
+        schedules = schema.schedules
         cutoff = now - _ttl(approvals_older_than)
         async with self._engine.begin() as conn:
             counts = {
@@ -387,6 +389,9 @@ class SQLStore:
                 "approvals": (await conn.execute(
                     delete(approvals).where(approvals.c.status != ApprovalStatus.PENDING.value,
                                             approvals.c.created_at < cutoff))).rowcount,
+                "schedules": (await conn.execute(
+                    delete(schedules).where(schedules.c.next_run.is_(None),
+                                            schedules.c.last_run < cutoff))).rowcount,
             }
         return counts
 
@@ -413,6 +418,47 @@ class SQLStore:
         if scope is not None:
             stmt = stmt.where(t.c.scope == scope)
         return [Feedback(**dict(row)) for row in await self._rows(stmt)]
+
+    # schedules ------------------------------------------------------------------
+    async def add_schedule(self, schedule: Schedule) -> Schedule:
+        t = schema.schedules
+        values = schedule.model_dump()
+        stmt = self._insert(t).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[t.c.id],
+            set_={k: getattr(stmt.excluded, k) for k in values if k not in ("id", "runs",
+                                                                             "last_run")},
+        )
+        await self._write(stmt)
+        return schedule
+
+    async def list_schedules(self, scope: str | None = None) -> list[Schedule]:
+        t = schema.schedules
+        stmt = select(t).where(t.c.next_run.is_not(None)).order_by(t.c.next_run, t.c.id)
+        if scope is not None:
+            stmt = stmt.where(t.c.scope == scope)
+        return [Schedule(**dict(row)) for row in await self._rows(stmt)]
+
+    async def get_schedule(self, schedule_id: str) -> Schedule | None:
+        t = schema.schedules
+        rows = await self._rows(select(t).where(t.c.id == schedule_id))
+        return Schedule(**dict(rows[0])) if rows else None
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        t = schema.schedules
+        return await self._write(delete(t).where(t.c.id == schedule_id)) > 0
+
+    async def due_schedules(self, now: datetime) -> list[Schedule]:
+        t = schema.schedules
+        stmt = select(t).where(t.c.next_run.is_not(None), t.c.next_run <= now)
+        return [Schedule(**dict(row)) for row in await self._rows(stmt.order_by(t.c.next_run))]
+
+    async def claim_run(self, schedule_id: str, due: datetime,
+                        next_run: datetime | None) -> bool:
+        t = schema.schedules
+        stmt = (update(t).where(t.c.id == schedule_id, t.c.next_run == due)
+                .values(next_run=next_run, runs=t.c.runs + 1, last_run=self._now()))
+        return await self._write(stmt) == 1
 
     async def get_setting(self, key: str) -> str | None:
         t = schema.settings

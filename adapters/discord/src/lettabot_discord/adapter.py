@@ -13,6 +13,7 @@ time, so a refused message never stops the adapter; rate limits are discord.py's
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
@@ -20,6 +21,7 @@ from typing import Any, Literal
 import aiohttp
 import anyio
 import discord
+import emoji as emoji_lib
 from discord import app_commands
 
 from lettabot.runtime.adapter import (
@@ -354,7 +356,8 @@ class DiscordAdapter:
         if not self.settings.allows_place(interaction.guild_id, channel.id, parent):
             return CommandResult(text="lettabot does not work in this channel.", ephemeral=True)
         scope = scope_of_channel(channel, interaction.guild_id)
-        return await self.bot.run_command(scope, str(interaction.user.id), name)
+        name, _, args = name.partition(" ")
+        return await self.bot.run_command(scope, str(interaction.user.id), name, args)
 
     # outbound ----------------------------------------------------------------
 
@@ -380,6 +383,31 @@ class DiscordAdapter:
             .get_partial_message(int(ref.id))
             .edit(content=clip(text, MAX_MESSAGE) or "…")
         )
+
+    async def send_file(self, scope: Scope, name: str, data: bytes, *,
+                        comment: str = "") -> MessageRef:
+        """Post ``data`` as an attachment (Discord takes up to 10 MB without boosts)."""
+        sent = await self._channel(scope).send(
+            clip(comment, MAX_MESSAGE) or None, file=discord.File(io.BytesIO(data), filename=name),
+            allowed_mentions=discord.AllowedMentions.none())
+        return MessageRef(scope=scope, id=str(sent.id))
+
+    async def react(self, scope: Scope, message_id: str, emoji: str) -> None:
+        """A reaction on ``message_id``: a name (``tada``, ``:tada:``) becomes its character."""
+        text = emoji.strip()
+        if text.isascii():
+            named = emoji_lib.emojize(f":{text.strip(':')}:", language="alias")
+            if named == f":{text.strip(':')}:":
+                raise ValueError(f"{emoji!r} is not an emoji name")
+            text = named
+        elif not emoji_lib.purely_emoji(text):
+            raise ValueError(f"{emoji!r} is not one emoji")
+        try:
+            await self._channel(scope).get_partial_message(int(message_id)).add_reaction(text)
+        except discord.HTTPException as exc:
+            if exc.status == 400:
+                raise ValueError(f"Discord refused {emoji!r}") from exc
+            raise
 
     async def download(self, attachment: Attachment, limit: int) -> bytes:
         """An attachment from Discord's CDN (the URL Discord's gateway gave; no token)."""

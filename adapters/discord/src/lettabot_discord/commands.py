@@ -1,4 +1,4 @@
-"""The ``/lettabot reset|status|stop|memory`` application commands."""
+"""The ``/lettabot reset|status|stop|memory|rules|schedules`` application commands."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "stop": "Stop the reply that is running here",
     "memory": "Show the agent's memory",
     "rules": "List the \"Always allow\" rules here",
+    "schedules": "List the schedules here, or cancel one",
 }
 
 CommandRunner = Callable[[discord.Interaction[Any], str], Awaitable[CommandResult]]
@@ -66,10 +67,19 @@ def lettabot_group(run: CommandRunner) -> app_commands.Group:
     """``/lettabot`` with one subcommand per runtime command."""
     group = app_commands.Group(name="lettabot", description="Control lettabot in this channel")
     for name, description in COMMANDS.items():
+        callback = _schedules(run) if name == "schedules" else _command(run, name)
         group.add_command(
-            app_commands.Command(name=name, description=description, callback=_command(run, name))
+            app_commands.Command(name=name, description=description, callback=callback)
         )
     return group
+
+
+def _schedules(run: CommandRunner) -> Callable[..., Coroutine[Any, Any, None]]:
+    @app_commands.describe(cancel="the id of a schedule to cancel (from the list)")
+    async def schedules(interaction: discord.Interaction[Any], cancel: str | None = None) -> None:
+        await _answer(interaction, run, f"schedules cancel {cancel}" if cancel else "schedules")
+
+    return schedules
 
 
 def _command(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -84,6 +85,10 @@ class FakeDiscord:
         self.guilds: dict[int, Json] = {}
         self.channels: dict[int, Json] = {}
         self._failures: list[_Failure] = []
+        self.sent_files: list[tuple[int, str, bytes]] = []
+        """(channel id, file name, bytes) of each file the bot sent."""
+        self.reactions: dict[int, list[str]] = {}
+        """Message id → the emoji the bot added, in order."""
         self.attachments: dict[str, tuple[bytes, str]] = {}
         """Attachment id → (bytes, content type), served at ``/attachments/<id>/<name>``."""
         self._delays: list[tuple[str, re.Pattern[str], float]] = []
@@ -536,8 +541,19 @@ class FakeDiscord:
 
     @staticmethod
     async def _multipart_json(request: web.Request, raw: bytes) -> Any:
+        """The JSON part, with each file part as ``_files``: [(name, bytes)]."""
         match = re.search(rb'name="payload_json"\r\n(?:[^\r\n]+\r\n)*\r\n(.*?)\r\n--', raw, re.S)
-        return json.loads(match.group(1)) if match else None
+        body = json.loads(match.group(1)) if match else {}
+        boundary = request.headers["Content-Type"].split("boundary=")[-1].strip('"').encode()
+        files = []
+        for part in raw.split(b"--" + boundary):
+            head, _, data = part.partition(b"\r\n\r\n")
+            name = re.search(rb'filename="([^"]*)"', head)
+            if name:
+                files.append((name.group(1).decode(), data.removesuffix(b"\r\n")))
+        if files:
+            body["_files"] = files
+        return body
 
     async def _route(
         self, method: str, path: str, body: Any, request: web.Request
@@ -583,6 +599,11 @@ class FakeDiscord:
                 return 400, {"message": "A thread has already been created for this message",
                              "code": 160004}
             return 200, await self._open_thread(thread.group(1), thread.group(2), body)
+        reaction = re.fullmatch(r"/channels/(\d+)/messages/(\d+)/reactions/([^/]+)/@me", path)
+        if reaction and method == "PUT":
+            self.reactions.setdefault(int(reaction.group(2)), []).append(
+                urllib.parse.unquote(reaction.group(3)))
+            return 204, None
         if re.fullmatch(r"/channels/(\d+)/typing", path) and method == "POST":
             return 204, None
         if m := re.fullmatch(r"/interactions/(\d+)/([^/]+)/callback", path):
@@ -595,6 +616,10 @@ class FakeDiscord:
         msg = self._message(
             channel_id, self.bot, body.get("content") or "", components=body.get("components")
         )
+        for name, data in body.pop("_files", []):
+            self.sent_files.append((int(channel_id), name, data))
+            msg["attachments"].append({"id": str(self.new_id()), "filename": name,
+                                       "size": len(data), "url": "", "proxy_url": ""})
         self.edits[int(msg["id"])] = []
         await self.dispatch("MESSAGE_CREATE", msg)  # Discord echoes the bot's own messages
         return msg

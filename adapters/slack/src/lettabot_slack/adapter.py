@@ -8,6 +8,7 @@ Slack's 3 seconds runs in the adapter's task group, so nothing outlives :meth:`r
 from __future__ import annotations
 
 import logging
+import re
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import anyio
+import emoji as emoji_lib
 from anyio.abc import TaskGroup
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
@@ -348,6 +350,29 @@ class SlackAdapter:
                                       blocks=blocks.answer_with_feedback(text))
         self.rated.remember(ts, ref.scope)
 
+    async def send_file(self, scope: Scope, name: str, data: bytes, *,
+                        comment: str = "") -> MessageRef:
+        """Share a file in the scope (files_upload_v2: needs the ``files:write`` scope)."""
+        async with self.pacer.turn(scope.channel):
+            await self.client.files_upload_v2(
+                channel=scope.channel, thread_ts=scope.thread, content=data, filename=name,
+                title=name, initial_comment=to_messages(comment, MAX_TEXT)[0] if comment
+                else None)
+        return MessageRef(scope=scope, id="")
+
+    async def react(self, scope: Scope, message_id: str, emoji: str) -> None:
+        """A reaction on ``message_id`` (a ts): a character is turned into its Slack name."""
+        name = emoji_name(emoji)
+        try:
+            await self.client.reactions_add(channel=scope.channel, timestamp=message_id,
+                                            name=name)
+        except SlackApiError as exc:
+            error = api_error(exc)
+            if error == "invalid_name":
+                raise ValueError(f"Slack has no emoji {emoji!r}") from exc
+            if error != "already_reacted":
+                raise
+
     async def acknowledge(self, message: InboundMessage) -> None:
         """👀 on an accepted message until its turn ends (⏳ too while it runs)."""
         seen = (message.scope.channel, message.message_id)
@@ -425,6 +450,17 @@ class SlackAdapter:
             error = api_error(exc)
             if error not in ("already_reacted", "no_reaction", "message_not_found"):
                 log.warning("slack: reactions.%s failed: %s", action, error)
+
+
+def emoji_name(emoji: str) -> str:
+    """Slack's name for an emoji: a character is named (``thumbsup``), ``:tada:`` → ``tada``."""
+    text = emoji.strip()
+    if not text.isascii():
+        text = emoji_lib.demojize(text, language="alias")
+    name = text.strip(":").split("::")[0]
+    if not re.fullmatch(r"[a-z0-9_+\-']{1,64}", name):
+        raise ValueError(f"{emoji!r} is not one emoji")
+    return name
 
 
 def _ts(value: Any) -> float:

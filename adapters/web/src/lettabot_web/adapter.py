@@ -70,7 +70,8 @@ class WebAdapter:
         self.bot = bot
         self.hub = Hub()
         self.uploads = Uploads()
-        self.app = build_app(settings, self.hub, bot, self.uploads)
+        self.sent = Uploads(max_bytes=128_000_000)
+        self.app = build_app(settings, self.hub, bot, self.uploads, self.sent)
         self._socket = self._bind()  # now, so a busy port is a clear error at startup
         self.port: int = int(self._socket.getsockname()[1])
         self.listening = anyio.Event()
@@ -199,6 +200,23 @@ class WebAdapter:
         if len(data) > limit:
             raise ValueError(f"larger than {limit:,} bytes")
         return data
+
+    async def send_file(self, scope: Scope, name: str, data: bytes, *,
+                        comment: str = "") -> MessageRef:
+        tab = self._tab(scope)
+        file_id = self.sent.add(tab, name, "application/octet-stream", data)
+        item = self.hub.add(tab, "bot", comment, file={"id": file_id, "name": name,
+                                                       "size": len(data)})
+        return MessageRef(scope=scope, id=item.id)
+
+    async def react(self, scope: Scope, message_id: str, emoji: str) -> None:
+        tab = self._tab(scope)
+        item = self.hub.find(tab, message_id=message_id)
+        if item is None:
+            raise ValueError("that message is no longer shown")
+        shown = list(item.data.get("reactions") or [])
+        if emoji not in shown:
+            self.hub.update(tab, item.id, reactions=[*shown, emoji][-8:])
 
     async def offer_feedback(self, ref: MessageRef) -> None:
         tab = self._tab(ref.scope)

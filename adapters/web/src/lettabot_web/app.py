@@ -30,6 +30,7 @@ import contextlib
 import json
 import logging
 import re
+import urllib.parse
 import uuid
 from collections.abc import Awaitable, Callable
 from importlib import resources
@@ -94,9 +95,10 @@ def _static(name: str) -> str:
 
 
 def build_app(settings: WebSettings, hub: Hub, bot: BotAPI,
-              uploads: Uploads | None = None) -> Starlette:
-    """The ASGI app for one adapter instance."""
+              uploads: Uploads | None = None, sent: Uploads | None = None) -> Starlette:
+    """The ASGI app for one adapter instance; ``sent`` holds the files the bot sent."""
     uploads = uploads if uploads is not None else Uploads()
+    sent = sent if sent is not None else Uploads()
     cookie = f"lettabot_web_{settings.port}"
     page = _static("index.html")
     assets = {name: _static(name) for name in _STATIC}
@@ -282,7 +284,7 @@ def build_app(settings: WebSettings, hub: Hub, bot: BotAPI,
                 hub.add(tab, "system", result.text)
             return JSONResponse({"ok": True, "command": name}, status_code=202)
         shown = "\n".join([text, *(f"📎 {a.name}" for a in attachments)]).strip()
-        hub.add(tab, "user", shown)
+        hub.add(tab, "user", shown, message_id=f"web-{tab}-{message_id}")
         await bot.handle_message(
             InboundMessage(
                 scope=scope_for(tab),
@@ -347,6 +349,17 @@ def build_app(settings: WebSettings, hub: Hub, bot: BotAPI,
         upload_id = uploads.add(tab, name.strip(), kind, raw)
         return JSONResponse({"id": upload_id, "name": name.strip(), "size": len(raw)})
 
+    async def file_endpoint(request: Request) -> Response:
+        """A file the bot sent to a tab: always a download, never rendered in the page."""
+        found = sent.get(request.path_params["file_id"], tab_of(request.query_params.get("tab")))
+        if found is None:
+            return PlainTextResponse("no such file (files are kept while lettabot runs)",
+                                     status_code=404)
+        name, _, data = found
+        quoted = urllib.parse.quote(name, safe="")
+        return Response(data, media_type="application/octet-stream", headers={
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quoted}"})
+
     async def stop_endpoint(request: Request) -> Response:
         data = await body(request)
         result = await bot.run_command(scope_for(tab_of(data.get("tab"))), settings.user_id,
@@ -364,6 +377,7 @@ def build_app(settings: WebSettings, hub: Hub, bot: BotAPI,
             Route("/api/reset", guarded(reset_endpoint, post=True), methods=["POST"]),
             Route("/api/stop", guarded(stop_endpoint, post=True), methods=["POST"]),
             Route("/api/upload", guarded(upload_endpoint, post=True), methods=["POST"]),
+            Route("/api/file/{file_id}", guarded(file_endpoint)),
             Route("/api/feedback", guarded(feedback_endpoint, post=True), methods=["POST"]),
         ],
     )

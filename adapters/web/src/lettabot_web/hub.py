@@ -114,6 +114,14 @@ class Hub:
         self._publish(state, {"type": "item", "item": item.to_json()})
         return True
 
+    def find(self, tab: str, **match: Any) -> Item | None:
+        """The newest item of ``tab`` whose fields include ``match``."""
+        state = self._tabs.get(tab)
+        for item in reversed(list(state.items.values()) if state else []):
+            if all(item.data.get(k) == v for k, v in match.items()):
+                return item
+        return None
+
     def has(self, tab: str, item_id: str, **_: Any) -> bool:
         """Whether ``tab`` shows a bot answer ``item_id`` that was offered feedback."""
         state = self._tabs.get(tab)

@@ -48,6 +48,14 @@ class Uploads:
                                       size=len(upload.data)))
         return out
 
+    def get(self, upload_id: str, tab: str | None = None) -> tuple[str, str, bytes] | None:
+        """(name, content type, bytes) of a file, kept (a download may be repeated); None
+        if unknown or, with ``tab``, another tab's."""
+        upload = self._files.get(upload_id)
+        if upload is None or (tab is not None and upload.tab != tab):
+            return None
+        return upload.name, upload.content_type, upload.data
+
     def take(self, url: str) -> bytes | None:
         """The bytes behind an ``upload:<id>`` URL, once."""
         upload = self._files.pop(url.removeprefix("upload:"), None) if url.startswith(

@@ -129,9 +129,19 @@ function renderMessage(item) {
   const bubble = el("div", "bubble");
   if (item.kind === "user") bubble.textContent = item.text;
   else bubble.append(renderMarkdown(item.text));
+  if (item.file) bubble.append(renderFile(item.file));
   row.append(bubble);
+  if (item.reactions && item.reactions.length) row.append(el("div", "reactions", item.reactions.join(" ")));
   if (item.kind === "bot" && item.feedback) row.append(renderFeedback(item));
   return row;
+}
+
+// A file the agent sent: a download link (the server always serves it as an attachment).
+function renderFile(file) {
+  const a = el("a", "file", "📎 " + file.name + " (" + file.size.toLocaleString() + " bytes)");
+  a.href = "/api/file/" + encodeURIComponent(file.id) + "?tab=" + encodeURIComponent(TAB);
+  a.setAttribute("download", file.name);
+  return a;
 }
 
 // 👍 / 👎 under a final answer; the latest click counts and is shown.
