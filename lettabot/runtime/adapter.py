@@ -36,12 +36,14 @@ __all__ = [
     "InboundMessage",
     "MessageRef",
     "Scope",
+    "StreamExpired",
     "SupportsAcknowledge",
     "SupportsDownload",
     "SupportsFeedback",
     "SupportsFiles",
     "SupportsReactions",
     "SupportsReadiness",
+    "SupportsStreaming",
     "SupportsThreadContext",
 ]
 
@@ -315,6 +317,37 @@ class SupportsFeedback(Protocol):
     async def offer_feedback(self, ref: MessageRef) -> None:
         """Show feedback buttons on the answer ``ref`` (its last message); a click reaches
         ``BotAPI.record_feedback``."""
+        ...
+
+
+class StreamExpired(Exception):
+    """The platform ended a stream (Slack's ~5-minute limit): the rest goes into a new one."""
+
+
+@runtime_checkable
+class SupportsStreaming(Protocol):
+    """Optional: an adapter whose platform streams a reply natively (append-only), e.g.
+    Slack's ``chat.startStream`` / ``appendStream`` / ``stopStream``."""
+
+    stream_chars: int
+    """A streamed message holds at most this much; the rest rolls over into a new one."""
+
+    def can_stream(self, scope: Scope) -> bool:
+        """Whether a reply in ``scope`` should stream natively (else post + edits)."""
+        ...
+
+    async def start_stream(self, scope: Scope, text: str, *,
+                           user_id: str | None = None) -> MessageRef:
+        """Start a streamed message with ``text`` (markdown) for the asker ``user_id``;
+        raises if the platform refuses (the runtime then posts and edits instead)."""
+        ...
+
+    async def append_stream(self, ref: MessageRef, text: str) -> None:
+        """Append ``text``; raises :class:`StreamExpired` when the stream has ended."""
+        ...
+
+    async def stop_stream(self, ref: MessageRef, text: str = "") -> None:
+        """Append ``text`` and end the stream; raises :class:`StreamExpired` as above."""
         ...
 
 

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -20,10 +21,18 @@ from typing import Any
 
 import anyio
 
-from lettabot.runtime.adapter import Adapter, MessageRef, Scope, SupportsFiles
+from lettabot.runtime.adapter import (
+    Adapter,
+    MessageRef,
+    Scope,
+    StreamExpired,
+    SupportsFiles,
+    SupportsStreaming,
+)
 from lettabot.runtime.reveal import reveal
 
-__all__ = ["ReplyStream", "close_open_markup", "split_message", "tool_line"]
+__all__ = ["NativeStream", "ReplyStream", "close_open_markup", "reply_stream", "split_message",
+           "tool_line"]
 
 log = logging.getLogger("lettabot.runtime.render")
 
@@ -308,3 +317,146 @@ class ReplyStream:
         ref = await self._post(part)
         self.refs[i] = ref
         self._shown[i] = part
+
+
+STREAM_EVERY = 0.5
+"""Seconds between appends to a natively streamed reply."""
+
+
+class NativeStream:
+    """A reply streamed with the platform's own append-only stream
+    (:class:`~lettabot.runtime.adapter.SupportsStreaming`); same interface as
+    :class:`ReplyStream`, which it becomes if the platform refuses to start a stream.
+
+    Each message takes at most ``stream_chars``; past that, or when the platform ends the
+    stream (:class:`StreamExpired`), the rest rolls over into a new streamed message, so
+    nothing is lost. If the final text does not extend what was streamed (rare: the
+    agent's final message differed from its partial one), the last message is edited to
+    the final text.
+    """
+
+    def __init__(self, adapter: SupportsStreaming, scope: Scope, *, user_id: str | None = None,
+                 fallback: ReplyStream) -> None:
+        self.adapter = adapter
+        self.scope = scope
+        self.user_id = user_id
+        self.text = ""
+        self.refs: list[MessageRef] = []
+        self._sent = ""  # what the platform has, all messages together
+        self._starts: list[int] = []  # where each message starts in _sent
+        self._open = False  # the last message is still streaming
+        self._fallback: ReplyStream | None = None
+        self._prefix = 0  # how much of the text was streamed before falling back
+        self._spare = fallback
+        self._dirty = anyio.Event()
+        self._finished = False
+        self._scope = anyio.CancelScope()
+        self._writing = anyio.Lock()
+
+    def update(self, text: str) -> None:
+        if self._fallback is not None:
+            self._fallback.update(text[self._prefix:].lstrip())
+        if text != self.text:
+            self.text = text
+            self._dirty.set()
+
+    async def run(self) -> None:
+        with self._scope:
+            while not self._finished:
+                await self._dirty.wait()
+                self._dirty = anyio.Event()
+                try:
+                    await self._flush(final=False)
+                except Exception:
+                    log.warning("streaming a reply in %s failed", self.scope.key, exc_info=True)
+                if self._fallback is not None:
+                    await self._fallback.run()
+                    return
+                await anyio.sleep(STREAM_EVERY)
+
+    async def finish(self, text: str | None = None) -> list[MessageRef]:
+        if text is not None:
+            self.text = text
+        self._finished = True
+        self._scope.cancel()
+        if self._fallback is None and self.text.strip():
+            await self._flush(final=True)
+        if self._fallback is not None:
+            return [*self.refs, *await self._fallback.finish(self.text[self._prefix:].lstrip())]
+        return self.refs
+
+    async def _flush(self, *, final: bool) -> None:
+        with anyio.CancelScope(shield=True):
+            async with self._writing:
+                if self._fallback is not None or (not final and self._finished):
+                    return
+                text = self.text
+                if not text.startswith(self._sent):
+                    if final:
+                        await self._rewrite_last(text)
+                    return  # a partial that will be replaced: wait for more
+                delta = text[len(self._sent):]
+                while delta:
+                    room = self.adapter.stream_chars - (len(self._sent) - self._starts[-1]) \
+                        if self._open else 0
+                    if room <= 0:
+                        await self._close_last()
+                        if not await self._start(delta[: self.adapter.stream_chars]):
+                            return
+                        delta = text[len(self._sent):]
+                        continue
+                    piece = delta[:room]
+                    try:
+                        await self.adapter.append_stream(self.refs[-1], piece)
+                    except StreamExpired:
+                        self._open = False
+                        continue
+                    self._sent += piece
+                    delta = delta[len(piece):]
+                if final:
+                    await self._close_last()
+
+    async def _start(self, piece: str) -> bool:
+        """A new streamed message; False if the platform refused (the rest is posted)."""
+        try:
+            ref = await self.adapter.start_stream(self.scope, piece, user_id=self.user_id)
+        except Exception as exc:
+            log.info("native streaming unavailable in %s (%s); posting and editing instead",
+                     self.scope.key, exc)
+            self._fall_back()
+            return False
+        self.refs.append(ref)
+        self._starts.append(len(self._sent))
+        self._sent += piece
+        self._open = True
+        return True
+
+    def _fall_back(self) -> None:
+        """The part not streamed yet goes out as ordinary messages."""
+        stream = self._spare
+        stream.text = self.text[len(self._sent):].lstrip()
+        stream.refs = []
+        self._fallback = stream
+        self._prefix = len(self._sent)
+
+    async def _close_last(self) -> None:
+        if self._open:
+            self._open = False
+            with contextlib.suppress(StreamExpired):  # ended already: nothing to stop
+                await self.adapter.stop_stream(self.refs[-1])
+
+    async def _rewrite_last(self, text: str) -> None:
+        await self._close_last()
+        start = self._starts[-1] if self._starts else 0
+        if self.refs:
+            await self._spare.adapter.edit(self.refs[-1], text[start:])
+        self._sent = text
+
+
+def reply_stream(adapter: Adapter, scope: Scope, *, user_id: str | None = None,
+                 as_file_after: int | None = None) -> ReplyStream | NativeStream:
+    """The stream for a reply: the platform's own where it has one for ``scope``."""
+    plain = ReplyStream(adapter, scope, as_file_after=as_file_after)
+    if isinstance(adapter, SupportsStreaming) and adapter.can_stream(scope):
+        return NativeStream(adapter, scope, user_id=user_id, fallback=plain)
+    return plain

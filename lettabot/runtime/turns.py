@@ -33,7 +33,7 @@ from lettabot.runtime.config import FilesConfig
 from lettabot.runtime.files import receive_files
 from lettabot.runtime.logs import bind, log_context
 from lettabot.runtime.metrics import Metrics, TurnOutcome
-from lettabot.runtime.render import ReplyStream, tool_line
+from lettabot.runtime.render import NativeStream, ReplyStream, reply_stream, tool_line
 from lettabot.runtime.scheduler import (
     AgentNotConfigured,
     ConversationStuck,
@@ -198,7 +198,8 @@ class TurnRunner:
             log.error("no adapter %r for %s; message dropped", scope.adapter, scope.key)
             return
         reply = _Reply()
-        stream = ReplyStream(adapter, scope, as_file_after=self.reply_as_file_after)
+        stream = reply_stream(adapter, scope, user_id=job.message.user_id or None,
+                              as_file_after=self.reply_as_file_after)
         broken: BaseException | None = None
         trailer = ""
         outcome: TurnOutcome = "failed"
@@ -299,7 +300,8 @@ class TurnRunner:
                 return
 
     async def _stream(
-        self, session: sdk.Session, job: Job, reply: _Reply, stream: ReplyStream, watch: _Watch,
+        self, session: sdk.Session, job: Job, reply: _Reply,
+        stream: ReplyStream | NativeStream, watch: _Watch,
     ) -> sdk.ResultMessage:
         await session.send(message_content(job.message), client_message_id=job.client_message_id)
         result: sdk.ResultMessage | None = None

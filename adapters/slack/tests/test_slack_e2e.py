@@ -172,11 +172,18 @@ async def test_retried_event_is_answered_once(w: World) -> None:
 
 
 async def test_long_reply_is_split_with_fences_intact(w: World) -> None:
+    """Where Slack refuses native streaming (an older workspace): post + edits, split."""
     code = "\n".join(f"print({i}, 'a < b & c')" for i in range(500))
     w.model.on("long reply please", Reply.say(f"Here it is:\n\n```python\n{code}\n```\nDone."))
     ts = new_ts()
-    await w.slack.event(mention("long reply please", ts=ts))
-    await w.reply_in(CHANNEL, ts, "Done.")
+    w.mock.streaming = False
+    try:
+        await w.slack.event(mention("long reply please", ts=ts))
+        await w.reply_in(CHANNEL, ts, "Done.")
+    finally:
+        w.mock.streaming = True
+        w.adapter._streaming = True
+    assert [c.args["thread_ts"] for c in w.mock.calls_to("chat.startStream")][-1] == ts
     await w.mock.wait_for(lambda: not w.mock.messages[ts].reactions)
     parts = w.bot_texts(CHANNEL, ts)
     assert len(parts) >= 3
@@ -192,12 +199,12 @@ async def test_rate_limited_post_is_retried(w: World) -> None:
     # a reply that streams for a few seconds, so the retry lands while it is still going
     text = "Slow and steady: " + " ".join(f"word{i}" for i in range(25))
     w.model.on("despite the rate limit", Reply.say(text, chunk_delay=0.3))
-    before = len(w.mock.calls_to("chat.postMessage"))
-    w.mock.fail_next("chat.postMessage", status=429, retry_after=1)
+    before = len(w.mock.calls_to("chat.startStream"))
+    w.mock.fail_next("chat.startStream", status=429, retry_after=1)
     ts = new_ts()
     await w.slack.event(mention("despite the rate limit", ts=ts))
     await w.reply_in(CHANNEL, ts, text)
-    posts = w.mock.calls_to("chat.postMessage")[before:]
+    posts = w.mock.calls_to("chat.startStream")[before:]
     # the 429 and the same request again after Retry-After; one message in the thread
     assert len(posts) == 2 and posts[0].args == posts[1].args
     assert w.bot_texts(CHANNEL, ts) == [text]
@@ -418,3 +425,91 @@ async def test_an_answer_carries_feedback_buttons_and_a_click_is_stored(w: World
     [rating] = found
     assert rating.rating == "bad" and rating.user_id == "slack:U_ADA"
     assert rating.message_ref == answer.ts and rating.conversation_id
+
+
+# -- Slack's agent surface: native streaming, status, assistant threads ------------------
+
+async def test_a_thread_reply_streams_natively_for_its_reader(w: World) -> None:
+    text = "Streaming **natively**: " + " ".join(f"w{i}" for i in range(30))
+    w.model.on("stream this", Reply.say(text, chunk_delay=0.05))
+    ts = new_ts()
+    posts_before = len(w.mock.calls_to("chat.postMessage"))
+    await w.slack.event(mention("stream this", ts=ts))
+    await w.reply_in(CHANNEL, ts, "w29")
+    [start] = [c for c in w.mock.calls_to("chat.startStream") if c.args["thread_ts"] == ts]
+    assert start.args["recipient_user_id"] == "U_ADA"
+    assert start.args["recipient_team_id"] == "T0TEAM"
+    [streamed] = [m for m in w.mock.thread(CHANNEL, ts) if m.user == "UBOT"]
+    await w.mock.wait_for(lambda: not streamed.streaming)
+    assert streamed.text == text  # stopped, its markdown as streamed
+    stops = [c for c in w.mock.calls_to("chat.stopStream") if c.args["ts"] == streamed.ts]
+    assert len(stops) == 1
+    assert len(w.mock.calls_to("chat.postMessage")) == posts_before  # nothing posted
+    # the final answer carries the feedback buttons, its markdown intact
+    await w.mock.wait_for(lambda: streamed.blocks)
+    assert streamed.blocks[0] == {"type": "markdown", "text": text}
+
+
+async def test_a_stream_that_outlives_slacks_limit_rolls_over(w: World) -> None:
+    words = [f"part{i}" for i in range(40)]
+    text = "Long stream: " + " ".join(words)
+    w.model.on("stream for long", Reply.say(text, chunk_delay=0.08))
+    w.mock.stream_seconds = 1.0
+    ts = new_ts()
+    try:
+        await w.slack.event(mention("stream for long", ts=ts))
+        await w.mock.wait_for(lambda: [c for c in w.mock.calls_to("chat.stopStream")
+                                       if w.mock.messages[c.args["ts"]].thread_ts == ts
+                                       and not w.mock.messages[c.args["ts"]].streaming
+                                       and "part39" in w.mock.messages[c.args["ts"]].text])
+    finally:
+        w.mock.stream_seconds = 300.0
+    texts = [m.text for m in w.mock.thread(CHANNEL, ts) if m.user == "UBOT"]
+    assert len(texts) >= 2
+    assert "".join(texts) == text  # nothing lost, nothing twice
+
+
+async def test_the_thread_shows_a_working_status_until_the_answer(w: World) -> None:
+    w.model.on("status please", Reply.say("Done with status.", delay=1.0))
+    ts = new_ts()
+    await w.slack.event(mention("status please", ts=ts))
+    await w.reply_in(CHANNEL, ts, "Done with status.")
+    await w.mock.wait_for(lambda: w.mock.statuses.get((CHANNEL, ts), [""])[-1] == "")
+    statuses = w.mock.statuses[(CHANNEL, ts)]
+    assert statuses[0] == "is working…" and statuses[-1] == ""
+    [call] = [c for c in w.mock.calls_to("assistant.threads.setStatus")
+              if c.args["thread_ts"] == ts][:1]
+    assert call.args["loading_messages"]
+
+
+async def test_a_new_assistant_thread_gets_suggested_prompts_and_a_title(w: World) -> None:
+    dm, root = "D0ADA", new_ts()
+    await w.slack.event({"type": "assistant_thread_started", "assistant_thread": {
+        "user_id": "U_ADA", "channel_id": dm, "thread_ts": root, "context": {}}})
+    suggested = await w.mock.wait_for(lambda: w.mock.suggested.get((dm, root)))
+    assert suggested["prompts"][0]["title"] == "What can you do?"
+    # someone not allowed opens one: nothing is offered
+    other = new_ts()
+    await w.slack.event({"type": "assistant_thread_started", "assistant_thread": {
+        "user_id": "U_EVE", "channel_id": dm, "thread_ts": other, "context": {}}})
+    w.model.on("plan the offsite", Reply.say("Here is a plan."))
+    await w.slack.event(message("plan the offsite for March", channel=dm, channel_type="im",
+                                thread_ts=root))
+    await w.reply_in(dm, root, "Here is a plan.")
+    assert w.mock.titles[(dm, root)] == "plan the offsite for March"
+    assert (dm, other) not in w.mock.suggested
+
+
+async def test_the_agent_reacts_and_sends_a_file_in_slack(w: World) -> None:
+    (w.workspace / "notes.md").write_text("# Notes\n")
+    w.model.on("react to this", Reply.tool("react", emoji="👍"))
+    w.model.on("send the notes", Reply.tool("send_file", path="notes.md", comment="The notes"))
+    ts = new_ts()
+    await w.slack.event(mention("react to this", ts=ts))
+    await w.mock.wait_for(lambda: "thumbsup" in w.mock.messages.get(ts, None).reactions
+                          if ts in w.mock.messages else None)
+    second = new_ts()
+    await w.slack.event(mention("send the notes", ts=second))
+    shared = await w.mock.wait_for(lambda: [m for m in w.mock.thread(CHANNEL, second)
+                                            if m.files])
+    assert shared[0].files == [("notes.md", b"# Notes\n")] and shared[0].text == "The notes"

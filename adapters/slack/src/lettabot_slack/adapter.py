@@ -40,6 +40,7 @@ from lettabot.runtime.adapter import (
     InboundMessage,
     MessageRef,
     Scope,
+    StreamExpired,
 )
 from lettabot.runtime.inflight import InFlight
 from lettabot_slack import blocks, inbound, server
@@ -164,6 +165,11 @@ class SlackAdapter:
         self._order: dict[str, anyio.Lock] = {}
         self.handlers = InFlight()
         """Event handlers slack_sdk runs for us: finished before the adapter stops."""
+        self.stream_chars = STREAM_CHARS
+        self._streaming = settings.streaming == "auto"
+        self._status = settings.assistant_status
+        self._streamed: _Lru = _Lru()  # ts of a streamed message → its markdown so far
+        self._titled: _Lru = _Lru()  # assistant threads given a title
 
     # lifecycle -----------------------------------------------------------------
 
@@ -346,9 +352,97 @@ class SlackAdapter:
         text = self._texts.get(ts)
         if text is None:
             return
-        await self.client.chat_update(channel=ref.scope.channel, ts=ts, text=text,
-                                      blocks=blocks.answer_with_feedback(text))
+        streamed = self._streamed.get(ts)
+        shown = (blocks.markdown_with_feedback(streamed) if streamed is not None
+                 else blocks.answer_with_feedback(text))
+        await self.client.chat_update(channel=ref.scope.channel, ts=ts, text=text, blocks=shown)
         self.rated.remember(ts, ref.scope)
+
+    # native streaming (SupportsStreaming) ------------------------------------------
+
+    def can_stream(self, scope: Scope) -> bool:
+        """Replies in threads stream natively (Slack streams only into a thread)."""
+        return self._streaming and scope.thread is not None
+
+    async def start_stream(self, scope: Scope, text: str, *,
+                           user_id: str | None = None) -> MessageRef:
+        reader = user_id if user_id and not scope.is_dm else None  # a channel stream's reader
+        try:
+            async with self.pacer.turn(scope.channel):
+                resp = await self.client.chat_startStream(
+                    channel=scope.channel, thread_ts=scope.thread or "", markdown_text=text,
+                    recipient_user_id=reader,
+                    recipient_team_id=(scope.workspace or None) if reader else None)
+        except SlackApiError as exc:
+            if api_error(exc) in STREAMING_REFUSED:
+                log.info("slack: streaming is not available (%s); posting and editing",
+                         api_error(exc))
+                self._streaming = False
+            raise
+        ts = str(resp["ts"])
+        self._streamed.remember(ts, text)
+        return MessageRef(scope=scope, id=ts)
+
+    async def append_stream(self, ref: MessageRef, text: str) -> None:
+        await self._stream_call("append", ref, text)
+
+    async def stop_stream(self, ref: MessageRef, text: str = "") -> None:
+        await self._stream_call("stop", ref, text)
+
+    async def _stream_call(self, kind: str, ref: MessageRef, text: str) -> None:
+        try:
+            if kind == "append":
+                await self.client.chat_appendStream(channel=ref.scope.channel, ts=ref.id,
+                                                    markdown_text=text)
+            else:
+                await self.client.chat_stopStream(channel=ref.scope.channel, ts=ref.id,
+                                                  markdown_text=text or None)
+        except SlackApiError as exc:
+            if api_error(exc) == "message_not_in_streaming_state":
+                raise StreamExpired(api_error(exc)) from exc
+            raise
+        shown = self._streamed.get(ref.id, "") + text
+        self._streamed.remember(ref.id, shown)
+        self._texts.remember(ref.id, to_messages(shown, MAX_TEXT)[0])
+
+    # assistant threads ------------------------------------------------------------
+
+    async def suggest_prompts(self, channel: str, thread_ts: str) -> None:
+        """A new assistant thread: the configured suggested prompts."""
+        prompts = [p.model_dump() for p in self.settings.suggested_prompts]
+        if not prompts:
+            return
+        try:
+            await self.client.assistant_threads_setSuggestedPrompts(
+                channel_id=channel, thread_ts=thread_ts, prompts=prompts,
+                title=self.settings.suggested_prompts_title)
+        except SlackApiError as exc:
+            log.warning("slack: could not suggest prompts: %s", api_error(exc))
+
+    async def _set_status(self, scope: Scope, status: str) -> None:
+        if not self._status or scope.thread is None:
+            return
+        try:
+            await self.client.assistant_threads_setStatus(
+                channel_id=scope.channel, thread_ts=scope.thread, status=status,
+                loading_messages=LOADING if status else None)
+        except SlackApiError as exc:
+            if api_error(exc) in STREAMING_REFUSED:
+                self._status = False  # not an AI app here: the reactions are the signal
+            log.debug("slack: assistant.threads.setStatus: %s", api_error(exc))
+
+    async def _title(self, message: InboundMessage) -> None:
+        """An assistant thread (a DM thread) is titled after its first message."""
+        scope = message.scope
+        if not (scope.is_dm and scope.thread) or scope.key in self._titled:
+            return
+        self._titled.remember(scope.key, True)
+        title = " ".join(message.text.split())[:60] or "Conversation"
+        try:
+            await self.client.assistant_threads_setTitle(channel_id=scope.channel,
+                                                         thread_ts=scope.thread, title=title)
+        except SlackApiError as exc:
+            log.debug("slack: assistant.threads.setTitle: %s", api_error(exc))
 
     async def send_file(self, scope: Scope, name: str, data: bytes, *,
                         comment: str = "") -> MessageRef:
@@ -378,8 +472,10 @@ class SlackAdapter:
         seen = (message.scope.channel, message.message_id)
         self._acked.setdefault(message.scope.key, deque(maxlen=100)).append(seen)
         await self._reaction("add", *seen, SEEN_REACTION)
+        await self._title(message)
 
     async def typing(self, scope: Scope) -> None:
+        await self._set_status(scope, "is working…")
         target = self._last_inbound.get(scope.key)
         working = self._working.setdefault(scope.key, set())
         if target is None or target in working:
@@ -388,6 +484,8 @@ class SlackAdapter:
         await self._reaction("add", *target)
 
     async def done(self, scope: Scope) -> None:
+        if scope.key in self._working:
+            await self._set_status(scope, "")
         for target in self._working.pop(scope.key, set()):
             await self._reaction("remove", *target)
         waiting = self._acked.get(scope.key)
@@ -450,6 +548,15 @@ class SlackAdapter:
             error = api_error(exc)
             if error not in ("already_reacted", "no_reaction", "message_not_found"):
                 log.warning("slack: reactions.%s failed: %s", action, error)
+
+
+STREAM_CHARS = 12_000
+"""Markdown per streamed message before the rest rolls over into a new one."""
+STREAMING_REFUSED = frozenset({"not_allowed", "not_allowed_token_type", "missing_scope",
+                               "unknown_method", "method_deprecated", "feature_not_enabled",
+                               "not_authorized"})
+"""Errors that mean this workspace or app cannot use streaming / assistant threads."""
+LOADING = ["Reading the thread…", "Thinking…", "Working on it…"]
 
 
 def emoji_name(emoji: str) -> str:

@@ -71,17 +71,31 @@ def deciders_text(view: ApprovalView) -> str:
     return f"Who may decide: {names}{more}"
 
 
-def answer_with_feedback(text: str) -> list[dict[str, Any]]:
-    """An answer (mrkdwn, in sections of at most 3,000 characters) with Slack's feedback
-    buttons under it (``context_actions`` / ``feedback_buttons``)."""
-    sections = [_section(text[i:i + 3000]) for i in range(0, len(text), 3000)] or [
-        _section(" ")]
+def _feedback_buttons() -> dict[str, Any]:
     buttons = {"type": "feedback_buttons", "action_id": FEEDBACK_ACTION,
                "positive_button": {"text": {"type": "plain_text", "text": "Good answer"},
                                    "value": "good", "accessibility_label": "Good answer"},
                "negative_button": {"text": {"type": "plain_text", "text": "Bad answer"},
                                    "value": "bad", "accessibility_label": "Bad answer"}}
-    return [*sections[:49], {"type": "context_actions", "elements": [buttons]}]
+    return {"type": "context_actions", "elements": [buttons]}
+
+
+MARKDOWN_LIMIT = 12_000
+"""Characters a ``markdown`` block holds."""
+
+
+def markdown_with_feedback(markdown: str) -> list[dict[str, Any]]:
+    """A streamed answer (standard markdown, as it was streamed) in a ``markdown`` block,
+    with the feedback buttons under it."""
+    return [{"type": "markdown", "text": markdown[:MARKDOWN_LIMIT] or " "}, _feedback_buttons()]
+
+
+def answer_with_feedback(text: str) -> list[dict[str, Any]]:
+    """An answer (mrkdwn, in sections of at most 3,000 characters) with Slack's feedback
+    buttons under it (``context_actions`` / ``feedback_buttons``)."""
+    sections = [_section(text[i:i + 3000]) for i in range(0, len(text), 3000)] or [
+        _section(" ")]
+    return [*sections[:49], _feedback_buttons()]
 
 
 def approval_blocks(view: ApprovalView) -> list[dict[str, Any]]:

@@ -69,6 +69,16 @@ def register(adapter: SlackAdapter) -> None:
     app.event("app_mention")(on_event)
     app.event("message")(on_event)
 
+    async def on_thread_started(body: dict[str, Any]) -> None:
+        """Someone opened a new assistant thread (Messages tab): suggested prompts."""
+        thread = (body.get("event") or {}).get("assistant_thread") or {}
+        channel, ts = str(thread.get("channel_id") or ""), str(thread.get("thread_ts") or "")
+        user = str(thread.get("user_id") or "")
+        if channel and ts and adapter.bot.may_talk(ADAPTER, user):
+            adapter.spawn(lambda: adapter.suggest_prompts(channel, ts), "suggested prompts")
+
+    app.event("assistant_thread_started")(on_thread_started)
+
     async def on_action(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
         decision = blocks.ACTIONS[action["action_id"]]

@@ -5,11 +5,19 @@ from __future__ import annotations
 
 from typing import Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from lettabot.runtime.config import ChatAdapterSettings, Problem, is_blank, missing
 
-__all__ = ["SlackConfig"]
+__all__ = ["SlackConfig", "SuggestedPrompt"]
+
+
+class SuggestedPrompt(BaseModel):
+    """A prompt Slack offers in a new assistant thread (the app's Messages tab)."""
+
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(min_length=1, max_length=75)
+    message: str = Field(min_length=1, max_length=2000)
 
 
 class SlackConfig(ChatAdapterSettings):
@@ -41,6 +49,19 @@ class SlackConfig(ChatAdapterSettings):
     """Channel ids the bot never answers in."""
     api_url: str = "https://slack.com/api/"
     """Slack Web API base URL. Change only for GovSlack (https://slack-gov.com/api/)."""
+    streaming: Literal["auto", "off"] = "auto"
+    """"auto": replies in threads stream with chat.startStream / appendStream / stopStream
+    where the workspace allows it (else post + edits); "off": always post + edits."""
+    assistant_status: bool = True
+    """Show "is working…" under the thread (assistant.threads.setStatus) while the agent
+    works, beside the ⏳ reaction."""
+    suggested_prompts: list[SuggestedPrompt] = Field(default_factory=lambda: [
+        SuggestedPrompt(title="What can you do?", message="What can you help me with?"),
+        SuggestedPrompt(title="Remember something",
+                        message="Remember: our standup is at 9:30 on weekdays."),
+    ])
+    """Offered when someone opens a new assistant thread (Messages tab); empty: none."""
+    suggested_prompts_title: str = "Try asking"
 
     @model_validator(mode="after")
     def _check(self) -> Self:
