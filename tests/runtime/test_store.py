@@ -355,7 +355,7 @@ async def test_purge_keeps_only_what_is_needed(store: SQLStore, clock: FakeClock
     clock.advance(3 * 86400)
     await store.claim_event("slack", "Ev-new", ttl=60)
     counts = await store.purge(approvals_older_than=timedelta(days=2))
-    assert counts == {"events": 1, "rules": 1, "approvals": 1}
+    assert counts == {"events": 1, "rules": 1, "approvals": 1, "schedules": 0}
     assert await store.get_approval("old") is None
     assert await store.get_approval("waiting") is not None  # pending is never purged
     assert await store.claim_event("slack", "Ev-new", ttl=60) is False

@@ -26,6 +26,7 @@ async def test_synced_per_guild_and_run_in_a_thread(world: World, bot: Recording
             "stop",
             "memory",
             "rules",
+            "schedules",
         }
         assert "global" not in fake.commands
 
@@ -55,7 +56,7 @@ async def test_synced_globally_and_usable_in_a_dm(world: World, bot: RecordingBo
     fake = world.fake
     dm = fake.dm_channel(world.ada)
     async with running(fake, bot):
-        expected = {"reset", "status", "stop", "memory", "rules"}
+        expected = {"reset", "status", "stop", "memory", "rules", "schedules"}
         assert _subcommands(fake.commands["global"]) == expected
         memory = await fake.slash(dm, world.ada, "lettabot", "memory")
         await fake.wait_for(lambda: fake.responses_to(memory))

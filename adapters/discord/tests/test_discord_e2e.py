@@ -318,3 +318,40 @@ async def test_attachments_reach_the_agent(
     assert (workspace / match.group(1)).read_bytes() == b"a,b\n1,2\n"
     assert request.images or "(image omitted: model does not support images)" in str(
         request.messages[-1]["content"])
+
+
+async def test_an_answer_gets_feedback_buttons_and_a_click_is_stored(
+    setup: Setup, scripted_model: ScriptedModelServer
+) -> None:
+    fake = setup.fake
+    scripted_model.on("rate this answer", Reply.say("An answer to rate."))
+    asked = await fake.say(setup.general, setup.ada, "rate this answer", mention=True)
+    thread = await setup.thread_of(asked)
+    answer = await fake.wait_for(lambda: next(
+        (m for m in fake.bot_messages(thread) if m["content"] == "An answer to rate."
+         and m["components"]), None), seconds=90)
+    assert [b.get("label") for b in _buttons(answer)] == ["Good", "Bad"]
+    click = await fake.click(answer, "Bad", setup.bob)
+    reply = await fake.wait_for(lambda: [r for r in fake.responses_to(click)
+                                         if "content" in (r.get("data") or {})])
+    assert reply[-1]["data"]["flags"] & 64 and "noted" in reply[-1]["data"]["content"]
+    scope = f"discord:{setup.guild['id']}:{setup.general['id']}:{thread['id']}"
+    [stored] = await setup.store.list_feedback(scope)
+    assert (stored.message_ref, stored.user_id, stored.rating) == (
+        answer["id"], f"discord:{setup.bob['id']}", "bad")
+
+
+async def test_the_agent_reacts_and_sends_a_file_on_discord(
+    setup: Setup, scripted_model: ScriptedModelServer
+) -> None:
+    fake = setup.fake
+    (setup.bot.config.letta_cwd / "summary.txt").write_text("all good\n")
+    scripted_model.on("react with tada", Reply.tool("react", emoji="tada"))
+    asked = await fake.say(setup.general, setup.ada, "react with tada", mention=True)
+    await fake.wait_for(lambda: fake.reactions.get(int(asked["id"])))
+    assert fake.reactions[int(asked["id"])] == ["🎉"]
+    scripted_model.on("send the summary", Reply.tool("send_file", path="summary.txt"))
+    asked = await fake.say(setup.general, setup.ada, "send the summary", mention=True)
+    thread = await setup.thread_of(asked)
+    sent = await fake.wait_for(lambda: [f for f in fake.sent_files if f[0] == int(thread["id"])])
+    assert sent == [(int(thread["id"]), "summary.txt", b"all good\n")]

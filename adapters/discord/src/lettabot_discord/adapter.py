@@ -40,6 +40,7 @@ from lettabot.runtime.config import ConfigError
 from lettabot.runtime.inflight import InFlight
 from lettabot_discord.approvals import ApprovalButton, approval_view, disabled_view
 from lettabot_discord.commands import lettabot_group
+from lettabot_discord.feedback import FeedbackButton, feedback_view
 from lettabot_discord.render import (
     MAX_MESSAGE,
     approval_text,
@@ -105,6 +106,7 @@ class _Client(discord.Client):
         self.tree = app_commands.CommandTree(self)
         self.lettabot_adapter = adapter
         self.lettabot_on_decision = adapter.on_decision
+        self.lettabot_on_feedback = adapter.on_feedback
         parsers = self._connection.parsers
         for event, parse in list(parsers.items()):
             parsers[event] = _guarded(event, parse)
@@ -188,7 +190,7 @@ class DiscordAdapter:
 
     async def setup(self) -> None:
         """After login, before the gateway: buttons and slash commands."""
-        self.client.add_dynamic_items(ApprovalButton)
+        self.client.add_dynamic_items(ApprovalButton, FeedbackButton)
         tree = self.client.tree
         tree.add_command(lettabot_group(self.command))
         try:
@@ -342,6 +344,31 @@ class DiscordAdapter:
         except discord.HTTPException as exc:
             log.warning("discord: could not answer a click on %s: %s", request_id, exc)
 
+    async def on_feedback(self, interaction: discord.Interaction[Any],
+                          rating: Literal["good", "bad"]) -> None:
+        """A 👍 / 👎 click: acknowledged at once, stored, answered only to the clicker."""
+        with self.handlers.track():
+            try:
+                await interaction.response.defer(ephemeral=True, thinking=False)
+            except discord.HTTPException as exc:
+                log.warning("discord: could not acknowledge feedback: %s", exc)
+            message, channel = interaction.message, interaction.channel
+            if message is None or channel is None:
+                return
+            scope = scope_of_channel(channel, interaction.guild_id)
+            stored = await self.bot.record_feedback(scope, str(message.id),
+                                                    str(interaction.user.id), rating)
+            text = ("Thanks — noted " + ("👍" if rating == "good" else "👎") + "." if stored
+                    else "Sorry, you are not allowed to use this bot.")
+            try:
+                await interaction.followup.send(text, ephemeral=True)
+            except discord.HTTPException as exc:
+                log.warning("discord: could not answer a feedback click: %s", exc)
+
+    async def offer_feedback(self, ref: MessageRef) -> None:
+        """👍 / 👎 under the answer's last message."""
+        await self._channel(ref.scope).get_partial_message(int(ref.id)).edit(view=feedback_view())
+
     async def command(self, interaction: discord.Interaction[Any], name: str) -> CommandResult:
         with self.handlers.track():
             return await self._command(interaction, name)
@@ -402,8 +429,12 @@ class DiscordAdapter:
             text = named
         elif not emoji_lib.purely_emoji(text):
             raise ValueError(f"{emoji!r} is not one emoji")
+        channel = self._channel(scope)
+        if scope.thread and message_id == scope.thread:  # a thread's starter message is
+            channel = self.client.get_partial_messageable(  # in the parent channel
+                int(scope.channel), guild_id=int(scope.workspace) if scope.workspace else None)
         try:
-            await self._channel(scope).get_partial_message(int(message_id)).add_reaction(text)
+            await channel.get_partial_message(int(message_id)).add_reaction(text)
         except discord.HTTPException as exc:
             if exc.status == 400:
                 raise ValueError(f"Discord refused {emoji!r}") from exc

@@ -601,6 +601,9 @@ class FakeDiscord:
             return 200, await self._open_thread(thread.group(1), thread.group(2), body)
         reaction = re.fullmatch(r"/channels/(\d+)/messages/(\d+)/reactions/([^/]+)/@me", path)
         if reaction and method == "PUT":
+            target = self.messages.get(int(reaction.group(2)))
+            if target is None or target["channel_id"] != reaction.group(1):
+                return 404, {"message": "Unknown Message", "code": 10008}
             self.reactions.setdefault(int(reaction.group(2)), []).append(
                 urllib.parse.unquote(reaction.group(3)))
             return 204, None
