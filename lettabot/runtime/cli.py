@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="the store's schema: `current` or `upgrade` (migrate)")
     db.add_argument("action", choices=["current", "upgrade"])
     db.add_argument("--config", metavar="FILE", help="TOML config (default: ./lettabot.toml)")
+    schedules = sub.add_parser("schedules", help="list the schedules, or `cancel ID` one")
+    schedules.add_argument("action", nargs="?", choices=["list", "cancel"], default="list")
+    schedules.add_argument("id", nargs="?", help="the schedule to cancel")
+    schedules.add_argument("--config", metavar="FILE",
+                           help="TOML config (default: ./lettabot.toml)")
     return parser
 
 
@@ -286,6 +291,41 @@ def db_command(path: str | None, action: str) -> int:
     return 0
 
 
+def schedules_command(path: str | None, action: str, schedule_id: str | None) -> int:
+    """``lettabot schedules [list]`` / ``cancel ID``: what the store will run, for an
+    operator (a running bot sees a cancel at its next look)."""
+    from lettabot.runtime.schedules import describe
+    from lettabot.runtime.store import StoreError, open_store
+
+    config = _load(path)
+    if action == "cancel" and not schedule_id:
+        print("lettabot schedules cancel: name the schedule (ids from `lettabot schedules`)",
+              file=sys.stderr)
+        return EXIT_CONFIG
+
+    async def go() -> str:
+        async with open_store(config.store_url, migrate=config.store.migrate_on_start) as store:
+            if action == "cancel":
+                assert schedule_id is not None
+                found = await store.get_schedule(schedule_id)
+                if found is not None and found.source == "config":
+                    return (f"{schedule_id} comes from [[schedules]] in the config: remove it "
+                            "there")
+                done = await store.delete_schedule(schedule_id)
+                return f"cancelled {schedule_id}" if done else f"no schedule {schedule_id}"
+            found_all = await store.list_schedules()
+            if not found_all:
+                return "no schedules"
+            return "\n".join(f"{s.scope}  {describe(s)}".replace("`", "") for s in found_all)
+
+    try:
+        print(anyio.run(go))
+    except StoreError as exc:
+        print(f"lettabot schedules: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return 0
+
+
 def _single(exc: BaseException) -> BaseException:
     """The one exception inside nested single-member exception groups (else the group)."""
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
@@ -340,6 +380,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(check_config(args.config))
     if args.command == "db":
         raise SystemExit(db_command(args.config, args.action))
+    if args.command == "schedules":
+        raise SystemExit(schedules_command(args.config, args.action, args.id))
     if args.command == "example-config":
         from lettabot.runtime.config import adapter_examples
 

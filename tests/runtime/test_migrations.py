@@ -172,3 +172,29 @@ async def test_db_current_and_upgrade_for_admins_who_migrate_first(
     assert f"at {head()}" in after.stdout and "up to date" in after.stdout
     async with open_store(store_url, migrate=False) as store:
         assert await store.get_setting("bot_agent_id") == "agent-local-1111"
+
+
+async def test_the_schedules_command_lists_and_cancels_for_an_operator(
+    store_url: str, tmp_path: Path,
+) -> None:
+    from lettabot.runtime.store import Schedule, utcnow
+
+    config = tmp_path / "lettabot.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\n[store]\nurl = "{store_url}"\n')
+    now = utcnow()
+    async with open_store(store_url) as store:
+        await store.add_schedule(Schedule(id="s-op1", scope="slack:T1:C1", prompt="standup",
+                                          cron="0 9 * * 1-5", timezone="UTC", next_run=now,
+                                          created_by="slack:U1", created_at=now))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LETTABOT_")}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*LETTABOT, "schedules", *args, "--config", str(config)], env=env,
+                              capture_output=True, text=True, timeout=60, cwd=tmp_path)
+
+    listed = run()
+    assert listed.returncode == 0, listed.stderr
+    assert all(word in listed.stdout for word in ("slack:T1:C1", "s-op1", "standup"))
+    assert run("cancel", "s-op1").stdout.strip() == "cancelled s-op1"
+    assert run().stdout.strip() == "no schedules"
+    assert run("cancel").returncode == 2

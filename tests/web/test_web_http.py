@@ -84,3 +84,59 @@ async def test_a_failure_names_no_internals(caplog: pytest.LogCaptureFixture) ->
     assert status == 500
     assert b"PGSECRET" not in body and b"postgresql" not in body and b"ref " in body
     assert "ref " in caplog.text  # the operator finds the traceback by its reference
+
+
+async def _get(app: Any, path: str, query: str) -> tuple[int, dict[str, str], bytes]:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app({"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+               "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
+               "query_string": query.encode(), "root_path": "", "client": ("127.0.0.1", 5000),
+               "server": ("127.0.0.1", 8787), "headers": [(b"host", b"127.0.0.1:8787")]},
+              receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    headers = {k.decode().lower(): v.decode() for k, v in start["headers"]}
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], headers, body
+
+
+@pytest.mark.anyio
+async def test_a_file_the_agent_sends_is_a_download_for_its_tab_only() -> None:
+    from lettabot_web.adapter import WebAdapter
+    from lettabot_web.app import scope_for
+
+    adapter = WebAdapter(WebSettings(port=0), _FailingBot())  # type: ignore[arg-type]
+    page = b"<script>alert(document.cookie)</script>"
+    await adapter.send_file(scope_for("tab-files-1"), "report.html", page, comment="The page")
+    [item] = adapter.hub.snapshot("tab-files-1")
+    assert item["text"] == "The page" and item["file"]["name"] == "report.html"
+    status, headers, body = await _get(adapter.app, f"/api/file/{item['file']['id']}",
+                                       "tab=tab-files-1")
+    assert status == 200 and body == page
+    # never rendered by the browser: a download, whatever the agent put in it
+    assert headers["content-type"] == "application/octet-stream"
+    assert headers["content-disposition"].startswith("attachment;")
+    assert headers["x-content-type-options"] == "nosniff"
+    other, _, _ = await _get(adapter.app, f"/api/file/{item['file']['id']}", "tab=tab-other-2")
+    assert other == 404
+
+
+@pytest.mark.anyio
+async def test_the_agent_reacts_to_a_message_in_the_web_chat() -> None:
+    from lettabot_web.adapter import WebAdapter
+    from lettabot_web.app import scope_for
+
+    adapter = WebAdapter(WebSettings(port=0), _FailingBot())  # type: ignore[arg-type]
+    adapter.hub.add("tab-react-1", "user", "ship it", message_id="web-tab-react-1-m1")
+    await adapter.react(scope_for("tab-react-1"), "web-tab-react-1-m1", "🚀")
+    await adapter.react(scope_for("tab-react-1"), "web-tab-react-1-m1", "🚀")
+    [item] = adapter.hub.snapshot("tab-react-1")
+    assert item["reactions"] == ["🚀"]
+    with pytest.raises(ValueError):
+        await adapter.react(scope_for("tab-react-1"), "web-tab-react-1-gone", "🚀")
