@@ -43,6 +43,7 @@ __all__ = [
     "SupportsFiles",
     "SupportsReactions",
     "SupportsReadiness",
+    "SupportsStopButton",
     "SupportsStreaming",
     "SupportsThreadContext",
 ]
@@ -317,6 +318,20 @@ class SupportsFeedback(Protocol):
     async def offer_feedback(self, ref: MessageRef) -> None:
         """Show feedback buttons on the answer ``ref`` (its last message); a click reaches
         ``BotAPI.record_feedback``."""
+        ...
+
+
+@runtime_checkable
+class SupportsStopButton(Protocol):
+    """Optional: an adapter that can show a Stop button while a long turn runs."""
+
+    async def show_stop(self, scope: Scope) -> MessageRef:
+        """A small message with a Stop button; a click runs the ``stop`` command for the
+        clicker (who must be the asker or an approver)."""
+        ...
+
+    async def hide_stop(self, ref: MessageRef) -> None:
+        """Remove it: the turn ended."""
         ...
 
 

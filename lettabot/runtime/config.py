@@ -417,6 +417,9 @@ class TurnsConfig(_Section):
     thread_context: int = Field(default=20, ge=0, le=200)
     """When the bot is first asked in the middle of a thread, give the agent up to this many
     of the thread's earlier messages (once, as its conversation starts). 0: none."""
+    stop_button_after: float = Field(default=5.0, ge=0)
+    """A turn still running after this many seconds shows a Stop button (where the
+    platform has buttons; the asker or an approver may click it). 0: never."""
     stall_seconds: float = Field(default=120.0, gt=0)
     """A turn with no progress (no output from the agent) for this long is ended and the
     chat told; the clock pauses while an approval prompt waits for a click."""

@@ -27,6 +27,7 @@ from lettabot.runtime.adapter import (
     MessageRef,
     Scope,
     SupportsFeedback,
+    SupportsStopButton,
 )
 from lettabot.runtime.approvals import TurnOwner
 from lettabot.runtime.config import FilesConfig
@@ -150,6 +151,12 @@ class _Reply:
 
 
 @dataclass
+class _StopButton:
+    ref: MessageRef | None = None
+    ended: bool = False
+
+
+@dataclass
 class _Watch:
     """Progress of one turn, for the stall watchdog."""
 
@@ -166,8 +173,10 @@ class TurnRunner:
                  waiting_for_click: Callable[[Scope], int] | None = None,
                  metrics: Metrics | None = None, files: FilesConfig | None = None,
                  workspace: Path | None = None,
-                 reply_as_file_after: int | None = None) -> None:
+                 reply_as_file_after: int | None = None,
+                 stop_button_after: float = 0.0) -> None:
         self._adapter_for = adapter_for
+        self.stop_button_after = stop_button_after
         self.reply_as_file_after = reply_as_file_after
         self.metrics = metrics
         self.files = files or FilesConfig()
@@ -204,9 +213,12 @@ class TurnRunner:
         trailer = ""
         outcome: TurnOutcome = "failed"
         started = anyio.current_time()
+        stop_button = _StopButton()
         async with anyio.create_task_group() as tg:
             tg.start_soon(stream.run)
             tg.start_soon(self._typing, adapter, scope)
+            if self.stop_button_after and isinstance(adapter, SupportsStopButton):
+                tg.start_soon(self._show_stop, adapter, scope, stop_button)
             try:
                 session = await open_session()
                 assert session.conversation_id is not None
@@ -253,6 +265,9 @@ class TurnRunner:
             finally:
                 tg.cancel_scope.cancel()
                 with anyio.CancelScope(shield=True):
+                    stop_button.ended = True  # gone before the final text shows
+                    if stop_button.ref is not None and isinstance(adapter, SupportsStopButton):
+                        await self._hide_stop(adapter, stop_button.ref)
                     final = reply.text().strip()
                     if trailer:
                         final = f"{final}\n\n{trailer}" if final else trailer
@@ -350,6 +365,30 @@ class TurnRunner:
                 await adapter.offer_feedback(ref)
         except Exception:
             log.debug("could not offer feedback in %s", ref.scope.key, exc_info=True)
+
+    async def _show_stop(self, adapter: SupportsStopButton, scope: Scope,
+                         shown: _StopButton) -> None:
+        """After ``stop_button_after`` s of work (not of waiting for a click): a Stop button."""
+        await anyio.sleep(self.stop_button_after)
+        while self._waiting_for_click(scope):  # noqa: ASYNC110 (the broker keeps a count)
+            await anyio.sleep(0.5)
+        with anyio.CancelScope(shield=True):  # a posted button is always removed again
+            try:
+                shown.ref = await adapter.show_stop(scope)
+            except Exception:
+                log.debug("could not show a Stop button in %s", scope.key, exc_info=True)
+                return
+            if shown.ended:  # the turn ended while it was being posted
+                await self._hide_stop(adapter, shown.ref)
+
+    @staticmethod
+    async def _hide_stop(adapter: SupportsStopButton, ref: MessageRef) -> None:
+        with anyio.move_on_after(10):
+            try:
+                await adapter.hide_stop(ref)
+            except Exception:
+                log.debug("could not remove the Stop button in %s", ref.scope.key,
+                          exc_info=True)
 
     async def _typing(self, adapter: Adapter, scope: Scope) -> None:
         if not adapter.limits.can_type:

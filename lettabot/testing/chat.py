@@ -106,6 +106,8 @@ class TestChat:
         self.prompts: list[Prompt] = []
         self.notes: list[Note] = []
         self.files: list[SentFile] = []
+        self.stop_buttons: dict[str, bool] = {}
+        """Stop buttons shown, by ref id → whether it was removed again."""
         self.reactions: list[tuple[Scope, str, str]] = []
         """(scope, message id, emoji) per reaction the bot added."""
         self.typing_count: dict[str, int] = {}
@@ -184,6 +186,16 @@ class TestChat:
         self.files.append(SentFile(scope, name, data, comment))
         self._touch()
         return MessageRef(scope=scope, id=f"f{next(self._ids)}")
+
+    async def show_stop(self, scope: Scope) -> MessageRef:
+        ref = MessageRef(scope=scope, id=f"stop{next(self._ids)}")
+        self.stop_buttons[ref.id] = False
+        self._touch()
+        return ref
+
+    async def hide_stop(self, ref: MessageRef) -> None:
+        self.stop_buttons[ref.id] = True
+        self._touch()
 
     async def react(self, scope: Scope, message_id: str, emoji: str) -> None:
         if not emoji or emoji.isspace():

@@ -185,3 +185,20 @@ async def test_a_long_reply_comes_as_a_file_too(
     assert len(chat.messages(scope)) == 4  # chat_tools.reply_as_file_after
     [sent] = [f for f in chat.files if f.scope == scope]
     assert sent.name == "reply.md" and sent.data.decode() == long.strip()
+
+
+async def test_a_long_turn_shows_a_stop_button_until_it_ends(
+    make_bot: BotMaker, scripted_model: ScriptedModelServer
+) -> None:
+    _, chat = await make_bot("stop-button", turns={"stop_button_after": 0.3})
+    scripted_model.on("think slowly", Reply.say("Slow thoughts.", delay=1.5))
+    scripted_model.on("think fast", Reply.say("Fast."))
+    scope = chat.scope("C1", "stop-button")
+    await chat.push("think fast", scope=scope)
+    await chat.wait_done(scope)
+    assert chat.stop_buttons == {}  # a quick turn: no button
+    await chat.push("think slowly", scope=scope)
+    await chat.wait_for(lambda: chat.stop_buttons or None)
+    assert list(chat.stop_buttons.values()) == [False]  # shown while it runs
+    await chat.wait_done(scope, 2)
+    assert list(chat.stop_buttons.values()) == [True]  # and removed when it ended

@@ -65,7 +65,8 @@ class Setup:
 
     async def prompt_in(self, channel: Json) -> Json:
         return await self.fake.wait_for(
-            lambda: next((m for m in self.fake.bot_messages(channel) if m["components"]), None),
+            lambda: next((m for m in self.fake.bot_messages(channel) if m["components"]
+                          and _buttons(m)[0].get("label") == "Approve"), None),
             seconds=90,
         )
 
@@ -355,3 +356,24 @@ async def test_the_agent_reacts_and_sends_a_file_on_discord(
     thread = await setup.thread_of(asked)
     sent = await fake.wait_for(lambda: [f for f in fake.sent_files if f[0] == int(thread["id"])])
     assert sent == [(int(thread["id"]), "summary.txt", b"all good\n")]
+
+
+async def test_a_long_turn_has_a_stop_button(
+    setup: Setup, scripted_model: ScriptedModelServer
+) -> None:
+    fake = setup.fake
+    scripted_model.on("ponder at length", Reply.say("Pondering " + "more " * 30,
+                                                    chunk_delay=0.5))
+    asked = await fake.say(setup.general, setup.ada, "ponder at length", mention=True)
+    thread = await setup.thread_of(asked)
+    stop = await fake.wait_for(lambda: next(
+        (m for m in fake.bot_messages(thread) if m["components"]
+         and _buttons(m)[0].get("label") == "Stop"), None), seconds=60)
+    refused = await fake.click(stop, "Stop", setup.bob)
+    answer = await fake.wait_for(lambda: [r for r in fake.responses_to(refused)
+                                          if "content" in (r.get("data") or {})])
+    assert answer[-1]["data"]["flags"] & 64 and "Only the person who asked" in \
+        answer[-1]["data"]["content"]
+    await fake.click(stop, "Stop", setup.ada)
+    await setup.reply_in(thread, "(stopped)")
+    await fake.wait_for(lambda: int(stop["id"]) in fake.deleted)

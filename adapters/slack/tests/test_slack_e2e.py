@@ -62,7 +62,8 @@ class World:
         return str(found[0].text)
 
     def bot_texts(self, channel: str, thread: str | None) -> list[str]:
-        return [m.text for m in self.mock.thread(channel, thread) if not _is_prompt(m)]
+        return [m.text for m in self.mock.thread(channel, thread)
+                if not _is_prompt(m) and "lettabot_stop" not in str(m.blocks or "")]
 
 
 def _is_prompt(message: Any) -> bool:
@@ -513,3 +514,24 @@ async def test_the_agent_reacts_and_sends_a_file_in_slack(w: World) -> None:
     shared = await w.mock.wait_for(lambda: [m for m in w.mock.thread(CHANNEL, second)
                                             if m.files])
     assert shared[0].files == [("notes.md", b"# Notes\n")] and shared[0].text == "The notes"
+
+
+async def test_a_long_turn_has_a_stop_button_only_the_asker_or_an_approver_uses(
+    w: World,
+) -> None:
+    w.model.on("take your time", Reply.say("Finally " + "done " * 20, chunk_delay=0.6))
+    ts = new_ts()
+    await w.slack.event(mention("take your time", user="U_BOB", ts=ts))
+    stop = await w.mock.wait_for(lambda: next(
+        (m for m in w.mock.thread(CHANNEL, ts) if "lettabot_stop" in str(m.blocks or "")),
+        None), limit=30)
+    await w.slack.click("lettabot_stop", thread_scope(ts).key, user="U_EVE", channel=CHANNEL,
+                        message_ts=stop.ts, thread_ts=ts)
+    await w.slack.click("lettabot_stop", thread_scope(ts).key, user="U_BOB", channel=CHANNEL,
+                        message_ts=stop.ts, thread_ts=ts)
+    await w.reply_in(CHANNEL, ts, "(stopped)")
+    await w.mock.wait_for(lambda: stop.deleted)
+    answers = [c.args for c in w.mock.calls_to("chat.postEphemeral")
+               if c.args.get("thread_ts") == ts]
+    assert [a["user"] for a in answers] == ["U_EVE", "U_BOB"]
+    assert "not allowed" in answers[0]["text"] and "Stopping" in answers[1]["text"]

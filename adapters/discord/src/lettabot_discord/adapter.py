@@ -40,7 +40,7 @@ from lettabot.runtime.config import ConfigError
 from lettabot.runtime.inflight import InFlight
 from lettabot_discord.approvals import ApprovalButton, approval_view, disabled_view
 from lettabot_discord.commands import lettabot_group
-from lettabot_discord.feedback import FeedbackButton, feedback_view
+from lettabot_discord.feedback import FeedbackButton, StopButton, feedback_view, stop_view
 from lettabot_discord.render import (
     MAX_MESSAGE,
     approval_text,
@@ -107,6 +107,7 @@ class _Client(discord.Client):
         self.lettabot_adapter = adapter
         self.lettabot_on_decision = adapter.on_decision
         self.lettabot_on_feedback = adapter.on_feedback
+        self.lettabot_on_stop = adapter.on_stop
         parsers = self._connection.parsers
         for event, parse in list(parsers.items()):
             parsers[event] = _guarded(event, parse)
@@ -190,7 +191,7 @@ class DiscordAdapter:
 
     async def setup(self) -> None:
         """After login, before the gateway: buttons and slash commands."""
-        self.client.add_dynamic_items(ApprovalButton, FeedbackButton)
+        self.client.add_dynamic_items(ApprovalButton, FeedbackButton, StopButton)
         tree = self.client.tree
         tree.add_command(lettabot_group(self.command))
         try:
@@ -364,6 +365,30 @@ class DiscordAdapter:
                 await interaction.followup.send(text, ephemeral=True)
             except discord.HTTPException as exc:
                 log.warning("discord: could not answer a feedback click: %s", exc)
+
+    async def on_stop(self, interaction: discord.Interaction[Any]) -> None:
+        """A click on Stop: the ``stop`` command for the clicker, answered only to them."""
+        with self.handlers.track():
+            try:
+                await interaction.response.defer(ephemeral=True, thinking=False)
+            except discord.HTTPException as exc:
+                log.warning("discord: could not acknowledge a Stop click: %s", exc)
+            channel = interaction.channel
+            if channel is None:
+                return
+            scope = scope_of_channel(channel, interaction.guild_id)
+            result = await self.bot.run_command(scope, str(interaction.user.id), "stop")
+            try:
+                await interaction.followup.send(clip(result.text, MAX_MESSAGE), ephemeral=True)
+            except discord.HTTPException as exc:
+                log.warning("discord: could not answer a Stop click: %s", exc)
+
+    async def show_stop(self, scope: Scope) -> MessageRef:
+        sent = await self._channel(scope).send("⏳ Working on it…", view=stop_view())
+        return MessageRef(scope=scope, id=str(sent.id))
+
+    async def hide_stop(self, ref: MessageRef) -> None:
+        await self._channel(ref.scope).get_partial_message(int(ref.id)).delete()
 
     async def offer_feedback(self, ref: MessageRef) -> None:
         """👍 / 👎 under the answer's last message."""

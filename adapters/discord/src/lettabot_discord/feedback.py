@@ -1,5 +1,5 @@
-"""👍 / 👎 buttons under a final answer: persistent (``custom_id`` only, no state), so a
-click after a restart still counts."""
+"""👍 / 👎 buttons under a final answer, and the Stop button of a running turn: persistent
+(``custom_id`` only, no state), so a click after a restart still counts."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import discord
 
-__all__ = ["FeedbackButton", "FeedbackHandler", "feedback_view"]
+__all__ = ["FeedbackButton", "FeedbackHandler", "StopButton", "feedback_view", "stop_view"]
 
 Rating = Literal["good", "bad"]
 FeedbackHandler = Callable[[discord.Interaction[Any], Rating], Awaitable[None]]
@@ -46,4 +46,36 @@ def feedback_view() -> discord.ui.View:
     ui = discord.ui.View(timeout=None)
     ui.add_item(FeedbackButton("good"))
     ui.add_item(FeedbackButton("bad"))
+    return ui
+
+
+StopHandler = Callable[[discord.Interaction[Any]], Awaitable[None]]
+
+
+class StopButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"lettabot-stop",
+):
+    """Stop the turn running in the channel the button is in."""
+
+    def __init__(self) -> None:
+        super().__init__(discord.ui.Button(label="Stop", emoji="⏹️",
+                                           style=discord.ButtonStyle.danger,
+                                           custom_id="lettabot-stop"))
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction[Any],
+                             item: discord.ui.Item[Any], match: re.Match[str],
+                             /) -> StopButton:
+        return cls()
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        handler: StopHandler | None = getattr(interaction.client, "lettabot_on_stop", None)
+        if handler is not None:
+            await handler(interaction)
+
+
+def stop_view() -> discord.ui.View:
+    ui = discord.ui.View(timeout=None)
+    ui.add_item(StopButton())
     return ui

@@ -85,6 +85,8 @@ class FakeDiscord:
         self.guilds: dict[int, Json] = {}
         self.channels: dict[int, Json] = {}
         self._failures: list[_Failure] = []
+        self.deleted: set[int] = set()
+        """Ids of messages the bot deleted (no longer in :meth:`bot_messages`)."""
         self.sent_files: list[tuple[int, str, bytes]] = []
         """(channel id, file name, bytes) of each file the bot sent."""
         self.reactions: dict[int, list[str]] = {}
@@ -315,6 +317,7 @@ class FakeDiscord:
             m
             for m in self.messages.values()
             if m["channel_id"] == cid and m["author"]["id"] == self.bot["id"]
+            and int(m["id"]) not in self.deleted
         ]
 
     def rest(self, method: str, pattern: str) -> list[Call]:
@@ -591,6 +594,12 @@ class FakeDiscord:
             return 200, self.commands.get(m.group(1) or "global", [])
         if (m := re.fullmatch(r"/channels/(\d+)/messages", path)) and method == "POST":
             return 200, await self._bot_posts(m.group(1), body)
+        if (m := re.fullmatch(r"/channels/(\d+)/messages/(\d+)", path)) and method == "DELETE":
+            found = self.messages.get(int(m.group(2)))
+            if found is None or found["channel_id"] != m.group(1):
+                return 404, {"message": "Unknown Message", "code": 10008}
+            self.deleted.add(int(m.group(2)))
+            return 204, None
         if (m := re.fullmatch(r"/channels/(\d+)/messages/(\d+)", path)) and method == "PATCH":
             return 200, self._edit(int(m.group(2)), body)
         thread = re.fullmatch(r"/channels/(\d+)/messages/(\d+)/threads", path)

@@ -444,6 +444,16 @@ class SlackAdapter:
         except SlackApiError as exc:
             log.debug("slack: assistant.threads.setTitle: %s", api_error(exc))
 
+    async def show_stop(self, scope: Scope) -> MessageRef:
+        async with self.pacer.turn(scope.channel):
+            resp = await self.client.chat_postMessage(
+                channel=scope.channel, thread_ts=scope.thread, text=blocks.WORKING_TEXT,
+                blocks=blocks.stop_blocks(scope.key))
+        return MessageRef(scope=scope, id=str(resp["ts"]))
+
+    async def hide_stop(self, ref: MessageRef) -> None:
+        await self.client.chat_delete(channel=ref.scope.channel, ts=ref.id)
+
     async def send_file(self, scope: Scope, name: str, data: bytes, *,
                         comment: str = "") -> MessageRef:
         """Share a file in the scope (files_upload_v2: needs the ``files:write`` scope)."""

@@ -21,6 +21,16 @@ ACTIONS: dict[str, ApprovalDecision] = {
 }
 ACTION_PATTERN = r"^lettabot_(approve|deny|always)$"
 FEEDBACK_ACTION = "lettabot_feedback"
+STOP_ACTION = "lettabot_stop"
+WORKING_TEXT = "⏳ Working on it…"
+
+
+def stop_blocks(scope_key: str) -> list[dict[str, Any]]:
+    """"Working…" with a Stop button (its value: the scope the click stops)."""
+    return [{"type": "section", "text": {"type": "mrkdwn", "text": WORKING_TEXT},
+             "accessory": {"type": "button", "action_id": STOP_ACTION, "value": scope_key,
+                           "text": {"type": "plain_text", "text": "Stop"},
+                           "style": "danger"}}]
 BLOCK_ID = "lettabot_approval"
 
 _SECTION_MAX = 3000  # Slack's limit for a section's text

@@ -119,6 +119,28 @@ def register(adapter: SlackAdapter) -> None:
 
     app.action(blocks.FEEDBACK_ACTION)(on_feedback)
 
+    async def on_stop(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        """Stop: the ``stop`` command for the clicker, in the scope the button is for (it
+        must be in the channel the click came from)."""
+        await ack()
+        user_id = str((body.get("user") or {}).get("id") or "")
+        channel = str((body.get("channel") or {}).get("id") or "")
+        try:
+            scope = Scope.from_key(str(action.get("value") or ""))
+        except ValueError:
+            return
+        if scope.adapter != ADAPTER or scope.channel != channel or not user_id:
+            return
+
+        async def stop() -> None:
+            result = await adapter.bot.run_command(scope, user_id, "stop")
+            await adapter.client.chat_postEphemeral(channel=channel, user=user_id,
+                                                    text=result.text, thread_ts=scope.thread)
+
+        adapter.spawn(stop, f"stop in {scope.key}")
+
+    app.action(blocks.STOP_ACTION)(on_stop)
+
     async def on_command(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         words = str(body.get("text") or "").strip()
