@@ -535,3 +535,16 @@ async def test_a_long_turn_has_a_stop_button_only_the_asker_or_an_approver_uses(
                if c.args.get("thread_ts") == ts]
     assert [a["user"] for a in answers] == ["U_EVE", "U_BOB"]
     assert "not allowed" in answers[0]["text"] and "Stopping" in answers[1]["text"]
+
+
+async def test_a_table_in_a_dm_comes_in_a_markdown_block(w: World) -> None:
+    table = "## Costs\n\n| item | cost |\n|---|---:|\n| CI | 12 |\n| hosting | 30 |"
+    w.model.on("show the costs", Reply.say(table))
+    dm = "D0COSTS"
+    await w.slack.event(message("show the costs", channel=dm, channel_type="im"))
+    reply = await w.mock.wait_for(lambda: next(
+        (m for m in w.mock.messages.values() if m.channel == dm and m.user == "UBOT"
+         and m.blocks and "| hosting | 30 |" in str(m.blocks)), None))
+    assert reply.blocks[0] == {"type": "markdown", "text": table}
+    assert "hosting" in reply.text  # the notification's fallback text
+    assert not [c for c in w.mock.calls_to("chat.startStream") if c.args["channel"] == dm]

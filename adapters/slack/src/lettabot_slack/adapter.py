@@ -168,7 +168,7 @@ class SlackAdapter:
         self.stream_chars = STREAM_CHARS
         self._streaming = settings.streaming == "auto"
         self._status = settings.assistant_status
-        self._streamed: _Lru = _Lru()  # ts of a streamed message → its markdown so far
+        self._streamed: _Lru = _Lru()  # ts → the markdown it shows (streamed, or a block)
         self._titled: _Lru = _Lru()  # assistant threads given a title
 
     # lifecycle -----------------------------------------------------------------
@@ -318,6 +318,9 @@ class SlackAdapter:
 
     async def post(self, scope: Scope, text: str) -> MessageRef:
         parts = to_messages(text, MAX_TEXT)
+        if blocks.wants_markdown_block(text):  # one message: the block holds it all
+            ts = await self._post(scope, parts[0], markdown=text)
+            return MessageRef(scope=scope, id=ts)
         first = await self._post(scope, parts[0])
         extra = [await self._post(scope, part) for part in parts[1:]]
         if extra:
@@ -327,10 +330,18 @@ class SlackAdapter:
     async def edit(self, ref: MessageRef, text: str) -> None:
         parts = to_messages(text, MAX_TEXT)
         channel = ref.scope.channel
-        await self.client.chat_update(channel=channel, ts=ref.id, text=parts[0])
-        self._texts.remember(ref.id, parts[0])
         key = f"{channel}:{ref.id}"
         extra: list[str] = list(self._parts.get(key, []))
+        if blocks.wants_markdown_block(text):
+            parts = parts[:1]
+            await self.client.chat_update(channel=channel, ts=ref.id, text=parts[0],
+                                          blocks=[blocks.markdown_block(text)])
+            self._streamed.remember(ref.id, text)
+        else:
+            await self.client.chat_update(channel=channel, ts=ref.id, text=parts[0],
+                                          blocks=[] if ref.id in self._streamed else None)
+            self._streamed.pop(ref.id, None)
+        self._texts.remember(ref.id, parts[0])
         for i, part in enumerate(parts[1:]):
             if i < len(extra):
                 await self.client.chat_update(channel=channel, ts=extra[i], text=part)
@@ -534,7 +545,9 @@ class SlackAdapter:
 
     # helpers ---------------------------------------------------------------------
 
-    async def _post(self, scope: Scope, text: str) -> str:
+    async def _post(self, scope: Scope, text: str, *, markdown: str | None = None) -> str:
+        """Post mrkdwn ``text``; with ``markdown``, that in a ``markdown`` block (``text``
+        stays the notification's fallback)."""
         async with self.pacer.turn(scope.channel):
             resp = await self.client.chat_postMessage(
                 channel=scope.channel,
@@ -542,9 +555,13 @@ class SlackAdapter:
                 text=text,
                 unfurl_links=False,
                 unfurl_media=False,
+                blocks=[blocks.markdown_block(markdown)] if markdown else None,
             )
-        self._texts.remember(str(resp["ts"]), text)
-        return str(resp["ts"])
+        ts = str(resp["ts"])
+        self._texts.remember(ts, text)
+        if markdown:
+            self._streamed.remember(ts, markdown)
+        return ts
 
     async def _reaction(self, action: str, channel: str, ts: str,
                         name: str = WORKING_REACTION) -> None:

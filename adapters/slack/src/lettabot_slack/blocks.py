@@ -1,6 +1,7 @@
-"""Block Kit for approval prompts: the question with buttons, and the settled outcome.
+"""Block Kit: approval prompts (the question with buttons, the settled outcome), answers
+with feedback buttons, ``markdown`` blocks, the Stop button.
 
-Each button's ``value`` is the approval's ``request_id`` (stable across restarts); its
+Each approval button's ``value`` is the approval's ``request_id`` (stable across restarts); its
 ``action_id`` names the decision (see :data:`ACTIONS`).
 """
 
@@ -94,10 +95,25 @@ MARKDOWN_LIMIT = 12_000
 """Characters a ``markdown`` block holds."""
 
 
+_TABLE_RULE = re.compile(r"(?m)^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)+\|?\s*$")
+_HEADING = re.compile(r"(?m)^#{1,6} \S")
+
+
+def wants_markdown_block(markdown: str) -> bool:
+    """Whether Slack's ``markdown`` block shows this better than mrkdwn can: tables and
+    headings (mrkdwn has neither), within the block's 12,000 characters."""
+    return len(markdown) <= MARKDOWN_LIMIT and bool(
+        _TABLE_RULE.search(markdown) or _HEADING.search(markdown))
+
+
+def markdown_block(markdown: str) -> dict[str, Any]:
+    return {"type": "markdown", "text": markdown[:MARKDOWN_LIMIT] or " "}
+
+
 def markdown_with_feedback(markdown: str) -> list[dict[str, Any]]:
-    """A streamed answer (standard markdown, as it was streamed) in a ``markdown`` block,
+    """An answer in standard markdown (streamed, or a block) in a ``markdown`` block,
     with the feedback buttons under it."""
-    return [{"type": "markdown", "text": markdown[:MARKDOWN_LIMIT] or " "}, _feedback_buttons()]
+    return [markdown_block(markdown), _feedback_buttons()]
 
 
 def answer_with_feedback(text: str) -> list[dict[str, Any]]:
