@@ -867,6 +867,8 @@ def _mask_unknown(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _toml_value(value: Any) -> str:
+    if isinstance(value, BaseModel):
+        value = value.model_dump()
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):

@@ -20,11 +20,14 @@ def test_manifest_scopes_events_and_command() -> None:
     text = MANIFEST.read_text()
     assert sorted(_list_after(text, "bot")) == sorted([
         "app_mentions:read", "channels:history", "groups:history", "im:history",
-        "chat:write", "reactions:write", "users:read", "files:read", "commands",
+        "chat:write", "reactions:write", "users:read", "files:read", "files:write",
+        "assistant:write", "commands",
     ])
     assert sorted(_list_after(text, "bot_events")) == sorted(
-        ["app_mention", "message.channels", "message.groups", "message.im"]
+        ["app_mention", "message.channels", "message.groups", "message.im",
+         "assistant_thread_started"]
     )
+    assert "assistant_view:" in text
     assert f"command: {COMMAND}\n" in text
     assert "socket_mode_enabled: true" in text
     assert re.search(r"interactivity:\n(\s+#.*\n)?\s+is_enabled: true", text)
