@@ -87,12 +87,15 @@ def test_a_message_that_cannot_be_sent_is_kept(
     assert page.locator(".msg").count() == 0
 
 
-def approval_turn(page: Page, bot: RunningBot, decision: str) -> Path:
+def approval_turn(page: Page, bot: RunningBot, decision: str,
+                  shot: Path | None = None) -> Path:
     target = bot.workspace / f"{decision}-{uuid.uuid4().hex[:8]}.txt"
     say(page, f"run: echo hi > {target.name}")
     card = page.locator(".card").last
     expect(card).to_contain_text("Approval needed: Bash")
     expect(card.locator("pre.input")).to_contain_text(f"echo hi > {target.name}")
+    if shot is not None:
+        page.screenshot(path=str(shot))
     card.locator(f"button[data-decision={decision}]").click()
     expect(card.locator(".status")).to_be_visible()
     expect(last_reply(page)).to_contain_text("Tool result", timeout=90_000)
@@ -103,7 +106,7 @@ def test_approve_runs_the_tool(
     context: BrowserContext, demo_bot: RunningBot, screenshots: Path
 ) -> None:
     page = open_chat(context, demo_bot)
-    target = approval_turn(page, demo_bot, "approve")
+    target = approval_turn(page, demo_bot, "approve", shot=screenshots / "web-chat.png")
     expect(page.locator(".card .status").last).to_contain_text("Approved")
     assert target.read_text().strip() == "hi"
     page.screenshot(path=str(screenshots / "web-chat-approved.png"))
