@@ -125,9 +125,15 @@ class Agents:
             if profile.agent_id is None:
                 agent = await self.store.get_setting(profile.setting_key)
                 if agent is None:
-                    agent = await self._create(profile)
-                    await self.store.set_setting(profile.setting_key, agent)
-                    log.info("created agent %s for %s", agent, profile.name)
+                    created = await self._create(profile)
+                    # replicas on one store may create at once: the first one recorded wins
+                    agent = await self.store.setting_if_absent(profile.setting_key, created)
+                    if agent == created:
+                        log.info("created agent %s for %s", agent, profile.name)
+                    else:
+                        log.warning("agent %s was created for %s, but another replica's %s "
+                                    "was recorded first: using that one (delete %s)",
+                                    created, profile.name, agent, created)
                 profile.agent_id = agent
             return profile.agent_id
 

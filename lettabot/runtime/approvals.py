@@ -405,6 +405,11 @@ class ApprovalBroker:
 
     # -- clicks ------------------------------------------------------------------
 
+    def waiting_here(self, request_id: str) -> bool:
+        """Whether a turn of this process waits for ``request_id`` (else, in a cluster,
+        another replica's may)."""
+        return request_id in self._waiting
+
     async def decide(
         self, request_id: str, decision: ApprovalDecision, user_id: str, user_name: str = ""
     ) -> DecisionOutcome:

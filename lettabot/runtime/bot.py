@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -43,6 +44,8 @@ from lettabot.runtime.adapter import (
 from lettabot.runtime.agents import AgentProfile, Agents
 from lettabot.runtime.approvals import ApprovalBroker, ToolPolicy, TurnOwner
 from lettabot.runtime.chat_tools import ChatTools
+from lettabot.runtime.cluster.bus import Bus
+from lettabot.runtime.cluster.inbox import Inbox, libpq_url
 from lettabot.runtime.commands import Commands
 from lettabot.runtime.config import Config, ConfigError, LettaConfig
 from lettabot.runtime.history import entries_from
@@ -141,6 +144,18 @@ class Bot:
                                         can_start=self._can_run_scheduled)
         self.chat_tools = ChatTools(config.chat_tools, self.adapters.get, store,
                                     self.schedules, self._notify)
+        self.replica = config.cluster.replica or f"{socket.gethostname()}-{os.getpid()}"
+        self.inbox: Inbox | None = None
+        self.bus: Bus | None = None
+        if config.cluster.enabled:
+            cluster = config.cluster
+            self.inbox = Inbox(config.store_url, self.replica, self._run_from_inbox,
+                               concurrency=config.servers.max_concurrent_turns,
+                               heartbeat_seconds=cluster.heartbeat_seconds,
+                               takeover_seconds=cluster.takeover_seconds)
+            self.bus = Bus(libpq_url(config.store_url), self.replica)
+            self.bus.on("decide", self._decide_here)
+            self.bus.on("stop", self._stop_here)
         self.scheduler = Scheduler(
             client=self.client,
             router=self.router,
@@ -195,6 +210,13 @@ class Bot:
                     await bot.agents.load()
                     bot._stale = await bot.broker.expire_stale()
                     await bot.scheduler.start(tg)
+                    if bot.inbox is not None and bot.bus is not None:
+                        await bot.inbox.open()
+                        tg.start_soon(bot.bus.run, name="cluster bus")
+                        if "worker" in config.cluster.roles:
+                            tg.start_soon(bot.inbox.run, name="cluster worker")
+                        log.info("cluster replica %s (%s)", bot.replica,
+                                 ", ".join(config.cluster.roles))
                     await bot.schedules.sync_config(config.schedules)
                     tg.start_soon(bot._housekeeping, name="store housekeeping")
                     tg.start_soon(bot.schedules.run, name="schedules")
@@ -204,6 +226,7 @@ class Bot:
                     with anyio.CancelScope(shield=True):
                         await bot.scheduler.close()
                         await bot.client.close()
+                        await bot._close_cluster()
                 else:
                     if bot._stale:
                         log.info("expired %d approvals left pending by a previous run",
@@ -214,6 +237,7 @@ class Bot:
                         with anyio.CancelScope(shield=True):
                             await bot.scheduler.drain(grace)
                             await bot.client.close()  # stops the App Servers it started
+                            await bot._close_cluster()
                         tg.cancel_scope.cancel()
             if failed is not None:
                 raise failed
@@ -295,7 +319,7 @@ class Bot:
                                  message_id=message_id, mentioned=True)
         log.info("schedule %s runs in %s", schedule.id, scope.key)
         self.metrics.messages.labels(scope.adapter, "scheduled").inc()
-        self.scheduler.enqueue(Job(message, client_message_id=f"{scope.adapter}:{message_id}"))
+        await self._submit(message, f"{scope.adapter}:{message_id}")
 
     # -- adapters ---------------------------------------------------------------------
 
@@ -371,13 +395,71 @@ class Bot:
             return
         if not known and scope.thread:
             message = await self._with_context(message)
+        try:
+            await self._submit(message, f"{scope.adapter}:{message.dedupe_id}")
+        except Exception:
+            # not queued: its redelivery (the platform retries an unanswered event) must
+            # not be taken for a duplicate
+            await self.store.release_event(scope.adapter, message.dedupe_id)
+            raise
         self.metrics.messages.labels(scope.adapter, "accepted").inc()
         adapter = self.adapters.get(scope.adapter)
-        if isinstance(adapter, SupportsAcknowledge) and self._tg is not None:
+        # in a cluster the replica that runs the turn acknowledges (and later clears) it
+        if isinstance(adapter, SupportsAcknowledge) and self._tg is not None \
+                and self.inbox is None:
             self._tg.start_soon(self._acknowledge, adapter, message)
-        self.scheduler.enqueue(
-            Job(message, client_message_id=f"{scope.adapter}:{message.dedupe_id}")
-        )
+
+    async def _submit(self, message: InboundMessage, client_message_id: str) -> None:
+        """Queue an accepted message: here, or in the cluster's durable inbox."""
+        if self.inbox is not None:
+            await self.inbox.defer(message, client_message_id)
+        else:
+            self.scheduler.enqueue(Job(message, client_message_id=client_message_id))
+
+    # -- cluster ----------------------------------------------------------------------
+
+    async def _run_from_inbox(self, message: InboundMessage, client_message_id: str,
+                              attempts: int) -> None:
+        """A job of the inbox, on this replica: its turn, then its session is closed (the
+        scope's next message may run on another replica)."""
+        scope = message.scope
+        if attempts:
+            self.metrics.messages.labels(scope.adapter, "taken_over").inc()
+            await self._notify(scope, "⚠️ The lettabot replica that was answering this "
+                                      "stopped; another one is answering it now.")
+        adapter = self.adapters.get(scope.adapter)
+        if isinstance(adapter, SupportsAcknowledge):  # this replica's adapter learns of it
+            await self._acknowledge(adapter, message)
+        job = Job(message, client_message_id=client_message_id)
+        self.scheduler.enqueue(job)
+        try:
+            await job.finished.wait()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.scheduler.release(scope)
+
+    async def _decide_here(self, data: dict[str, Any]) -> dict[str, Any] | None:
+        """A click another replica received, for a turn running here."""
+        request_id = str(data.get("request_id") or "")
+        if not self.broker.waiting_here(request_id):
+            return None
+        outcome = await self.broker.decide(request_id, data["decision"], str(data["user_id"]),
+                                           str(data.get("user_name") or ""))
+        return outcome.model_dump()
+
+    async def _stop_here(self, data: dict[str, Any]) -> dict[str, Any] | None:
+        """A Stop another replica received, for a turn running here."""
+        scope = Scope.from_key(str(data.get("scope") or ""))
+        if self.scheduler.running_user(scope) is None:
+            return None
+        result = await self.commands.run(scope, str(data["user_id"]), "stop")
+        return result.model_dump()
+
+    async def _close_cluster(self) -> None:
+        if self.bus is not None:
+            await self.bus.close()
+        if self.inbox is not None:
+            await self.inbox.close()
 
     @staticmethod
     async def _acknowledge(adapter: SupportsAcknowledge, message: InboundMessage) -> None:
@@ -436,11 +518,23 @@ class Bot:
     async def decide_approval(
         self, request_id: str, decision: ApprovalDecision, user_id: str, user_name: str = ""
     ) -> DecisionOutcome:
+        if self.bus is not None and not self.broker.waiting_here(request_id):
+            reply = await self.bus.request("decide", {
+                "request_id": request_id, "decision": decision, "user_id": user_id,
+                "user_name": user_name})
+            if reply is not None:
+                return DecisionOutcome.model_validate(reply)
         return await self.broker.decide(request_id, decision, user_id, user_name)
 
     async def run_command(
         self, scope: Scope, user_id: str, command: str, args: str = ""
     ) -> CommandResult:
+        if (command == "stop" and self.bus is not None
+                and self.scheduler.running_user(scope) is None
+                and self.access.may_talk(scope.adapter, user_id)):
+            reply = await self.bus.request("stop", {"scope": scope.key, "user_id": user_id})
+            if reply is not None:
+                return CommandResult.model_validate(reply)
         return await self.commands.run(scope, user_id, command, args)
 
     # -- health -----------------------------------------------------------------------

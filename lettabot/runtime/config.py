@@ -497,6 +497,37 @@ class StoreConfig(_Section):
         return value
 
 
+Role = Literal["ingress", "worker"]
+ROLES: tuple[Role, ...] = ("ingress", "worker")
+
+
+class ClusterConfig(_Section):
+    """Several lettabot replicas on one PostgreSQL store (see docs/scaling.md)."""
+
+    enabled: bool = False
+    """Every accepted message becomes a durable job in PostgreSQL (procrastinate) before it
+    is acknowledged; a scope's jobs run one at a time, in order, on whichever replica is
+    free; a dead replica's job is taken over. Needs ``store.url`` on PostgreSQL."""
+    replica: str = ""
+    """This replica's name in logs and job records (default: host name and process id)."""
+    roles: list[Role] = Field(default_factory=lambda: list(ROLES))
+    """``ingress``: run the adapters (receive, check access, dedupe, enqueue); ``worker``:
+    run turns from the inbox. A replica with only ``worker`` still answers in chat
+    through the platforms' APIs."""
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
+    """How often a worker says it is alive."""
+    takeover_seconds: float = Field(default=30.0, gt=0)
+    """A job whose worker has not said so for this long is given to another replica (its
+    thread is told). Much more than ``heartbeat_seconds``."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.takeover_seconds < 3 * self.heartbeat_seconds:
+            raise _Problems([Problem("takeover_seconds", "is less than 3 heartbeats",
+                                     "make it at least 3 × heartbeat_seconds")])
+        return self
+
+
 class AdapterSettings(_Section):
     """The base of an adapter's ``[<name>]`` section.
 
@@ -658,6 +689,7 @@ class Config(BaseSettings):
     """Prompts run on a schedule (``[[schedules]]``)."""
     servers: ServersConfig = Field(default_factory=ServersConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     agents: list[AgentConfig] = Field(default_factory=list)
     """Several agents behind one bot (``[[agents]]``); none: one agent from ``[letta]``."""
     adapters: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -685,6 +717,13 @@ class Config(BaseSettings):
     def config_file(self) -> Path | None:
         """The TOML file this config was read from (set by :func:`load_config`)."""
         return self._config_file
+
+    @model_validator(mode="after")
+    def _check_cluster(self) -> Self:
+        if self.cluster.enabled and not self.store_url.startswith("postgresql"):
+            raise _Problems([Problem("cluster.enabled", "needs the store on PostgreSQL",
+                                     'set store.url = "postgresql+asyncpg://user@host/db"')])
+        return self
 
     @model_validator(mode="after")
     def _check_agents(self) -> Self:

@@ -38,6 +38,9 @@ class Router:
         if route is None:
             return self.agents.for_scope(scope), None
         profile = self.agents.by_agent_id(route.agent_id)
+        if profile is None:  # created meanwhile by another replica on this store?
+            await self.agents.load()
+            profile = self.agents.by_agent_id(route.agent_id)
         if (profile is not None and profile is not self.agents.for_scope(scope)
                 and scope.key not in self._kept):
             self._kept.add(scope.key)

@@ -73,6 +73,8 @@ class Job:
 
     message: InboundMessage
     client_message_id: str
+    finished: anyio.Event = field(default_factory=anyio.Event, compare=False, repr=False)
+    """Set once the job is done with: answered, failed, or dropped (a reset, a shutdown)."""
 
 
 class _Binding:
@@ -385,6 +387,7 @@ class Scheduler:
                             # whose tail would be read as the next message's reply.
                             await self._close_session(lane)
                     finally:
+                        job.finished.set()
                         lane.running = None
                         lane.cancel = None
                         lane.last_used = anyio.current_time()
@@ -499,6 +502,7 @@ class Scheduler:
         """At shutdown: say which queued messages were not answered (they were accepted)."""
         dropped, lane.queue = list(lane.queue), deque()
         for job in dropped:
+            job.finished.set()
             preview = " ".join(job.message.text.split())[:60]
             with anyio.CancelScope(shield=True):
                 await self._notify(lane.scope, f"⚠️ lettabot is shutting down; this message was not "
@@ -534,6 +538,8 @@ class Scheduler:
         lane = self.lanes.get(scope.key)
         if lane is None:
             return await self.router.reset(scope), 0
+        for job in lane.queue:
+            job.finished.set()
         dropped, lane.queue = len(lane.queue), deque()
         lane.resetting = True  # what arrives meanwhile waits for the new conversation
         try:
@@ -558,6 +564,17 @@ class Scheduler:
         while True:
             await anyio.sleep(max(1.0, min(60.0, self.idle_seconds / 4)))
             await self.release_idle()
+
+    async def release(self, scope: Scope) -> bool:
+        """Close the scope's session now if nothing waits there (a cluster replica does
+        after each job: the scope's next message may run on another replica)."""
+        lane = self.lanes.get(scope.key)
+        if lane is None or lane.busy:
+            return False
+        await self._close_session(lane)
+        if not lane.busy and lane.session is None:
+            self.lanes.pop(scope.key, None)
+        return True
 
     async def release_idle(self, older_than: float | None = None) -> int:
         """Close sessions idle for ``older_than`` s (default ``idle_seconds``); returns how many."""

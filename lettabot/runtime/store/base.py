@@ -149,6 +149,10 @@ class Store(Protocol):
         """
         ...
 
+    async def release_event(self, adapter: str, event_id: str) -> None:
+        """Forget a claim (the message could not be queued: its retry must get through)."""
+        ...
+
     async def purge_expired_events(self) -> int:
         """Delete processed-event ids whose ttl has passed; returns how many."""
         ...
@@ -267,6 +271,10 @@ class Store(Protocol):
 
     async def get_setting(self, key: str) -> str | None:
         """A small persisted value (e.g. the id of the agent the bot created), or None."""
+        ...
+
+    async def setting_if_absent(self, key: str, value: str) -> str:
+        """Set ``key`` to ``value`` unless it has a value; returns the value it has now."""
         ...
 
     async def set_setting(self, key: str, value: str) -> None:

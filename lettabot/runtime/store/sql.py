@@ -245,6 +245,10 @@ class SQLStore:
                 return True
             return (await conn.execute(reclaim)).rowcount == 1
 
+    async def release_event(self, adapter: str, event_id: str) -> None:
+        t = schema.processed_events
+        await self._write(delete(t).where(t.c.adapter == adapter, t.c.event_id == event_id))
+
     async def purge_expired_events(self) -> int:
         t = schema.processed_events
         return await self._write(delete(t).where(t.c.expires_at <= self._now()))
@@ -465,6 +469,14 @@ class SQLStore:
         async with self._engine.connect() as conn:
             value = await conn.scalar(select(t.c.value).where(t.c.key == key))
         return None if value is None else str(value)
+
+    async def setting_if_absent(self, key: str, value: str) -> str:
+        t = schema.settings
+        stmt = self._insert(t).values(key=key, value=value, updated_at=self._now())
+        await self._write(stmt.on_conflict_do_nothing(index_elements=[t.c.key]))
+        current = await self.get_setting(key)
+        assert current is not None
+        return current
 
     async def set_setting(self, key: str, value: str) -> None:
         t = schema.settings

@@ -491,7 +491,12 @@ class SlackAdapter:
     async def acknowledge(self, message: InboundMessage) -> None:
         """👀 on an accepted message until its turn ends (⏳ too while it runs)."""
         seen = (message.scope.channel, message.message_id)
-        self._acked.setdefault(message.scope.key, deque(maxlen=100)).append(seen)
+        waiting = self._acked.setdefault(message.scope.key, deque(maxlen=100))
+        if seen in waiting:  # once is enough
+            return
+        waiting.append(seen)
+        if message.scope.key not in self._last_inbound:  # a replica that did not receive it
+            self.saw_message(message.scope, *seen)
         await self._reaction("add", *seen, SEEN_REACTION)
         await self._title(message)
 

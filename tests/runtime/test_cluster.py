@@ -1,0 +1,143 @@
+"""Several replicas on one PostgreSQL store (``[cluster]``), in one process: the real CLI,
+the scripted model, a real PostgreSQL. Every message is answered once, in order within its
+scope, none crossed, whichever replica received it; a click on one replica decides a turn
+running on another.
+
+The replicas share one App Server (``servers.urls``) on one Letta home: several App Servers
+on one local backend do not see each other's agents (each keeps them in memory), and a
+self-hosted Letta server is not run here (see docs/scaling.md)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+import anyio
+import asyncpg  # type: ignore[import-untyped]
+import pytest
+
+from lettabot.runtime.bot import Bot
+from lettabot.testing.app_server import external_app_server
+from lettabot.testing.chat import Posted, TestChat
+from lettabot.testing.letta_home import LettaHome
+from lettabot.testing.scripted_model import ScriptedModelServer
+from tests.runtime.bot_fixtures import anyio_backend, make_config, module_home  # noqa: F401
+
+pytestmark = pytest.mark.anyio
+
+PG = "postgresql://postgres@127.0.0.1:5432"
+
+
+@pytest.fixture(scope="module")
+def cluster_db() -> Iterator[str]:
+    name = f"lettabot_cluster_{uuid.uuid4().hex[:10]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(f"{PG}/postgres")
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    anyio.run(admin, f'CREATE DATABASE "{name}"')
+    yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    anyio.run(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class Cluster:
+    bots: list[Bot]
+    chats: list[TestChat]
+    posts: list[Posted]
+
+    def texts(self, key: str) -> list[str]:
+        return [p.text for p in self.posts if p.scope.key == key]
+
+
+@pytest.fixture(scope="module")
+async def cluster(module_home: LettaHome, cluster_db: str) -> AsyncIterator[Cluster]:
+    posts: list[Posted] = []
+    async with AsyncExitStack() as stack:
+        server = stack.enter_context(external_app_server("cluster-token", module_home.workdir))
+        bots, chats = [], []
+        for n in range(3):  # one after the other: the first creates the agent, all share it
+            config = make_config(module_home, module_home.path / f"data-{n}",
+                                 store={"url": cluster_db},
+                                 servers={"count": 0, "urls": [{"url": server.url,
+                                                                "token": "cluster-token"}]},
+                                 cluster={"enabled": True, "replica": f"r{n}",
+                                          "heartbeat_seconds": 1, "takeover_seconds": 5})
+            bot = await stack.enter_async_context(Bot.open(config, grace=5, prewarm=False))
+            chat = TestChat(bot, name="test")
+            chat.posts = posts  # one platform: every replica posts into the same threads
+            bot.add_adapter(chat)
+            bots.append(bot)
+            chats.append(chat)
+        for bot in bots:
+            assert bot.bus is not None
+            with anyio.fail_after(20):
+                await bot.bus.ready.wait()
+        yield Cluster(bots, chats, posts)
+
+
+async def test_messages_round_robin_to_replicas_are_answered_once_in_order(
+    cluster: Cluster,
+) -> None:
+    scopes = [cluster.chats[0].scope("C1", f"rr-{i}") for i in range(8)]
+    n = 0
+    for round_ in range(4):
+        for i, scope in enumerate(scopes):
+            chat = cluster.chats[n % 3]  # delivered to whichever replica the platform picks
+            n += 1
+            await chat.push(f"m{round_}-s{i}", scope=scope, message_id=f"rr-{i}-{round_}")
+    expected = {s.key: [f"You said: m{r}-s{i}" for r in range(4)]
+                for i, s in enumerate(scopes)}
+
+    def all_answered() -> bool | None:
+        return all(len(cluster.texts(k)) >= 4 for k in expected) or None
+
+    await cluster.chats[0].wait_for(all_answered, within=180)
+    await anyio.sleep(1)  # nothing more comes
+    for key, want in expected.items():
+        assert cluster.texts(key) == want, key  # once each, in order, none crossed
+    ran_on = {c.name + str(i) for i, c in enumerate(cluster.chats)
+              if any(d for d in c.done_count.values())}
+    assert len(ran_on) >= 2  # the work was shared
+
+
+async def test_a_redelivered_message_to_another_replica_is_answered_once(
+    cluster: Cluster,
+) -> None:
+    scope = cluster.chats[0].scope("C1", "dedupe")
+    first = await cluster.chats[0].push("only once please", scope=scope, event_id="Ev-c1")
+    await cluster.chats[1].redeliver(first)  # Slack retried it to another replica
+    await cluster.chats[2].redeliver(first)
+    await cluster.chats[0].wait_for(lambda: cluster.texts(scope.key) or None, within=90)
+    await anyio.sleep(2)
+    assert cluster.texts(scope.key) == ["You said: only once please"]
+
+
+async def test_a_click_on_another_replica_decides_the_turn(
+    cluster: Cluster, scripted_model: ScriptedModelServer, module_home: LettaHome,
+) -> None:
+    target = module_home.workdir / f"cluster-{uuid.uuid4().hex[:6]}.txt"
+    scope = cluster.chats[0].scope("C1", "approve-across")
+    await cluster.chats[0].push(f"run: echo across > {target}", scope=scope, user="U1")
+
+    def owner() -> int | None:
+        for i, chat in enumerate(cluster.chats):
+            if any(p.view.scope == scope for p in chat.prompts):
+                return i
+        return None
+
+    running_on = await cluster.chats[0].wait_for(lambda: owner(), within=90)
+    prompt = next(p for p in cluster.chats[running_on].prompts if p.view.scope == scope)
+    other = cluster.chats[(running_on + 1) % 3]
+    refused = await other.click(prompt.request_id, "approve", user="U2")
+    assert refused.status == "not_authorized"  # judged by the replica running the turn
+    decided = await other.click(prompt.request_id, "approve", user="U1")
+    assert decided.status == "decided"
+    await cluster.chats[0].wait_for(lambda: target.exists() or None, within=60)
+    assert target.read_text() == "across\n"
