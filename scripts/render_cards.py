@@ -45,8 +45,10 @@ def _inline(text: str, *, slack: bool) -> str:
                  flags=re.S)
     out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
     out = re.sub(r"\*\*([^*]+)\*\*" if not slack else r"\*([^*]+)\*", r"<b>\1</b>", out)
-    out = re.sub(r"&lt;@(\w+)&gt;", lambda m: f'<span class="at">@{NAMES.get(m.group(1), m.group(1))}'
-                 "</span>", out)
+    def mention(m: re.Match[str]) -> str:
+        return f'<span class="at">@{NAMES.get(m.group(1), m.group(1))}</span>'
+
+    out = re.sub(r"&lt;@(\w+)&gt;", mention, out)
     out = re.sub(r"&lt;!date\^\d+\^[^|]+\|([^&]*)&gt;", r"\1", out)
     if slack:
         out = re.sub(r"(?<![\w])_([^_]+)_(?![\w])", r"<i>\1</i>", out)

@@ -23,7 +23,8 @@ from lettabot.testing.app_server import external_app_server
 from lettabot.testing.chat import Posted, TestChat
 from lettabot.testing.letta_home import LettaHome
 from lettabot.testing.scripted_model import ScriptedModelServer
-from tests.runtime.bot_fixtures import anyio_backend, make_config, module_home  # noqa: F401
+from tests.runtime.bot_fixtures import *  # noqa: F403 (fixtures)
+from tests.runtime.bot_fixtures import make_config
 
 pytestmark = pytest.mark.anyio
 
