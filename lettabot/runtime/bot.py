@@ -62,6 +62,11 @@ __all__ = ["Bot", "adapter_settings"]
 
 log = logging.getLogger("lettabot.runtime")
 
+ENGAGED = "lettabot:thread"
+"""Claims (in the dedupe table) of the scopes a cluster has accepted a message in, so a
+follow-up without a mention counts before the first answer made a route."""
+ENGAGED_FOR = timedelta(days=30)
+
 HOUSEKEEPING_EVERY = 3600.0
 """Seconds between store purges (see :meth:`Bot._housekeeping`)."""
 
@@ -373,6 +378,8 @@ class Bot:
         scope = message.scope
         profile, route = await self.router.profile_for(scope)
         known = scope.key in self.scheduler.lanes or route is not None
+        if not known and self.inbox is not None:  # accepted on a replica, not answered yet
+            known = await self.store.event_claimed(ENGAGED, scope.key)
         access = profile.access if profile is not None else self.access
         verdict = access.check(message, has_conversation=known)
         if verdict.action == "ignore":
@@ -396,6 +403,8 @@ class Bot:
         if not known and scope.thread:
             message = await self._with_context(message)
         try:
+            if self.inbox is not None and not known:  # every replica now knows the thread
+                await self.store.claim_event(ENGAGED, scope.key, ENGAGED_FOR)
             await self._submit(message, f"{scope.adapter}:{message.dedupe_id}")
         except Exception:
             # not queued: its redelivery (the platform retries an unanswered event) must
@@ -427,6 +436,7 @@ class Bot:
             self.metrics.messages.labels(scope.adapter, "taken_over").inc()
             await self._notify(scope, "⚠️ The lettabot replica that was answering this "
                                       "stopped; another one is answering it now.")
+            await self._fork_after_takeover(scope)
         adapter = self.adapters.get(scope.adapter)
         if isinstance(adapter, SupportsAcknowledge):  # this replica's adapter learns of it
             await self._acknowledge(adapter, message)
@@ -437,6 +447,25 @@ class Bot:
         finally:
             with anyio.CancelScope(shield=True):
                 await self.scheduler.release(scope)
+
+    async def _fork_after_takeover(self, scope: Scope) -> None:
+        """The dead replica's run may go on in its App Server (or hang there), keeping the
+        conversation busy: the scope continues in a fork of it (same history), or, if it
+        cannot be forked, in a new conversation (the agent's memory is kept)."""
+        await self.scheduler.release(scope)
+        route = await self.store.get_route(scope.key)
+        if route is None:
+            return
+        try:
+            fork = await self.client.fork_conversation(route.conversation_id)
+        except sdk.LettaSDKError as exc:
+            log.warning("could not fork %s after a takeover (%s); starting a new conversation",
+                        route.conversation_id, exc)
+            await self.router.reset(scope)
+            return
+        await self.router.bind(scope, route.agent_id, fork)
+        log.info("%s continues in %s, a fork of %s (taken over)", scope.key, fork,
+                 route.conversation_id)
 
     async def _decide_here(self, data: dict[str, Any]) -> dict[str, Any] | None:
         """A click another replica received, for a turn running here."""

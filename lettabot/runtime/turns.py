@@ -80,6 +80,9 @@ def sender_note(message: InboundMessage) -> str:
     )
 
 
+ACTIVE_RUN = "already has an active run"
+"""What the App Server says to a message for a conversation whose earlier run goes on."""
+
 SCHEDULED = "schedule:"
 """The message id prefix of a scheduled run (no platform message behind it)."""
 
@@ -234,7 +237,7 @@ class TurnRunner:
                 watch = _Watch(anyio.current_time())
                 with anyio.CancelScope() as watch.scope:
                     tg.start_soon(self._watchdog, scope, watch)
-                    result = await self._stream(session, job, reply, stream, watch)
+                    result = await self._send_when_free(session, job, reply, stream, watch)
                     trailer = self._trailer(result, reply)
                     outcome = ("completed" if result.success else
                                "stopped" if result.subtype == "interrupted" else "failed")
@@ -341,6 +344,26 @@ class TurnRunner:
                 result = msg
         assert result is not None
         return result
+
+    async def _send_when_free(
+        self, session: sdk.Session, job: Job, reply: _Reply,
+        stream: ReplyStream | NativeStream, watch: _Watch,
+    ) -> sdk.ResultMessage:
+        """Run the turn; while the conversation still has another run on the App Server
+        (a process that died mid-turn left it going: a crash, a cluster takeover), wait
+        for that run to end and send again, for up to ``stall_seconds``."""
+        waited, delay = 0.0, 0.5
+        while True:
+            result = await self._stream(session, job, reply, stream, watch)
+            busy = not result.success and ACTIVE_RUN in (result.error or "")
+            if not busy or not reply.empty or waited >= self.stall_seconds:
+                return result
+            log.info("conversation of %s still has an earlier run; sending again in %.1f s",
+                     job.message.scope.key, delay)
+            await anyio.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 5.0)
+            watch.last = anyio.current_time()
 
     @staticmethod
     def _trailer(result: sdk.ResultMessage, reply: _Reply) -> str:

@@ -22,6 +22,8 @@ _LISTENING = re.compile(r"Listening on (ws://\S+)")
 class ExternalAppServer:
     url: str
     process: subprocess.Popen[bytes]
+    log: Path
+    """Its output (for a test to show when something went wrong)."""
 
     def kill(self) -> None:
         """SIGKILL it, as a crash or an OOM kill would."""
@@ -53,7 +55,7 @@ def external_app_server(
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"letta server did not start:\n{log_path.read_text()}")
                 time.sleep(0.05)
-            yield ExternalAppServer(found.group(1), proc)
+            yield ExternalAppServer(found.group(1), proc, log_path)
         finally:
             proc.terminate()
             try:

@@ -149,6 +149,10 @@ class Store(Protocol):
         """
         ...
 
+    async def event_claimed(self, adapter: str, event_id: str) -> bool:
+        """Whether ``event_id`` is claimed now (and not expired)."""
+        ...
+
     async def release_event(self, adapter: str, event_id: str) -> None:
         """Forget a claim (the message could not be queued: its retry must get through)."""
         ...

@@ -245,6 +245,12 @@ class SQLStore:
                 return True
             return (await conn.execute(reclaim)).rowcount == 1
 
+    async def event_claimed(self, adapter: str, event_id: str) -> bool:
+        t = schema.processed_events
+        rows = await self._rows(select(t.c.event_id).where(
+            t.c.adapter == adapter, t.c.event_id == event_id, t.c.expires_at > self._now()))
+        return bool(rows)
+
     async def release_event(self, adapter: str, event_id: str) -> None:
         t = schema.processed_events
         await self._write(delete(t).where(t.c.adapter == adapter, t.c.event_id == event_id))
