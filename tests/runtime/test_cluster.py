@@ -127,13 +127,13 @@ async def test_a_click_on_another_replica_decides_the_turn(
     scope = cluster.chats[0].scope("C1", "approve-across")
     await cluster.chats[0].push(f"run: echo across > {target}", scope=scope, user="U1")
 
-    def owner() -> int | None:
+    def owner() -> list[int] | None:  # a list: replica 0 is falsy
         for i, chat in enumerate(cluster.chats):
             if any(p.view.scope == scope for p in chat.prompts):
-                return i
+                return [i]
         return None
 
-    running_on = await cluster.chats[0].wait_for(lambda: owner(), within=90)
+    [running_on] = await cluster.chats[0].wait_for(owner, within=90)
     prompt = next(p for p in cluster.chats[running_on].prompts if p.view.scope == scope)
     other = cluster.chats[(running_on + 1) % 3]
     refused = await other.click(prompt.request_id, "approve", user="U2")
@@ -142,3 +142,52 @@ async def test_a_click_on_another_replica_decides_the_turn(
     assert decided.status == "decided"
     await cluster.chats[0].wait_for(lambda: target.exists() or None, within=60)
     assert target.read_text() == "across\n"
+
+
+async def test_stop_on_another_replica_stops_the_turn(
+    cluster: Cluster, scripted_model: ScriptedModelServer,
+) -> None:
+    from lettabot.testing.scripted_model import Reply
+
+    scripted_model.on("a long answer please", Reply.say("long " * 200, chunk_delay=0.1))
+    scope = cluster.chats[0].scope("C1", "stop-across")
+    await cluster.chats[0].push("a long answer please", scope=scope, user="U1")
+
+    def running_on() -> list[int] | None:  # a list: replica 0 is falsy
+        for i, bot in enumerate(cluster.bots):
+            if bot.scheduler.running_user(scope) is not None:
+                return [i]
+        return None
+
+    [owner] = await cluster.chats[0].wait_for(running_on, within=60)
+    other = cluster.chats[(owner + 1) % 3]
+    refused = await other.command("stop", scope=scope, user="U2")
+    assert "Only the person who asked" in refused.text
+    stopped = await other.command("stop", scope=scope, user="U1")
+    assert stopped.text == "Stopping the running turn."
+    await cluster.chats[0].wait_for(
+        lambda: any("(stopped)" in t for t in cluster.texts(scope.key)) or None, within=60)
+
+
+async def test_one_process_on_postgresql_answers_once_in_order(
+    module_home: LettaHome, cluster_db: str,
+) -> None:
+    """The single-process default with PostgreSQL instead of SQLite: the same guarantees."""
+    config = make_config(module_home, module_home.path / "data-single",
+                         store={"url": cluster_db})
+    async with Bot.open(config, grace=5, prewarm=False) as bot:
+        chat = TestChat(bot, name="single")
+        bot.add_adapter(chat)
+        scopes = [chat.scope("C1", f"single-{i}") for i in range(10)]
+        async with anyio.create_task_group() as tg:
+            for i, scope in enumerate(scopes):
+                async def thread(i: int = i, scope: object = scope) -> None:
+                    for m in range(4):
+                        first = await chat.push(f"p{i}-{m}", scope=scope,  # type: ignore[arg-type]
+                                                event_id=f"Ev-single-{i}-{m}")
+                        if m == 0:
+                            await chat.redeliver(first)  # a platform retry: answered once
+                tg.start_soon(thread)
+        for i, scope in enumerate(scopes):
+            await chat.wait_done(scope, 4, within=120)
+            assert chat.texts(scope) == [f"You said: p{i}-{m}" for m in range(4)]
