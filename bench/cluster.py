@@ -1,0 +1,172 @@
+"""Benchmark the cluster (issue 15): 1, 2 and 3 ``lettabot run`` replicas behind one Slack
+app (HTTP mode) on one PostgreSQL store, an instant scripted model. Prints a table; asserts
+only that every message was answered.
+
+    .venv/bin/python bench/cluster.py [--threads 40] [--messages 3] [--replicas 1,2,3]
+
+For each replica count: ``threads`` Slack threads × ``messages`` messages, each thread's
+messages sent one after the other (as a person would), all threads at once, delivered
+round-robin to the replicas' endpoints. Reported: turns per second over the run, latency
+from Slack getting 200 to the answer's final text reaching the Slack API (p50, p99), and
+the peak RSS of everything started (replicas, the shared App Server), with the ratio to
+one replica measured in the same run.
+
+Runs offline: the real CLI, the scripted model, PostgreSQL on 127.0.0.1:5432, the mock
+Slack Web API. The replicas share one App Server (see docs/scaling.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import anyio
+import asyncpg  # type: ignore[import-untyped]
+from _offline import offline_home, print_table
+from _rss import Peak, own_and_descendants_rss_mb
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "adapters" / "slack" / "tests"))
+
+from slack_harness import SIGNING_SECRET, free_port  # noqa: E402
+from slack_mock_api import MockSlack, SlackSender, mention, message, new_ts  # noqa: E402
+from test_slack_cluster import TOKEN, Replica, _toml  # noqa: E402
+
+from lettabot.testing.app_server import external_app_server  # noqa: E402
+from lettabot.testing.scripted_model import Reply  # noqa: E402
+
+
+async def admin(sql: str) -> None:
+    conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def replica_settings(n: int, folder: Path, home_model: str, pg: str, server: str,
+                     mock: MockSlack, replica: Replica) -> dict[str, object]:
+    return {
+        "data_dir": str(folder / "data"), "log_level": "WARNING",
+        "letta": {"model": home_model},
+        "access": {"allowed_users": ["slack:U_ADA"], "approvers": ["slack:U_ADA"]},
+        "store": {"url": pg},
+        "servers": {"count": 0, "max_concurrent_turns": 16,
+                    "urls": [{"url": server, "token": TOKEN}]},
+        "cluster": {"enabled": True, "replica": f"r{n}", "heartbeat_seconds": 2,
+                    "takeover_seconds": 10},
+        "health": {"port": replica.health_port},
+        "turns": {"stop_button_after": 0},
+        "slack": {"enabled": True, "mode": "http", "bot_token": "xoxb-e2e",
+                  "signing_secret": SIGNING_SECRET, "http_host": "127.0.0.1",
+                  "http_port": replica.http_port, "api_url": mock.api_url},
+    }
+
+
+async def run_load(mock: MockSlack, replicas: list[Replica], threads: int, messages: int,
+                   tag: str) -> tuple[float, list[float]]:
+    sent: dict[str, float] = {}
+    channels = [f"C0B{n}" for n in range(8)]
+
+    async def deliver(event: dict[str, object], start: int, text: str) -> None:
+        for attempt in range(10):
+            replica = replicas[(start + attempt) % len(replicas)]
+            status, _ = await SlackSender(replica.events_url, SIGNING_SECRET).event(
+                event, event_id=f"Ev{uuid.uuid4().hex[:12]}")
+            if status == 200:
+                sent[text] = time.monotonic()
+                return
+        raise RuntimeError("no replica took a message")
+
+    def answered(text: str) -> float | None:
+        want = f"You said: {text}"
+        for call in mock.calls:
+            if call.method in ("chat.postMessage", "chat.update") and \
+                    str(call.args.get("text", "")) == want:
+                return call.at
+        return None
+
+    async def thread(i: int) -> None:
+        root, channel = new_ts(), channels[i % len(channels)]
+        for m in range(messages):
+            text = f"{tag}-t{i}-m{m}"
+            event = (mention(text, ts=root, channel=channel) if m == 0 else
+                     message(text, ts=new_ts(), thread_ts=root, channel=channel))
+            await deliver(event, i + m, text)
+            await mock.wait_for(lambda t=text: answered(t), limit=300)
+
+    start = time.monotonic()
+    async with anyio.create_task_group() as tg:
+        for i in range(threads):
+            tg.start_soon(thread, i)
+    wall = time.monotonic() - start
+    latencies = []
+    for text, at in sent.items():
+        done = answered(text)
+        assert done is not None, text
+        latencies.append(done - at)
+    return wall, latencies
+
+
+async def main(threads: int, messages: int, counts: list[int]) -> None:
+    rows: list[tuple[str, str, str]] = []
+    base: float | None = None
+    with offline_home() as (model, home):
+        model.on(re.compile(r"-t\d+-m\d+$"), lambda r: Reply.say(f"You said: {r.user_text}"))
+        with external_app_server(TOKEN, home.workdir) as server:
+            for count in counts:
+                name = f"lettabot_bench_{uuid.uuid4().hex[:8]}"
+                await admin(f'CREATE DATABASE "{name}"')
+                pg = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+                mock = MockSlack()
+                mock.streaming = False
+                await mock.start()
+                root = home.path / f"bench-{count}"
+                replicas = []
+                try:
+                    for n in range(count):
+                        folder = root / f"r{n}"
+                        folder.mkdir(parents=True)
+                        replica = Replica(f"r{n}", folder / "lettabot.toml", free_port(),
+                                          free_port(), folder / "lettabot.log")
+                        replica.config.write_text(_toml(replica_settings(
+                            n, folder, home.model, pg, server.url, mock, replica)))
+                        replica.start()
+                        await replica.ready()
+                        replicas.append(replica)
+                    await run_load(mock, replicas, 4, 1, f"w{count}")  # warm: agent, caches
+                    peak = Peak(own_and_descendants_rss_mb)
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(peak.run)
+                        wall, lat = await run_load(mock, replicas, threads, messages,
+                                                   f"b{count}")
+                        peak.stop.set()
+                finally:
+                    for replica in replicas:
+                        replica.stop()
+                    await mock.stop()
+                    await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                rate = len(lat) / wall
+                base = base or rate
+                q = statistics.quantiles(lat, n=100)
+                rows.append((f"{count} replica{'s' * (count > 1)}: turns/s", f"{rate:.1f}",
+                             f"{rate / base:.2f}x one replica; {len(lat)} turns in {wall:.1f} s"))
+                rows.append((f"{count} replica{'s' * (count > 1)}: latency p50 / p99",
+                             f"{q[49]:.2f} / {q[98]:.2f} s", "200 from lettabot → answer posted"))
+                rows.append((f"{count} replica{'s' * (count > 1)}: peak RSS",
+                             f"{peak.peak:.0f} MB", "replicas + shared App Server + bench"))
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int, default=40)
+    parser.add_argument("--messages", type=int, default=3)
+    parser.add_argument("--replicas", default="1,2,3")
+    args = parser.parse_args()
+    anyio.run(main, args.threads, args.messages, [int(c) for c in args.replicas.split(",")])
