@@ -26,7 +26,6 @@ import uuid
 from pathlib import Path
 
 import anyio
-import asyncpg  # type: ignore[import-untyped]
 from _offline import offline_home, print_table
 from _rss import Peak, own_and_descendants_rss_mb
 
@@ -35,37 +34,16 @@ sys.path.insert(0, str(ROOT / "adapters" / "slack" / "tests"))
 
 from slack_harness import SIGNING_SECRET, free_port  # noqa: E402
 from slack_mock_api import MockSlack, SlackSender, mention, message, new_ts  # noqa: E402
-from test_slack_cluster import TOKEN, Replica, _toml  # noqa: E402
+from slack_replicas import (  # noqa: E402
+    TOKEN,
+    Replica,
+    replica_settings,
+    toml,
+)
 
 from lettabot.testing.app_server import external_app_server  # noqa: E402
+from lettabot.testing.postgres import create_database, drop_database  # noqa: E402
 from lettabot.testing.scripted_model import Reply  # noqa: E402
-
-
-async def admin(sql: str) -> None:
-    conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-def replica_settings(n: int, folder: Path, home_model: str, pg: str, server: str,
-                     mock: MockSlack, replica: Replica) -> dict[str, object]:
-    return {
-        "data_dir": str(folder / "data"), "log_level": "WARNING",
-        "letta": {"model": home_model},
-        "access": {"allowed_users": ["slack:U_ADA"], "approvers": ["slack:U_ADA"]},
-        "store": {"url": pg},
-        "servers": {"count": 0, "max_concurrent_turns": 16,
-                    "urls": [{"url": server, "token": TOKEN}]},
-        "cluster": {"enabled": True, "replica": f"r{n}", "heartbeat_seconds": 2,
-                    "takeover_seconds": 10},
-        "health": {"port": replica.health_port},
-        "turns": {"stop_button_after": 0},
-        "slack": {"enabled": True, "mode": "http", "bot_token": "xoxb-e2e",
-                  "signing_secret": SIGNING_SECRET, "http_host": "127.0.0.1",
-                  "http_port": replica.http_port, "api_url": mock.api_url},
-    }
 
 
 async def run_load(mock: MockSlack, replicas: list[Replica], threads: int, messages: int,
@@ -120,9 +98,7 @@ async def main(threads: int, messages: int, counts: list[int]) -> None:
         model.on(re.compile(r"-t\d+-m\d+$"), lambda r: Reply.say(f"You said: {r.user_text}"))
         with external_app_server(TOKEN, home.workdir) as server:
             for count in counts:
-                name = f"lettabot_bench_{uuid.uuid4().hex[:8]}"
-                await admin(f'CREATE DATABASE "{name}"')
-                pg = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+                pg = await create_database("lettabot_bench")
                 mock = MockSlack()
                 mock.streaming = False
                 await mock.start()
@@ -134,8 +110,11 @@ async def main(threads: int, messages: int, counts: list[int]) -> None:
                         folder.mkdir(parents=True)
                         replica = Replica(f"r{n}", folder / "lettabot.toml", free_port(),
                                           free_port(), folder / "lettabot.log")
-                        replica.config.write_text(_toml(replica_settings(
-                            n, folder, home.model, pg, server.url, mock, replica)))
+                        settings = replica_settings(replica, folder, model=home.model,
+                                                    store_url=pg, server_url=server.url,
+                                                    slack_api=mock.api_url)
+                        settings["log_level"] = "WARNING"
+                        replica.config.write_text(toml(settings))
                         replica.start()
                         await replica.ready()
                         replicas.append(replica)
@@ -150,7 +129,7 @@ async def main(threads: int, messages: int, counts: list[int]) -> None:
                     for replica in replicas:
                         replica.stop()
                     await mock.stop()
-                    await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    await drop_database(pg)
                 rate = len(lat) / wall
                 base = base or rate
                 q = statistics.quantiles(lat, n=100)

@@ -190,15 +190,13 @@ async def test_a_long_reply_comes_as_a_file_too(
 async def test_a_long_turn_shows_a_stop_button_until_it_ends(
     make_bot: BotMaker, scripted_model: ScriptedModelServer
 ) -> None:
-    _, chat = await make_bot("stop-button", turns={"stop_button_after": 0.3})
-    scripted_model.on("think slowly", Reply.say("Slow thoughts.", delay=1.5))
-    scripted_model.on("think fast", Reply.say("Fast."))
+    _, chat = await make_bot("stop-button", turns={"stop_button_after": 0.5})
+    scripted_model.on("think slowly", Reply.say("Slow thoughts.", delay=3.0))
     scope = chat.scope("C1", "stop-button")
-    await chat.push("think fast", scope=scope)
-    await chat.wait_done(scope)
-    assert chat.stop_buttons == {}  # a quick turn: no button
     await chat.push("think slowly", scope=scope)
     await chat.wait_for(lambda: chat.stop_buttons or None)
     assert list(chat.stop_buttons.values()) == [False]  # shown while it runs
-    await chat.wait_done(scope, 2)
-    assert list(chat.stop_buttons.values()) == [True]  # and removed when it ended
+    assert not chat.texts(scope)  # before the answer
+    await chat.wait_done(scope)
+    assert list(chat.stop_buttons.values()) == [True]  # one, removed when the turn ended
+    assert chat.texts(scope) == ["Slow thoughts."]

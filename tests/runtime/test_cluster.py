@@ -15,36 +15,23 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 import anyio
-import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from lettabot.runtime.bot import Bot
 from lettabot.testing.app_server import external_app_server
 from lettabot.testing.chat import Posted, TestChat
 from lettabot.testing.letta_home import LettaHome
+from lettabot.testing.postgres import fresh_database
 from lettabot.testing.scripted_model import ScriptedModelServer
 from tests.runtime.bot_fixtures import *  # noqa: F403 (fixtures)
 from tests.runtime.bot_fixtures import make_config
 
 pytestmark = pytest.mark.anyio
 
-PG = "postgresql://postgres@127.0.0.1:5432"
-
-
 @pytest.fixture(scope="module")
 def cluster_db() -> Iterator[str]:
-    name = f"lettabot_cluster_{uuid.uuid4().hex[:10]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(f"{PG}/postgres")
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    anyio.run(admin, f'CREATE DATABASE "{name}"')
-    yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    anyio.run(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database("lettabot_cluster") as url:
+        yield url
 
 
 @dataclass

@@ -10,35 +10,28 @@ Letta home: see docs/scaling.md for why, and for a self-hosted Letta server inst
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import aiohttp
 import anyio
-import asyncpg  # type: ignore[import-untyped]
 import pytest
 from slack_harness import SIGNING_SECRET, free_port
 from slack_mock_api import MockSlack, SlackSender, mention, message, new_ts
+from slack_replicas import TOKEN, Replica, replica_settings, toml
 
 from lettabot.testing.app_server import ExternalAppServer, external_app_server
 from lettabot.testing.letta_home import LettaHome
+from lettabot.testing.postgres import fresh_database
 from lettabot.testing.scripted_model import Reply, ScriptedModelServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timeout(900)]
 
 THREADS, ROUNDS = int(os.environ.get("CLUSTER_THREADS", 50)), 4
 CHANNELS = [f"C0CH{n}" for n in range(5)]  # Slack paces posts per channel: spread them
-TOKEN = "cluster-capability-token"
-LETTABOT = [str(Path(sys.executable).with_name("lettabot"))]
 TAKEN_OVER = "another one is answering it now"
 
 
@@ -49,74 +42,14 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
-    name = f"lettabot_replicas_{uuid.uuid4().hex[:10]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    anyio.run(admin, f'CREATE DATABASE "{name}"')
-    yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    anyio.run(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database("lettabot_replicas") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def shared_server(module_letta_home: LettaHome) -> Iterator[ExternalAppServer]:
     with external_app_server(TOKEN, module_letta_home.workdir) as server:
         yield server
-
-
-@dataclass
-class Replica:
-    name: str
-    config: Path
-    http_port: int
-    health_port: int
-    log: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def events_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}/slack/events"
-
-    def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LETTABOT_")}
-        out = self.log.open("ab")
-        self.process = subprocess.Popen([*LETTABOT, "run", "--config", str(self.config)],
-                                        env=env, stdout=out, stderr=subprocess.STDOUT,
-                                        cwd=self.config.parent)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    async def ready(self, within: float = 90) -> None:
-        deadline = time.monotonic() + within
-        async with aiohttp.ClientSession() as http:
-            while time.monotonic() < deadline:
-                assert self.process is not None and self.process.poll() is None, \
-                    self.log.read_text()[-3000:]
-                try:
-                    async with http.get(f"http://127.0.0.1:{self.health_port}/readyz") as resp:
-                        if resp.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await anyio.sleep(0.3)
-        raise AssertionError(f"{self.name} not ready:\n{self.log.read_text()[-3000:]}")
 
 
 @dataclass
@@ -158,23 +91,14 @@ async def world(module_letta_home: LettaHome, pg_url: str, shared_server: Extern
         folder.mkdir()
         replica = Replica(f"r{n}", folder / "lettabot.toml", free_port(), free_port(),
                           folder / "lettabot.log")
-        settings = {
-            "data_dir": str(folder / "data"), "log_level": "INFO",
-            "letta": {"model": module_letta_home.model, "permission_mode": "standard"},
-            "access": {"allowed_users": ["slack:U_ADA", "slack:U_BOB"],
-                       "approvers": ["slack:U_ADA"]},
-            "store": {"url": pg_url},
-            "servers": {"count": 0, "max_concurrent_turns": 8,
-                        "urls": [{"url": shared_server.url, "token": TOKEN}]},
-            "cluster": {"enabled": True, "replica": f"r{n}", "heartbeat_seconds": 1,
-                        "takeover_seconds": 4},
-            "health": {"port": replica.health_port},
-            "turns": {"stop_button_after": 0},
-            "slack": {"enabled": True, "mode": "http", "bot_token": "xoxb-e2e",
-                      "signing_secret": SIGNING_SECRET, "http_host": "127.0.0.1",
-                      "http_port": replica.http_port, "api_url": mock.api_url},
-        }
-        replica.config.write_text(_toml(settings))
+        settings = replica_settings(replica, folder, model=module_letta_home.model,
+                                    store_url=pg_url, server_url=shared_server.url,
+                                    slack_api=mock.api_url)
+        settings["access"] = {"allowed_users": ["slack:U_ADA", "slack:U_BOB"],
+                              "approvers": ["slack:U_ADA"]}
+        settings["cluster"] = {"enabled": True, "replica": replica.name,
+                               "heartbeat_seconds": 1, "takeover_seconds": 4}
+        replica.config.write_text(toml(settings))
         replicas.append(replica)
     try:
         for replica in replicas:  # one after the other: the first creates the agent
@@ -185,24 +109,6 @@ async def world(module_letta_home: LettaHome, pg_url: str, shared_server: Extern
         for replica in replicas:
             replica.stop()
         await mock.stop()
-
-
-def _toml(settings: dict[str, object]) -> str:
-    lines: list[str] = []
-    for key, value in settings.items():
-        if not isinstance(value, dict):
-            lines.append(f"{key} = {json.dumps(value)}")
-    for key, value in settings.items():
-        if isinstance(value, dict):
-            lines.append(f"\n[{key}]")
-            for k, v in value.items():
-                if isinstance(v, list) and v and isinstance(v[0], dict):
-                    inline = ", ".join("{ " + ", ".join(f"{a} = {json.dumps(b)}"
-                                                        for a, b in d.items()) + " }" for d in v)
-                    lines.append(f"{k} = [{inline}]")
-                else:
-                    lines.append(f"{k} = {json.dumps(v)}")
-    return "\n".join(lines) + "\n"
 
 
 async def test_three_replicas_answer_every_message_once_in_order_through_a_kill(
@@ -273,3 +179,30 @@ async def test_three_replicas_answer_every_message_once_in_order_through_a_kill(
     served = {name for name, _ in world.delivered}
     assert served == {"r0", "r1", "r2"}
     print(f"\n{len(world.delivered)} deliveries, {twice} answers repeated after the kill")
+
+
+async def test_a_click_on_another_replica_approves_the_turn(
+    world: World, module_letta_home: LettaHome,
+) -> None:
+    """The approval card was posted by the replica running the turn; the click is sent to
+    another replica's endpoint, which hands it over (LISTEN/NOTIFY)."""
+    target = module_letta_home.workdir / f"across-{uuid.uuid4().hex[:6]}.txt"
+    root = new_ts()
+    await world.deliver(mention(f"run: echo across > {target}", ts=root,
+                                channel=CHANNELS[0]), start=0)
+    card = await world.mock.wait_for(lambda: next(
+        (m for m in world.mock.thread(CHANNELS[0], root)
+         if "lettabot_approval" in str(m.blocks or "")), None), limit=90)
+    request_id = next(e["value"] for b in card.blocks if b["type"] == "actions"
+                      for e in b["elements"] if e["action_id"] == "lettabot_approve")
+    owner = next(r for r in world.replicas
+                 if re.search(rf"procrastinate\.worker\.{r.name}: Starting job "
+                              rf".*{re.escape(target.name)}", r.log.read_text()))
+    other = next(r for r in world.replicas if r is not owner)
+    sender = SlackSender(other.events_url, SIGNING_SECRET)
+    status, _ = await sender.click("lettabot_approve", request_id, user="U_ADA",
+                                   channel=CHANNELS[0], message_ts=card.ts, thread_ts=root)
+    assert status == 200
+    await world.mock.wait_for(lambda: "Approved by" in card.text, limit=30)
+    await world.mock.wait_for(lambda: target.exists(), limit=60)
+    assert target.read_text() == "across\n"
