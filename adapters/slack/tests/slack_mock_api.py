@@ -84,6 +84,8 @@ class MockSlack:
         without the feature)."""
         self.stream_seconds = 300.0
         """After this long a stream answers ``message_not_in_streaming_state``."""
+        self.stream_appends: int | None = None
+        """After this many appends (of text) a stream answers the same (None: no limit)."""
         self.statuses: dict[tuple[str, str], list[str]] = {}
         """(channel, thread_ts) → every assistant.threads.setStatus status, in order."""
         self.suggested: dict[tuple[str, str], dict[str, Any]] = {}
@@ -305,11 +307,15 @@ class MockSlack:
             msg = self.messages.get(str(args["ts"]))
             if msg is None:
                 return {"ok": False, "error": "message_not_found"}
-            if not msg.streaming or time.monotonic() - msg.stream_started > self.stream_seconds:
+            appending = bool(args.get("markdown_text"))
+            over = (self.stream_appends is not None and appending
+                    and msg.edits >= self.stream_appends)
+            if not msg.streaming or over or \
+                    time.monotonic() - msg.stream_started > self.stream_seconds:
                 msg.streaming = False
                 return {"ok": False, "error": "message_not_in_streaming_state"}
             msg.text += str(args.get("markdown_text") or "")
-            msg.edits += 1
+            msg.edits += appending
             if method == "chat.stopStream":
                 msg.streaming = False
                 if args.get("blocks"):

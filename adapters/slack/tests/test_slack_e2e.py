@@ -452,10 +452,12 @@ async def test_a_thread_reply_streams_natively_for_its_reader(w: World) -> None:
 
 
 async def test_a_stream_that_outlives_slacks_limit_rolls_over(w: World) -> None:
+    """Slack ends a stream after a while (message_not_in_streaming_state): the rest goes
+    on in a new streamed message. The mock ends each stream after its first append."""
     words = [f"part{i}" for i in range(40)]
     text = "Long stream: " + " ".join(words)
     w.model.on("stream for long", Reply.say(text, chunk_delay=0.08))
-    w.mock.stream_seconds = 1.0
+    w.mock.stream_appends = 1
     ts = new_ts()
     try:
         await w.slack.event(mention("stream for long", ts=ts))
@@ -464,7 +466,7 @@ async def test_a_stream_that_outlives_slacks_limit_rolls_over(w: World) -> None:
                                        and not w.mock.messages[c.args["ts"]].streaming
                                        and "part39" in w.mock.messages[c.args["ts"]].text])
     finally:
-        w.mock.stream_seconds = 300.0
+        w.mock.stream_appends = None
     texts = [m.text for m in w.mock.thread(CHANNEL, ts) if m.user == "UBOT"]
     assert len(texts) >= 2
     assert "".join(texts) == text  # nothing lost, nothing twice
