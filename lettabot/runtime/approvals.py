@@ -23,6 +23,7 @@ Conversations run in the CLI's ``strict`` mode, so every tool call reaches the b
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -52,6 +53,7 @@ from lettabot.runtime.reveal import WARNING, reveal
 from lettabot.runtime.store import AllowRule, Approval, ApprovalStatus, Store, input_digest
 from lettabot.runtime.tool_guard import ToolGuard
 from lettabot.runtime.tool_rules import RuleProposal, matches, propose
+from lettabot.runtime.workspaces import scoped_guard
 
 __all__ = ["ApprovalBroker", "ToolPolicy", "TurnOwner", "summarize_input"]
 
@@ -113,6 +115,12 @@ class ToolPolicy:
     def from_config(cls, letta: LettaConfig, guard: ToolGuard | None = None) -> ToolPolicy:
         return cls(letta.permission_mode, frozenset(letta.allowed_tools),
                    frozenset(letta.disallowed_tools), guard)
+
+    def for_scope(self, scope: Scope) -> ToolPolicy:
+        """This policy judging paths against ``scope``'s own folder (see workspaces)."""
+        if self.guard is None:
+            return self
+        return dataclasses.replace(self, guard=scoped_guard(self.guard, scope.key))
 
     @property
     def filtered(self) -> bool:
@@ -287,7 +295,7 @@ class ApprovalBroker:
         """Answer one ``can_use_tool`` request of a turn (see the module doc).
 
         ``policy`` and ``access``: the serving agent's (default: the broker's)."""
-        policy = policy or self.policy
+        policy = (policy or self.policy).for_scope(owner.scope)
         access = access or self.access
         tool = request.tool_name
         rid = request_key(owner.conversation_id, request.request_id or request.tool_call_id,

@@ -17,7 +17,7 @@ import logging
 import os
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -47,16 +47,18 @@ from lettabot.runtime.chat_tools import ChatTools
 from lettabot.runtime.cluster.bus import Bus
 from lettabot.runtime.cluster.inbox import Inbox, libpq_url
 from lettabot.runtime.commands import Commands
-from lettabot.runtime.config import Config, ConfigError, LettaConfig
+from lettabot.runtime.config import Config, ConfigError, LettaConfig, Problem
 from lettabot.runtime.history import entries_from
 from lettabot.runtime.metrics import Metrics, ServerSample, StateSample, rss_bytes
 from lettabot.runtime.providers import connect_providers
 from lettabot.runtime.router import Router
+from lettabot.runtime.sandbox import Sandbox, SandboxUnavailable, prepare
 from lettabot.runtime.scheduler import Job, Scheduler
 from lettabot.runtime.schedules import ScheduleRunner
 from lettabot.runtime.store import Approval, Schedule, Store, open_store, sqlite_path
 from lettabot.runtime.tool_guard import ToolGuard
 from lettabot.runtime.turns import TurnRunner
+from lettabot.runtime.workspaces import prepare_scope_dir
 
 __all__ = ["Bot", "adapter_settings"]
 
@@ -99,6 +101,36 @@ def tool_guard(config: Config, letta: LettaConfig | None = None) -> ToolGuard:
     env.update(letta.env)
     return ToolGuard.build(letta.permission_mode, config.letta_cwd,
                            protected_paths(config), env=env)
+
+
+def cli_home(config: Config) -> tuple[Path, Path | None]:
+    """The CLI's ``HOME`` and ``LETTA_LOCAL_BACKEND_DIR`` (None: the default under HOME)."""
+    env = {**os.environ, **config.letta.env}
+    backend = env.get("LETTA_LOCAL_BACKEND_DIR")
+    return Path(env.get("HOME") or Path.home()), Path(backend) if backend else None
+
+
+def tool_sandbox(config: Config) -> Sandbox | None:
+    """Write the sandbox launchers for ``config`` (None with ``[sandbox] mode = "off"``).
+
+    Raises :class:`ConfigError` (``sandbox.mode``: what failed, how to fix it) where
+    bubblewrap cannot start: never a silent fallback to running tools unsandboxed."""
+    if config.sandbox.mode == "off":
+        log.warning("[sandbox] mode = \"off\": the agent's tools run as lettabot's user and "
+                    "can read whatever it can (provider keys in the Letta home, other "
+                    "conversations); only the approval guard stands in the way")
+        return None
+    home, backend = cli_home(config)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    cache = cache / "lettabot" / "node-compile-cache"
+    with suppress(OSError):
+        cache.mkdir(parents=True, exist_ok=True)
+    try:
+        return prepare(config.sandbox, config.data_dir / "sandbox",
+                       workspaces=config.letta_cwd, home=home, backend=backend,
+                       secret=protected_paths(config), extra_rw=[cache])
+    except SandboxUnavailable as exc:
+        raise ConfigError([Problem("sandbox.mode", exc.why, exc.fix)]) from None
 
 
 def cli_options(config: Config) -> dict[str, Any]:
@@ -144,6 +176,7 @@ class Bot:
                              adapter_settings=adapter_settings(config),
                              create_agent=self._create_agent)
         self.router = Router(store, self.agents)
+        self.sandbox = tool_sandbox(config)
         self.client = self._client()
         self.schedules = ScheduleRunner(store, self._run_scheduled,
                                         can_start=self._can_run_scheduled)
@@ -178,6 +211,7 @@ class Bot:
             idle_seconds=idle_seconds,
             prewarm=prewarm,
             tools_for=self._tools_for,
+            workspaces=config.letta_cwd,
         )
         self.commands = Commands(access=self.access, router=self.router,
                                  scheduler=self.scheduler, broker=self.broker,
@@ -267,8 +301,11 @@ class Bot:
     def _session_options(self) -> dict[str, Any]:
         cwd = self.config.letta_cwd
         cwd.mkdir(parents=True, exist_ok=True)
-        return {"permission_mode": self.policy.cli_mode, "include_partial_messages": True,
-                "cwd": cwd, **cli_options(self.config)}
+        options = {"permission_mode": self.policy.cli_mode, "include_partial_messages": True,
+                   "cwd": cwd, **cli_options(self.config)}
+        if self.sandbox is not None:
+            options["cli_path"] = str(self.sandbox.cli_path)
+        return options
 
     def _client(self) -> sdk.LettaClient:
         """The SDK client: ``servers.count`` local App Servers plus ``servers.urls``, with
@@ -325,6 +362,10 @@ class Bot:
         log.info("schedule %s runs in %s", schedule.id, scope.key)
         self.metrics.messages.labels(scope.adapter, "scheduled").inc()
         await self._submit(message, f"{scope.adapter}:{message_id}")
+
+    def workspace_of(self, scope: Scope) -> Path:
+        """The folder ``scope``'s conversation works in (created if missing)."""
+        return prepare_scope_dir(self.config.letta_cwd, scope.key)
 
     # -- adapters ---------------------------------------------------------------------
 

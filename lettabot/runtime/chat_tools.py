@@ -41,6 +41,7 @@ from lettabot.runtime.schedules import (
 )
 from lettabot.runtime.store import Schedule, Store, utcnow
 from lettabot.runtime.tool_guard import ToolGuard
+from lettabot.runtime.workspaces import scoped_guard
 
 __all__ = ["RUNTIME_TOOLS", "ChatTools"]
 
@@ -145,6 +146,7 @@ class ChatTools:
         raw = str(args.get("path") or "").strip()
         if not raw:
             raise ToolRefused("give the file's path")
+        guard = scoped_guard(guard, turn.scope.key)  # this thread's folder, no other
         adapter = self.adapter_for(turn.scope.adapter)
         if not isinstance(adapter, SupportsFiles):
             raise ToolRefused("this chat cannot take files")

@@ -497,6 +497,26 @@ class StoreConfig(_Section):
         return value
 
 
+class SandboxConfig(_Section):
+    """Where the agent's tools run (see docs/security.md): the CLI in a bubblewrap sandbox
+    that holds no secret, and each shell command in a second one that sees only its
+    scope's folder."""
+
+    mode: Literal["bwrap", "off"] = "bwrap"
+    """``off``: the CLI and its tools run as lettabot's user with everything it can read
+    (the approval guard is then the only line; warned at every start)."""
+    network: Literal["none", "host"] = "none"
+    """Shell commands' network: ``none`` (their own empty network namespace) or ``host``."""
+    timeout_seconds: int = Field(default=600, ge=1)
+    """A shell command is killed after this long."""
+    memory_mb: int = Field(default=4096, ge=64)
+    """Address-space limit of a shell command's processes."""
+    max_processes: int = Field(default=512, ge=8)
+    """Processes and threads of lettabot's user a shell command may reach (RLIMIT_NPROC)."""
+    max_file_mb: int = Field(default=1024, ge=1)
+    """The largest file a shell command may write."""
+
+
 Role = Literal["ingress", "worker"]
 ROLES: tuple[Role, ...] = ("ingress", "worker")
 
@@ -690,6 +710,7 @@ class Config(BaseSettings):
     servers: ServersConfig = Field(default_factory=ServersConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     agents: list[AgentConfig] = Field(default_factory=list)
     """Several agents behind one bot (``[[agents]]``); none: one agent from ``[letta]``."""
     adapters: dict[str, dict[str, Any]] = Field(default_factory=dict)

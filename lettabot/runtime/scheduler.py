@@ -33,6 +33,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -43,6 +44,7 @@ from lettabot.runtime.adapter import InboundMessage, Scope
 from lettabot.runtime.agents import AgentProfile
 from lettabot.runtime.approvals import ApprovalBroker, CanUseToolRequest, TurnOwner
 from lettabot.runtime.router import Router
+from lettabot.runtime.workspaces import prepare_scope_dir
 
 __all__ = [
     "QUEUE_LIMIT", "ConversationStuck", "FairGate", "Job", "Lane", "Scheduler", "SessionBroken",
@@ -203,6 +205,7 @@ class Scheduler:
         idle_seconds: float = 900.0,
         prewarm: bool = True,
         tools_for: ToolsFor | None = None,
+        workspaces: Path | None = None,
     ) -> None:
         self.router = router
         self._tools_for = tools_for
@@ -211,6 +214,8 @@ class Scheduler:
         self._notify = notify
         self.client = client
         self._options = dict(session_options)
+        self.workspaces = workspaces
+        """The root of the scope folders: each conversation works in its scope's own."""
         self.gate = FairGate(max_concurrent_turns)
         self.servers = len(client.servers())
         self.idle_seconds = idle_seconds
@@ -257,8 +262,11 @@ class Scheduler:
             binding.own_tools = frozenset(t.name for t in binding.tools)
         return binding
 
-    def _session_options(self, binding: _Binding, server: int) -> dict[str, Any]:
+    def _session_options(self, binding: _Binding, server: int,
+                         scope: Scope | None = None) -> dict[str, Any]:
         options = dict(self._options)
+        if scope is not None and self.workspaces is not None:
+            options["cwd"] = prepare_scope_dir(self.workspaces, scope.key)
         options["can_use_tool"] = binding.can_use_tool
         if binding.tools:
             options["tools"] = [*options.get("tools", []), *binding.tools]
@@ -437,8 +445,8 @@ class Scheduler:
             binding = self._binding(profile)
             server = self.server_for(route.conversation_id)
             session = self.client.resume_session(
-                route.conversation_id, server=server, **self._session_options(binding, server)
-            )
+                route.conversation_id, server=server,
+                **self._session_options(binding, server, lane.scope))
             try:
                 await session.connect()
             except sdk.LettaSDKError as exc:
@@ -458,20 +466,43 @@ class Scheduler:
                 raise
         if session is None:
             profile = self.router.agents.for_scope(lane.scope)
-            session, binding, server = await self._new_conversation(profile)
+            session, binding, server = await self._new_conversation(profile, lane.scope)
             assert session.agent_id and session.conversation_id
             await self.router.bind(lane.scope, session.agent_id, session.conversation_id)
         lane.session, lane.binding, lane.server = session, binding, server
         return session
 
-    async def _new_conversation(self, profile: AgentProfile
+    async def _new_conversation(self, profile: AgentProfile, scope: Scope
                                 ) -> tuple[sdk.Session, _Binding, int]:
         if self._warm is not None and self._warm[1].profile is profile:
             warm, self._warm = self._warm, None
-            return warm  # refilled after this turn (not during it: the server is shared)
-        return await self._open_conversation(profile)
+            # refilled after this turn (not during it: the server is shared)
+            if self.workspaces is None:
+                return warm
+            return await self._move_warm(warm, scope)
+        return await self._open_conversation(profile, scope)
 
-    async def _open_conversation(self, profile: AgentProfile
+    async def _move_warm(self, warm: tuple[sdk.Session, _Binding, int], scope: Scope
+                         ) -> tuple[sdk.Session, _Binding, int]:
+        """The prewarmed conversation, reopened in ``scope``'s folder (a conversation's
+        folder is fixed when it opens; creating it was the slow part)."""
+        session, binding, server = warm
+        conversation = session.conversation_id
+        with anyio.CancelScope(shield=True):
+            await session.close()
+        if conversation is None:
+            return await self._open_conversation(binding.profile, scope)
+        moved = self.client.resume_session(
+            conversation, server=server, **self._session_options(binding, server, scope))
+        try:
+            await moved.connect()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await moved.close()
+            raise
+        return moved, binding, server
+
+    async def _open_conversation(self, profile: AgentProfile, scope: Scope | None = None
                                  ) -> tuple[sdk.Session, _Binding, int]:
         """A new conversation on ``profile``'s agent, on the next App Server in turn;
         closed if it fails."""
@@ -480,7 +511,7 @@ class Scheduler:
         self._next_server += 1
         binding = self._binding(profile)
         session = self.client.create_session(agent, server=server,
-                                             **self._session_options(binding, server))
+                                             **self._session_options(binding, server, scope))
         try:
             await session.connect()
         except BaseException:

@@ -42,6 +42,7 @@ from lettabot.runtime.scheduler import (
     SessionBroken,
     TurnOwnerSetter,
 )
+from lettabot.runtime.workspaces import prepare_scope_dir
 
 __all__ = ["TurnRunner", "message_content", "neutralize"]
 
@@ -232,8 +233,9 @@ class TurnRunner:
                                     message_id="" if message.message_id.startswith(SCHEDULED)
                                     else message.message_id))
                 if self.workspace is not None:  # before the stall clock: downloads take time
+                    folder = prepare_scope_dir(self.workspace, scope.key)
                     job = replace(job, message=await receive_files(
-                        job.message, adapter, self.files, self.workspace))
+                        job.message, adapter, self.files, folder))
                 watch = _Watch(anyio.current_time())
                 with anyio.CancelScope() as watch.scope:
                     tg.start_soon(self._watchdog, scope, watch)

@@ -10,12 +10,15 @@ mounts only that folder) keep it there.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
 from pathlib import Path
 
-__all__ = ["scope_dir", "prepare_scope_dir"]
+from lettabot.runtime.tool_guard import ToolGuard
+
+__all__ = ["prepare_scope_dir", "scope_dir", "scoped_guard"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -33,3 +36,9 @@ def prepare_scope_dir(root: Path, scope_key: str) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     folder.mkdir(mode=0o700, exist_ok=True)
     return Path(os.path.realpath(folder))
+
+
+def scoped_guard(guard: ToolGuard, scope_key: str) -> ToolGuard:
+    """``guard`` (built on the workspaces' root) judging paths against one scope's folder:
+    a file of another DM or thread is outside it."""
+    return dataclasses.replace(guard, workspace=prepare_scope_dir(guard.workspace, scope_key))

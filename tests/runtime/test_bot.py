@@ -161,8 +161,8 @@ async def test_always_allow_skips_the_prompt_next_time_in_that_scope_only(
     module_bot: tuple[Bot, TestChat],
 ) -> None:
     bot, chat = module_bot
-    workspace = bot.config.letta_cwd
     scope = chat.scope("C5", "always")
+    workspace = bot.workspace_of(scope)
     one, two = workspace / "always1.txt", workspace / "always2.txt"
     await chat.push(f"run: touch {one}", scope=scope)
     prompt = await chat.wait_prompt(scope)
@@ -176,7 +176,7 @@ async def test_always_allow_skips_the_prompt_next_time_in_that_scope_only(
     [rule] = await bot.store.list_allow_rules(scope.key)
     assert (rule.tool_name, rule.kind, rule.pattern) == ("Bash", "prefix", "touch")
     other = chat.scope("C5", "elsewhere")
-    await chat.push(f"run: touch {workspace / 'always3.txt'}", scope=other)
+    await chat.push(f"run: touch {bot.workspace_of(other) / 'always3.txt'}", scope=other)
     elsewhere = await chat.wait_prompt(other)  # the rule is per scope
     await chat.click(elsewhere.request_id, "deny", user="U1")
     await chat.wait_done(other)

@@ -36,10 +36,10 @@ async def test_the_agent_sends_a_file_of_its_workspace(
     module_bot: tuple[Bot, TestChat], scripted_model: ScriptedModelServer
 ) -> None:
     bot, chat = module_bot
-    (bot.config.letta_cwd / "report.csv").write_text("a,b\n1,2\n")
+    scope = chat.scope("C1", "send")
+    (bot.workspace_of(scope) / "report.csv").write_text("a,b\n1,2\n")
     scripted_model.on("send the report",
                       Reply.tool("send_file", path="report.csv", comment="Here it is"))
-    scope = chat.scope("C1", "send")
     await chat.push("send the report", scope=scope)
     await chat.wait_done(scope)
     [sent] = [f for f in chat.files if f.scope == scope]
@@ -53,8 +53,9 @@ async def test_send_file_cannot_leak_what_reads_without_a_click_cannot(
 ) -> None:
     """Someone who may talk but not approve asks the agent to post a secret: refused."""
     bot, chat = module_bot
-    workspace = bot.config.letta_cwd
-    secret = workspace.parent.parent / f"secret-{target}.env"
+    scope = chat.scope("C1", f"leak-{target}")
+    workspace = bot.workspace_of(scope)
+    secret = bot.config.letta_cwd.parent.parent / f"secret-{target}.env"
     secret.write_text("API_KEY=sk-live-123\n")
     path = {
         "outside": str(secret),
@@ -66,7 +67,6 @@ async def test_send_file_cannot_leak_what_reads_without_a_click_cannot(
         (workspace / path).unlink(missing_ok=True)
         os.symlink(secret, workspace / path)
     scripted_model.on(f"leak {target}", Reply.tool("send_file", path=path))
-    scope = chat.scope("C1", f"leak-{target}")
     await chat.push(f"leak {target}", scope=scope)
     await chat.wait_done(scope)
     assert not [f for f in chat.files if f.scope == scope]
@@ -102,8 +102,8 @@ async def test_a_scheduled_run_asks_before_running_tools(
     """A run is its creator's turn: a shell command still waits for a click, and only
     an approver (or, with self-approval, the creator) may give it."""
     bot, chat = await make_bot("sched-approve")
-    target = bot.config.letta_cwd / "scheduled.txt"
     scope = chat.scope("C1", "schedule-tools")
+    target = bot.workspace_of(scope) / "scheduled.txt"
     now = utcnow()
     await bot.store.add_schedule(Schedule(
         id="s-tools", scope=scope.key, prompt=f"run: echo hi > {target}", next_run=now,

@@ -169,10 +169,9 @@ async def test_reads_in_the_workspace_and_memory_saves_need_no_click(
     secure_bot: tuple[Bot, TestChat], scripted_model: ScriptedModelServer,
 ) -> None:
     bot, chat = secure_bot
-    workspace = bot.config.letta_cwd
-    (workspace / "notes.txt").write_text("the build is green\n")
-    scripted_model.on("read the notes", Reply.tool("Read", file_path="notes.txt"))
     scope = chat.scope("Csec", "workspace-read")
+    (bot.workspace_of(scope) / "notes.txt").write_text("the build is green\n")
+    scripted_model.on("read the notes", Reply.tool("Read", file_path="notes.txt"))
     await chat.push("read the notes", scope=scope, user=TALKER)
     await chat.wait_done(scope)
     assert "the build is green" in chat.transcript(scope)
@@ -186,9 +185,9 @@ async def test_always_allow_covers_what_was_shown_and_reset_clears_it(
     secure_bot: tuple[Bot, TestChat],
 ) -> None:
     bot, chat = secure_bot
-    workspace = bot.config.letta_cwd
-    (workspace / "sub").mkdir(exist_ok=True)
     scope = chat.scope("Csec", "always")
+    workspace = bot.workspace_of(scope)
+    (workspace / "sub").mkdir(exist_ok=True)
     await chat.push(f"run: touch {workspace}/sub/one.txt", scope=scope, user=TALKER)
     prompt = await chat.wait_prompt(scope)
     assert prompt.view.always_covers is not None and "`touch …`" in prompt.view.always_covers
@@ -228,13 +227,13 @@ async def test_a_decision_applies_only_to_the_input_it_was_shown_for(
     """The CLI names requests ``perm-<tool_call_id>``: a second call with the same id but
     another command must be asked about, not answered with the first decision."""
     bot, chat = secure_bot
-    workspace = bot.config.letta_cwd
+    scope = chat.scope("Csec", "digest")
+    workspace = bot.workspace_of(scope)
     same_id = "call_samesame0001"
     first, second = workspace / "first.txt", workspace / "second.txt"
     for text, target in (("same id one", first), ("same id two", second)):
         call = ToolCall("Bash", {"command": f"touch {target}", "description": "t"}, id=same_id)
         scripted_model.on(text, Reply(tool_calls=(call,)), times=1)
-    scope = chat.scope("Csec", "digest")
     await chat.push("same id one", scope=scope, user=TALKER)
     try:
         prompt = await chat.wait_prompt(scope, within=20)

@@ -14,6 +14,7 @@ import pytest
 from lettabot_discord import DiscordAdapter
 from lettabot_discord.testing import FakeDiscord
 
+from lettabot.runtime.adapter import Scope
 from lettabot.runtime.bot import Bot, adapter_settings
 from lettabot.runtime.config import Config
 from lettabot.runtime.store import Store, open_store
@@ -315,7 +316,8 @@ async def test_attachments_reach_the_agent(
     [request] = [r for r in scripted_model.requests if "read my files" in r.user_text]
     match = re.search(r"saved in your working folder as (\S+report\.csv)", request.user_text)
     assert match, request.user_text
-    workspace = setup.bot.config.letta_cwd
+    scope = Scope.from_key(f"discord:{setup.guild['id']}:{setup.general['id']}:{thread['id']}")
+    workspace = setup.bot.workspace_of(scope)  # the thread's own folder
     assert (workspace / match.group(1)).read_bytes() == b"a,b\n1,2\n"
     assert request.images or "(image omitted: model does not support images)" in str(
         request.messages[-1]["content"])
@@ -346,14 +348,18 @@ async def test_the_agent_reacts_and_sends_a_file_on_discord(
     setup: Setup, scripted_model: ScriptedModelServer
 ) -> None:
     fake = setup.fake
-    (setup.bot.config.letta_cwd / "summary.txt").write_text("all good\n")
     scripted_model.on("react with tada", Reply.tool("react", emoji="tada"))
     asked = await fake.say(setup.general, setup.ada, "react with tada", mention=True)
     await fake.wait_for(lambda: fake.reactions.get(int(asked["id"])))
     assert fake.reactions[int(asked["id"])] == ["🎉"]
     scripted_model.on("send the summary", Reply.tool("send_file", path="summary.txt"))
-    asked = await fake.say(setup.general, setup.ada, "send the summary", mention=True)
+    scripted_model.on("a thread for the summary", Reply.say("Here."))
+    asked = await fake.say(setup.general, setup.ada, "a thread for the summary", mention=True)
     thread = await setup.thread_of(asked)
+    await setup.reply_in(thread, "Here.")
+    scope = Scope.from_key(f"discord:{setup.guild['id']}:{setup.general['id']}:{thread['id']}")
+    (setup.bot.workspace_of(scope) / "summary.txt").write_text("all good\n")
+    await fake.say(thread, setup.ada, "send the summary", mention=True)
     sent = await fake.wait_for(lambda: [f for f in fake.sent_files if f[0] == int(thread["id"])])
     assert sent == [(int(thread["id"]), "summary.txt", b"all good\n")]
 
