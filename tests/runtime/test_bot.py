@@ -90,15 +90,16 @@ async def test_channel_messages_need_a_mention_until_the_bot_is_in_the_thread(
 
 
 async def test_approve_runs_the_tool_and_is_audited(
-    module_bot: tuple[Bot, TestChat], module_home: LettaHome
+    module_bot: tuple[Bot, TestChat],
 ) -> None:
     bot, chat = module_bot
     scope = chat.scope("C4", "approve")
-    target = module_home.workdir / "approved.txt"
-    await chat.push(f"run: echo yes > {target}", scope=scope, user="U1", user_name="Ada")
+    # relative: the conversation works in its scope's folder (and the tool line stays short)
+    target = bot.workspace_of(scope) / "approved.txt"
+    await chat.push("run: echo yes > approved.txt", scope=scope, user="U1", user_name="Ada")
     prompt = await chat.wait_prompt(scope)
     assert prompt.view.tool_name == "Bash"
-    assert prompt.view.input_summary == f"echo yes > {target}"
+    assert prompt.view.input_summary == "echo yes > approved.txt"
     assert prompt.view.requested_by == "U1"
     assert prompt.view.deciders == ("U1",)  # self-approval: the asker, shown on the prompt
     outcome = await chat.click(prompt.request_id, "approve", user="U1", user_name="Ada")
@@ -107,7 +108,7 @@ async def test_approve_runs_the_tool_and_is_audited(
     assert target.read_text() == "yes\n"
     assert prompt.resolved == "Approved by Ada"
     assert "Tool result" in chat.transcript(scope)
-    assert f"🔧 Bash: `echo yes > {target}`" in chat.transcript(scope)  # the call, compactly
+    assert "🔧 Bash: `echo yes > approved.txt`" in chat.transcript(scope)  # the call, compactly
     audit = await bot.store.get_approval(prompt.request_id)
     assert audit is not None and audit.status is ApprovalStatus.APPROVED
     assert audit.decided_by == "test:U1" and audit.tool_name == "Bash"
@@ -116,11 +117,11 @@ async def test_approve_runs_the_tool_and_is_audited(
 
 
 async def test_deny_keeps_the_tool_from_running(
-    module_bot: tuple[Bot, TestChat], module_home: LettaHome
+    module_bot: tuple[Bot, TestChat],
 ) -> None:
-    _, chat = module_bot
+    bot, chat = module_bot
     scope = chat.scope("C4", "deny")
-    target = module_home.workdir / "denied.txt"
+    target = bot.workspace_of(scope) / "denied.txt"
     await chat.push(f"run: echo no > {target}", scope=scope, user="U1", user_name="Ada")
     prompt = await chat.wait_prompt(scope)
     outcome = await chat.click(prompt.request_id, "deny", user="U1", user_name="Ada")
@@ -131,11 +132,11 @@ async def test_deny_keeps_the_tool_from_running(
 
 
 async def test_only_the_starter_may_decide_and_a_double_click_decides_once(
-    module_bot: tuple[Bot, TestChat], module_home: LettaHome
+    module_bot: tuple[Bot, TestChat],
 ) -> None:
-    _, chat = module_bot
+    bot, chat = module_bot
     scope = chat.scope("C4", "who")
-    target = module_home.workdir / "who.txt"
+    target = bot.workspace_of(scope) / "who.txt"
     await chat.push(f"run: echo who > {target}", scope=scope, user="U1")
     prompt = await chat.wait_prompt(scope)
     stranger = await chat.click(prompt.request_id, "approve", user="U2")
@@ -190,11 +191,11 @@ async def test_unknown_request_ids_get_a_clear_answer(module_bot: tuple[Bot, Tes
 
 
 async def test_no_decision_in_time_denies_and_says_so(
-    make_bot: BotMaker, module_home: LettaHome
+    make_bot: BotMaker,
 ) -> None:
-    _, chat = await make_bot("hurry", approvals={"timeout_seconds": 1.5})
+    bot, chat = await make_bot("hurry", approvals={"timeout_seconds": 1.5})
     scope = chat.scope("C6", "timeout")
-    target = module_home.workdir / "late.txt"
+    target = bot.workspace_of(scope) / "late.txt"
     await chat.push(f"run: echo late > {target}", scope=scope)
     prompt = await chat.wait_prompt(scope)
     assert await chat.wait_resolved(prompt) == "Timed out"
@@ -206,14 +207,14 @@ async def test_no_decision_in_time_denies_and_says_so(
 
 
 async def test_tools_outside_allowed_tools_never_run_and_only_approvers_decide(
-    make_bot: BotMaker, module_home: LettaHome
+    make_bot: BotMaker,
 ) -> None:
     bot, chat = await make_bot(
         "locked", letta={"allowed_tools": ["Bash"]},
         access={"allowed_users": ["alice"], "approvers": ["boss"]},
     )
     scope = chat.scope("C7", "locked")
-    blocked = module_home.workdir / "blocked.txt"
+    blocked = bot.workspace_of(scope) / "blocked.txt"
     await chat.push(f"write {blocked}: never", scope=scope, user="alice")
     await chat.wait_done(scope)
     assert not blocked.exists()
@@ -222,7 +223,7 @@ async def test_tools_outside_allowed_tools_never_run_and_only_approvers_decide(
     audit = [a for a in await bot.store.list_approvals(scope.key) if a.tool_name == "Write"]
     assert audit and audit[0].status is ApprovalStatus.DENIED and audit[0].decided_by == "policy"
 
-    ran = module_home.workdir / "bash-ok.txt"
+    ran = bot.workspace_of(scope) / "bash-ok.txt"
     await chat.push(f"run: echo ok > {ran}", scope=scope, user="alice")
     prompt = await chat.wait_prompt(scope)
     refused = await chat.click(prompt.request_id, "approve", user="alice")
@@ -284,11 +285,11 @@ async def test_commands_status_reset_stop_memory(
 
 
 async def test_a_write_prompt_shows_the_path_and_a_diff_preview(
-    module_bot: tuple[Bot, TestChat], module_home: LettaHome
+    module_bot: tuple[Bot, TestChat],
 ) -> None:
-    _, chat = module_bot
+    bot, chat = module_bot
     scope = chat.scope("C10", "write")
-    target = module_home.workdir / "notes.txt"
+    target = bot.workspace_of(scope) / "notes.txt"
     await chat.push(f"write {target}: hello from the diff", scope=scope)
     prompt = await chat.wait_prompt(scope)
     assert prompt.view.tool_name == "Write"
@@ -361,13 +362,14 @@ async def test_the_agent_is_told_who_is_speaking(
 
 
 async def test_reset_drops_what_was_queued_behind_an_approval_and_says_so(
-    module_bot: tuple[Bot, TestChat], module_home: LettaHome
+    module_bot: tuple[Bot, TestChat],
 ) -> None:
     """Queued messages used to start in the NEW conversation after a reset, waiting on a
     prompt nobody saw; the reset also waited out a 10 s timeout."""
     bot, chat = module_bot
     scope = chat.scope("C7", "reset-queued")
-    await chat.push(f"run: touch {module_home.workdir}/queued.txt", scope=scope)
+    queued = bot.workspace_of(scope) / "queued.txt"
+    await chat.push(f"run: touch {queued}", scope=scope)
     prompt = await chat.wait_prompt(scope)
     await chat.push("queued one", scope=scope)
     await chat.push("queued two", scope=scope)
@@ -379,7 +381,7 @@ async def test_reset_drops_what_was_queued_behind_an_approval_and_says_so(
     await chat.push("fresh start", scope=scope)
     await chat.wait_text(scope, "You said: fresh start")
     assert "queued one" not in chat.transcript(scope)
-    assert not (module_home.workdir / "queued.txt").exists()
+    assert not queued.exists()
 
 
 async def test_a_message_sent_while_a_reset_runs_goes_to_the_new_conversation(
@@ -409,14 +411,14 @@ async def test_a_message_sent_while_a_reset_runs_goes_to_the_new_conversation(
 
 
 async def test_an_approval_shows_invisible_characters_so_a_command_cannot_be_disguised(
-    module_bot: tuple[Bot, TestChat], module_home: LettaHome,
+    module_bot: tuple[Bot, TestChat],
 ) -> None:
     """A right-to-left override makes ``echo safe #‮txt.exe`` read differently than it runs;
     zero-width spaces hide text. The prompt (every adapter renders ``input_summary``) and
     the chat's tool line show them as ⟦U+…⟧ with a warning."""
-    _, chat = module_bot
+    bot, chat = module_bot
     scope = chat.scope("C-bidi", "bidi")
-    target = module_home.workdir / "bidi.txt"
+    target = bot.workspace_of(scope) / "bidi.txt"
     command = f"echo ok > {target} #\u202etxt.exe\u200b"
     await chat.push(f"run: {command}", scope=scope, user="U1")
     prompt = await chat.wait_prompt(scope)
