@@ -13,7 +13,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from lettabot.runtime.bot import Bot
 from lettabot.runtime.health import serve_health
 from lettabot.runtime.logs import JSONFormatter, configure_logging, log_context
-from lettabot.testing.letta_home import LettaHome
 from tests.runtime.bot_fixtures import *  # noqa: F403 (fixtures)
 from tests.runtime.bot_fixtures import BotMaker
 
@@ -44,18 +43,19 @@ async def _get(port: int, path: str) -> tuple[int, str]:
 
 
 async def test_metrics_count_turns_messages_and_approvals_by_outcome(
-    make_bot: BotMaker, module_home: LettaHome,
+    make_bot: BotMaker,
 ) -> None:
     bot, chat = await make_bot("metrics")
     scope = chat.scope("C1", "metrics")
     await chat.push("hello metrics", scope=scope, user="U1")
     await chat.wait_done(scope)
-    target = module_home.workdir / "metrics-approved.txt"
+    target = bot.workspace_of(scope) / "metrics-approved.txt"
     await chat.push(f"run: echo m > {target}", scope=scope, user="U1")
     prompt = await chat.wait_prompt(scope)
     pending = _samples(bot)[("lettabot_approvals_pending", ())]
     await chat.click(prompt.request_id, "approve", user="U1")
     await chat.wait_done(scope, count=2)
+    assert target.read_text() == "m\n"  # the approved command ran
     samples = _samples(bot)
     assert pending == 1 and samples[("lettabot_approvals_pending", ())] == 0
     assert samples[("lettabot_turns_total", (("outcome", "completed"),))] == 2
