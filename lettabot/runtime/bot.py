@@ -49,6 +49,7 @@ from lettabot.runtime.cluster.inbox import Inbox, libpq_url
 from lettabot.runtime.commands import Commands
 from lettabot.runtime.config import Config, ConfigError, LettaConfig, Problem
 from lettabot.runtime.history import entries_from
+from lettabot.runtime.keyproxy import KeyProxy
 from lettabot.runtime.metrics import Metrics, ServerSample, StateSample, rss_bytes
 from lettabot.runtime.providers import connect_providers
 from lettabot.runtime.router import Router
@@ -128,9 +129,16 @@ def tool_sandbox(config: Config) -> Sandbox | None:
     try:
         return prepare(config.sandbox, config.data_dir / "sandbox",
                        workspaces=config.letta_cwd, home=home, backend=backend,
-                       secret=protected_paths(config), extra_rw=[cache])
+                       secret=protected_paths(config),
+                       extra_rw=[cache, *_compile_cache(config)])
     except SandboxUnavailable as exc:
         raise ConfigError([Problem("sandbox.mode", exc.why, exc.fix)]) from None
+
+
+def _compile_cache(config: Config) -> list[Path]:
+    """``NODE_COMPILE_CACHE`` as the CLI will get it (a cache: mounted writable)."""
+    where = config.letta.env.get("NODE_COMPILE_CACHE") or os.environ.get("NODE_COMPILE_CACHE")
+    return [Path(where)] if where else []
 
 
 def cli_options(config: Config) -> dict[str, Any]:
@@ -177,6 +185,8 @@ class Bot:
                              create_agent=self._create_agent)
         self.router = Router(store, self.agents)
         self.sandbox = tool_sandbox(config)
+        self.keys = KeyProxy()
+        """Provider keys stay here; the CLI gets a stand-in (see keyproxy)."""
         self.client = self._client()
         self.schedules = ScheduleRunner(store, self._run_scheduled,
                                         can_start=self._can_run_scheduled)
@@ -212,6 +222,7 @@ class Bot:
             prewarm=prewarm,
             tools_for=self._tools_for,
             workspaces=config.letta_cwd,
+            letta_home=cli_home(config)[0] / ".letta",
         )
         self.commands = Commands(access=self.access, router=self.router,
                                  scheduler=self.scheduler, broker=self.broker,
@@ -245,7 +256,8 @@ class Bot:
                 bot = cls(config, store, **options)
                 bot._tg = tg
                 try:
-                    await connect_providers(config, bot.client)
+                    bot.keys.start()
+                    await connect_providers(config, bot.client, bot.keys)
                     await bot.agents.load()
                     bot._stale = await bot.broker.expire_stale()
                     await bot.scheduler.start(tg)
@@ -265,6 +277,7 @@ class Bot:
                     with anyio.CancelScope(shield=True):
                         await bot.scheduler.close()
                         await bot.client.close()
+                        bot.keys.stop()
                         await bot._close_cluster()
                 else:
                     if bot._stale:
@@ -276,6 +289,7 @@ class Bot:
                         with anyio.CancelScope(shield=True):
                             await bot.scheduler.drain(grace)
                             await bot.client.close()  # stops the App Servers it started
+                            bot.keys.stop()
                             await bot._close_cluster()
                         tg.cancel_scope.cancel()
             if failed is not None:

@@ -20,6 +20,7 @@ import anyio
 
 from lettabot import sdk
 from lettabot.runtime.config import Config, ConfigError, Problem, ProviderConfig
+from lettabot.runtime.keyproxy import KeyProxy, Upstream
 
 __all__ = ["KeyCheck", "connect_providers", "probe_key"]
 
@@ -109,8 +110,12 @@ def _problem(index: int, field: str, what: str, fix: str) -> ConfigError:
     return ConfigError([Problem(f"letta.providers[{index}].{field}", what, fix)])
 
 
-async def connect_providers(config: Config, client: sdk.LettaClient) -> list[str]:
+async def connect_providers(config: Config, client: sdk.LettaClient,
+                            proxy: KeyProxy | None = None) -> list[str]:
     """Connect every ``[[letta.providers]]`` through ``client``'s first App Server.
+
+    With ``proxy``, a provider the CLI reaches by base URL gets the proxy's address and
+    stand-in key, so its real key never enters the Letta home (see :mod:`.keyproxy`).
 
     Returns one line per provider for the log (no keys). Raises :class:`ConfigError` for
     a type the CLI does not know, a missing key or base URL, a key the provider rejects,
@@ -148,14 +153,24 @@ async def connect_providers(config: Config, client: sdk.LettaClient) -> list[str
             where = provider.api_key_env or "api_key"
             raise _problem(i, "api_key" if not provider.api_key_env else "api_key_env",
                            check.detail, f"put a valid key in {where}")
+        base_url, where = provider.base_url, "in the Letta home"
+        if proxy is not None and key and base_url and "baseUrl" in info.fields:
+            base_url = proxy.add(Upstream(base_url, key))
+            key, where = proxy.stand_in, "with lettabot (the CLI holds a stand-in)"
+        elif key:
+            log.warning("the key of provider %s is stored in the Letta home, which the "
+                        "agent's own file tools could read if an approver allowed it; to keep "
+                        "it with lettabot, use a provider with base_url (e.g. type = "
+                        "\"openai-compatible\"), see docs/security.md", provider.label)
         try:
             await client.connect_provider(
-                provider.type, api_key=key, base_url=provider.base_url, name=provider.name,
+                provider.type, api_key=key, base_url=base_url, name=provider.name,
                 auth_method=provider.auth_method, fields=provider.fields)
         except sdk.LettaSDKError as exc:
             raise _problem(i, "type", f"the Letta CLI refused to connect it ({exc})",
                            "check the fields this provider needs (`letta connect --help`)"
                            ) from None
-        lines.append(f"provider {provider.label}: connected ({check.detail})")
-        log.info("model provider %s connected (%s)", provider.label, check.detail)
+        lines.append(f"provider {provider.label}: connected ({check.detail}; key {where})")
+        log.info("model provider %s connected (%s; key %s)", provider.label, check.detail,
+                 where)
     return lines

@@ -44,7 +44,7 @@ from lettabot.runtime.adapter import InboundMessage, Scope
 from lettabot.runtime.agents import AgentProfile
 from lettabot.runtime.approvals import ApprovalBroker, CanUseToolRequest, TurnOwner
 from lettabot.runtime.router import Router
-from lettabot.runtime.workspaces import prepare_scope_dir
+from lettabot.runtime.workspaces import neutralize_permissions, prepare_scope_dir
 
 __all__ = [
     "QUEUE_LIMIT", "ConversationStuck", "FairGate", "Job", "Lane", "Scheduler", "SessionBroken",
@@ -206,6 +206,7 @@ class Scheduler:
         prewarm: bool = True,
         tools_for: ToolsFor | None = None,
         workspaces: Path | None = None,
+        letta_home: Path | None = None,
     ) -> None:
         self.router = router
         self._tools_for = tools_for
@@ -215,6 +216,7 @@ class Scheduler:
         self.client = client
         self._options = dict(session_options)
         self.workspaces = workspaces
+        self.letta_home = letta_home
         """The root of the scope folders: each conversation works in its scope's own."""
         self.gate = FairGate(max_concurrent_turns)
         self.servers = len(client.servers())
@@ -266,7 +268,8 @@ class Scheduler:
                          scope: Scope | None = None) -> dict[str, Any]:
         options = dict(self._options)
         if scope is not None and self.workspaces is not None:
-            options["cwd"] = prepare_scope_dir(self.workspaces, scope.key)
+            options["cwd"] = folder = prepare_scope_dir(self.workspaces, scope.key)
+            neutralize_permissions(folder, self.letta_home)
         options["can_use_tool"] = binding.can_use_tool
         if binding.tools:
             options["tools"] = [*options.get("tools", []), *binding.tools]

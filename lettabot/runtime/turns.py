@@ -42,7 +42,7 @@ from lettabot.runtime.scheduler import (
     SessionBroken,
     TurnOwnerSetter,
 )
-from lettabot.runtime.workspaces import prepare_scope_dir
+from lettabot.runtime.workspaces import neutralize_permissions, prepare_scope_dir
 
 __all__ = ["TurnRunner", "message_content", "neutralize"]
 
@@ -234,6 +234,7 @@ class TurnRunner:
                                     else message.message_id))
                 if self.workspace is not None:  # before the stall clock: downloads take time
                     folder = prepare_scope_dir(self.workspace, scope.key)
+                    neutralize_permissions(folder)
                     job = replace(job, message=await receive_files(
                         job.message, adapter, self.files, folder))
                 watch = _Watch(anyio.current_time())

@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
+import logging
 import os
 import re
 from pathlib import Path
 
 from lettabot.runtime.tool_guard import ToolGuard
 
-__all__ = ["prepare_scope_dir", "scope_dir", "scoped_guard"]
+__all__ = ["neutralize_permissions", "prepare_scope_dir", "scope_dir", "scoped_guard"]
+
+log = logging.getLogger("lettabot.runtime.workspaces")
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -42,3 +46,36 @@ def scoped_guard(guard: ToolGuard, scope_key: str) -> ToolGuard:
     """``guard`` (built on the workspaces' root) judging paths against one scope's folder:
     a file of another DM or thread is outside it."""
     return dataclasses.replace(guard, workspace=prepare_scope_dir(guard.workspace, scope_key))
+
+
+PERMISSION_FILES = (Path(".letta") / "settings.json", Path(".letta") / "settings.local.json")
+"""Where the CLI reads ``permissions.allow`` relative to a conversation's folder (and
+``settings.json`` in the Letta home): honoured even in ``strict`` mode."""
+
+
+def neutralize_permissions(folder: Path, letta_home: Path | None = None) -> list[Path]:
+    """Remove ``permissions`` from the CLI's settings files of ``folder`` (and the Letta
+    home): rules there would let calls run without any ``can_use_tool`` reaching lettabot.
+    Returns the files changed."""
+    files = [folder / p for p in PERMISSION_FILES]
+    if letta_home is not None:
+        files.append(letta_home / "settings.json")
+    changed = []
+    for path in files:
+        try:
+            if path.is_symlink():
+                path.unlink()  # the CLI would follow it anywhere
+                changed.append(path)
+                continue
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and "permissions" in data:
+            data.pop("permissions")
+            tmp = path.with_name(path.name + ".lettabot")
+            tmp.write_text(json.dumps(data, indent=2))
+            tmp.replace(path)
+            changed.append(path)
+    for path in changed:
+        log.warning("removed permission rules from %s: approvals are lettabot's", path)
+    return changed
