@@ -44,7 +44,8 @@ from lettabot.runtime.scheduler import (
     TurnOwnerSetter,
 )
 
-__all__ = ["TurnRunner", "message_content", "neutralize"]
+__all__ = ["TurnRunner", "context_note", "has_untrusted_context", "message_content",
+           "neutralize"]
 
 log = logging.getLogger("lettabot.runtime.turns")
 
