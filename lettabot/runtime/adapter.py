@@ -115,6 +115,10 @@ class ContextMessage(_Frozen):
     text: str
     from_bot: bool = False
     """Posted by this bot itself."""
+    trusted: bool = False
+    """Set by the runtime: its author may talk to the bot here (or it is the bot's own).
+    Untrusted messages reach the agent marked as such, and the turn they are part of needs
+    an approver's click for every tool call."""
 
 
 class HistoryEntry(_Frozen):
@@ -187,6 +191,9 @@ class ApprovalView(_Frozen):
     """What "Always allow" would cover (shown beside the button), e.g. "`git status …`
     commands on paths in the workspace, here, for 24 h"."""
     expires_at: datetime | None = None
+    untrusted: bool = False
+    """The turn carries words of people who may not talk to the bot (thread context):
+    only an approver may decide, and ``input_summary`` starts with a line saying so."""
 
 
 ApprovalDecision = Literal["approve", "deny", "always"]

@@ -4,11 +4,14 @@ For each request the broker, in order:
 
 1. blocks tools outside the tool filter (``letta.allowed_tools`` when non-empty,
    ``letta.disallowed_tools``): denied before anyone is asked, whatever is clicked;
-2. allows what :class:`~lettabot.runtime.tool_guard.ToolGuard` runs without asking
+2. for a *tainted* turn (:attr:`TurnOwner.untrusted`: its input quotes people who may not
+   talk to the bot), skips 3.-4. and the asker's own click: only ``access.approvers``
+   decide (no "Always allow"), and with none it is denied at once;
+3. allows what :class:`~lettabot.runtime.tool_guard.ToolGuard` runs without asking
    (reads inside the workspace, the agent's own memory; see that module);
-3. allows a call covered by an unexpired "Always allow" rule of the scope
+4. allows a call covered by an unexpired "Always allow" rule of the scope
    (:mod:`~lettabot.runtime.tool_rules`), for a person who may talk there;
-4. otherwise shows an :class:`ApprovalView` through the scope's adapter and waits for a
+5. otherwise shows an :class:`ApprovalView` through the scope's adapter and waits for a
    click: only ``access.approvers`` (if set) else, where ``access.self_approve`` allows it,
    the person whose message started the turn; with neither, it is denied at once. The
    store's atomic ``decide`` makes a double click decide once. A decision belongs to the
@@ -63,6 +66,8 @@ SUMMARY_LIMIT = 800
 DIFF_LIMIT = 2500
 EDIT_TOOLS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit"})
 RESTART_REASON = "lettabot restarted before anyone decided"
+UNTRUSTED = ("⚠️ untrusted content: this turn quotes messages of people who may not talk "
+             "to the bot — check that this call is what the asker wants.")
 
 
 class CanUseToolRequest(Protocol):
@@ -93,6 +98,12 @@ class TurnOwner:
     agent_id: str | None = None
     message_id: str = ""
     """The platform id of the message that started the turn ("" for a scheduled run)."""
+    untrusted: bool = False
+    """The turn's input carries words of people who may not talk to the bot (thread
+    context): it runs *tainted* — no call runs by mode, rule or the asker's own click,
+    only by an approver's (see :meth:`ApprovalBroker.can_use_tool`)."""
+    scheduled: bool = False
+    """A scheduled run (no person sent its message)."""
 
 
 @dataclass(frozen=True)
@@ -311,6 +322,9 @@ class ApprovalBroker:
             await self._decide(rid, ApprovalStatus.DENIED, "policy", why)
             await self._note(owner.scope, f"🚫 {tool} was blocked: {why}.")
             return sdk.PermissionDeny(message=f"{why}; it was not run and cannot be approved.")
+        if owner.untrusted:  # tainted: only an approver's click, never mode, rule or self
+            return await self._ask_tainted(owner, approval, summary, diff, tool,
+                                           getattr(request, "signal", None), access)
         if (why := policy.auto_allow(tool, request.tool_input, owner.agent_id)) is not None:
             await self._decide(rid, ApprovalStatus.APPROVED, "policy", why)
             return sdk.PermissionAllow()
@@ -330,6 +344,22 @@ class ApprovalBroker:
         return await self._ask(owner, approval, summary, diff, proposal,
                                getattr(request, "signal", None), access)
 
+    async def _ask_tainted(
+        self, owner: TurnOwner, approval: Approval, summary: str, diff: str | None, tool: str,
+        signal: sdk.CancelSignal | None, access: AccessPolicy,
+    ) -> sdk.PermissionResult:
+        """A call of a turn that carries untrusted content: the configured approvers decide
+        (no "Always allow"); with none, it is denied at once."""
+        if not access.config.approvers:
+            why = ("this turn contains untrusted content (messages of people who may not "
+                   "talk to the bot) and no access.approvers are configured")
+            await self._decide(approval.request_id, ApprovalStatus.DENIED, "policy", why)
+            await self._note(owner.scope, f"🚫 {tool} was not run: {why}. Ask again in a "
+                                          "new message if it should run.")
+            return sdk.PermissionDeny(message=f"{tool} was not run: {why}.")
+        summary = f"{UNTRUSTED}\n{summary}"
+        return await self._ask(owner, approval, summary, diff, None, signal, access)
+
     async def _matching_rule(self, owner: TurnOwner, tool: str, tool_input: Mapping[str, Any],
                              policy: ToolPolicy, access: AccessPolicy) -> AllowRule | None:
         """An unexpired rule of the scope covering this call, for a person who may talk."""
@@ -343,7 +373,7 @@ class ApprovalBroker:
 
     async def _ask(
         self, owner: TurnOwner, approval: Approval, summary: str, diff: str | None,
-        proposal: RuleProposal, signal: sdk.CancelSignal | None = None,
+        proposal: RuleProposal | None, signal: sdk.CancelSignal | None = None,
         access: AccessPolicy | None = None,
     ) -> sdk.PermissionResult:
         rid = approval.request_id
@@ -351,10 +381,13 @@ class ApprovalBroker:
         view = ApprovalView(
             request_id=rid, scope=owner.scope, tool_name=approval.tool_name,
             input_summary=summary, diff=diff, requested_by=owner.user_id,
-            deciders=(access or self.access).deciders(owner.scope.adapter, owner.user_id),
-            allow_always=self.config.always_allow_button,
-            always_covers=f"{proposal.covers}, here, for {self.config.rule_ttl_hours:g} h",
+            deciders=(access or self.access).deciders(owner.scope.adapter,
+                                                      _asker(owner)),
+            allow_always=self.config.always_allow_button and proposal is not None,
+            always_covers=(f"{proposal.covers}, here, for {self.config.rule_ttl_hours:g} h"
+                           if proposal is not None else None),
             expires_at=approval.created_at + timedelta(seconds=timeout),
+            untrusted=owner.untrusted,
         )
         waiting = _Waiting(approval, view, owner, proposal=proposal, access=access)
         self._waiting[rid] = waiting
@@ -444,7 +477,8 @@ class ApprovalBroker:
                         "or the turn ended). Ask again if the tool should run.")
         scope = waiting.owner.scope
         access = waiting.access or self.access
-        if not access.may_approve(scope.adapter, user_id, approval.requested_by):
+        requested_by = None if waiting.owner.untrusted else approval.requested_by
+        if not access.may_approve(scope.adapter, user_id, requested_by):
             who = access.approvers_text(scope.adapter)
             return DecisionOutcome(status="not_authorized",
                                    message=f"Only {who} can decide this request.")
@@ -529,6 +563,11 @@ class ApprovalBroker:
             return sdk.PermissionAllow()
         return sdk.PermissionDeny(message=f"{approval.tool_name} was not run: "
                                           f"{_outcome_text(approval)}.")
+
+
+def _asker(owner: TurnOwner) -> str | None:
+    """Who may self-approve (where that is on): never the asker of a tainted turn."""
+    return None if owner.untrusted else owner.user_id
 
 
 def _outcome_text(approval: Approval) -> str:

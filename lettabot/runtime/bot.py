@@ -456,7 +456,7 @@ class Bot:
             log.info("duplicate delivery of %s in %s ignored", message.dedupe_id, scope.key)
             return
         if not known and scope.thread:
-            message = await self._with_context(message)
+            message = await self._with_context(message, access)
         try:
             if self.inbox is not None and not known:  # every replica now knows the thread
                 await self.store.claim_event(ENGAGED, scope.key, ENGAGED_FOR)
@@ -553,8 +553,10 @@ class Bot:
             except Exception:
                 log.debug("could not acknowledge %s", message.message_id, exc_info=True)
 
-    async def _with_context(self, message: InboundMessage) -> InboundMessage:
-        """A thread's first message to the bot carries what the thread said before it."""
+    async def _with_context(self, message: InboundMessage,
+                            access: AccessPolicy) -> InboundMessage:
+        """A thread's first message to the bot carries what the thread said before it,
+        each message marked trusted only if its author may talk here (``access``)."""
         adapter = self.adapters.get(message.scope.adapter)
         limit = self.config.turns.thread_context
         if not limit or not isinstance(adapter, SupportsThreadContext):
@@ -566,7 +568,12 @@ class Bot:
             except Exception:
                 log.warning("could not read the earlier messages of %s", message.scope.key,
                             exc_info=True)
-        return message.model_copy(update={"context": tuple(earlier[-limit:])})
+        adapter_name = message.scope.adapter
+        marked = tuple(
+            c.model_copy(update={"trusted": c.from_bot or access.may_talk(adapter_name,
+                                                                          c.user_id)})
+            for c in earlier[-limit:])
+        return message.model_copy(update={"context": marked})
 
     def may_talk(self, adapter: str, user_id: str) -> bool:
         return self.access.may_talk(adapter, user_id)

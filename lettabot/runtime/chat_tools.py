@@ -9,9 +9,15 @@ each checks its own input, with the same limits a person in the chat has:
 - ``send_file``: a file *inside the workspace* (never lettabot's or Letta's state, the
   same rule as reads without a click), up to ``chat_tools.send_max_bytes``;
 - ``schedule`` / ``list_schedules`` / ``cancel_schedule``: prompts run later in this
-  scope, capped per scope, a repeating one no more often than
-  ``chat_tools.min_interval_minutes``; only its creator or an approver cancels one. Each
-  run is a turn whose tool calls ask for approval as the creator's message would.
+  scope, capped per scope and per bot, a repeating one no more often than
+  ``chat_tools.min_interval_minutes``, a one-off no sooner than
+  ``chat_tools.min_delay_minutes`` after it is made; only its creator or an approver
+  cancels one. Each run is a turn whose tool calls ask for approval as the creator's
+  message would, and which cannot ``schedule`` (a run that schedules itself again would
+  never stop).
+
+In a *tainted* turn (its input quotes people who may not talk to the bot) none of them
+runs without an approver's click (the session's ``can_use_tool`` sends them to the broker).
 """
 
 from __future__ import annotations
@@ -163,6 +169,10 @@ class ChatTools:
     # -- schedules ---------------------------------------------------------------------
 
     async def _schedule(self, turn: TurnOwner, args: dict[str, Any]) -> str:
+        if turn.scheduled:  # else a run that schedules itself again never stops
+            raise ToolRefused("this is a scheduled run, and a scheduled run cannot create or "
+                              "re-arm schedules; say in your reply what should be scheduled, "
+                              "and a person can ask for it")
         prompt = str(args.get("prompt") or "").strip()
         if not prompt:
             raise ToolRefused("give the prompt to run")
@@ -187,10 +197,17 @@ class ChatTools:
         assert when is not None
         if when <= now or when - now > MAX_AHEAD:
             raise ToolRefused("the time must be in the future, within a year")
-        mine = [s for s in await self.store.list_schedules(turn.scope.key) if s.source == "chat"]
+        delay = timedelta(minutes=self.config.min_delay_minutes)
+        if cron is None and when - now < delay:
+            raise ToolRefused(f"a one-off runs at least {_minutes(delay)} after it is made")
+        every = [s for s in await self.store.list_schedules() if s.source == "chat"]
+        mine = [s for s in every if s.scope == turn.scope.key]
         if len(mine) >= self.config.schedules_per_scope:
             raise ToolRefused(f"this thread has {len(mine)} schedules already (the limit); "
                               "cancel one first")
+        if len(every) >= self.config.schedules_per_bot:
+            raise ToolRefused(f"this bot has {len(every)} schedules already in all its "
+                              "threads (the limit); cancel one first")
         schedule = await self.store.add_schedule(Schedule(
             id=new_schedule_id(), scope=turn.scope.key, prompt=prompt, cron=cron,
             timezone=timezone, next_run=when,
@@ -228,6 +245,11 @@ async def cancel_schedule(store: Store, scope: str, schedule_id: str, adapter: s
                              if schedule.source == "config" else ""))
     await store.delete_schedule(schedule.id)
     return f"Cancelled schedule {schedule.id}."
+
+
+def _minutes(delay: timedelta) -> str:
+    minutes = delay.total_seconds() / 60
+    return f"{minutes:g} minute" + ("" if minutes == 1 else "s")
 
 
 def _obj(required: list[str] | None = None, **props: tuple[str, str]) -> dict[str, Any]:

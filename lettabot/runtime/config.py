@@ -374,8 +374,12 @@ class ChatToolsConfig(_Section):
     messages are kept), where the platform takes files."""
     schedules_per_scope: int = Field(default=10, ge=0, le=1000)
     """At most this many schedules per thread (config ``[[schedules]]`` do not count)."""
+    schedules_per_bot: int = Field(default=200, ge=0, le=100_000)
+    """At most this many schedules in all threads together (config ones do not count)."""
     min_interval_minutes: int = Field(default=10, ge=1)
     """A repeating schedule the agent creates runs at most this often."""
+    min_delay_minutes: float = Field(default=1.0, ge=0)
+    """A one-off schedule the agent creates runs no sooner than this after it is made."""
 
 
 class ScheduleConfig(_Section):

@@ -96,7 +96,7 @@ class _Binding:
     ) -> sdk.PermissionResult:
         if self.owner is None:
             return sdk.PermissionDeny(message=f"{tool_name}: no chat turn is running; not run.")
-        if tool_name in self.own_tools:
+        if tool_name in self.own_tools and not self.owner.untrusted:  # tainted: the broker
             return sdk.PermissionAllow()
         return await self.broker.can_use_tool(self.owner, request, policy=self.profile.policy,
                                               access=self.profile.access)

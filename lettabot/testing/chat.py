@@ -30,6 +30,7 @@ from lettabot.runtime.adapter import (
     ApprovalView,
     BotAPI,
     CommandResult,
+    ContextMessage,
     DecisionOutcome,
     InboundMessage,
     MessageRef,
@@ -110,6 +111,9 @@ class TestChat:
         """Stop buttons shown, by ref id → whether it was removed again."""
         self.reactions: list[tuple[Scope, str, str]] = []
         """(scope, message id, emoji) per reaction the bot added."""
+        self.threads: dict[str, list[ContextMessage]] = {}
+        """What people wrote in a thread without the bot being asked (:meth:`said`), by
+        scope key: what :meth:`thread_context` returns."""
         self.typing_count: dict[str, int] = {}
         self.done_count: dict[str, int] = {}
         self.running = False
@@ -203,6 +207,10 @@ class TestChat:
         self.reactions.append((scope, message_id, emoji))
         self._touch()
 
+    async def thread_context(self, message: InboundMessage,
+                             limit: int) -> list[ContextMessage]:
+        return list(self.threads.get(message.scope.key, []))[-limit:]
+
     def _touch(self) -> None:
         self._changed.set()
         self._changed = anyio.Event()
@@ -239,6 +247,13 @@ class TestChat:
         )
         await self._bot().handle_message(message)
         return message
+
+    def said(self, text: str, *, scope: Scope, user: str = "U1", user_name: str = "",
+             from_bot: bool = False) -> None:
+        """Someone wrote ``text`` in ``scope``'s thread without asking the bot (the bot
+        does not see it then; it is the thread's context when the bot is first asked)."""
+        self.threads.setdefault(scope.key, []).append(ContextMessage(
+            user_id=user, user_name=user_name or user, text=text, from_bot=from_bot))
 
     async def redeliver(self, message: InboundMessage) -> None:
         """Deliver the same platform event again (a platform retry)."""

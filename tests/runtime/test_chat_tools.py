@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from lettabot.runtime.bot import Bot
-from lettabot.runtime.store import Schedule, utcnow
+from lettabot.runtime.store import Schedule, Store, utcnow
 from lettabot.testing.chat import TestChat
 from lettabot.testing.scripted_model import Reply, ScriptedModelServer
 from tests.runtime.bot_fixtures import *  # noqa: F403 (fixtures)
@@ -74,9 +74,9 @@ async def test_send_file_cannot_leak_what_reads_without_a_click_cannot(
 
 
 async def test_a_schedule_runs_its_prompt_in_the_thread_once(
-    module_bot: tuple[Bot, TestChat], scripted_model: ScriptedModelServer
+    make_bot: BotMaker, scripted_model: ScriptedModelServer
 ) -> None:
-    bot, chat = module_bot
+    bot, chat = await make_bot("sched-once", chat_tools={"min_delay_minutes": 0})
     scripted_model.on("check the deploy soon",
                       Reply.tool("schedule", prompt="deploy-check now", in_minutes=0.03))
     scripted_model.on("deploy-check now", Reply.say("The deploy looks healthy."))
@@ -138,6 +138,59 @@ async def test_too_frequent_and_too_many_schedules_are_refused(
     assert "the limit" in scripted_model.requests[-1].tool_result
     [kept] = await bot.store.list_schedules(scope.key)
     assert (kept.cron, kept.timezone) == ("0 9 * * *", "Europe/Berlin")
+
+
+async def test_a_one_off_cannot_be_due_sooner_than_the_minimum_delay(
+    module_bot: tuple[Bot, TestChat], scripted_model: ScriptedModelServer
+) -> None:
+    bot, chat = module_bot
+    scope = chat.scope("C1", "schedule-too-soon")
+    scripted_model.on("remind me right away",
+                      Reply.tool("schedule", prompt="x", in_minutes=0.1))
+    await chat.push("remind me right away", scope=scope)
+    await chat.wait_done(scope)
+    assert "at least 1 minute" in scripted_model.requests[-1].tool_result
+    assert await bot.store.list_schedules(scope.key) == []
+
+
+async def test_a_scheduled_run_cannot_schedule_itself_again(
+    make_bot: BotMaker, scripted_model: ScriptedModelServer
+) -> None:
+    """A one-off whose run schedules the same prompt again would run for ever: in a
+    scheduled run the ``schedule`` tool refuses (a person asks for a new one)."""
+    bot, chat = await make_bot("sched-loop")  # the refusal comes before any delay check
+    scope = chat.scope("C1", "schedule-loop")
+    scripted_model.on("loop-step", Reply.tool("schedule", prompt="loop-step", in_minutes=0.02))
+    now = utcnow()
+    await bot.store.add_schedule(Schedule(
+        id="s-loop", scope=scope.key, prompt="loop-step", next_run=now,
+        created_by=f"{chat.name}:U7", created_at=now))
+    bot.schedules.wake()
+    await chat.wait_done(scope, within=60)
+    [tried] = [r for r in scripted_model.requests if r.after_tool
+               and "loop-step" in str(r.messages)]
+    assert "scheduled run" in tried.tool_result
+    await anyio.sleep(4)  # a re-armed one-off would have run again by now (1.2 s)
+    assert chat.done_count.get(scope.key) == 1
+    assert await bot.store.list_schedules(scope.key) == []
+
+
+async def test_the_bot_keeps_at_most_schedules_per_bot(
+    make_bot: BotMaker, module_store: Store, scripted_model: ScriptedModelServer
+) -> None:
+    """Each thread stays under its own cap; all threads together under the bot's."""
+    existing = len([s for s in await module_store.list_schedules() if s.source == "chat"])
+    bot, chat = await make_bot("sched-bot-cap",
+                               chat_tools={"schedules_per_bot": existing + 1})
+    scripted_model.on("daily standup", Reply.tool("schedule", prompt="standup", cron="0 9 * * *"))
+    first, second = chat.scope("C1", "cap-a"), chat.scope("C2", "cap-b")
+    await chat.push("daily standup", scope=first)
+    await chat.wait_done(first)
+    assert "Scheduled" in scripted_model.requests[-1].tool_result
+    await chat.push("daily standup", scope=second)
+    await chat.wait_done(second)
+    assert "this bot has" in scripted_model.requests[-1].tool_result
+    assert await bot.store.list_schedules(second.key) == []
 
 
 async def test_the_schedules_command_lists_and_only_its_creator_or_an_approver_cancels(
