@@ -411,9 +411,12 @@ class ApprovalBroker:
             if await self._decide(rid, ApprovalStatus.TIMED_OUT, "timeout", why):
                 await self._resolve(waiting, "Timed out")
                 return sdk.PermissionDeny(message=f"{why}; {approval.tool_name} was not run.")
-            with anyio.fail_after(5):  # a click won the race with the timeout
+            with anyio.move_on_after(5):  # a click won the race with the timeout
                 await waiting.done.wait()
-            assert waiting.result is not None
+            if waiting.result is None:  # decided in the store by another replica
+                await self.apply_decided(rid)
+            if waiting.result is None:
+                return sdk.PermissionDeny(message=f"{why}; {approval.tool_name} was not run.")
             return waiting.result
         finally:
             self._waiting.pop(rid, None)
@@ -451,11 +454,9 @@ class ApprovalBroker:
         another replica's may)."""
         return request_id in self._waiting
 
-    async def decide(
-        self, request_id: str, decision: ApprovalDecision, user_id: str, user_name: str = ""
-    ) -> DecisionOutcome:
-        """A click: authorise the clicker, then decide once (see the module doc)."""
-        approval = await self.store.get_approval(request_id)
+    @staticmethod
+    def _not_pending(approval: Approval | None) -> DecisionOutcome | None:
+        """Why a click on ``approval`` decides nothing, or None if it is pending."""
         if approval is None:
             return DecisionOutcome(
                 status="unknown",
@@ -469,6 +470,16 @@ class ApprovalBroker:
         if approval.status is not ApprovalStatus.PENDING:
             return DecisionOutcome(status="already_decided",
                                    message=f"Already decided: {_outcome_text(approval)}.")
+        return None
+
+    async def decide(
+        self, request_id: str, decision: ApprovalDecision, user_id: str, user_name: str = ""
+    ) -> DecisionOutcome:
+        """A click: authorise the clicker, then decide once (see the module doc)."""
+        approval = await self.store.get_approval(request_id)
+        if (refused := self._not_pending(approval)) is not None:
+            return refused
+        assert approval is not None
         waiting = self._waiting.get(request_id)
         if waiting is None:
             return DecisionOutcome(
@@ -493,6 +504,13 @@ class ApprovalBroker:
             fresh = await self.store.get_approval(request_id)
             text = _outcome_text(fresh) if fresh else "unknown"
             return DecisionOutcome(status="already_decided", message=f"Already decided: {text}.")
+        return await self._finish(waiting, approve, always, user_id, name)
+
+    async def _finish(self, waiting: _Waiting, approve: bool, always: bool, user_id: str,
+                      name: str) -> DecisionOutcome:
+        """After the store's transition: the rule, the turn's answer, the prompt."""
+        approval, scope = waiting.approval, waiting.owner.scope
+        covers = waiting.view.always_covers if always else None
         if always and waiting.proposal is not None:
             rule = await self.store.add_allow_rule(
                 scope.key, approval.tool_name, kind=waiting.proposal.kind,
@@ -512,6 +530,70 @@ class ApprovalBroker:
         waiting.done.set()
         await self._resolve(waiting, final)
         return DecisionOutcome(status="decided", message=final, final_text=final)
+
+    # -- clicks on another replica (cluster) ----------------------------------------
+
+    def holds(self, request_id: str) -> dict[str, Any] | None:
+        """For the replica that got a click on a prompt waiting here: what it needs to
+        record the decision (None: not waiting here)."""
+        waiting = self._waiting.get(request_id)
+        if waiting is None or waiting.done.is_set():
+            return None
+        offers = self.config.always_allow_button and waiting.proposal is not None
+        return {"always_covers": waiting.view.always_covers if offers else None}
+
+    async def record(
+        self, request_id: str, decision: ApprovalDecision, user_id: str,
+        access: AccessPolicy, always_covers: str | None = None,
+    ) -> DecisionOutcome:
+        """A click on a prompt another replica's turn waits for: authorise the clicker with
+        the agent's ``access``, then decide once in the store. The waiting replica applies
+        what the store says (:meth:`apply_decided`), never what a message claims."""
+        approval = await self.store.get_approval(request_id)
+        if (refused := self._not_pending(approval)) is not None:
+            return refused
+        assert approval is not None
+        adapter = Scope.from_key(approval.scope).adapter
+        if not access.may_approve(adapter, user_id, approval.requested_by):
+            return DecisionOutcome(status="not_authorized",
+                                   message=f"Only {access.approvers_text(adapter)} can decide "
+                                           "this request.")
+        approve = decision in ("approve", "always")
+        always = decision == "always" and self.config.always_allow_button and always_covers
+        outcome = ApprovalStatus.APPROVED if approve else ApprovalStatus.DENIED
+        reason = f"always allow {always_covers}" if always else None
+        if not await self._decide(request_id, outcome, f"{adapter}:{user_id}", reason):
+            fresh = await self.store.get_approval(request_id)
+            text = _outcome_text(fresh) if fresh else "unknown"
+            return DecisionOutcome(status="already_decided", message=f"Already decided: {text}.")
+        return DecisionOutcome(status="decided",
+                               message="Approved" if approve else "Denied")
+
+    async def apply_decided(self, request_id: str, user_name: str = "") -> DecisionOutcome | None:
+        """Another replica decided ``request_id`` in the store: answer the turn waiting here
+        with the decision read back from the store. None: nothing waits here, or the store
+        holds no click's decision for it (a forged or early message decides nothing). An
+        approval by someone who may not approve (a row written around lettabot) is denied."""
+        waiting = self._waiting.get(request_id)
+        if waiting is None or waiting.done.is_set():
+            return None
+        approval = await self.store.get_approval(request_id)
+        if approval is None or approval.status not in (ApprovalStatus.APPROVED,
+                                                       ApprovalStatus.DENIED):
+            return None
+        scope = waiting.owner.scope
+        adapter, _, user_id = (approval.decided_by or "").partition(":")
+        if adapter != scope.adapter or not user_id:
+            return None  # decided by the policy, a rule, a timeout: answered here already
+        access = waiting.access or self.access
+        authorised = access.may_approve(scope.adapter, user_id, approval.requested_by)
+        if not authorised:
+            log.warning("approval %s is marked %s by %s, who may not approve it: denied",
+                        request_id, approval.status.value, approval.decided_by)
+        approve = approval.status is ApprovalStatus.APPROVED and authorised
+        always = (approve and self.config.always_allow_button
+                  and (approval.reason or "").startswith("always allow "))
+        return await self._finish(waiting, approve, always, user_id, user_name or user_id)
 
     # -- restart -------------------------------------------------------------------
 

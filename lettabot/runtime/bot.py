@@ -202,7 +202,8 @@ class Bot:
                                heartbeat_seconds=cluster.heartbeat_seconds,
                                takeover_seconds=cluster.takeover_seconds)
             self.bus = Bus(libpq_url(config.store_url), self.replica)
-            self.bus.on("decide", self._decide_here)
+            self.bus.on("holds", self._holds_here)
+            self.bus.on("decided", self._decided_here)
             self.bus.on("stop", self._stop_here)
         self.scheduler = Scheduler(
             client=self.client,
@@ -522,14 +523,16 @@ class Bot:
         log.info("%s continues in %s, a fork of %s (taken over)", scope.key, fork,
                  route.conversation_id)
 
-    async def _decide_here(self, data: dict[str, Any]) -> dict[str, Any] | None:
-        """A click another replica received, for a turn running here."""
-        request_id = str(data.get("request_id") or "")
-        if not self.broker.waiting_here(request_id):
-            return None
-        outcome = await self.broker.decide(request_id, data["decision"], str(data["user_id"]),
-                                           str(data.get("user_name") or ""))
-        return outcome.model_dump()
+    async def _holds_here(self, data: dict[str, Any]) -> dict[str, Any] | None:
+        """Another replica got a click: is its prompt waiting here?"""
+        return self.broker.holds(str(data.get("request_id") or ""))
+
+    async def _decided_here(self, data: dict[str, Any]) -> dict[str, Any] | None:
+        """Another replica decided a prompt waiting here: go look in the store (the
+        message is only a hint; the store's pending → decided transition is the authority)."""
+        outcome = await self.broker.apply_decided(str(data.get("request_id") or ""),
+                                                  str(data.get("user_name") or ""))
+        return outcome.model_dump() if outcome is not None else None
 
     async def _stop_here(self, data: dict[str, Any]) -> dict[str, Any] | None:
         """A Stop another replica received, for a turn running here."""
@@ -610,11 +613,21 @@ class Bot:
         self, request_id: str, decision: ApprovalDecision, user_id: str, user_name: str = ""
     ) -> DecisionOutcome:
         if self.bus is not None and not self.broker.waiting_here(request_id):
-            reply = await self.bus.request("decide", {
-                "request_id": request_id, "decision": decision, "user_id": user_id,
-                "user_name": user_name})
-            if reply is not None:
-                return DecisionOutcome.model_validate(reply)
+            held = await self.bus.request("holds", {"request_id": request_id})
+            if held is not None:  # another replica's turn waits: decide in the store here
+                approval = await self.store.get_approval(request_id)
+                profile = None
+                if approval is not None:
+                    profile, _ = await self.router.profile_for(Scope.from_key(approval.scope))
+                recorded = await self.broker.record(
+                    request_id, decision, user_id,
+                    profile.access if profile is not None else self.access,
+                    held.get("always_covers"))
+                if recorded.status != "decided":
+                    return recorded
+                reply = await self.bus.request("decided", {"request_id": request_id,
+                                                           "user_name": user_name})
+                return DecisionOutcome.model_validate(reply) if reply is not None else recorded
         return await self.broker.decide(request_id, decision, user_id, user_name)
 
     async def run_command(

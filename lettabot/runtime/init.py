@@ -1,7 +1,9 @@
 """``lettabot init``: write a working ``lettabot.toml`` and ``.env`` for a team's bot.
 
 Asks (in a terminal) or takes as flags: the platform, its tokens, the model provider and its
-key, the model, and who may approve tool calls. Settings go to ``lettabot.toml``; tokens and
+key, the model, who may approve tool calls and who may talk (Slack, Discord: never left open
+silently — with flags only and neither ``--allowed-user`` nor ``--open``, the approvers are
+the only ones who may talk, and ``init`` says so). Settings go to ``lettabot.toml``; tokens and
 keys only to ``.env`` (mode 600). Then runs ``lettabot check-config`` on the result, so a
 wrong token format, provider key or model is found now, not at the first message.
 """
@@ -30,7 +32,9 @@ _KEY_VARS = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY",
 _NEEDS_URL = {"openai-compatible", "ollama", "lmstudio", "llama-cpp"}
 _DEFAULT_MODELS = {"anthropic": "anthropic/claude-sonnet-4-5", "openai": "openai/gpt-4.1",
                    "google": "google/gemini-2.5-pro"}
-_ID = re.compile(r"^(slack|discord|web):[A-Za-z0-9_.@-]+$")
+_ID = re.compile(r"^([a-z][a-z0-9_-]*:)?[A-Za-z0-9_.@-]+$")
+"""What ``access`` entries look like: ``<adapter>:<user id>``, or a bare id (any adapter)."""
+_EVERYONE = {"everyone", "open", "*"}
 
 
 class InitError(ValueError):
@@ -49,6 +53,10 @@ class Plan:
     provider_url: str | None = None
     secrets: dict[str, str] = field(default_factory=dict)
     """Variable → value, for ``.env``."""
+    open: bool = False
+    """``access.open``: everyone who can message the bot may talk (chosen explicitly)."""
+    notes: list[str] = field(default_factory=list)
+    """What ``init`` decided for the user, printed after writing."""
 
     def toml(self) -> str:
         lines = [f"# Written by `lettabot init` on {datetime.now(UTC):%Y-%m-%d}. Every key: "
@@ -66,6 +74,8 @@ class Plan:
                   f"approvers = {json.dumps(self.approvers)}"]
         if self.allowed_users:
             lines.append(f"allowed_users = {json.dumps(self.allowed_users)}")
+        if self.open:
+            lines.append("open = true  # everyone who can message the bot may talk to it")
         if self.platform == "web":
             lines.append("self_approve = true  # the web chat has one user: whoever has its page")
         lines += ["", f"[{self.platform}]", "enabled = true"]
@@ -97,8 +107,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     init.add_argument("--model", metavar="HANDLE", help="e.g. anthropic/claude-sonnet-4-5")
     init.add_argument("--approver", action="append", default=[], metavar="ID",
                       help="who may approve tool calls, e.g. slack:U0123ABCD (repeatable)")
-    init.add_argument("--allow", action="append", default=[], metavar="ID",
-                      help="who else may talk to the bot (repeatable; approvers always may)")
+    init.add_argument("--allowed-user", "--allow", dest="allow", action="append", default=[],
+                      metavar="ID", help="who may talk to the bot, e.g. slack:U0123ABCD "
+                                         "(repeatable; approvers always may)")
+    init.add_argument("--open", action="store_true",
+                      help="let everyone who can message the bot talk to it (Slack, Discord)")
     init.add_argument("--dir", default=".", help="where to write (default: here)")
     init.add_argument("--force", action="store_true", help="overwrite existing files")
     init.add_argument("--no-check", action="store_true", help="do not run check-config")
@@ -170,13 +183,45 @@ def plan_from(args: argparse.Namespace, ask: Ask | None) -> Plan:
         approvers = [a.strip() for a in ask(f"Who may approve tool calls ({platform}:<user "
                                             "id>, comma-separated)", False).split(",")
                      if a.strip()]
-    for who in [*approvers, *args.allow]:
+    allowed, everyone, notes = _who_may_talk(platform, approvers, args, ask)
+    for who in [*approvers, *allowed]:
         if not _ID.match(who):
-            raise InitError(f"--approver/--allow: {who!r} — write <platform>:<user id>, e.g. "
-                            "slack:U0123ABCD")
+            raise InitError(f"--approver/--allowed-user: {who!r} — write <platform>:<user id> "
+                            "(e.g. slack:U0123ABCD) or a bare user id")
     if platform == "web":
         secrets.setdefault("LETTABOT_WEB__TOKEN", os.urandom(16).hex())
-    return Plan(platform, provider, model or None, approvers, list(args.allow), url, secrets)
+    return Plan(platform, provider, model or None, approvers, allowed, url, secrets,
+                open=everyone, notes=notes)
+
+
+def _who_may_talk(platform: str, approvers: list[str], args: argparse.Namespace,
+                  ask: Ask | None) -> tuple[list[str], bool, list[str]]:
+    """``allowed_users``, ``open`` and what to tell the user. Slack and Discord are never
+    left open unless asked: with no answer, only the approvers may talk."""
+    allowed = [a.strip() for a in args.allow if a.strip()]
+    everyone = bool(getattr(args, "open", False))
+    if everyone and allowed:
+        raise InitError("--open lets everyone talk; drop it or the --allowed-user flags")
+    if platform == "web" or everyone or allowed:
+        if everyone:
+            return [], True, [f"access.open = true: everyone who can message the bot on "
+                              f"{platform} may talk to it (--open)"]
+        return allowed, False, []
+    if ask is not None:
+        answer = ask(f"Who may talk to the bot? ({platform}:<user id>, comma-separated; "
+                     "empty: only the approvers; 'everyone': anyone who can message it)", False)
+        if answer.strip().lower() in _EVERYONE:
+            return [], True, [f"access.open = true: everyone who can message the bot on "
+                              f"{platform} may talk to it"]
+        allowed = [a.strip() for a in answer.split(",") if a.strip()]
+        if allowed:
+            return allowed, False, []
+    if not approvers:
+        raise InitError(f"who may talk to the bot on {platform}? Name approvers, "
+                        "--allowed-user IDs, or pass --open")
+    return list(approvers), False, [
+        f"access.allowed_users = the approvers ({', '.join(approvers)}): only they may talk "
+        "to the bot. Add people with --allowed-user ID, or --open to let everyone."]
 
 
 def run_init(args: argparse.Namespace, ask: Ask | None = None) -> int:
@@ -202,6 +247,8 @@ def run_init(args: argparse.Namespace, ask: Ask | None = None) -> int:
     env.chmod(0o600)
     env.write_text(plan.env())
     print(f"wrote {config} and {env} (mode 600: {', '.join(plan.secrets) or 'no secrets'})")
+    for note in plan.notes:
+        print(f"note: {note}")
     if args.no_check:
         return 0
     print("checking it: lettabot check-config")

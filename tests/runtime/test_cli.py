@@ -204,14 +204,16 @@ def test_ctrl_c_lets_the_turn_in_flight_finish(
     base = f"http://127.0.0.1:{web_port}"
     try:
         _wait_health(proc, health_port)
+        token = (tmp_path / "data" / "web-token").read_text().strip()  # generated at start
+        auth = {"Authorization": f"Bearer {token}"}
         texts: list[str] = []
         with connect(f"ws://127.0.0.1:{web_port}/api/live?tab=tab-ctrl-c", origin=base,
-                     open_timeout=30) as ws:  # type: ignore[arg-type]
+                     open_timeout=30, additional_headers=auth) as ws:  # type: ignore[arg-type]
             request = urllib.request.Request(
                 f"{base}/api/send", method="POST",
                 data=json.dumps({"tab": "tab-ctrl-c", "text": "slow goodbye",
                                  "id": "m-ctrl-c"}).encode(),
-                headers={"Content-Type": "application/json", "Origin": base})
+                headers={"Content-Type": "application/json", "Origin": base, **auth})
             with urllib.request.urlopen(request, timeout=30):
                 pass
             deadline = time.monotonic() + 60

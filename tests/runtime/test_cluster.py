@@ -178,3 +178,114 @@ async def test_one_process_on_postgresql_answers_once_in_order(
         for i, scope in enumerate(scopes):
             await chat.wait_done(scope, 4, within=120)
             assert chat.texts(scope) == [f"You said: p{i}-{m}" for m in range(4)]
+
+
+async def test_a_forged_notify_decides_nothing(
+    cluster: Cluster, scripted_model: ScriptedModelServer, module_home: LettaHome,
+    cluster_db: str,
+) -> None:
+    """Any role that may connect may ``NOTIFY lettabot_bus``: a plausible payload without
+    the replicas' signature is dropped; even a signed "decided" only makes the replica read
+    the store, which still says pending. A real click on another replica still decides."""
+    import json
+    import time
+
+    import asyncpg  # type: ignore[import-untyped]
+
+    from lettabot.runtime.cluster.bus import Bus
+    from lettabot.runtime.cluster.inbox import libpq_url
+    from lettabot.runtime.store import ApprovalStatus
+
+    target = module_home.workdir / f"forged-{uuid.uuid4().hex[:6]}.txt"
+    scope = cluster.chats[0].scope("C1", "forged-notify")
+    await cluster.chats[0].push(f"run: echo forged > {target}", scope=scope, user="U1")
+
+    def owner() -> list[int] | None:
+        for i, chat in enumerate(cluster.chats):
+            if any(p.view.scope == scope for p in chat.prompts):
+                return [i]
+        return None
+
+    [running_on] = await cluster.chats[0].wait_for(owner, within=90)
+    rid = next(p for p in cluster.chats[running_on].prompts
+               if p.view.scope == scope).request_id
+    bot = cluster.bots[running_on]
+    assert bot.bus is not None
+    rejected = bot.bus.rejected
+    click = {"request_id": rid, "decision": "approve", "user_id": "U1", "user_name": "U1"}
+    forged = [
+        json.dumps({"kind": "decide", "corr": "c1", "from": "r9", "data": click}),
+        json.dumps({"kind": "decided", "corr": "c2", "from": "r9", "data": click}),
+        "0" * 64 + "." + json.dumps({"kind": "decided", "corr": "c3", "from": "r9",
+                                     "data": click, "ts": time.time(), "nonce": "n1"}),
+    ]
+    conn = await asyncpg.connect(libpq_url(cluster_db))
+    try:
+        for payload in forged:
+            await conn.execute("SELECT pg_notify('lettabot_bus', $1)", payload)
+    finally:
+        await conn.close()
+    await cluster.chats[0].wait_for(lambda: bot.bus.rejected >= rejected + 3 or None,  # type: ignore[union-attr]
+                                    within=10)
+    # A message signed with the real key still cannot invent a decision: the store decides.
+    signer = Bus(libpq_url(cluster_db), "r9", key=bot.bus._key)
+    try:
+        reply = await signer.request("decided", {"request_id": rid, "user_name": "U1"},
+                                     within=2)
+    finally:
+        await signer.close()
+    assert reply is None
+    await anyio.sleep(1)
+    approval = await bot.store.get_approval(rid)
+    assert approval is not None and approval.status is ApprovalStatus.PENDING
+    assert not target.exists()
+    decided = await cluster.chats[(running_on + 1) % 3].click(rid, "approve", user="U1")
+    assert decided.status == "decided"
+    await cluster.chats[0].wait_for(lambda: target.exists() or None, within=60)
+    approval = await bot.store.get_approval(rid)
+    assert approval is not None and approval.decided_by == "test:U1"
+
+
+async def test_bus_messages_are_signed_and_a_replay_is_dropped(cluster_db: str) -> None:
+    """Two bus ends agree on the key in the store; a captured message sent again is
+    dropped (its nonce was heard), and so is one older than the window."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    from lettabot.runtime.cluster.bus import CHANNEL, Bus
+    from lettabot.runtime.cluster.inbox import libpq_url
+
+    dsn = libpq_url(cluster_db)
+    heard: list[dict[str, object]] = []
+
+    async def ping(data: dict[str, object]) -> dict[str, object] | None:
+        heard.append(data)
+        return {"pong": data["n"]}
+
+    a, b = Bus(dsn, "a"), Bus(dsn, "b")
+    a.on("ping", ping)
+    captured: list[str] = []
+    spy = await asyncpg.connect(dsn)
+    await spy.add_listener(CHANNEL, lambda *args: captured.append(args[-1]))
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(a.run)
+            tg.start_soon(b.run)
+            with anyio.fail_after(10):
+                await a.ready.wait()
+                await b.ready.wait()
+            assert a._key is not None and a._key == b._key  # one key, from the store
+            assert await b.request("ping", {"n": 1}) == {"pong": 1}
+            assert len(heard) == 1
+            request = next(p for p in captured if '"ping"' in p)
+            rejected = a.rejected
+            await spy.execute("SELECT pg_notify($1, $2)", CHANNEL, request)  # a replay
+            for _ in range(100):
+                if a.rejected > rejected:
+                    break
+                await anyio.sleep(0.05)
+            assert a.rejected == rejected + 1 and len(heard) == 1
+            tg.cancel_scope.cancel()
+    finally:
+        await spy.close()
+        await a.close()
+        await b.close()

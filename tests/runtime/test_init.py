@@ -52,6 +52,9 @@ def test_init_for_slack_writes_a_checked_config_and_keeps_tokens_in_env(
     finally:
         os.chdir(tmp_path)
     assert loaded.slack.enabled and loaded.access.approvers == ["slack:U0ADA"]
+    # no --allowed-user and no --open: not the whole workspace, and it says so
+    assert loaded.access.allowed_users == ["slack:U0ADA"] and not loaded.access.open
+    assert "only they may talk" in done.stdout
     assert loaded.letta.providers[0].base_url == scripted_model.base_url
     assert loaded.data_dir == config.parent / ".lettabot"
     again = _init("--platform", "web", "--dir", str(tmp_path / "bot"), cwd=tmp_path,
@@ -77,7 +80,8 @@ def test_init_asks_in_a_terminal_for_what_the_flags_leave_out(
     monkeypatch.delenv("DISCORD_TOKEN", raising=False)
     answers = {"Platform": "discord", "Discord bot token": "discord-token-typed-in",
                "Model provider": "anthropic", "anthropic API key": "sk-ant-typed-in",
-               "Model handle": "", "Who may approve": "discord:81234, discord:99"}
+               "Model handle": "", "Who may approve": "discord:81234, discord:99",
+               "Who may talk": "discord:555, 777"}
     asked: list[tuple[str, bool]] = []
 
     def ask(question: str, secret: bool) -> str:
@@ -92,4 +96,59 @@ def test_init_asks_in_a_terminal_for_what_the_flags_leave_out(
     text = (tmp_path / "lettabot.toml").read_text()
     assert 'model = "anthropic/claude-sonnet-4-5"' in text  # the default, taken
     assert '"discord:81234", "discord:99"' in text and "sk-ant" not in text
+    assert 'allowed_users = ["discord:555", "777"]' in text  # a bare id is an entry too
+    assert any(q.startswith("Who may talk") for q, _ in asked)
     assert "ANTHROPIC_API_KEY=sk-ant-typed-in" in (tmp_path / ".env").read_text()
+
+
+def _flags_init(tmp_path: Path, *flags: str) -> tuple[int, str]:
+    args = build_parser().parse_args([
+        "init", "--platform", "slack", "--slack-bot-token", "xoxb-1-x", "--slack-app-token",
+        "xapp-1-x", "--provider", "anthropic", "--api-key", "sk-ant-x", "--dir",
+        str(tmp_path), "--no-check", "--force", *flags])
+    assert isinstance(args, argparse.Namespace)
+    code = run_init(args, None)
+    config = tmp_path / "lettabot.toml"
+    return code, config.read_text() if config.exists() else ""
+
+
+def test_init_with_flags_never_leaves_the_workspace_open_silently(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    import tomllib
+
+    code, text = _flags_init(tmp_path, "--approver", "slack:U0ADA")
+    access = tomllib.loads(text)["access"]
+    assert code == 0 and access["allowed_users"] == ["slack:U0ADA"] and "open" not in access
+    assert "only they may talk" in capsys.readouterr().out
+
+    code, text = _flags_init(tmp_path, "--approver", "slack:U0ADA", "--allowed-user",
+                             "slack:U0BOB", "--allowed-user", "U0CAROL")
+    access = tomllib.loads(text)["access"]
+    assert code == 0 and access["allowed_users"] == ["slack:U0BOB", "U0CAROL"]
+
+    code, text = _flags_init(tmp_path, "--approver", "slack:U0ADA", "--open")
+    access = tomllib.loads(text)["access"]
+    assert code == 0 and access["open"] is True and "allowed_users" not in access
+    assert "access.open = true" in capsys.readouterr().out
+
+    (tmp_path / "lettabot.toml").unlink()
+    code, _ = _flags_init(tmp_path, "--approver", "slack:U0ADA", "--open",
+                          "--allowed-user", "slack:U0BOB")
+    assert code == 2 and "--open" in capsys.readouterr().err
+    code, _ = _flags_init(tmp_path, "--approver", "slack:U0ADA", "--allowed-user", "<@U0>")
+    assert code == 2 and "--allowed-user" in capsys.readouterr().err
+
+
+def test_init_in_a_terminal_may_open_the_bot_to_everyone(tmp_path: Path) -> None:
+    import tomllib
+
+    answers = {"Who may talk": "everyone"}
+    args = build_parser().parse_args([
+        "init", "--platform", "slack", "--slack-bot-token", "xoxb-1-x", "--slack-app-token",
+        "xapp-1-x", "--provider", "anthropic", "--api-key", "sk-ant-x", "--model", "m/x",
+        "--approver", "slack:U0ADA", "--dir", str(tmp_path), "--no-check"])
+    assert isinstance(args, argparse.Namespace)
+    assert run_init(args, lambda q, _s: next(v for k, v in answers.items()
+                                             if q.startswith(k))) == 0
+    assert tomllib.loads((tmp_path / "lettabot.toml").read_text())["access"]["open"] is True

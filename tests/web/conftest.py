@@ -30,7 +30,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-_URL = re.compile(r"lettabot web chat.*?: (http://\S+/)")
+_URL = re.compile(r"lettabot web chat.*?: (http://[^\s?]+/)(?:\?token=([A-Za-z0-9_-]+))?")
 
 
 def free_port() -> int:
@@ -46,7 +46,20 @@ class RunningBot:
     proc: subprocess.Popen[str]
     data_dir: Path
     url: str = ""
+    """The page's address, without the token."""
+    token: str | None = None
+    """The token printed with the address (a generated one)."""
     lines: list[str] = field(default_factory=list)
+
+    @property
+    def page_url(self) -> str:
+        """What a person opens: the printed address, token included."""
+        return self.url + (f"?token={self.token}" if self.token else "")
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """Headers a script sends to be let in."""
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     @property
     def workspace(self) -> Path:
@@ -106,7 +119,7 @@ def start_lettabot(
         for line in proc.stdout:
             bot.lines.append(line.rstrip("\n"))
             if not found.is_set() and (m := _URL.search(line)):
-                bot.url = m.group(1)
+                bot.url, bot.token = m.group(1), m.group(2)
                 found.set()
 
     threading.Thread(target=pump, daemon=True).start()
@@ -123,7 +136,8 @@ def start_lettabot(
 
 @pytest.fixture(scope="session")
 def demo_bot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBot]:
-    """``lettabot run --demo`` on a free loopback port, no token (the README's command)."""
+    """``lettabot run --demo`` on a free loopback port (the README's command): its token is
+    generated and printed with the address."""
     workdir = tmp_path_factory.mktemp("demo-bot")
     cache = tmp_path_factory.mktemp("node-cache")
     bot = start_lettabot(

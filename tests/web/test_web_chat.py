@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 def open_chat(context: BrowserContext, bot: RunningBot) -> Page:
     page = context.new_page()
-    page.goto(bot.url)
+    page.goto(bot.page_url)
     expect(page.locator("#conn")).to_have_text("connected")
     return page
 
@@ -216,12 +216,14 @@ def _get(url: str, headers: dict[str, str] | None = None) -> int:
         return exc.code
 
 
-def _ws_refused(url: str, origin: str | None = None) -> bool:
+def _ws_refused(url: str, origin: str | None = None,
+                headers: dict[str, str] | None = None) -> bool:
     from websockets.exceptions import InvalidStatus
     from websockets.sync.client import connect
 
     try:
-        with connect(url, origin=origin, open_timeout=30) as ws:  # type: ignore[arg-type]
+        with connect(url, origin=origin, open_timeout=30,  # type: ignore[arg-type]
+                     additional_headers=headers) as ws:
             return json.loads(ws.recv(timeout=30))["type"] != "hello"
     except InvalidStatus as exc:
         return bool(exc.response.status_code == 403)
@@ -237,22 +239,43 @@ def test_many_tabs_stay_live(context: BrowserContext, demo_bot: RunningBot) -> N
 
 
 def test_other_sites_cannot_drive_the_local_chat(demo_bot: RunningBot) -> None:
-    """No token on loopback, so: only loopback Host names (no DNS rebinding) and only
+    """Even with the token: only loopback Host names (no DNS rebinding) and only
     same-origin JSON posts (a page on another site cannot send messages or click Approve)."""
     send = demo_bot.url + "api/send"
     body = {"tab": "tcsrf-test-tab", "text": "hello"}
-    host = demo_bot.url.split("/")[2]
-    assert _get(demo_bot.url, {"Host": f"evil.example:{host.split(':')[1]}"}) == 421
-    json_from_elsewhere = {"Content-Type": "application/json", "Origin": "http://evil.example"}
+    auth = demo_bot.auth
+    json_from_elsewhere = {"Content-Type": "application/json", "Origin": "http://evil.example",
+                           **auth}
     assert _post(send, body, json_from_elsewhere) == 403
-    assert _post(send, body, {"Content-Type": "text/plain"}) == 415
+    assert _post(send, body, {"Content-Type": "text/plain", **auth}) == 415
     live = demo_bot.url.replace("http://", "ws://") + "api/live?tab=tcsrf-test-tab"
-    assert _ws_refused(live, origin="http://evil.example")
-    assert not _ws_refused(live, origin=demo_bot.url.rstrip("/"))
+    assert _ws_refused(live, origin="http://evil.example", headers=auth)
+    assert not _ws_refused(live, origin=demo_bot.url.rstrip("/"), headers=auth)
     decide = demo_bot.url + "api/decide"
     assert _post(decide, {"request_id": "x", "decision": "approve"}, json_from_elsewhere) == 403
-    same_site = {"Content-Type": "application/json", "Origin": demo_bot.url.rstrip("/")}
+    same_site = {"Content-Type": "application/json", "Origin": demo_bot.url.rstrip("/"), **auth}
     assert _post(send, body, same_site) == 202
+
+
+def test_the_local_chat_needs_its_generated_token(demo_bot: RunningBot) -> None:
+    """Loopback is no lock (any local program or OS user reaches it): the demo generated a
+    token into the data dir (mode 600), printed it with the address, and wants it."""
+    assert demo_bot.token and len(demo_bot.token) >= 24
+    stored = demo_bot.data_dir / "web-token"
+    assert stored.read_text().strip() == demo_bot.token
+    assert stored.stat().st_mode & 0o777 == 0o600
+    same_site = {"Content-Type": "application/json", "Origin": demo_bot.url.rstrip("/")}
+    body = {"tab": "tnotoken-tab", "text": "hello"}
+    assert _get(demo_bot.url) == 401
+    assert _get(demo_bot.url + "?token=wrong") == 401
+    assert _post(demo_bot.url + "api/send", body, same_site) == 401
+    assert _post(demo_bot.url + "api/decide", {"request_id": "x", "decision": "approve"},
+                 same_site) == 401
+    assert _post(demo_bot.url + "api/send", body,
+                 {**same_site, "Authorization": "Bearer wrong"}) == 401
+    live = demo_bot.url.replace("http://", "ws://") + "api/live?tab=tnotoken-tab"
+    assert _ws_refused(live, origin=demo_bot.url.rstrip("/"))
+    assert _get(demo_bot.url + "healthz") == 200  # liveness stays open
 
 
 def test_non_loopback_bind_needs_a_token(tmp_path: Path, context: BrowserContext) -> None:
@@ -361,8 +384,10 @@ def test_after_a_restart_a_tab_shows_its_conversation_again(
         expect(page.locator("#typing")).to_be_hidden(timeout=90_000)
     finally:
         assert bot.stop() == 0
+    token = bot.token
     bot = start_lettabot(tmp_path / "restart", "--demo", env=env)
     try:
+        assert bot.token == token  # reused: the page's cookie still opens it
         page.reload()
         expect(page.locator("#conn")).to_have_text("connected")
         expect(page.locator(".msg.user .bubble").first).to_have_text(
@@ -384,7 +409,7 @@ def test_a_duplicated_tab_gets_its_own_conversation(
     tab = first.evaluate("sessionStorage['lettabot-tab']")
     twin = context.new_page()  # what "Duplicate tab" does: a copy of sessionStorage
     twin.add_init_script(f"sessionStorage.setItem('lettabot-tab', {tab!r})")
-    twin.goto(demo_bot.url)
+    twin.goto(demo_bot.page_url)
     expect(twin.locator("#conn")).to_have_text("connected")
     assert twin.evaluate("sessionStorage['lettabot-tab']") != tab
     assert twin.locator(".msg").count() == 0  # not the first tab's conversation

@@ -16,6 +16,9 @@ from lettabot_web.settings import WebSettings
 from lettabot.runtime.adapter import CommandResult, DecisionOutcome, InboundMessage, Scope
 from tests.web.conftest import RunningBot
 
+TOKEN = "test-token-" + "x" * 24
+AUTH = (b"authorization", f"Bearer {TOKEN}".encode())
+
 
 def _raw(url: str, request: bytes) -> bytes:
     host, port = url.split("/")[2].split(":")
@@ -26,6 +29,7 @@ def _raw(url: str, request: bytes) -> bytes:
 
 def test_a_huge_declared_body_is_refused_before_it_is_sent(demo_bot: RunningBot) -> None:
     head = (f"POST /api/send HTTP/1.1\r\nHost: {demo_bot.url.split('/')[2]}\r\n"
+            f"Authorization: Bearer {demo_bot.token}\r\n"
             "Content-Type: application/json\r\nContent-Length: 50000000\r\n\r\n")
     answer = _raw(demo_bot.url, head.encode())  # no body follows: the server must not wait
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
@@ -33,6 +37,7 @@ def test_a_huge_declared_body_is_refused_before_it_is_sent(demo_bot: RunningBot)
 
 def test_a_chunked_body_past_the_limit_is_refused(demo_bot: RunningBot) -> None:
     head = (f"POST /api/send HTTP/1.1\r\nHost: {demo_bot.url.split('/')[2]}\r\n"
+            f"Authorization: Bearer {demo_bot.token}\r\n"
             "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
     chunk = b"x" * (MAX_BODY + 10)
     answer = _raw(demo_bot.url, head.encode() + f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
@@ -57,7 +62,7 @@ class _FailingBot:
 
 @pytest.mark.anyio
 async def test_a_failure_names_no_internals(caplog: pytest.LogCaptureFixture) -> None:
-    app = build_app(WebSettings(), Hub(), _FailingBot())
+    app = build_app(WebSettings(token=TOKEN), Hub(), _FailingBot())
     payload = json.dumps({"tab": "tab-errors", "text": "hello"}).encode()
     sent: list[dict[str, Any]] = []
     done = anyio.Event()
@@ -75,7 +80,7 @@ async def test_a_failure_names_no_internals(caplog: pytest.LogCaptureFixture) ->
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
         "scheme": "http", "path": "/api/send", "raw_path": b"/api/send", "query_string": b"",
         "root_path": "", "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8787),
-        "headers": [(b"host", b"127.0.0.1:8787"), (b"content-type", b"application/json"),
+        "headers": [(b"host", b"127.0.0.1:8787"), (b"content-type", b"application/json"), AUTH,
                     (b"content-length", str(len(payload)).encode())],
     }
     await app(scope, receive, send)
@@ -86,7 +91,8 @@ async def test_a_failure_names_no_internals(caplog: pytest.LogCaptureFixture) ->
     assert "ref " in caplog.text  # the operator finds the traceback by its reference
 
 
-async def _get(app: Any, path: str, query: str) -> tuple[int, dict[str, str], bytes]:
+async def _get(app: Any, path: str, query: str, headers: list[tuple[bytes, bytes]] | None = None,
+               ) -> tuple[int, dict[str, str], bytes]:
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
@@ -98,7 +104,9 @@ async def _get(app: Any, path: str, query: str) -> tuple[int, dict[str, str], by
     await app({"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
                "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
                "query_string": query.encode(), "root_path": "", "client": ("127.0.0.1", 5000),
-               "server": ("127.0.0.1", 8787), "headers": [(b"host", b"127.0.0.1:8787")]},
+               "server": ("127.0.0.1", 8787),
+               "headers": [(b"host", b"127.0.0.1:8787"),
+                           *([AUTH] if headers is None else headers)]},
               receive, send)
     start = next(m for m in sent if m["type"] == "http.response.start")
     headers = {k.decode().lower(): v.decode() for k, v in start["headers"]}
@@ -111,7 +119,7 @@ async def test_a_file_the_agent_sends_is_a_download_for_its_tab_only() -> None:
     from lettabot_web.adapter import WebAdapter
     from lettabot_web.app import scope_for
 
-    adapter = WebAdapter(WebSettings(port=0), _FailingBot())  # type: ignore[arg-type]
+    adapter = WebAdapter(WebSettings(port=0, token=TOKEN), _FailingBot())  # type: ignore[arg-type]
     page = b"<script>alert(document.cookie)</script>"
     await adapter.send_file(scope_for("tab-files-1"), "report.html", page, comment="The page")
     [item] = adapter.hub.snapshot("tab-files-1")
@@ -132,7 +140,7 @@ async def test_the_agent_reacts_to_a_message_in_the_web_chat() -> None:
     from lettabot_web.adapter import WebAdapter
     from lettabot_web.app import scope_for
 
-    adapter = WebAdapter(WebSettings(port=0), _FailingBot())  # type: ignore[arg-type]
+    adapter = WebAdapter(WebSettings(port=0, token=TOKEN), _FailingBot())  # type: ignore[arg-type]
     adapter.hub.add("tab-react-1", "user", "ship it", message_id="web-tab-react-1-m1")
     await adapter.react(scope_for("tab-react-1"), "web-tab-react-1-m1", "🚀")
     await adapter.react(scope_for("tab-react-1"), "web-tab-react-1-m1", "🚀")
@@ -140,3 +148,56 @@ async def test_the_agent_reacts_to_a_message_in_the_web_chat() -> None:
     assert item["reactions"] == ["🚀"]
     with pytest.raises(ValueError):
         await adapter.react(scope_for("tab-react-1"), "web-tab-react-1-gone", "🚀")
+
+
+def test_the_web_chat_wants_a_token_unless_auth_is_none() -> None:
+    from lettabot_web.settings import WebSettingsError
+
+    with pytest.raises(WebSettingsError, match=r"web\.token"):
+        WebSettings()
+    assert not WebSettings(token=TOKEN).token_ok(None)
+    assert WebSettings(auth="none").token_ok(None)
+    with pytest.raises(WebSettingsError, match=r"web\.auth"):
+        WebSettings(auth="none", token=TOKEN)
+
+
+def test_a_token_is_generated_once_into_the_data_dir(tmp_path: Any) -> None:
+    from types import SimpleNamespace
+
+    from lettabot_web.adapter import create_adapter
+
+    bot = SimpleNamespace(config=SimpleNamespace(data_dir=tmp_path), demo=False)
+    first = create_adapter({"port": 0}, bot)  # type: ignore[arg-type]
+    token = first.settings.token
+    assert token and len(token) >= 24
+    stored = tmp_path / "web-token"
+    assert stored.read_text().strip() == token and stored.stat().st_mode & 0o777 == 0o600
+    assert first.where().endswith(f"/?token={token}")  # printed with the address
+    stored.chmod(0o644)
+    again = create_adapter({"port": 0}, bot)  # type: ignore[arg-type]
+    assert again.settings.token == token  # reused after a restart
+    assert stored.stat().st_mode & 0o777 == 0o600
+    configured = create_adapter({"port": 0, "token": TOKEN}, bot)  # type: ignore[arg-type]
+    assert TOKEN not in configured.where() and "<web.token>" in configured.where()
+
+
+def test_auth_none_is_warned_at_every_start(caplog: pytest.LogCaptureFixture) -> None:
+    from lettabot_web.adapter import WebAdapter
+
+    adapter = WebAdapter(WebSettings(port=0, auth="none"), _FailingBot())  # type: ignore[arg-type]
+    adapter._announce()
+    assert 'web.auth = "none"' in caplog.text and "approve" in caplog.text
+
+
+@pytest.mark.anyio
+async def test_without_the_token_nothing_is_served() -> None:
+    app = build_app(WebSettings(token=TOKEN), Hub(), _FailingBot())
+    assert (await _get(app, "/", "", headers=[]))[0] == 401
+    assert (await _get(app, "/", "token=wrong", headers=[]))[0] == 401
+    assert (await _get(app, "/api/file/x", "tab=tab-files-1", headers=[]))[0] == 401
+    status, headers, _ = await _get(app, "/", f"token={TOKEN}", headers=[])
+    assert status == 303 and TOKEN in headers["set-cookie"] and "httponly" in headers[
+        "set-cookie"].lower()
+    cookie = headers["set-cookie"].split(";")[0].encode()
+    assert (await _get(app, "/", "", headers=[(b"cookie", cookie)]))[0] == 200
+    assert (await _get(app, "/healthz", "", headers=[]))[0] == 200

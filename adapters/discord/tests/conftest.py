@@ -21,6 +21,8 @@ async def fake() -> AsyncIterator[FakeDiscord]:
     try:
         with server.patch_discord():
             yield server
+        # whatever the test did: no message went out or was edited with link previews on
+        assert server.unsuppressed() == [], server.unsuppressed()
     finally:
         await server.stop()
 

@@ -111,6 +111,7 @@ async def setup(home: LettaHome) -> AsyncIterator[Setup]:
                         fake.user("ada"),
                         fake.user("bob"),
                     )
+        assert fake.unsuppressed() == [], fake.unsuppressed()  # link previews stay off
     finally:
         await fake.stop()
 

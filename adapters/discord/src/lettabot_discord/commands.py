@@ -56,9 +56,10 @@ async def _answer(interaction: discord.Interaction[Any], run: CommandRunner, nam
             await done.wait()
         result = box[0]
         if interaction.response.is_done():
-            await interaction.followup.send(result.text)
+            await interaction.followup.send(result.text, suppress_embeds=True)
         else:
-            await interaction.response.send_message(result.text, ephemeral=result.ephemeral)
+            await interaction.response.send_message(result.text, ephemeral=result.ephemeral,
+                                                     suppress_embeds=True)
     except discord.HTTPException as exc:
         log.warning("discord: could not answer /lettabot %s: %s", name, exc)
 

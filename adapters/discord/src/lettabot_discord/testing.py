@@ -27,11 +27,13 @@ import yarl
 from aiohttp import WSMsgType, web
 from discord.gateway import DiscordWebSocket
 
-__all__ = ["Call", "FakeDiscord"]
+__all__ = ["SUPPRESS_EMBEDS", "Call", "FakeDiscord"]
 
 Json = dict[str, Any]
 T = TypeVar("T")
 _EPHEMERAL = 1 << 6
+SUPPRESS_EMBEDS = 1 << 2
+"""The message flag that turns link previews off."""
 _ALL_PERMISSIONS = str((1 << 50) - 1)
 
 
@@ -322,6 +324,28 @@ class FakeDiscord:
 
     def rest(self, method: str, pattern: str) -> list[Call]:
         return [c for c in self.calls if c.method == method and re.search(pattern, c.path)]
+
+    def message_calls(self) -> list[tuple[Call, Json]]:
+        """Every call that sent or edited a message's content, with the message part of
+        its body: posts, edits, interaction replies, followups."""
+        out: list[tuple[Call, Json]] = []
+        for call in self.calls:
+            body = call.body if isinstance(call.body, dict) else {}
+            path, method = call.path, call.method
+            if ((method == "POST" and re.fullmatch(r"/channels/\d+/messages", path))
+                    or (method == "PATCH" and re.fullmatch(r"/channels/\d+/messages/\d+", path))
+                    or (method in ("POST", "PATCH")
+                        and re.fullmatch(r"/webhooks/\d+/[^/]+(/messages/@original)?", path))):
+                out.append((call, body))
+            elif (re.fullmatch(r"/interactions/\d+/[^/]+/callback", path)
+                  and body.get("type") in (4, 7)):  # a message, or an update of one
+                out.append((call, body.get("data") or {}))
+        return out
+
+    def unsuppressed(self) -> list[Call]:
+        """Message calls without ``SUPPRESS_EMBEDS``: Discord would fetch their links."""
+        return [call for call, data in self.message_calls()
+                if not int(data.get("flags") or 0) & SUPPRESS_EMBEDS]
 
     def fail(self, method: str, pattern: str, *, status: int = 500, times: int = 1) -> None:
         """Answer the next ``times`` matching REST calls with ``status``."""

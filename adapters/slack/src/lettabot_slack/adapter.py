@@ -45,7 +45,7 @@ from lettabot.runtime.adapter import (
 from lettabot.runtime.inflight import InFlight
 from lettabot_slack import blocks, inbound, server
 from lettabot_slack.events import Filters, Identity
-from lettabot_slack.mrkdwn import MAX_TEXT, to_messages
+from lettabot_slack.mrkdwn import MAX_TEXT, NO_UNFURL, to_messages
 from lettabot_slack.pacing import ChannelPacer
 from lettabot_slack.settings import SlackConfig
 
@@ -335,16 +335,18 @@ class SlackAdapter:
         if blocks.wants_markdown_block(text):
             parts = parts[:1]
             await self.client.chat_update(channel=channel, ts=ref.id, text=parts[0],
-                                          blocks=[blocks.markdown_block(text)])
+                                          blocks=[blocks.markdown_block(text)], **NO_UNFURL)
             self._streamed.remember(ref.id, text)
         else:
             await self.client.chat_update(channel=channel, ts=ref.id, text=parts[0],
-                                          blocks=[] if ref.id in self._streamed else None)
+                                          blocks=[] if ref.id in self._streamed else None,
+                                          **NO_UNFURL)
             self._streamed.pop(ref.id, None)
         self._texts.remember(ref.id, parts[0])
         for i, part in enumerate(parts[1:]):
             if i < len(extra):
-                await self.client.chat_update(channel=channel, ts=extra[i], text=part)
+                await self.client.chat_update(channel=channel, ts=extra[i], text=part,
+                                              **NO_UNFURL)
                 self._texts.remember(extra[i], part)
             else:
                 extra.append(await self._post(ref.scope, part))
@@ -366,7 +368,8 @@ class SlackAdapter:
         streamed = self._streamed.get(ts)
         shown = (blocks.markdown_with_feedback(streamed) if streamed is not None
                  else blocks.answer_with_feedback(text))
-        await self.client.chat_update(channel=ref.scope.channel, ts=ts, text=text, blocks=shown)
+        await self.client.chat_update(channel=ref.scope.channel, ts=ts, text=text, blocks=shown,
+                                      **NO_UNFURL)
         self.rated.remember(ts, ref.scope)
 
     # native streaming (SupportsStreaming) ------------------------------------------
@@ -383,7 +386,8 @@ class SlackAdapter:
                 resp = await self.client.chat_startStream(
                     channel=scope.channel, thread_ts=scope.thread or "", markdown_text=text,
                     recipient_user_id=reader,
-                    recipient_team_id=(scope.workspace or None) if reader else None)
+                    recipient_team_id=(scope.workspace or None) if reader else None,
+                    **NO_UNFURL)
         except SlackApiError as exc:
             if api_error(exc) in STREAMING_REFUSED:
                 log.info("slack: streaming is not available (%s); posting and editing",
@@ -459,7 +463,7 @@ class SlackAdapter:
         async with self.pacer.turn(scope.channel):
             resp = await self.client.chat_postMessage(
                 channel=scope.channel, thread_ts=scope.thread, text=blocks.WORKING_TEXT,
-                blocks=blocks.stop_blocks(scope.key))
+                blocks=blocks.stop_blocks(scope.key), **NO_UNFURL)
         return MessageRef(scope=scope, id=str(resp["ts"]))
 
     async def hide_stop(self, ref: MessageRef) -> None:
@@ -472,7 +476,7 @@ class SlackAdapter:
             await self.client.files_upload_v2(
                 channel=scope.channel, thread_ts=scope.thread, content=data, filename=name,
                 title=name, initial_comment=to_messages(comment, MAX_TEXT)[0] if comment
-                else None)
+                else None, **NO_UNFURL)
         return MessageRef(scope=scope, id="")
 
     async def react(self, scope: Scope, message_id: str, emoji: str) -> None:
@@ -527,6 +531,7 @@ class SlackAdapter:
                 thread_ts=view.scope.thread,
                 text=blocks.approval_text(view),
                 blocks=blocks.approval_blocks(view),
+                **NO_UNFURL,
             )
         return MessageRef(scope=view.scope, id=str(resp["ts"]))
 
@@ -536,6 +541,7 @@ class SlackAdapter:
             ts=ref.id,
             text=f"{blocks.approval_text(view)} — {text}",
             blocks=blocks.resolved_blocks(view, text),
+            **NO_UNFURL,
         )
 
     async def notify(self, scope: Scope, text: str, *, user_id: str | None = None) -> None:
@@ -543,7 +549,8 @@ class SlackAdapter:
         for part in parts:
             if user_id:
                 await self.client.chat_postEphemeral(
-                    channel=scope.channel, user=user_id, text=part, thread_ts=scope.thread
+                    channel=scope.channel, user=user_id, text=part, thread_ts=scope.thread,
+                    **NO_UNFURL,
                 )
             else:
                 await self._post(scope, part)
@@ -558,8 +565,7 @@ class SlackAdapter:
                 channel=scope.channel,
                 thread_ts=scope.thread,
                 text=text,
-                unfurl_links=False,
-                unfurl_media=False,
+                **NO_UNFURL,
                 blocks=[blocks.markdown_block(markdown)] if markdown else None,
             )
         ts = str(resp["ts"])

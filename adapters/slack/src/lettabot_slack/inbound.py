@@ -19,6 +19,7 @@ from lettabot.runtime.adapter import Scope
 from lettabot.runtime.commands import COMMANDS
 from lettabot_slack import blocks
 from lettabot_slack.events import ADAPTER, Ignored, dm_scope, inbound_from_event, slash_scope
+from lettabot_slack.mrkdwn import NO_UNFURL
 
 if TYPE_CHECKING:
     from lettabot_slack.adapter import SlackAdapter
@@ -95,7 +96,8 @@ def register(adapter: SlackAdapter) -> None:
             log.info("slack: %s on %s by %s: %s", decision, request_id, user_id, outcome.status)
             if outcome.status != "decided" and channel:
                 await adapter.client.chat_postEphemeral(
-                    channel=channel, user=user_id, text=outcome.message, thread_ts=thread
+                    channel=channel, user=user_id, text=outcome.message, thread_ts=thread,
+                    **NO_UNFURL,
                 )
 
         adapter.spawn(decide, f"approval click {request_id}")
@@ -135,7 +137,8 @@ def register(adapter: SlackAdapter) -> None:
         async def stop() -> None:
             result = await adapter.bot.run_command(scope, user_id, "stop")
             await adapter.client.chat_postEphemeral(channel=channel, user=user_id,
-                                                    text=result.text, thread_ts=scope.thread)
+                                                    text=result.text, thread_ts=scope.thread,
+                                                    **NO_UNFURL)
 
         adapter.spawn(stop, f"stop in {scope.key}")
 

@@ -10,11 +10,23 @@ and ``>`` must be escaped everywhere except in Slack's own tokens (``<@U123>``, 
 from __future__ import annotations
 
 import re
+from typing import TypedDict
 
-__all__ = ["MAX_TEXT", "split_mrkdwn", "to_messages", "to_mrkdwn"]
+__all__ = ["MAX_TEXT", "NO_UNFURL", "split_mrkdwn", "to_messages", "to_mrkdwn"]
 
 MAX_TEXT = 3900
 """Characters per Slack message we post (Slack advises under 4,000; it cuts at 40,000)."""
+
+
+class _NoUnfurl(TypedDict):
+    unfurl_links: bool
+    unfurl_media: bool
+
+
+NO_UNFURL: _NoUnfurl = {"unfurl_links": False, "unfurl_media": False}
+"""Passed with everything the bot posts, edits, streams or shares: an unfurl is fetched by
+Slack's servers without a click, so a URL the agent writes with data in it would carry the
+data out. (Slack ignores the keys where a method does not take them.)"""
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
 _SLACK_TOKEN = re.compile(r"<(?:[@#][^<>\s!]+|!date\^[^<>\s]+|(?:https?|mailto):[^<>\s]+)>")

@@ -8,10 +8,12 @@ import socket
 from collections import OrderedDict
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
 import uvicorn
+from pydantic import SecretStr
 
 from lettabot.runtime.adapter import (
     AdapterLimits,
@@ -23,7 +25,7 @@ from lettabot.runtime.adapter import (
 )
 from lettabot_web.app import ADAPTER_NAME, build_app
 from lettabot_web.hub import Hub
-from lettabot_web.settings import WebSettings, WebSettingsError
+from lettabot_web.settings import WebSettings, WebSettingsError, stored_token
 from lettabot_web.uploads import Uploads
 
 __all__ = ["WebAdapter", "create_adapter"]
@@ -89,9 +91,16 @@ class WebAdapter:
     def is_ready(self) -> bool:
         return self.listening.is_set() and not self._stopped
 
+    def _token_hint(self) -> str:
+        if not self.settings.token:
+            return ""
+        if self.settings.show_token:  # generated: printed, as Jupyter does
+            return f"?token={self.settings.token}"
+        return "?token=<web.token>"
+
     def where(self) -> str:
         label = " (DEMO: scripted model, no real AI)" if self.settings.demo else ""
-        return self.url + ("?token=<web.token>" if self.settings.token else "") + label
+        return self.url + self._token_hint() + label
 
     # serving -------------------------------------------------------------------
 
@@ -157,8 +166,10 @@ class WebAdapter:
 
     def _announce(self) -> None:
         label = " (DEMO: scripted model, no real AI)" if self.settings.demo else ""
-        hint = "?token=<web.token>" if self.settings.token else ""
-        log.info("lettabot web chat%s: %s%s", label, self.url, hint)
+        log.info("lettabot web chat%s: %s%s", label, self.url, self._token_hint())
+        if self.settings.auth == "none":
+            log.warning('web.auth = "none": the web chat needs no token — any program or OS '
+                        "user on this machine can drive it and approve its tool calls")
 
     # the Adapter protocol ------------------------------------------------------
 
@@ -263,4 +274,12 @@ def create_adapter(config: Mapping[str, Any], bot: BotAPI) -> WebAdapter:
     and the terminal say DEMO when the bot runs ``lettabot run --demo``."""
     settings = dict(config)
     settings.setdefault("demo", bool(getattr(bot, "demo", False)))  # `lettabot run --demo`
+    token = settings.get("token")
+    if isinstance(token, SecretStr):
+        token = token.get_secret_value()
+    if (settings.get("auth") or "token") == "token" and not (token or "").strip():
+        # No token configured: generate one into the data dir (reused), printed with the URL.
+        data_dir = getattr(getattr(bot, "config", None), "data_dir", None)
+        settings["token"] = stored_token(Path(data_dir) if data_dir is not None else None)
+        settings["show_token"] = True
     return WebAdapter(WebSettings.from_mapping(settings), bot)

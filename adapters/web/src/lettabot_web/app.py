@@ -16,11 +16,12 @@ Routes::
 Live updates use a WebSocket, not Server-Sent Events: browsers allow only six HTTP/1.1
 connections per host, so a seventh tab holding an event stream would hang.
 
-Security: with a token configured every route but ``/healthz`` wants it (query on the page,
-then a cookie; or ``Authorization: Bearer``), compared in constant time. On a loopback bind
-without a token, the Host header must be a loopback name (no DNS rebinding); POSTs must be
-JSON and, like the WebSocket, come from the page's own origin (no cross-site requests from
-other pages in the browser).
+Security: every route but ``/healthz`` wants the token (query on the page, then a cookie;
+or ``Authorization: Bearer``), compared in constant time — configured, or generated into the
+data dir (see :func:`lettabot_web.settings.stored_token`). Only ``web.auth = "none"`` (loopback
+only, warned at every start) serves without one; the Host header must then be a loopback name
+(no DNS rebinding). POSTs must be JSON and, like the WebSocket, come from the page's own origin
+(no cross-site requests from other pages in the browser).
 """
 
 from __future__ import annotations

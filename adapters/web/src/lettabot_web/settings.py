@@ -4,9 +4,13 @@
 from __future__ import annotations
 
 import hmac
+import logging
+import os
 import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
@@ -23,10 +27,13 @@ from lettabot.runtime.config import (
 if TYPE_CHECKING:
     from lettabot.runtime.config import Config
 
-__all__ = ["WebConfig", "WebSettings", "WebSettingsError", "is_loopback"]
+__all__ = ["WebConfig", "WebSettings", "WebSettingsError", "is_loopback", "stored_token"]
+
+log = logging.getLogger("lettabot.web")
 
 DEFAULT_PORT = 8787
 USER_ID = "web-user"
+TOKEN_FILE = "web-token"
 
 
 class WebConfig(AdapterSettings):
@@ -42,8 +49,12 @@ class WebConfig(AdapterSettings):
     port: int = Field(default=DEFAULT_PORT, ge=1, le=65535)
     """Its port."""
     token: SecretStr | None = Field(default=None, examples=["a-long-random-string"])
-    """Shared secret the browser must present; required when host is not loopback.
-    Prefer LETTABOT_WEB__TOKEN."""
+    """Shared secret the browser must present; required when host is not loopback. Unset on
+    loopback: one is generated at first start into ``<data_dir>/web-token`` (mode 600,
+    reused) and printed with the URL. Prefer LETTABOT_WEB__TOKEN."""
+    auth: Literal["token", "none"] = "token"
+    """"none": no token on loopback — any local process or OS user can then drive the chat
+    and approve its tool calls (warned at every start). Only for a machine nobody shares."""
 
     def is_enabled(self, config: Config) -> bool:
         if self.enabled == "auto":
@@ -57,6 +68,9 @@ class WebConfig(AdapterSettings):
                 "token", f"is required when the web chat listens on {self.host} (not loopback)",
                 f"set {env_var('web.token')} to a long random string, "
                 "or set web.host = \"127.0.0.1\"")])
+        if self.auth == "none" and not is_blank(self.token):
+            return self.raise_problems([Problem(
+                "auth", 'is "none" but web.token is set', "remove one of them")])
         return self
 
 
@@ -65,6 +79,32 @@ class WebSettingsError(ConfigError):
 
     def __init__(self, problem: str) -> None:
         super().__init__([problem])
+
+
+def stored_token(data_dir: Path | None) -> str:
+    """The web chat's generated token: ``<data_dir>/web-token`` (created at first start,
+    readable only by this user, reused after), or a fresh one for this run without a
+    data dir."""
+    if data_dir is None:
+        return secrets.token_urlsafe(24)
+    path = Path(data_dir) / TOKEN_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)
+            log.warning("web chat: %s was readable by others; now mode 600", path)
+        token = path.read_text("utf-8").strip()
+        if len(token) >= 16:
+            return token
+        token = secrets.token_urlsafe(24)  # empty or damaged: a new one
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    else:
+        token = secrets.token_urlsafe(24)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(token + "\n")
+    return token
 
 
 def _secret(value: Any) -> str | None:
@@ -79,7 +119,8 @@ def _secret(value: Any) -> str | None:
 
 @dataclass(frozen=True)
 class WebSettings:
-    """Where to listen, the token (None: none required), and whether this is the demo."""
+    """Where to listen, the token, and whether this is the demo. A token is required
+    unless ``auth="none"`` (loopback only)."""
 
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
@@ -87,10 +128,21 @@ class WebSettings:
     demo: bool = False
     user_id: str = USER_ID
     user_name: str = "You"
+    auth: Literal["token", "none"] = "token"
+    show_token: bool = False
+    """Print the token with the URL (a generated one; a configured one is never printed)."""
 
     def __post_init__(self) -> None:
         if not (0 <= self.port <= 65535):
             raise WebSettingsError(f"web.port: {self.port} is not a port — use 1..65535")
+        if self.auth not in ("token", "none"):
+            raise WebSettingsError(f'web.auth: {self.auth!r} — use "token" or "none"')
+        if self.auth == "none" and self.token:
+            raise WebSettingsError('web.auth: is "none" but web.token is set — remove one')
+        if self.auth == "token" and not self.token and self.loopback:
+            raise WebSettingsError(
+                'web.token: required (web.auth = "token"); lettabot generates one into '
+                '<data_dir>/web-token — or set web.auth = "none" to drive the chat without one')
         if not is_loopback(self.host) and not self.token:
             raise WebSettingsError(
                 f"web.token: is required when the web chat listens on {self.host} (not loopback)"
@@ -102,7 +154,10 @@ class WebSettings:
     @classmethod
     def from_mapping(cls, section: Mapping[str, Any]) -> WebSettings:
         """Build from the ``[web]`` section (a plain mapping or a pydantic model's dump)."""
+        auth = str(section.get("auth") or "token")
         return cls(
+            auth=auth,  # type: ignore[arg-type]  # checked in __post_init__
+            show_token=bool(section.get("show_token", False)),
             host=str(section.get("host") or "127.0.0.1"),
             port=int(section.get("port") or 0) if section.get("port") is not None else DEFAULT_PORT,
             token=_secret(section.get("token")),
@@ -116,9 +171,10 @@ class WebSettings:
         return is_loopback(self.host)
 
     def token_ok(self, presented: str | None) -> bool:
-        """Constant-time check of a presented token (always True when none is configured)."""
+        """Constant-time check of a presented token (True without one only when
+        ``auth="none"``)."""
         if self.token is None:
-            return True
+            return self.auth == "none"
         if not presented:
             return False
         return hmac.compare_digest(presented.encode(), self.token.encode())
@@ -126,5 +182,6 @@ class WebSettings:
     def __repr__(self) -> str:  # never show the token
         masked = "********" if self.token else None
         return (
-            f"WebSettings(host={self.host!r}, port={self.port}, token={masked}, demo={self.demo})"
+            f"WebSettings(host={self.host!r}, port={self.port}, token={masked}, "
+            f"auth={self.auth!r}, demo={self.demo})"
         )
