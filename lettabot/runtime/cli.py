@@ -131,6 +131,9 @@ def check_config(path: str | None) -> int:
         for problem in refusals:
             print(f"lettabot run would refuse to start: {problem}", file=sys.stderr)
         return EXIT_CONFIG
+    if (sandbox := _sandbox_line(config)) is None:
+        return EXIT_CONFIG
+    print(f"# tool sandbox: {sandbox}")
     if not adapters:
         print("adapters: none is enabled — enable one ([slack], [discord], [web] or "
               "[adapters.<name>] with enabled = true)", file=sys.stderr)
@@ -143,6 +146,26 @@ def check_config(path: str | None) -> int:
         return EXIT_CONFIG
     print("# config OK")
     return 0
+
+
+def _sandbox_line(config: Config) -> str | None:
+    """What the tool sandbox will be; None (and why, on stderr) if it cannot start."""
+    from lettabot.runtime.sandbox import SandboxUnavailable, probe
+
+    if config.sandbox.mode == "off":
+        print("warning: [sandbox] mode = \"off\": the agent's tools run as lettabot's user and "
+              "can read whatever it can; only the approval guard stands in the way",
+              file=sys.stderr)
+        return "off (tools run unsandboxed)"
+    try:
+        probe()
+    except SandboxUnavailable as exc:
+        print(f"lettabot run would refuse to start: sandbox.mode: {exc.why} — {exc.fix}",
+              file=sys.stderr)
+        return None
+    network = "no network" if config.sandbox.network == "none" else "the host's network"
+    return (f"bubblewrap; shell commands see only their conversation's folder, {network}, "
+            f"{config.sandbox.timeout_seconds} s, {config.sandbox.memory_mb} MB")
 
 
 async def _model_problems(config: Config) -> list[str]:

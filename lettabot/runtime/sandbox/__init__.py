@@ -32,8 +32,8 @@ log = logging.getLogger("lettabot.runtime.sandbox")
 
 FIX = ("install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`) on a kernel that "
        "allows unprivileged user namespaces; in a container, run it with a seccomp profile "
-       "that allows them (Docker: `--security-opt seccomp=unconfined` or the profile in "
-       "deploy/docker/seccomp.json, see docs/security.md); or set [sandbox] mode = \"off\" "
+       "that allows them (Docker: `--security-opt seccomp=unconfined --security-opt "
+       "apparmor=unconfined`, see docs/security.md); or set [sandbox] mode = \"off\" "
        "to run tools unsandboxed (not recommended)")
 
 
