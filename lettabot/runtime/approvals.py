@@ -50,7 +50,7 @@ from lettabot.runtime.config import ApprovalsConfig, LettaConfig
 from lettabot.runtime.metrics import Metrics
 from lettabot.runtime.reveal import WARNING, reveal
 from lettabot.runtime.store import AllowRule, Approval, ApprovalStatus, Store, input_digest
-from lettabot.runtime.tool_guard import ToolGuard
+from lettabot.runtime.tool_guard import CWD_TOOLS, ToolGuard
 from lettabot.runtime.tool_rules import RuleProposal, matches, propose
 
 __all__ = ["ApprovalBroker", "ToolPolicy", "TurnOwner", "summarize_input"]
@@ -126,10 +126,10 @@ class ToolPolicy:
         return "strict"
 
     def auto_allow(self, tool_name: str, tool_input: Mapping[str, Any],
-                   agent_id: str | None) -> str | None:
+                   agent_id: str | None, conversation: str | None = None) -> str | None:
         """Why this call runs without asking anyone, or None."""
         if self.guard is not None:
-            return self.guard.auto_allow(tool_name, tool_input, agent_id)
+            return self.guard.auto_allow(tool_name, tool_input, agent_id, conversation)
         return f"permission_mode {self.mode}" if self.pre_approved(tool_name) else None
 
     def blocked(self, tool_name: str) -> str | None:
@@ -139,6 +139,14 @@ class ToolPolicy:
         if self.allowed and tool_name not in self.allowed:
             return f"{tool_name} is not in letta.allowed_tools"
         return None
+
+    def forbidden(self, tool_name: str, tool_input: Mapping[str, Any],
+                  agent_id: str | None = None, conversation: str | None = None) -> str | None:
+        """Why this call (this input) may never run, whoever clicks, or None: a write to a
+        permission file or Letta's state, a move out of the workspace (see
+        :meth:`ToolGuard.forbidden`)."""
+        return self.guard_or_default().forbidden(tool_name, tool_input, agent_id,
+                                                 conversation)
 
     def pre_approved(self, tool_name: str) -> bool:
         """Whether the configured mode runs this tool without asking (by name only)."""
@@ -303,24 +311,45 @@ class ApprovalBroker:
             await self._decide(rid, ApprovalStatus.DENIED, "policy", why)
             await self._note(owner.scope, f"🚫 {tool} was blocked: {why}.")
             return sdk.PermissionDeny(message=f"{why}; it was not run and cannot be approved.")
-        if (why := policy.auto_allow(tool, request.tool_input, owner.agent_id)) is not None:
+        guard = policy.guard_or_default()
+        conversation = owner.conversation_id
+        if (why := policy.forbidden(tool, request.tool_input, owner.agent_id,
+                                    conversation)) is not None:
+            await self._decide(rid, ApprovalStatus.DENIED, "policy", why)
+            await self._note(owner.scope, f"🚫 {tool} was denied: {why}.")
+            return sdk.PermissionDeny(message=f"Denied: {why}. It was not run and cannot be "
+                                              "approved.")
+        if (why := policy.auto_allow(tool, request.tool_input, owner.agent_id,
+                                     conversation)) is not None:
             await self._decide(rid, ApprovalStatus.APPROVED, "policy", why)
-            return sdk.PermissionAllow()
+            return self._allowed(guard, owner, tool, request.tool_input)
         if (rule := await self._matching_rule(owner, tool, request.tool_input, policy,
                                               access)) is not None:
             await self._decide(rid, ApprovalStatus.APPROVED, "rule",
                                     f"rule {rule.id} by {rule.created_by}: {rule.tool_name} "
                                     f"{rule.kind} {rule.pattern}"[:500])
-            return sdk.PermissionAllow()
+            return self._allowed(guard, owner, tool, request.tool_input)
         if not access.config.approvers and not access.config.may_self_approve(
                 owner.scope.adapter):
             why = "no access.approvers are configured, so nobody may approve it"
             await self._decide(rid, ApprovalStatus.DENIED, "policy", why)
             await self._note(owner.scope, f"🚫 {tool} needs an approver's click, but {why}.")
             return sdk.PermissionDeny(message=f"{tool} needs approval and {why}; it was not run.")
-        proposal = propose(policy.guard_or_default(), tool, request.tool_input)
-        return await self._ask(owner, approval, summary, diff, proposal,
-                               getattr(request, "signal", None), access)
+        proposal = propose(guard, tool, request.tool_input, conversation)
+        result = await self._ask(owner, approval, summary, diff, proposal,
+                                 getattr(request, "signal", None), access)
+        if isinstance(result, sdk.PermissionAllow):
+            return self._allowed(guard, owner, tool, request.tool_input)
+        return result
+
+    @staticmethod
+    def _allowed(guard: ToolGuard, owner: TurnOwner, tool: str,
+                 tool_input: Mapping[str, Any]) -> sdk.PermissionResult:
+        """An allowed call; a ``SetWorkingDirectory`` may move the conversation, so the guard
+        judges its later relative paths from there too."""
+        if tool in CWD_TOOLS:
+            guard.moved(owner.conversation_id, tool_input)
+        return sdk.PermissionAllow()
 
     async def _matching_rule(self, owner: TurnOwner, tool: str, tool_input: Mapping[str, Any],
                              policy: ToolPolicy, access: AccessPolicy) -> AllowRule | None:
@@ -329,7 +358,7 @@ class ApprovalBroker:
             return None
         guard = policy.guard_or_default()
         for rule in await self.store.list_allow_rules(owner.scope.key):
-            if matches(guard, rule, tool, tool_input):
+            if matches(guard, rule, tool, tool_input, owner.conversation_id):
                 return rule
         return None
 
@@ -345,7 +374,8 @@ class ApprovalBroker:
             input_summary=summary, diff=diff, requested_by=owner.user_id,
             deciders=(access or self.access).deciders(owner.scope.adapter, owner.user_id),
             allow_always=self.config.always_allow_button,
-            always_covers=f"{proposal.covers}, here, for {self.config.rule_ttl_hours:g} h",
+            always_covers=(f"{proposal.covers}, here, for {self.config.rule_ttl_hours:g} h"
+                           if proposal.makes_rule else proposal.covers),
             expires_at=approval.created_at + timedelta(seconds=timeout),
         )
         waiting = _Waiting(approval, view, owner, proposal=proposal, access=access)
@@ -451,7 +481,7 @@ class ApprovalBroker:
             fresh = await self.store.get_approval(request_id)
             text = _outcome_text(fresh) if fresh else "unknown"
             return DecisionOutcome(status="already_decided", message=f"Already decided: {text}.")
-        if always and waiting.proposal is not None:
+        if always and waiting.proposal is not None and waiting.proposal.makes_rule:
             rule = await self.store.add_allow_rule(
                 scope.key, approval.tool_name, kind=waiting.proposal.kind,
                 pattern=waiting.proposal.pattern, created_by=f"{scope.adapter}:{user_id}",
@@ -460,7 +490,9 @@ class ApprovalBroker:
                      scope.adapter, user_id, rule.tool_name, rule.kind)
         if approve:
             final = f"Approved by {name}"
-            if always:
+            if always and waiting.proposal is not None and not waiting.proposal.makes_rule:
+                final += " — this call only (it reaches outside the workspace: no rule)"
+            elif always:
                 final += f" — from now on {approval.tool_name}: {covers} (`rules` lists them)"
             waiting.result = sdk.PermissionAllow()
         else:

@@ -15,7 +15,7 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["scope_dir", "prepare_scope_dir"]
+__all__ = ["prepare_scope_dir", "scope_dir"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

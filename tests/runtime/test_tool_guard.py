@@ -120,3 +120,165 @@ def test_request_keys_are_bound_to_the_input() -> None:
     # without an id, two requests never share a decision
     assert request_key("conv", None, "Bash", {"command": "ls"}) != request_key(
         "conv", None, "Bash", {"command": "ls"})
+
+
+# -- issue #23: paths are judged as the CLI acts on them ---------------------------------
+
+EXPANDED = [
+    "$HOME/.letta/lc-local-backend/providers/auth.json", "${HOME}/.letta/settings.json",
+    "$OPENAI_API_KEY", "sub/$X/a.txt", "sub/${X}", "`id`", "sub/`printenv`", "~root/.bashrc",
+    "~+/notes.txt", "~-/x", "-notes.txt", "--pre=sh", "sub/a\nb", "sub/a\x00b", "sub/a\rb",
+]
+LITERAL_GLOBS = ["*.txt", "sub/?.py", "sub/[ab].py", "{a,b}.txt"]
+
+
+@pytest.mark.parametrize("raw", EXPANDED + LITERAL_GLOBS)
+@pytest.mark.parametrize(("tool", "key"), [
+    ("Read", "file_path"), ("LS", "path"), ("ViewImage", "path"), ("Grep", "path"),
+    ("Glob", "path"), ("read_file", "file_path"),
+])
+def test_path_inputs_the_cli_would_expand_ask(guard: ToolGuard, tool: str, key: str,
+                                              raw: str) -> None:
+    extra: dict[str, object] = {"pattern": "x"} if tool in ("Grep", "Glob") else {}
+    assert guard.auto_allow(tool, {key: raw, **extra}, AGENT) is None
+    assert guard.auto_allow(tool, {key: " " + raw, **extra}, AGENT) is None
+
+
+@pytest.mark.parametrize(("tool", "tool_input"), [
+    ("Grep", {"pattern": "--file=/etc/passwd"}),
+    ("Grep", {"pattern": "-f/etc/passwd"}),
+    ("Grep", {"pattern": "--pre=sh", "path": "sub"}),
+    ("Grep", {"pattern": "-e"}),
+    ("Grep", {"pattern": "x", "glob": "$HOME/*"}),
+    ("Grep", {"pattern": "x", "glob": "--pre=sh"}),
+    ("Grep", {"pattern": "x", "glob": "../*"}),
+    ("Grep", {"pattern": "x", "glob": "/etc/*"}),
+    ("Grep", {"pattern": "x", "glob": "~/*"}),
+    ("Grep", {"pattern": "x", "type": "--pre=sh"}),
+    ("Grep", {"pattern": "x", "output_mode": "-x"}),
+    ("Glob", {"pattern": "$HOME/**"}),
+    ("Glob", {"pattern": "${HOME}/*"}),
+    ("Glob", {"pattern": "`id`/*"}),
+    ("Glob", {"pattern": "sub/../../**"}),
+    ("Glob", {"pattern": "-x"}),
+    ("Read", {"file_path": "notes.txt", "extra": "x"}),  # an unknown key of a known tool
+    ("Read", {"file_path": "notes.txt", "path": "/etc/passwd"}),
+    ("Grep", {"pattern": "x", "pre": "sh"}),
+    ("ReadLSP", {"file_path": "notes.txt"}),  # an unknown tool
+    ("Frobnicate", {"path": "notes.txt"}),
+    ("Frobnicate", {}),
+])
+def test_flag_like_words_unknown_keys_and_tools_ask(guard: ToolGuard, tool: str,
+                                                     tool_input: dict[str, object]) -> None:
+    assert guard.auto_allow(tool, tool_input, AGENT) is None
+
+
+@pytest.mark.parametrize(("tool", "tool_input"), [
+    ("Grep", {"pattern": "end$", "glob": "*.py", "path": "sub", "-n": True}),
+    ("Grep", {"pattern": "a|b", "output_mode": "content", "-C": 2, "type": "py"}),
+    ("Glob", {"pattern": "sub/**/*.md", "path": "sub"}),
+    ("LS", {"path": "sub", "ignore": ["*.pyc"]}),
+    ("Read", {"file_path": "  sub/a.py  "}),
+])
+def test_plain_reads_in_the_workspace_still_run(guard: ToolGuard, tool: str,
+                                               tool_input: dict[str, object]) -> None:
+    assert guard.auto_allow(tool, tool_input, AGENT) is not None
+
+
+PERMISSION_FILES = [
+    ".letta/settings.local.json", ".letta/settings.json", "sub/.letta/settings.json",
+    "./.letta/x", "sub/../.letta/settings.json", "$HOME/.letta/settings.json",
+    "${HOME}/.letta/settings.json", "$LETTA_HOME/settings.json", "~/.letta/settings.json",
+    "escape/settings.json", ".git/config", ".git/hooks/pre-commit", "sub/.git/config",
+    ".env", "`echo ~`/.letta/settings.json", "~root/.letta/settings.json",
+]
+
+
+@pytest.mark.parametrize("raw", PERMISSION_FILES)
+@pytest.mark.parametrize(("tool", "key"), [
+    ("Write", "file_path"), ("Edit", "file_path"), ("MultiEdit", "file_path"),
+    ("NotebookEdit", "notebook_path"), ("write_file", "file_path"),
+])
+def test_writes_to_permission_files_and_state_are_denied_outright(
+        guard: ToolGuard, tool: str, key: str, raw: str) -> None:
+    for mode in ("standard", "acceptEdits", "strict"):
+        judged = ToolGuard(mode, guard.workspace, guard.protected, guard.memory_root,
+                           guard.home, guard.letta_home)
+        assert judged.forbidden(tool, {key: raw, "content": "{}"}, AGENT) is not None, mode
+        assert judged.auto_allow(tool, {key: raw, "content": "{}"}, AGENT) is None, mode
+
+
+def test_writes_elsewhere_are_not_denied_outright(guard: ToolGuard) -> None:
+    letta = guard.letta_home
+    assert letta is not None
+    assert guard.forbidden("Write", {"file_path": str(letta / "settings.json")}) is not None
+    assert guard.forbidden("Write", {"file_path": "sub/a.txt", "content": "x"}) is None
+    assert guard.forbidden("Write", {"file_path": "/tmp/elsewhere.txt"}) is None  # it asks
+    memory = guard.memory_root / AGENT / "memory" / "notes.md"  # type: ignore[operator]
+    assert guard.forbidden("Write", {"file_path": str(memory)}, AGENT) is None
+    assert guard.auto_allow("Write", {"file_path": str(memory), "content": "x"}, AGENT)
+    assert guard.forbidden("Write", {"file_path": str(memory)}, "agent-local-2") is not None
+
+
+@pytest.mark.parametrize("command", [
+    "cp x .letta/settings.local.json", "echo '{}' > .letta/settings.json",
+    "mkdir -p sub/.letta", "cat ~/.letta/settings.json", "tee ~/.letta/settings.json",
+    "python3 -c 'open(\".letta/settings.json\",\"w\")'",
+])
+def test_shell_commands_naming_a_letta_folder_are_denied(guard: ToolGuard, command: str) -> None:
+    assert guard.forbidden("Bash", {"command": command}, AGENT) is not None
+    assert guard.forbidden("ApplyPatch", {"input": f"*** Add File: {command}"}) is not None
+
+
+def test_memory_commands_are_not_denied(guard: ToolGuard) -> None:
+    memory = guard.memory_root / AGENT / "memory"  # type: ignore[operator]
+    assert guard.forbidden("Bash", {"command": SAVE}, AGENT) is None
+    command = f"cd {memory} && git add notes.md && git commit -qm x"
+    assert guard.forbidden("Bash", {"command": command}, AGENT) is None
+    assert guard.forbidden("Bash", {"command": "ls sub"}, AGENT) is None
+
+
+@pytest.mark.parametrize("target", [
+    "~", "/", "..", "/tmp", "../..", "$HOME", "${HOME}", "~root", "escape", "sub/../..",
+    "/proc/self", ".letta", "-", "su\nb", "sub/*",
+])
+def test_moving_out_of_the_workspace_is_denied(guard: ToolGuard, target: str) -> None:
+    assert guard.forbidden("SetWorkingDirectory", {"path": target}, AGENT) is not None
+    assert guard.auto_allow("SetWorkingDirectory", {"path": target}, AGENT) is None
+
+
+def test_moving_inside_the_workspace_asks_and_is_then_tracked(guard: ToolGuard) -> None:
+    inner = guard.workspace / "sub" / "inner"
+    inner.mkdir()
+    (guard.workspace / "sub" / "peek").symlink_to(guard.home / ".letta")
+    read = {"file_path": "peek/settings.json"}  # from the workspace: nothing there yet
+    assert guard.auto_allow("Read", read, AGENT, "conv-1") is not None
+    assert guard.forbidden("SetWorkingDirectory", {"path": "sub"}, AGENT, "conv-1") is None
+    assert guard.forbidden("SetWorkingDirectory", {"path": "sub", "x": 1}) is not None
+    guard.moved("conv-1", {"path": "sub"})
+    # the CLI now resolves from sub/: the link leads to the Letta home
+    assert guard.auto_allow("Read", read, AGENT, "conv-1") is None
+    assert guard.auto_allow("Read", read, AGENT, "conv-2") is not None  # another conversation
+    assert guard.within(guard.workspace).auto_allow("Read", read, AGENT, "conv-1") is None
+    # from sub/, ".." is the workspace: still inside; twice is outside
+    assert guard.forbidden("SetWorkingDirectory", {"path": "inner"}, AGENT, "conv-1") is None
+    guard.moved("conv-1", {"path": "inner"})  # (resolved from every place it may be)
+    assert guard.auto_allow("Read", {"file_path": "../../x"}, AGENT, "conv-1") is None
+
+
+def test_a_folder_with_permission_files_is_never_a_working_directory(guard: ToolGuard) -> None:
+    (guard.workspace / "repo" / ".letta").mkdir(parents=True)
+    assert guard.forbidden("SetWorkingDirectory", {"path": "repo"}, AGENT) is not None
+
+
+def test_within_judges_against_the_scope_folder(guard: ToolGuard) -> None:
+    scope = guard.within(guard.workspace / "sub")
+    assert scope.workspace == guard.workspace / "sub"
+    assert scope.auto_allow("Read", {"file_path": "a.py"}, AGENT) is not None
+    assert scope.auto_allow("Read", {"file_path": "../notes.txt"}, AGENT) is None
+    assert scope.in_workspace(guard.workspace / "sub" / "a.py")
+    assert not scope.in_workspace(guard.workspace / "notes.txt")
+    assert not scope.sendable(guard.workspace / "notes.txt")
+    assert scope.resolve("a.py") == guard.workspace / "sub" / "a.py"
+    assert scope.forbidden("SetWorkingDirectory", {"path": ".."}, AGENT) is not None
+    assert guard.workspace == scope.workspace.parent  # the original is unchanged
