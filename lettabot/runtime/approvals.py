@@ -57,8 +57,6 @@ __all__ = ["ApprovalBroker", "ToolPolicy", "TurnOwner", "summarize_input"]
 
 log = logging.getLogger("lettabot.runtime.approvals")
 
-SUMMARY_LIMIT = 800
-DIFF_LIMIT = 2500
 EDIT_TOOLS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit"})
 RESTART_REASON = "lettabot restarted before anyone decided"
 
@@ -168,10 +166,6 @@ def request_key(conversation_id: str, cli_request_id: str | None, tool_name: str
     return f"ap-{hashlib.sha256(key.encode()).hexdigest()[:24]}"
 
 
-def _truncate(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _render_diffs(diffs: list[Any]) -> str | None:
     out: list[str] = []
     for preview in diffs:
@@ -192,32 +186,38 @@ def _render_diffs(diffs: list[Any]) -> str | None:
                         out.append(mark + str(line.get("content", "")))
         else:
             out.append(f"{name}: {preview.get('reason') or 'no preview'}")
-    return _truncate("\n".join(out), DIFF_LIMIT) if out else None
+    return "\n".join(out) if out else None
 
 
 def summarize_input(
     tool_name: str, tool_input: Mapping[str, Any], diffs: list[Any] | None = None
 ) -> tuple[str, str | None]:
-    """A readable summary of a tool input, and a diff preview when the CLI sent one.
+    """The whole tool input, readable, and the diff when the CLI sent one: never cut.
 
-    Bash → the command; Write/Edit → the path (diff from ``diffs``); else truncated JSON.
+    What runs is the whole input, so the prompt must be able to show all of it: adapters
+    show a preview where a platform message is too small and attach the rest as a file.
+    Bash with only a command → the command; Write/Edit with a real diff → the path (the
+    diff shows the change); anything else → the whole input as JSON.
     """
     diff = _render_diffs(diffs) if diffs else None
     command = tool_input.get("command")
     path = tool_input.get("file_path") or tool_input.get("notebook_path")
-    if isinstance(command, str):
+    extra = set(tool_input) - {"command", "description", "timeout"}
+    if isinstance(command, str) and not extra:
         text = command
-    elif isinstance(path, str) and (tool_name in EDIT_TOOLS or diff):
+    elif (isinstance(path, str) and diff and "\n@@ " in diff and tool_name in EDIT_TOOLS
+          and set(tool_input) <= {"file_path", "notebook_path", "content", "old_string",
+                                  "new_string", "replace_all", "edits", "new_source"}):
         text = path
     else:
-        text = json.dumps(dict(tool_input), ensure_ascii=False, default=str, sort_keys=True)
+        text = json.dumps(dict(tool_input), ensure_ascii=False, default=str, sort_keys=True,
+                          indent=1)
     # Shown as it runs: a bidi override or a zero-width character cannot disguise it.
     text, hidden = reveal(text)
     if diff is not None:
         diff, hidden_in_diff = reveal(diff)
         hidden = hidden or hidden_in_diff
-    summary = _truncate(text, SUMMARY_LIMIT)
-    return (f"{WARNING}\n{summary}" if hidden else summary), diff
+    return (f"{WARNING}\n{text}" if hidden else text), diff
 
 
 @dataclass(eq=False)

@@ -325,3 +325,19 @@ async def test_posts_in_one_channel_are_paced_and_other_channels_are_not_held(
     assert times[3] - times[0] >= 0.9 and times[5] - times[0] >= 2.8  # after the burst: 1/s
     [calm_at] = [c.at - start for c in posts if c.args["channel"] == "C0CALM"]
     assert calm_at < 0.9  # not behind the busy channel
+
+
+async def test_a_long_approval_input_is_previewed_and_attached_whole(mock_slack: MockSlack) -> None:
+    """Issue #23: the whole input runs, so the whole input is shown (as a file when long)."""
+    bot = RecordingBot()
+    command = "echo start && " + " && ".join(f"echo step-{i}" for i in range(400)) + " && id"
+    async with running_adapter(mock_slack, bot) as (adapter, _):
+        thread = new_ts()
+        scope = Scope(adapter="slack", workspace=TEAM, channel="C0GENERAL", thread=thread)
+        ref = await adapter.present_approval(_view(scope, input_summary=command, diff=None))
+        shown = str(mock_slack.messages[ref.id].blocks)
+        assert "Preview only" in shown and "&amp;&amp; id" not in shown  # the tail is cut
+        files = [f for m in mock_slack.messages.values() if m.thread_ts == thread
+                 for f in m.files]
+        assert len(files) == 1 and files[0][0] == "approval-req-42.txt"
+        assert command in files[0][1].decode()
