@@ -312,3 +312,109 @@ def test_the_prompt_summary_is_the_whole_input_never_cut() -> None:
     assert summary == "a.txt" and diff is not None and diff.endswith("END")
     summary, _ = summarize_input("WebFetch", {"url": "u" * 2000 + "TAIL"})
     assert "TAIL" in summary
+
+
+# -- the broker: hard denials, one-call approvals, the conversation's directory -----------
+
+
+class _Request:
+    def __init__(self, tool: str, tool_input: dict[str, object], rid: str) -> None:
+        self.tool_name, self.tool_input, self.tool_call_id = tool, tool_input, rid
+        self.request_id, self.diffs, self.signal = f"perm-{rid}", None, None
+
+
+class _Prompts:
+    """A fake adapter: records prompts and notes; the test clicks through the broker."""
+
+    name = "test"
+
+    def __init__(self) -> None:
+        import anyio
+        self.views: list[object] = []
+        self.notes: list[str] = []
+        self.shown = anyio.Event()
+
+    async def present_approval(self, view: object) -> object:
+        import anyio
+
+        from lettabot.runtime.adapter import MessageRef
+        self.views.append(view)
+        self.shown.set()
+        self.shown = anyio.Event()
+        return MessageRef(scope=view.scope, id=str(len(self.views)))  # type: ignore[attr-defined]
+
+    async def resolve_approval(self, ref: object, view: object, text: str) -> None:
+        pass
+
+    async def notify(self, scope: object, text: str, **_: object) -> None:
+        self.notes.append(text)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_the_broker_denies_outright_approves_once_and_follows_the_cwd(
+        guard: ToolGuard, tmp_path: Path) -> None:
+    import anyio
+
+    from lettabot import sdk
+    from lettabot.runtime.access import AccessPolicy
+    from lettabot.runtime.adapter import Scope
+    from lettabot.runtime.approvals import ApprovalBroker, ToolPolicy, TurnOwner
+    from lettabot.runtime.config import AccessConfig, ApprovalsConfig
+    from lettabot.runtime.store import open_store
+
+    store = await open_store(str(tmp_path / "s.db"))
+    prompts = _Prompts()
+    access = AccessPolicy(AccessConfig(allowed_users=["test:U1"], approvers=["test:BOSS"]))
+    broker = ApprovalBroker(store, access, ApprovalsConfig(timeout_seconds=10),
+                            ToolPolicy("standard", guard=guard), lambda _: prompts)  # type: ignore[arg-type,return-value]
+    scope = Scope(adapter="test", channel="C1", thread="t1")
+    owner = TurnOwner(scope=scope, conversation_id="conv-9", user_id="U1", agent_id=AGENT)
+
+    async def ask(tool: str, tool_input: dict[str, object], rid: str,
+                  click: str | None = None) -> sdk.PermissionResult:
+        result: list[sdk.PermissionResult] = []
+        shown = prompts.shown
+        async with anyio.create_task_group() as tg:
+            async def run() -> None:
+                result.append(await broker.can_use_tool(owner, _Request(tool, tool_input, rid)))
+            tg.start_soon(run)
+            if click is not None:
+                await shown.wait()
+                view = prompts.views[-1]
+                await broker.decide(view.request_id, click, "BOSS")  # type: ignore[attr-defined,arg-type]
+        return result[0]
+
+    # never asked, whoever would click: a move out, a write to a permission file
+    for tool, tool_input in (("SetWorkingDirectory", {"path": str(guard.home)}),
+                             ("SetWorkingDirectory", {"path": ".."}),
+                             ("Write", {"file_path": ".letta/settings.local.json",
+                                        "content": '{"permissions":{"allow":["Bash"]}}'}),
+                             ("Write", {"file_path": "$HOME/.letta/settings.json"}),
+                             ("Bash", {"command": "cp x .letta/settings.json"})):
+        denied = await ask(tool, tool_input, f"d-{len(prompts.notes)}")
+        assert isinstance(denied, sdk.PermissionDeny), tool_input
+        assert "cannot be approved" in denied.message
+    assert not prompts.views and len(prompts.notes) == 5
+
+    # "Always allow" on /proc: this call only, no rule; the card said so
+    assert isinstance(await ask("Read", {"file_path": "/proc/self/status"}, "p1", "always"),
+                      sdk.PermissionAllow)
+    assert "only this call" in (prompts.views[-1].always_covers or "")  # type: ignore[attr-defined]
+    assert await store.list_allow_rules(scope.key) == []
+    again = await ask("Read", {"file_path": "/proc/self/environ"}, "p2", "deny")
+    assert isinstance(again, sdk.PermissionDeny)
+
+    # an approved move inside the workspace: relative paths are judged from there too
+    (guard.workspace / "sub" / "peek").symlink_to(guard.home / ".letta")
+    read = {"file_path": "peek/settings.json"}
+    assert isinstance(await ask("Read", read, "r1"), sdk.PermissionAllow)  # nothing there yet
+    assert isinstance(await ask("SetWorkingDirectory", {"path": "sub"}, "cd1", "approve"),
+                      sdk.PermissionAllow)
+    views = len(prompts.views)
+    assert isinstance(await ask("Read", read, "r2", "deny"), sdk.PermissionDeny)
+    assert len(prompts.views) == views + 1  # it asked
