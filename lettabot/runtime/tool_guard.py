@@ -437,7 +437,8 @@ class ToolGuard:
             if not self._readable(path, None):
                 return (f"SetWorkingDirectory to `{path}` is denied: the conversation stays "
                         f"inside its workspace `{self.workspace}`")
-            if not self.ruleable(path) or (path / ".letta").exists():
+            if not self.ruleable(path) or (path != self.workspace
+                                           and (path / ".letta").exists()):
                 return (f"SetWorkingDirectory to `{path}` is denied: the CLI would take "
                         "settings (permissions) from a `.letta` folder there")
         return None
