@@ -223,7 +223,8 @@ def propose(guard: ToolGuard, tool: str, tool_input: Mapping[str, Any],
     if tool in SHELL_TOOLS and isinstance(command, str):
         words = _words(command)
         if words is not None and (cur := _curated(words)) is not None and _arguments_ok(
-                guard, cur[1], words[len(cur[0]):], conversation):
+                guard, cur[1], words[len(cur[0]):], conversation) and _repository_ok(
+                guard, words, conversation):
             prefix = shlex.join(cur[0])
             return RuleProposal("prefix", prefix,
                                 f"`{prefix} …` commands with the same kind of arguments, on "
@@ -260,7 +261,8 @@ def matches(guard: ToolGuard, rule: AllowRule, tool: str, tool_input: Mapping[st
             return False
         if cur[0] != shlex.split(rule.pattern):
             return False  # also: a stored rule for a command no longer curated
-        return _arguments_ok(guard, cur[1], words[len(cur[0]):], conversation)
+        return _arguments_ok(guard, cur[1], words[len(cur[0]):], conversation) and (
+            _repository_ok(guard, words, conversation))
     if rule.kind == "path":
         if tool not in READ_TOOLS | EDIT_TOOLS:
             return False
@@ -353,6 +355,21 @@ def _arguments_ok(guard: ToolGuard, cmd: Cmd, args: list[str],
         kinds, operands, strict=True))
 
 
+def _repository_ok(guard: ToolGuard, words: list[str], conversation: str | None) -> bool:
+    """``git``: the repository it would find (the nearest ``.git`` up from the current
+    directory) is inside the workspace — not, say, lettabot's own checkout around it, whose
+    history and config lie outside."""
+    if words[0] != "git":
+        return True
+    for cwd in guard.cwd_candidates(conversation):
+        for folder in (cwd, *cwd.parents):
+            if (folder / ".git").exists():
+                if not guard.in_workspace(folder):
+                    return False
+                break
+    return True
+
+
 def _value_ok(guard: ToolGuard, kind: str, value: str, conversation: str | None) -> bool:
     if "\x00" in value:
         return False
@@ -379,6 +396,7 @@ def _path_ok(guard: ToolGuard, word: str, conversation: str | None) -> bool:
                for cwd in guard.cwd_candidates(conversation))
 
 
+_WEB_URL = re.compile(r"\bhttps?://[^\s'\"]*")
 _TOKEN_SPLIT = re.compile(r"""[\s'"=:;|&<>(),]+""")
 
 
@@ -388,6 +406,7 @@ def _reaches_out(guard: ToolGuard, command: str, conversation: str | None) -> bo
     ``/sys``, ``/dev``, a ``.letta`` or ``.git`` folder."""
     if any(s in command for s in ("/proc", "/sys", "/dev", "`", "$", "~")):
         return True
+    command = _WEB_URL.sub(" ", command)  # a web address names no file here
     for token in _TOKEN_SPLIT.split(command):
         if ("/" in token or token.startswith("..")) and not _path_ok(
                 guard, token, conversation):

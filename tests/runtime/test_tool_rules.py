@@ -221,3 +221,19 @@ def test_rules_follow_the_conversations_directory(guard: ToolGuard) -> None:
     guard.moved("conv-1", {"path": "sub"})
     assert not matches(guard, made, "Bash", {"command": "cat peek/x"}, "conv-1")
     assert matches(guard, made, "Bash", {"command": "cat peek/x"}, "conv-2")
+
+
+def test_git_rules_need_the_repository_inside_the_workspace(guard: ToolGuard) -> None:
+    made = rule("prefix", "git status")
+    assert matches(guard, made, "Bash", {"command": "git status"})
+    (guard.workspace.parent / ".git").mkdir()  # the workspace sits in someone's checkout
+    assert not matches(guard, made, "Bash", {"command": "git status"})
+    assert propose(guard, "Bash", {"command": "git log"}).kind == "command"
+    (guard.workspace / ".git").mkdir()  # its own repository
+    assert matches(guard, made, "Bash", {"command": "git status"})
+
+
+def test_web_addresses_are_not_paths_outside(guard: ToolGuard) -> None:
+    assert propose(guard, "WebFetch", {"url": "https://example.com/a/b"}).kind == "input"
+    assert propose(guard, "Bash", {"command": "curl -s https://example.com/x"}).kind == "command"
+    assert propose(guard, "WebFetch", {"url": "file:///etc/passwd"}).kind == "once"
