@@ -46,6 +46,7 @@ __all__ = [
     "SupportsStopButton",
     "SupportsStreaming",
     "SupportsThreadContext",
+    "approval_full_text",
 ]
 
 
@@ -177,7 +178,9 @@ class ApprovalView(_Frozen):
     scope: Scope
     tool_name: str
     input_summary: str
-    """A readable rendering of the tool input (a command, a path, JSON), already truncated."""
+    """A readable rendering of the WHOLE tool input (a command, a path, JSON), never cut:
+    where it does not fit a message, adapters show a preview marked as such and attach the
+    whole of it (see :func:`approval_full_text`)."""
     diff: str | None = None
     """A unified diff preview when the CLI sent one (edits, writes)."""
     requested_by: str | None = None
@@ -194,6 +197,14 @@ class ApprovalView(_Frozen):
     untrusted: bool = False
     """The turn carries words of people who may not talk to the bot (thread context):
     only an approver may decide, and ``input_summary`` starts with a line saying so."""
+
+
+def approval_full_text(view: ApprovalView) -> str:
+    """Everything an approval prompt is about, for an attachment: the input and the diff."""
+    text = f"{view.tool_name} — input (runs as shown):\n\n{view.input_summary}\n"
+    if view.diff:
+        text += f"\n--- changes ---\n{view.diff}\n"
+    return text
 
 
 ApprovalDecision = Literal["approve", "deny", "always"]

@@ -54,7 +54,7 @@ from lettabot.runtime.config import ApprovalsConfig, LettaConfig
 from lettabot.runtime.metrics import Metrics
 from lettabot.runtime.reveal import WARNING, reveal
 from lettabot.runtime.store import AllowRule, Approval, ApprovalStatus, Store, input_digest
-from lettabot.runtime.tool_guard import ToolGuard
+from lettabot.runtime.tool_guard import CWD_TOOLS, ToolGuard
 from lettabot.runtime.tool_rules import RuleProposal, matches, propose
 from lettabot.runtime.workspaces import scoped_guard
 
@@ -62,8 +62,6 @@ __all__ = ["ApprovalBroker", "ToolPolicy", "TurnOwner", "summarize_input"]
 
 log = logging.getLogger("lettabot.runtime.approvals")
 
-SUMMARY_LIMIT = 800
-DIFF_LIMIT = 2500
 EDIT_TOOLS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit"})
 RESTART_REASON = "lettabot restarted before anyone decided"
 UNTRUSTED = ("⚠️ untrusted content: this turn quotes messages of people who may not talk "
@@ -145,10 +143,10 @@ class ToolPolicy:
         return "strict"
 
     def auto_allow(self, tool_name: str, tool_input: Mapping[str, Any],
-                   agent_id: str | None) -> str | None:
+                   agent_id: str | None, conversation: str | None = None) -> str | None:
         """Why this call runs without asking anyone, or None."""
         if self.guard is not None:
-            return self.guard.auto_allow(tool_name, tool_input, agent_id)
+            return self.guard.auto_allow(tool_name, tool_input, agent_id, conversation)
         return f"permission_mode {self.mode}" if self.pre_approved(tool_name) else None
 
     def blocked(self, tool_name: str) -> str | None:
@@ -158,6 +156,14 @@ class ToolPolicy:
         if self.allowed and tool_name not in self.allowed:
             return f"{tool_name} is not in letta.allowed_tools"
         return None
+
+    def forbidden(self, tool_name: str, tool_input: Mapping[str, Any],
+                  agent_id: str | None = None, conversation: str | None = None) -> str | None:
+        """Why this call (this input) may never run, whoever clicks, or None: a write to a
+        permission file or Letta's state, a move out of the workspace (see
+        :meth:`ToolGuard.forbidden`)."""
+        return self.guard_or_default().forbidden(tool_name, tool_input, agent_id,
+                                                 conversation)
 
     def pre_approved(self, tool_name: str) -> bool:
         """Whether the configured mode runs this tool without asking (by name only)."""
@@ -177,10 +183,6 @@ def request_key(conversation_id: str, cli_request_id: str | None, tool_name: str
     shown = input_digest({"tool": tool_name, "input": dict(tool_input)})
     key = f"{conversation_id}\x00{cli_id}\x00{shown}"
     return f"ap-{hashlib.sha256(key.encode()).hexdigest()[:24]}"
-
-
-def _truncate(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _render_diffs(diffs: list[Any]) -> str | None:
@@ -203,32 +205,38 @@ def _render_diffs(diffs: list[Any]) -> str | None:
                         out.append(mark + str(line.get("content", "")))
         else:
             out.append(f"{name}: {preview.get('reason') or 'no preview'}")
-    return _truncate("\n".join(out), DIFF_LIMIT) if out else None
+    return "\n".join(out) if out else None
 
 
 def summarize_input(
     tool_name: str, tool_input: Mapping[str, Any], diffs: list[Any] | None = None
 ) -> tuple[str, str | None]:
-    """A readable summary of a tool input, and a diff preview when the CLI sent one.
+    """The whole tool input, readable, and the diff when the CLI sent one: never cut.
 
-    Bash → the command; Write/Edit → the path (diff from ``diffs``); else truncated JSON.
+    What runs is the whole input, so the prompt must be able to show all of it: adapters
+    show a preview where a platform message is too small and attach the rest as a file.
+    Bash with only a command → the command; Write/Edit with a real diff → the path (the
+    diff shows the change); anything else → the whole input as JSON.
     """
     diff = _render_diffs(diffs) if diffs else None
     command = tool_input.get("command")
     path = tool_input.get("file_path") or tool_input.get("notebook_path")
-    if isinstance(command, str):
+    extra = set(tool_input) - {"command", "description", "timeout"}
+    if isinstance(command, str) and not extra:
         text = command
-    elif isinstance(path, str) and (tool_name in EDIT_TOOLS or diff):
+    elif (isinstance(path, str) and diff and "\n@@ " in diff and tool_name in EDIT_TOOLS
+          and set(tool_input) <= {"file_path", "notebook_path", "content", "old_string",
+                                  "new_string", "replace_all", "edits", "new_source"}):
         text = path
     else:
-        text = json.dumps(dict(tool_input), ensure_ascii=False, default=str, sort_keys=True)
+        text = json.dumps(dict(tool_input), ensure_ascii=False, default=str, sort_keys=True,
+                          indent=1)
     # Shown as it runs: a bidi override or a zero-width character cannot disguise it.
     text, hidden = reveal(text)
     if diff is not None:
         diff, hidden_in_diff = reveal(diff)
         hidden = hidden or hidden_in_diff
-    summary = _truncate(text, SUMMARY_LIMIT)
-    return (f"{WARNING}\n{summary}" if hidden else summary), diff
+    return (f"{WARNING}\n{text}" if hidden else text), diff
 
 
 @dataclass(eq=False)
@@ -322,27 +330,48 @@ class ApprovalBroker:
             await self._decide(rid, ApprovalStatus.DENIED, "policy", why)
             await self._note(owner.scope, f"🚫 {tool} was blocked: {why}.")
             return sdk.PermissionDeny(message=f"{why}; it was not run and cannot be approved.")
+        guard = policy.guard_or_default()
+        conversation = owner.conversation_id
+        if (why := policy.forbidden(tool, request.tool_input, owner.agent_id,
+                                    conversation)) is not None:
+            await self._decide(rid, ApprovalStatus.DENIED, "policy", why)
+            await self._note(owner.scope, f"🚫 {tool} was denied: {why}.")
+            return sdk.PermissionDeny(message=f"Denied: {why}. It was not run and cannot be "
+                                              "approved.")
         if owner.untrusted:  # tainted: only an approver's click, never mode, rule or self
             return await self._ask_tainted(owner, approval, summary, diff, tool,
                                            getattr(request, "signal", None), access)
-        if (why := policy.auto_allow(tool, request.tool_input, owner.agent_id)) is not None:
+        if (why := policy.auto_allow(tool, request.tool_input, owner.agent_id,
+                                     conversation)) is not None:
             await self._decide(rid, ApprovalStatus.APPROVED, "policy", why)
-            return sdk.PermissionAllow()
+            return self._allowed(guard, owner, tool, request.tool_input)
         if (rule := await self._matching_rule(owner, tool, request.tool_input, policy,
                                               access)) is not None:
             await self._decide(rid, ApprovalStatus.APPROVED, "rule",
                                     f"rule {rule.id} by {rule.created_by}: {rule.tool_name} "
                                     f"{rule.kind} {rule.pattern}"[:500])
-            return sdk.PermissionAllow()
+            return self._allowed(guard, owner, tool, request.tool_input)
         if not access.config.approvers and not access.config.may_self_approve(
                 owner.scope.adapter):
             why = "no access.approvers are configured, so nobody may approve it"
             await self._decide(rid, ApprovalStatus.DENIED, "policy", why)
             await self._note(owner.scope, f"🚫 {tool} needs an approver's click, but {why}.")
             return sdk.PermissionDeny(message=f"{tool} needs approval and {why}; it was not run.")
-        proposal = propose(policy.guard_or_default(), tool, request.tool_input)
-        return await self._ask(owner, approval, summary, diff, proposal,
-                               getattr(request, "signal", None), access)
+        proposal = propose(guard, tool, request.tool_input, conversation)
+        result = await self._ask(owner, approval, summary, diff, proposal,
+                                 getattr(request, "signal", None), access)
+        if isinstance(result, sdk.PermissionAllow):
+            return self._allowed(guard, owner, tool, request.tool_input)
+        return result
+
+    @staticmethod
+    def _allowed(guard: ToolGuard, owner: TurnOwner, tool: str,
+                 tool_input: Mapping[str, Any]) -> sdk.PermissionResult:
+        """An allowed call; a ``SetWorkingDirectory`` may move the conversation, so the guard
+        judges its later relative paths from there too."""
+        if tool in CWD_TOOLS:
+            guard.moved(owner.conversation_id, tool_input)
+        return sdk.PermissionAllow()
 
     async def _ask_tainted(
         self, owner: TurnOwner, approval: Approval, summary: str, diff: str | None, tool: str,
@@ -367,7 +396,7 @@ class ApprovalBroker:
             return None
         guard = policy.guard_or_default()
         for rule in await self.store.list_allow_rules(owner.scope.key):
-            if matches(guard, rule, tool, tool_input):
+            if matches(guard, rule, tool, tool_input, owner.conversation_id):
                 return rule
         return None
 
@@ -384,8 +413,9 @@ class ApprovalBroker:
             deciders=(access or self.access).deciders(owner.scope.adapter,
                                                       _asker(owner)),
             allow_always=self.config.always_allow_button and proposal is not None,
-            always_covers=(f"{proposal.covers}, here, for {self.config.rule_ttl_hours:g} h"
-                           if proposal is not None else None),
+            always_covers=(None if proposal is None else
+                           f"{proposal.covers}, here, for {self.config.rule_ttl_hours:g} h"
+                           if proposal.makes_rule else proposal.covers),
             expires_at=approval.created_at + timedelta(seconds=timeout),
             untrusted=owner.untrusted,
         )
@@ -511,7 +541,7 @@ class ApprovalBroker:
         """After the store's transition: the rule, the turn's answer, the prompt."""
         approval, scope = waiting.approval, waiting.owner.scope
         covers = waiting.view.always_covers if always else None
-        if always and waiting.proposal is not None:
+        if always and waiting.proposal is not None and waiting.proposal.makes_rule:
             rule = await self.store.add_allow_rule(
                 scope.key, approval.tool_name, kind=waiting.proposal.kind,
                 pattern=waiting.proposal.pattern, created_by=f"{scope.adapter}:{user_id}",
@@ -520,7 +550,9 @@ class ApprovalBroker:
                      scope.adapter, user_id, rule.tool_name, rule.kind)
         if approve:
             final = f"Approved by {name}"
-            if always:
+            if always and waiting.proposal is not None and not waiting.proposal.makes_rule:
+                final += " — this call only (it reaches outside the workspace: no rule)"
+            elif always:
                 final += f" — from now on {approval.tool_name}: {covers} (`rules` lists them)"
             waiting.result = sdk.PermissionAllow()
         else:

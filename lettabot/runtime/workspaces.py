@@ -10,7 +10,6 @@ mounts only that folder) keep it there.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -45,7 +44,7 @@ def prepare_scope_dir(root: Path, scope_key: str) -> Path:
 def scoped_guard(guard: ToolGuard, scope_key: str) -> ToolGuard:
     """``guard`` (built on the workspaces' root) judging paths against one scope's folder:
     a file of another DM or thread is outside it."""
-    return dataclasses.replace(guard, workspace=prepare_scope_dir(guard.workspace, scope_key))
+    return guard.within(prepare_scope_dir(guard.workspace, scope_key))
 
 
 PERMISSION_FILES = (Path(".letta") / "settings.json", Path(".letta") / "settings.local.json")

@@ -165,19 +165,22 @@ async def test_always_allow_skips_the_prompt_next_time_in_that_scope_only(
     scope = chat.scope("C5", "always")
     workspace = bot.workspace_of(scope)
     one, two = workspace / "always1.txt", workspace / "always2.txt"
-    await chat.push(f"run: touch {one}", scope=scope)
+    for n, path in enumerate((one, two, workspace / "always3.txt"), 1):
+        path.write_text(f"always file {n}\n")
+    # a curated read-only command (#23: `touch` writes, so it would get an exact rule)
+    await chat.push(f"run: cat {one}", scope=scope)
     prompt = await chat.wait_prompt(scope)
     outcome = await chat.click(prompt.request_id, "always", user="U1")
-    assert "from now on Bash: `touch …` commands" in (outcome.final_text or "")
+    assert "from now on Bash: `cat …` commands" in (outcome.final_text or "")
     await chat.wait_done(scope)
-    await chat.push(f"run: touch {two}", scope=scope)
+    await chat.push(f"run: cat {two}", scope=scope)
     await chat.wait_done(scope, 2)
-    assert one.exists() and two.exists()
+    assert "always file 2" in chat.transcript(scope)
     assert [p for p in chat.prompts if p.view.scope == scope] == [prompt]
     [rule] = await bot.store.list_allow_rules(scope.key)
-    assert (rule.tool_name, rule.kind, rule.pattern) == ("Bash", "prefix", "touch")
+    assert (rule.tool_name, rule.kind, rule.pattern) == ("Bash", "prefix", "cat")
     other = chat.scope("C5", "elsewhere")
-    await chat.push(f"run: touch {bot.workspace_of(other) / 'always3.txt'}", scope=other)
+    await chat.push(f"run: cat {bot.workspace_of(other) / 'always3.txt'}", scope=other)
     elsewhere = await chat.wait_prompt(other)  # the rule is per scope
     await chat.click(elsewhere.request_id, "deny", user="U1")
     await chat.wait_done(other)

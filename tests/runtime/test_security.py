@@ -188,25 +188,35 @@ async def test_always_allow_covers_what_was_shown_and_reset_clears_it(
     scope = chat.scope("Csec", "always")
     workspace = bot.workspace_of(scope)
     (workspace / "sub").mkdir(exist_ok=True)
-    await chat.push(f"run: touch {workspace}/sub/one.txt", scope=scope, user=TALKER)
+    for name in ("one", "two", "three"):
+        (workspace / "sub" / f"{name}.txt").write_text(f"content of {name}\n")
+    # `touch` writes: not curated, so "Always allow" covers exactly that command (#23)
+    await chat.push(f"run: touch {workspace}/sub/new.txt", scope=scope, user=TALKER)
     prompt = await chat.wait_prompt(scope)
-    assert prompt.view.always_covers is not None and "`touch …`" in prompt.view.always_covers
+    assert prompt.view.always_covers is not None
+    assert prompt.view.always_covers.startswith("exactly this command")
+    await chat.click(prompt.request_id, "deny", user=APPROVER)
+    await chat.wait_done(scope)
+    # `cat` is curated: the rule covers `cat` on other paths in the workspace
+    await chat.push(f"run: cat {workspace}/sub/one.txt", scope=scope, user=TALKER)
+    prompt = await chat.wait_prompt(scope)
+    assert prompt.view.always_covers is not None and "`cat …`" in prompt.view.always_covers
     outcome = await chat.click(prompt.request_id, "always", user=APPROVER)
     assert outcome.status == "decided"
-    await chat.wait_done(scope)
-    # the same kind of command inside the workspace: no prompt
-    await chat.push(f"run: touch {workspace}/sub/two.txt", scope=scope, user=TALKER)
     await chat.wait_done(scope, 2)
-    assert (workspace / "sub" / "two.txt").exists()
-    assert len([p for p in chat.prompts if p.view.scope == scope]) == 1
+    # the same kind of command inside the workspace: no prompt
+    await chat.push(f"run: cat {workspace}/sub/two.txt", scope=scope, user=TALKER)
+    await chat.wait_done(scope, 3)
+    assert "content of two" in chat.transcript(scope)
+    assert len([p for p in chat.prompts if p.view.scope == scope]) == 2
     # outside the workspace, or chained: asks again
-    for n, command in enumerate(["touch ~/outside.txt", f"touch {workspace}/x && printenv"]):
+    for n, command in enumerate(["cat ~/outside.txt", f"cat {workspace}/x && printenv"]):
         await chat.push(f"run: {command}", scope=scope, user=TALKER)
         again = await chat.wait_prompt(scope)
         await chat.click(again.request_id, "deny", user=APPROVER)
-        await chat.wait_done(scope, 3 + n)
+        await chat.wait_done(scope, 4 + n)
     listing = await chat.command("rules", scope=scope, user=TALKER)
-    assert "touch" in listing.text and f"test:{APPROVER}" in listing.text
+    assert "cat" in listing.text and f"test:{APPROVER}" in listing.text
     rule_id = re.search(r"`(r-[0-9a-f]+)`", listing.text)
     assert rule_id is not None
     refused = await chat.command("rules", scope=scope, user=TALKER,
@@ -215,10 +225,10 @@ async def test_always_allow_covers_what_was_shown_and_reset_clears_it(
     reset = await chat.command("reset", scope=scope, user=TALKER)
     assert "1 \"Always allow\" rule cleared" in reset.text
     assert await bot.store.list_allow_rules(scope.key) == []
-    await chat.push(f"run: touch {workspace}/sub/three.txt", scope=scope, user=TALKER)
+    await chat.push(f"run: cat {workspace}/sub/three.txt", scope=scope, user=TALKER)
     last = await chat.wait_prompt(scope)
     await chat.click(last.request_id, "deny", user=APPROVER)
-    await chat.wait_done(scope, 5)
+    await chat.wait_done(scope, 6)
 
 
 async def test_a_decision_applies_only_to_the_input_it_was_shown_for(
@@ -258,6 +268,65 @@ async def test_a_decision_applies_only_to_the_input_it_was_shown_for(
     except TimeoutError:
         raise AssertionError(chat.transcript(scope)[-2000:]) from None
     assert not second.exists()
+
+
+async def test_the_guard_judges_inputs_as_the_cli_acts_on_them(
+    secure_bot: tuple[Bot, TestChat], deployment: dict[str, Any],
+    scripted_model: ScriptedModelServer,
+) -> None:
+    """Issue #23, against the real CLI: it expands ``$VAR`` in Read paths (so
+    ``$HOME/.letta/…`` is not "a relative path in the workspace"), honours permission files
+    in ``<cwd>/.letta`` even in strict mode, and moves its cwd on ``SetWorkingDirectory``;
+    an "Always allow" on ``find -name`` must not cover ``find -exec``."""
+    bot, chat = secure_bot
+    workspace = bot.config.letta_cwd
+    home: LettaHome = deployment["home"]
+    canary = home.path / ".letta" / "lc-local-backend" / "providers" / "canary.json"
+    canary.parent.mkdir(parents=True, exist_ok=True)
+    canary.write_text('{"key": "PROVIDERSECRET-4747"}')
+    reads = [("Read", {"file_path": "$HOME/.letta/lc-local-backend/providers/canary.json"}),
+             ("Read", {"file_path": "${HOME}/.letta/lc-local-backend/providers/canary.json"}),
+             ("Read", {"file_path": "$OPENAI_API_KEY"}),
+             ("Grep", {"pattern": "--files", "path": "."})]
+    for i, (name, args) in enumerate(reads):
+        scripted_model.on(f"expansion-{i}", Reply.tool(name, **args))
+    for i in range(len(reads)):
+        await _refused_without_a_click(chat, bot, f"expansion-{i}", f"expansion-{i}")
+    assert "PROVIDERSECRET" not in "\n".join(p.text for p in chat.posts)
+
+    # never asked, whoever would click: a permission file, a move out of the workspace
+    settings = workspace / ".letta" / "settings.local.json"
+    denied = [("Write", {"file_path": ".letta/settings.local.json",
+                         "content": '{"permissions": {"allow": ["Bash"]}}'}),
+              ("SetWorkingDirectory", {"path": str(home.path)})]
+    for i, (name, args) in enumerate(denied):
+        scripted_model.on(f"hard-deny-{i}", Reply.tool(name, **args))
+        scope = chat.scope("Csec", f"hard-deny-{i}")
+        await chat.push(f"hard-deny-{i}", scope=scope, user=APPROVER)
+        await chat.wait_done(scope)
+        assert not [p for p in chat.prompts if p.view.scope == scope]
+        assert "cannot be approved" in chat.transcript(scope), chat.transcript(scope)
+    # (the CLI keeps its own LRU-agent note there; the agent's permissions never land)
+    assert not settings.exists() or "permissions" not in settings.read_text()
+
+    # "Always allow" on `find -name` covers the same kind of call, not `find -exec`
+    (workspace / "doc.md").write_text("# doc\n")
+    scope = chat.scope("Csec", "find-rule")
+    await chat.push("run: find . -name '*.md'", scope=scope, user=TALKER)
+    prompt = await chat.wait_prompt(scope)
+    assert prompt.view.always_covers is not None and "`find …`" in prompt.view.always_covers
+    await chat.click(prompt.request_id, "always", user=APPROVER)
+    await chat.wait_done(scope)
+    await chat.push("run: find . -name '*.txt'", scope=scope, user=TALKER)
+    await chat.wait_done(scope, 2)
+    assert len([p for p in chat.prompts if p.view.scope == scope]) == 1
+    pwned = workspace / "pwned.txt"
+    await chat.push(f"run: find . -maxdepth 0 -exec sh -c 'echo x > {pwned}' ';'", scope=scope,
+                    user=TALKER)
+    again = await chat.wait_prompt(scope)
+    await chat.click(again.request_id, "deny", user=APPROVER)
+    await chat.wait_done(scope, 3)
+    assert not pwned.exists()
 
 
 async def test_a_forged_sender_never_reaches_the_model_as_the_runtimes_markup(

@@ -115,11 +115,17 @@ async def test_click_after_restart_says_expired(world: World, bot: RecordingBot)
 
 async def test_long_previews_fit_one_message(world: World, bot: RecordingBot) -> None:
     fake = world.fake
-    view = _view(world, input_summary="x" * 5000, diff="+" + "y" * 5000)
+    view = _view(world, input_summary="x" * 5000 + " && id", diff="+" + "y" * 5000)
     async with running(fake, bot) as adapter:
         ref = await adapter.present_approval(view)
         content = fake.messages[int(ref.id)]["content"]
         assert len(content) <= 2000
+        # issue #23: marked as a preview; the whole input (what runs) is attached
+        assert "Preview only" in content and f"approval-{RID}.txt" in content
+        assert "&& id" not in content
+        [(_, name, data)] = fake.sent_files
+        assert name == f"approval-{RID}.txt"
+        assert "x" * 5000 + " && id" in data.decode() and "y" * 5000 in data.decode()
         assert content.count("```") == 4  # both blocks closed
         assert "x…\n```" in content and "y…\n```" in content
         outcome = "Approved by someone-with-a-long-name — Bash is always allowed here now"

@@ -357,3 +357,19 @@ async def test_nothing_the_bot_sends_unfurls(mock_slack: MockSlack) -> None:
     sent = {c.method for c in mock_slack.calls if c.method in POSTING_METHODS}
     assert sent == POSTING_METHODS  # every kind of call was made
     assert mock_slack.unfurling() == []
+
+
+async def test_a_long_approval_input_is_previewed_and_attached_whole(mock_slack: MockSlack) -> None:
+    """Issue #23: the whole input runs, so the whole input is shown (as a file when long)."""
+    bot = RecordingBot()
+    command = "echo start && " + " && ".join(f"echo step-{i}" for i in range(400)) + " && id"
+    async with running_adapter(mock_slack, bot) as (adapter, _):
+        thread = new_ts()
+        scope = Scope(adapter="slack", workspace=TEAM, channel="C0GENERAL", thread=thread)
+        ref = await adapter.present_approval(_view(scope, input_summary=command, diff=None))
+        shown = str(mock_slack.messages[ref.id].blocks)
+        assert "Preview only" in shown and "&amp;&amp; id" not in shown  # the tail is cut
+        files = [f for m in mock_slack.messages.values() if m.thread_ts == thread
+                 for f in m.files]
+        assert len(files) == 1 and files[0][0] == "approval-req-42.txt"
+        assert command in files[0][1].decode()

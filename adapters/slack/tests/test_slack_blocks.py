@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lettabot_slack.blocks import approval_blocks, resolved_blocks
+from lettabot_slack.blocks import approval_attachment, approval_blocks, resolved_blocks
 
 from lettabot.runtime.adapter import ApprovalView, Scope
 
@@ -13,12 +13,26 @@ def test_huge_previews_are_truncated_inside_closed_code_blocks() -> None:
         tool_name="Edit", input_summary="x = a < b\n" * 2000, diff="+ & added\n" * 3000,
     )
     sections = [b["text"]["text"] for b in approval_blocks(view) if b["type"] == "section"]
-    assert len(sections) == 3
+    assert len(sections) == 4
     for text in sections:
         assert len(text) <= 3000
         assert text.count("```") in (0, 2)
-    assert "(truncated)" in sections[1] and "(truncated)" in sections[2]
-    assert "a &lt; b" in sections[1] and "&amp; added" in sections[2]
+    # the cut is announced: a preview, and the whole input is attached
+    assert "Preview only" in sections[1] and "approval-perm-1.txt" in sections[1]
+    assert "(truncated)" in sections[2] and "(truncated)" in sections[3]
+    assert "a &lt; b" in sections[2] and "&amp; added" in sections[3]
+    attachment = approval_attachment(view)
+    assert attachment is not None and attachment[0] == "approval-perm-1.txt"
+    assert ("x = a < b\n" * 2000) in attachment[1].decode()  # the whole input, unescaped
+    assert ("+ & added\n" * 3000).strip() in attachment[1].decode()
+
+
+def test_a_prompt_that_fits_is_no_preview_and_has_no_attachment() -> None:
+    view = ApprovalView(request_id="perm-2", scope=Scope(adapter="slack", channel="C1"),
+                        tool_name="Bash", input_summary="echo " + "y" * 1000)
+    assert approval_attachment(view) is None
+    assert "Preview" not in str(approval_blocks(view))
+    assert "y" * 1000 in str(approval_blocks(view))
 
 
 def test_resolved_prompt_keeps_the_question_and_drops_the_buttons() -> None:

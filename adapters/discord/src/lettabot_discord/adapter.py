@@ -45,6 +45,7 @@ from lettabot_discord.commands import lettabot_group
 from lettabot_discord.feedback import FeedbackButton, StopButton, feedback_view, stop_view
 from lettabot_discord.render import (
     MAX_MESSAGE,
+    approval_attachment,
     approval_text,
     clip,
     resolved_text,
@@ -511,10 +512,14 @@ class DiscordAdapter:
             if requester and requester.isdigit()
             else discord.AllowedMentions.none()
         )
+        attachment = approval_attachment(view)  # the whole input, when only a preview fits
+        files = ([discord.File(io.BytesIO(attachment[1]), filename=attachment[0])]
+                 if attachment is not None else [])
         try:
             sent = await self._channel(view.scope).send(
                 approval_text(view), view=approval_view(view), allowed_mentions=mentions,
                 suppress_embeds=True,
+                files=files,
             )
         except discord.HTTPException as exc:
             log.warning("discord: could not post approval %s: %s", view.request_id, exc)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 
-from lettabot.runtime.adapter import ApprovalView
+from lettabot.runtime.adapter import ApprovalView, approval_full_text
 
 __all__ = [
     "MAX_MESSAGE",
+    "approval_attachment",
     "approval_text",
     "clip",
     "resolved_text",
@@ -51,8 +52,36 @@ def approval_text(view: ApprovalView, limit: int = MAX_MESSAGE) -> str:
     """The prompt: who asked, which tool, the input in a code block, the diff if any.
 
     Previews are cut to fit ``limit`` (the input keeps at least a third, the diff the rest),
-    so the code blocks always stay closed.
+    so the code blocks always stay closed; a cut prompt says it is a preview and that the
+    whole input is attached (:func:`approval_attachment`).
     """
+    text = _approval_text(view, limit, "")
+    if _approval_fits(view, limit):
+        return text
+    name = attachment_name(view)
+    size = len(view.input_summary) + len(view.diff or "")
+    note = (f"\n⚠️ **Preview only**: the input is too long for one message ({size:,} "
+            f"characters). The whole of it, which is what runs, is attached as `{name}`: "
+            "read it before deciding.")
+    return _approval_text(view, limit, note)
+
+
+def attachment_name(view: ApprovalView) -> str:
+    return f"approval-{view.request_id}.txt"
+
+
+def approval_attachment(view: ApprovalView, limit: int = MAX_MESSAGE) -> tuple[str, bytes] | None:
+    """The file holding the whole input (and diff) when the prompt shows only a preview."""
+    if _approval_fits(view, limit):
+        return None
+    return attachment_name(view), approval_full_text(view).encode()
+
+
+def _approval_fits(view: ApprovalView, limit: int) -> bool:
+    return _approval_text(view, limit, "", measure=True) == ""
+
+
+def _approval_text(view: ApprovalView, limit: int, note: str, *, measure: bool = False) -> str:
     who = f" (asked for <@{view.requested_by}>)" if view.requested_by else ""
     head = f"**Approval needed**{who}: the agent wants to use `{view.tool_name}`."
     if view.allow_always and view.always_covers:
@@ -62,15 +91,20 @@ def approval_text(view: ApprovalView, limit: int = MAX_MESSAGE) -> str:
         head += f"\n-# Who may decide: {names}"
     else:
         head += "\n-# Nobody here may approve this (no approvers are configured)."
+    head += note
     empty = _code("") + "\n" + (_code("", "diff") if view.diff else "")
     room = limit - len(head) - len(empty) - 160  # leaves room for the outcome line
+    summary = view.input_summary.replace(_FENCE, _BROKEN_FENCE)
+    diff = (view.diff or "").replace(_FENCE, _BROKEN_FENCE)
+    if measure:  # "" when nothing would be cut
+        return "" if len(summary) + len(diff) <= room else "cut"
     if view.diff:
-        input_room = max(room // 3, room - len(view.diff))
-        parts = [head, _code(clip(view.input_summary, input_room))]
-        diff_room = room - min(len(view.input_summary), input_room)
-        parts.append(_code(clip(view.diff, max(diff_room, 0)), "diff"))
+        input_room = max(room // 3, room - len(diff))
+        parts = [head, _code(clip(summary, input_room))]
+        diff_room = room - min(len(summary), input_room)
+        parts.append(_code(clip(diff, max(diff_room, 0)), "diff"))
     else:
-        parts = [head, _code(clip(view.input_summary, room))]
+        parts = [head, _code(clip(summary, room))]
     return "\n".join(parts)
 
 

@@ -533,7 +533,24 @@ class SlackAdapter:
                 blocks=blocks.approval_blocks(view),
                 **NO_UNFURL,
             )
+        if (attachment := blocks.approval_attachment(view)) is not None:
+            await self._attach_full_input(view, *attachment)
         return MessageRef(scope=view.scope, id=str(resp["ts"]))
+
+    async def _attach_full_input(self, view: ApprovalView, name: str, data: bytes) -> None:
+        """The whole input of a prompt that shows only a preview, as a file in its thread."""
+        try:
+            await self.send_file(view.scope, name, data,
+                                 comment=f"The whole input of the {view.tool_name} approval "
+                                         "request above (what runs if approved).")
+        except Exception as exc:
+            log.warning("slack: could not attach the input of %s: %s", view.request_id, exc)
+            async with self.pacer.turn(view.scope.channel):
+                await self.client.chat_postMessage(
+                    channel=view.scope.channel, thread_ts=view.scope.thread,
+                    text=(":warning: The whole input of the approval request above could not "
+                          f"be attached ({type(exc).__name__}); only a preview is shown. "
+                          "Deny it unless you know what it runs."))
 
     async def resolve_approval(self, ref: MessageRef, view: ApprovalView, text: str) -> None:
         await self.client.chat_update(

@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from lettabot.runtime.adapter import ApprovalDecision, ApprovalView
+from lettabot.runtime.adapter import ApprovalDecision, ApprovalView, approval_full_text
 from lettabot_slack.mrkdwn import to_mrkdwn
 
-__all__ = ["ACTIONS", "approval_blocks", "approval_text", "resolved_blocks"]
+__all__ = ["ACTIONS", "approval_attachment", "approval_blocks", "approval_text",
+           "resolved_blocks"]
 
 ACTIONS: dict[str, ApprovalDecision] = {
     "lettabot_approve": "approve",
@@ -62,12 +63,29 @@ def approval_text(view: ApprovalView) -> str:
     return f"Approval needed: {view.tool_name}"
 
 
+def _fits(text: str, limit: int) -> bool:
+    return len(_escape(text.replace("```", "`\u200b``"))) <= limit
+
+
+def approval_attachment(view: ApprovalView) -> tuple[str, bytes] | None:
+    """The file holding the whole input (and diff) when the prompt can show only a
+    preview of it, or None: the prompt shows everything."""
+    if _fits(view.input_summary, _INPUT_MAX) and (not view.diff or _fits(view.diff, _DIFF_MAX)):
+        return None
+    return f"approval-{view.request_id}.txt", approval_full_text(view).encode()
+
+
 def _question(view: ApprovalView) -> list[dict[str, Any]]:
     who = f" (asked by <@{view.requested_by}>)" if view.requested_by else ""
-    blocks = [
-        _section(f":lock: *Approval needed:* `{_escape(view.tool_name)}`{who}"),
-        _section(_code(view.input_summary or "(no input)", _INPUT_MAX)),
-    ]
+    blocks = [_section(f":lock: *Approval needed:* `{_escape(view.tool_name)}`{who}")]
+    attachment = approval_attachment(view)
+    if attachment is not None:
+        size = len(view.input_summary) + len(view.diff or "")
+        blocks.append(_section(
+            f":warning: *Preview only* — the input is too long for one message ({size:,} "
+            f"characters). The whole of it, which is what runs, is attached in this thread "
+            f"as `{attachment[0]}`: read it before deciding."))
+    blocks.append(_section(_code(view.input_summary or "(no input)", _INPUT_MAX)))
     if view.diff:
         blocks.append(_section("*Changes*\n" + _code(view.diff, _DIFF_MAX)))
     return blocks
