@@ -410,7 +410,11 @@ async def test_the_broker_denies_outright_approves_once_and_follows_the_cwd(
     assert isinstance(again, sdk.PermissionDeny)
 
     # an approved move inside the workspace: relative paths are judged from there too
-    (guard.workspace / "sub" / "peek").symlink_to(guard.home / ".letta")
+    from lettabot.runtime.workspaces import prepare_scope_dir
+
+    ws = prepare_scope_dir(guard.workspace, scope.key)  # the scope's own folder
+    (ws / "sub").mkdir()
+    (ws / "sub" / "peek").symlink_to(guard.home / ".letta")
     read = {"file_path": "peek/settings.json"}
     assert isinstance(await ask("Read", read, "r1"), sdk.PermissionAllow)  # nothing there yet
     assert isinstance(await ask("SetWorkingDirectory", {"path": "sub"}, "cd1", "approve"),
