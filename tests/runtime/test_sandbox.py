@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -186,3 +187,53 @@ async def test_shell_commands_see_only_their_own_scope(
     assert "Read-only file system" in chat.transcript(mine)
     local = bot.workspace_of(mine) / ".letta" / "settings.local.json"
     assert not local.exists() or "permissions" not in local.read_text()
+
+
+# -- where bubblewrap cannot start: refused loudly, never a silent fallback ---------------
+
+_SECCOMP = """#!/bin/sh
+# what bwrap says under Docker's default seccomp profile
+echo "bwrap: No permissions to create new namespace, likely because the kernel does not \
+allow non-privileged user namespaces." >&2
+exit 1
+"""
+
+
+def _lettabot(args: list[str], cwd: Path, env: dict[str, str]) -> Any:
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in env.items() if not k.startswith("LETTABOT_")}
+    return subprocess.run([sys.executable, "-m", "lettabot.runtime.cli", *args], cwd=cwd,
+                          env=clean, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("platform", ["seccomp", "missing"])
+def test_run_and_check_config_refuse_where_the_sandbox_cannot_start(
+    tmp_path: Path, letta_home: LettaHome, platform: str,
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    if platform == "seccomp":
+        (bin_dir / "bwrap").write_text(_SECCOMP)
+        (bin_dir / "bwrap").chmod(0o755)
+    path = os.pathsep.join([str(bin_dir)] + [
+        d for d in os.environ["PATH"].split(os.pathsep)
+        if not (Path(d) / "bwrap").exists()])  # the real one out of reach
+    env = {**os.environ, **letta_home.env, "PATH": path}
+    config = tmp_path / "lettabot.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\n[web]\ntoken = "t"\n')
+    why = "No permissions to create new namespace" if platform == "seccomp" else "not installed"
+    for command in (["check-config"], ["run"]):
+        done = _lettabot([*command, "--config", str(config)], tmp_path, env)
+        assert done.returncode == 2, (command, done.stdout, done.stderr)
+        assert "sandbox.mode" in done.stderr and why in done.stderr, done.stderr
+        assert "apt-get install bubblewrap" in done.stderr  # the fix is named
+        assert "seccomp=unconfined" in done.stderr and 'mode = "off"' in done.stderr
+        assert "Traceback" not in done.stderr
+    # the explicit opt-out starts, and says so at every start
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\n[web]\ntoken = "t"\n'
+                      '[sandbox]\nmode = "off"\n')
+    done = _lettabot(["check-config", "--config", str(config)], tmp_path, env)
+    assert "tool sandbox: off" in done.stdout, done.stdout + done.stderr
+    assert 'mode = "off"' in done.stderr and "only the approval guard" in done.stderr
