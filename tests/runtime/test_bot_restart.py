@@ -117,11 +117,11 @@ async def test_two_app_servers_share_the_conversations_by_a_stable_hash(
 
 
 async def test_a_prompt_open_when_the_server_dies_is_cancelled_and_the_tool_never_runs(
-    make_bot: BotMaker, module_home: LettaHome
+    make_bot: BotMaker,
 ) -> None:
     bot, chat = await make_bot("crash-prompt")
     scope = chat.scope("C13", "crash-prompt")
-    target = module_home.workdir / "never-after-crash.txt"
+    target = bot.workspace_of(scope) / "never-after-crash.txt"
     await chat.push(f"run: echo x > {target}", scope=scope)
     prompt = await chat.wait_prompt(scope)
     [server] = [s for s in bot.health()["servers"] if s.get("pid")]
@@ -150,10 +150,11 @@ async def test_shutdown_ends_a_turn_that_waits_only_for_a_click(
             chat = TestChat(bot)
             bot.add_adapter(chat)
             scope = chat.scope("C1", "t-click")
-            await chat.push(f"run: touch {module_home.workdir}/never.txt", scope=scope)
+            never = bot.workspace_of(scope) / "never.txt"
+            await chat.push(f"run: touch {never}", scope=scope)
             prompt = await chat.wait_prompt(scope)
     assert prompt.resolved == "Cancelled: lettabot is restarting"
-    assert not (module_home.workdir / "never.txt").exists()
+    assert not never.exists()
 
 
 async def test_a_hung_model_ends_the_turn_and_the_next_message_is_answered(
@@ -177,11 +178,11 @@ async def test_a_hung_model_ends_the_turn_and_the_next_message_is_answered(
 
 
 async def test_a_prompt_waiting_for_a_click_is_not_a_stall(
-    make_bot: BotMaker, module_home: LettaHome,
+    make_bot: BotMaker,
 ) -> None:
-    _, chat = await make_bot("patient", turns={"stall_seconds": 2})
+    bot, chat = await make_bot("patient", turns={"stall_seconds": 2})
     scope = chat.scope("C9", "t-patient")
-    target = module_home.workdir / "patient.txt"
+    target = bot.workspace_of(scope) / "patient.txt"
     await chat.push(f"run: touch {target}", scope=scope)
     prompt = await chat.wait_prompt(scope)
     import anyio
