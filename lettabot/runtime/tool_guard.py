@@ -245,6 +245,9 @@ class ToolGuard:
         if tool in CWD_TOOLS:
             return self._cwd_forbidden(tool_input, conversation)
         spec = TOOL_INPUTS.get(tool)
+        if spec is not None and (why := self._private_state(tool_input, spec.paths,
+                                                            conversation)):
+            return why
         if spec is not None and spec.kind == "edit":
             for key in spec.paths:
                 value = tool_input.get(key)
@@ -269,6 +272,26 @@ class ToolGuard:
             if _LETTA_MENTION.search(text) or str(self.letta_home or "\x00") in text:
                 return ("the command names a `.letta` folder: the CLI's permission files live "
                         "there, and one write to them switches approvals off")
+        return None
+
+    def _private_state(self, tool_input: Mapping[str, Any], keys: Iterable[str],
+                       conversation: str | None) -> str | None:
+        """Every conversation's history and the provider keys in the local backend: no
+        click opens them (``$HOME``, ``${HOME}`` and ``~`` expanded as the CLI would)."""
+        if self.memory_root is None:
+            return None
+        backend = self.memory_root.parent
+        private = (backend / "conversations", backend / "providers")
+        home = str(self.home)
+        for key in keys:
+            value = tool_input.get(key)
+            if not isinstance(value, str) or "\x00" in value:
+                continue  # unjudgeable values ask (see judged)
+            raw = value.strip().replace("${HOME}", home).replace("$HOME", home)
+            for path in self._resolve_all(raw, conversation):
+                if any(_inside(path, p) or _inside(p, path) for p in private):
+                    return ("it reaches the local backend's conversations or provider keys "
+                            "(other people's chats, the model key): never a tool's to read")
         return None
 
     def in_workspace(self, path: Path) -> bool:

@@ -422,3 +422,24 @@ async def test_the_broker_denies_outright_approves_once_and_follows_the_cwd(
     views = len(prompts.views)
     assert isinstance(await ask("Read", read, "r2", "deny"), sdk.PermissionDeny)
     assert len(prompts.views) == views + 1  # it asked
+
+
+@pytest.mark.parametrize("tool, tool_input", [
+    ("Read", {"file_path": "{backend}/conversations/abc/messages.jsonl"}),
+    ("Read", {"file_path": "$HOME/.letta/lc-local-backend/conversations/abc/messages.jsonl"}),
+    ("Read", {"file_path": "${HOME}/.letta/lc-local-backend/providers/auth.json"}),
+    ("Read", {"file_path": "~/.letta/lc-local-backend/providers/auth.json"}),
+    ("Grep", {"pattern": "password", "path": "{home}/.letta"}),
+    ("Grep", {"pattern": "password", "path": "/"}),
+    ("Glob", {"pattern": "**/*.jsonl", "path": "{backend}"}),
+])
+def test_no_click_opens_other_conversations_or_provider_keys(
+        guard: ToolGuard, tool: str, tool_input: dict[str, str]) -> None:
+    """Issue #23: another person's DM was read from the local backend's files; whoever
+    clicks, history and keys stay closed (the card cannot be approved)."""
+    backend = guard.home / ".letta" / "lc-local-backend"
+    filled = {k: v.replace("{backend}", str(backend)).replace("{home}", str(guard.home))
+              for k, v in tool_input.items()}
+    why = guard.forbidden(tool, filled, AGENT)
+    assert why is not None and "conversations or provider keys" in why
+    assert guard.forbidden("Read", {"file_path": "notes.txt"}, AGENT) is None
