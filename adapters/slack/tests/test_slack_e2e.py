@@ -50,6 +50,11 @@ class World:
     slack: SlackSender
     model: ScriptedModelServer
     workspace: Path
+    """The workspaces' root; a thread's conversation works in its own folder (``folder``)."""
+
+    def folder(self, ts: str) -> Path:
+        """The folder of the channel thread ``ts``: the only one its tools can reach."""
+        return self.bot.workspace_of(thread_scope(ts))
 
     async def reply_in(self, channel: str, thread: str | None, expected: str) -> str:
         """Wait for a bot message in (channel, thread) whose text contains ``expected``."""
@@ -236,8 +241,8 @@ def _buttons(prompt: Any) -> dict[str, dict[str, Any]]:
 
 
 async def test_approval_approve_runs_the_tool(w: World) -> None:
-    target = w.workspace / "approved.txt"
     ts = new_ts()
+    target = w.folder(ts) / "approved.txt"
     await w.slack.event(mention(f"write {target}: approved content", ts=ts))
     prompt = await _prompt(w, ts)
     assert "Write" in str(prompt.blocks) and "approved.txt" in str(prompt.blocks)
@@ -277,8 +282,8 @@ async def test_approval_approve_runs_the_tool(w: World) -> None:
 
 
 async def test_approval_deny_does_not_run(w: World) -> None:
-    target = w.workspace / "denied.txt"
     ts = new_ts()
+    target = w.folder(ts) / "denied.txt"
     await w.slack.event(mention(f"write {target}: never", ts=ts))
     prompt = await _prompt(w, ts)
     deny = _buttons(prompt)["Deny"]
@@ -290,8 +295,8 @@ async def test_approval_deny_does_not_run(w: World) -> None:
 
 
 async def test_approval_times_out(w: World) -> None:
-    target = w.workspace / "late.txt"
     ts = new_ts()
+    target = w.folder(ts) / "late.txt"
     await w.slack.event(mention(f"write {target}: too late", ts=ts))
     prompt = await _prompt(w, ts)
     await w.mock.wait_for(
@@ -386,9 +391,9 @@ async def test_files_reach_the_agent_images_inline_others_in_its_workspace(w: Wo
                    if "not downloaded" in line)
     match = re.search(r"saved in your working folder as (\S+notes\.txt)", asked.user_text)
     assert match, asked.user_text
-    saved = w.workspace / match.group(1)
+    saved = w.folder(ts) / match.group(1)  # relative to the thread's own folder
     assert saved.read_bytes() == b"line one\nline two\n"
-    assert saved.parent.parent == w.workspace / "uploads"  # not ../../etc: its folder
+    assert saved.parent.parent == w.folder(ts) / "uploads"  # not ../../etc: its folder
     assert {auth for _, auth in w.mock.downloads} == {"Bearer xoxb-e2e"}
 
 
@@ -505,7 +510,6 @@ async def test_a_new_assistant_thread_gets_suggested_prompts_and_a_title(w: Worl
 
 
 async def test_the_agent_reacts_and_sends_a_file_in_slack(w: World) -> None:
-    (w.workspace / "notes.md").write_text("# Notes\n")
     w.model.on("react to this", Reply.tool("react", emoji="👍"))
     w.model.on("send the notes", Reply.tool("send_file", path="notes.md", comment="The notes"))
     ts = new_ts()
@@ -513,6 +517,7 @@ async def test_the_agent_reacts_and_sends_a_file_in_slack(w: World) -> None:
     await w.mock.wait_for(lambda: "thumbsup" in w.mock.messages.get(ts, None).reactions
                           if ts in w.mock.messages else None)
     second = new_ts()
+    (w.folder(second) / "notes.md").write_text("# Notes\n")  # in that thread's folder
     await w.slack.event(mention("send the notes", ts=second))
     shared = await w.mock.wait_for(lambda: [m for m in w.mock.thread(CHANNEL, second)
                                             if m.files])
