@@ -48,14 +48,18 @@ def scoped_guard(guard: ToolGuard, scope_key: str) -> ToolGuard:
 
 
 PERMISSION_FILES = (Path(".letta") / "settings.json", Path(".letta") / "settings.local.json")
-"""Where the CLI reads ``permissions.allow`` relative to a conversation's folder (and
-``settings.json`` in the Letta home): honoured even in ``strict`` mode."""
+"""Where the CLI reads project settings relative to a conversation's folder (and
+``settings.json`` in the Letta home)."""
+
+RISKY_SETTINGS = ("permissions", "hooks", "statusLine")
+"""Settings that would decide or run things behind lettabot's back: ``permissions.allow``
+(honoured even in ``strict`` mode, no ``can_use_tool`` reaches lettabot), ``hooks`` and
+``statusLine`` (commands the CLI runs itself)."""
 
 
 def neutralize_permissions(folder: Path, letta_home: Path | None = None) -> list[Path]:
-    """Remove ``permissions`` from the CLI's settings files of ``folder`` (and the Letta
-    home): rules there would let calls run without any ``can_use_tool`` reaching lettabot.
-    Returns the files changed."""
+    """Remove :data:`RISKY_SETTINGS` from the CLI's settings files of ``folder`` (and the
+    Letta home). Returns the files changed."""
     files = [folder / p for p in PERMISSION_FILES]
     if letta_home is not None:
         files.append(letta_home / "settings.json")
@@ -69,12 +73,14 @@ def neutralize_permissions(folder: Path, letta_home: Path | None = None) -> list
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(data, dict) and "permissions" in data:
-            data.pop("permissions")
+        if isinstance(data, dict) and any(key in data for key in RISKY_SETTINGS):
+            for key in RISKY_SETTINGS:
+                data.pop(key, None)
             tmp = path.with_name(path.name + ".lettabot")
             tmp.write_text(json.dumps(data, indent=2))
             tmp.replace(path)
             changed.append(path)
     for path in changed:
-        log.warning("removed permission rules from %s: approvals are lettabot's", path)
+        log.warning("removed permission rules and hooks from %s: approvals are lettabot's",
+                    path)
     return changed
