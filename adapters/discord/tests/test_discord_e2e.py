@@ -8,6 +8,7 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,6 +61,11 @@ class Setup:
             ),
             seconds=90,
         )
+
+    def folder(self, channel: Json, thread: Json, bot: Bot | None = None) -> Path:
+        """The folder of ``thread`` (under ``channel``): the only one its tools can reach."""
+        key = f"discord:{self.guild['id']}:{channel['id']}:{thread['id']}"
+        return (bot or self.bot).workspace_of(Scope.from_key(key))
 
     async def thread_of(self, message: Json) -> Json:
         return await self.fake.wait_for(lambda: self.fake.channels.get(int(message["id"])))
@@ -150,11 +156,13 @@ async def test_approve_after_an_unauthorised_click(
     setup: Setup, scripted_model: ScriptedModelServer
 ) -> None:
     fake = setup.fake
-    target = setup.home.workdir / "approved.txt"
-    asked = await fake.say(setup.general, setup.ada, f"run: echo yes > {target}", mention=True)
+    # relative: the thread's conversation works in the thread's own folder
+    asked = await fake.say(setup.general, setup.ada, "run: echo yes > approved.txt",
+                           mention=True)
     thread = await setup.thread_of(asked)
+    target = setup.folder(setup.general, thread) / "approved.txt"
     prompt = await setup.prompt_in(thread)
-    assert "`Bash`" in prompt["content"] and f"echo yes > {target}" in prompt["content"]
+    assert "`Bash`" in prompt["content"] and "echo yes > approved.txt" in prompt["content"]
     assert f"Who may decide: <@{setup.ada['id']}>" in prompt["content"]  # the asker
 
     click = await fake.click(prompt, "Approve", setup.bob)
@@ -175,9 +183,9 @@ async def test_deny_keeps_the_tool_from_running(
     setup: Setup, scripted_model: ScriptedModelServer
 ) -> None:
     fake = setup.fake
-    target = setup.home.workdir / "denied.txt"
-    asked = await fake.say(setup.general, setup.ada, f"run: echo no > {target}", mention=True)
+    asked = await fake.say(setup.general, setup.ada, "run: echo no > denied.txt", mention=True)
     thread = await setup.thread_of(asked)
+    target = setup.folder(setup.general, thread) / "denied.txt"
     prompt = await setup.prompt_in(thread)
     await fake.click(prompt, "Deny", setup.ada)
     await fake.wait_for(lambda: prompt["content"].endswith("**Denied by ada**"))
@@ -252,11 +260,11 @@ async def test_no_decision_in_time_disables_the_prompt(
         )
         bot.add_adapter(adapter)
         await setup.fake.wait_for(lambda: adapter.client.is_ready(), seconds=30)
-        target = setup.home.workdir / "late.txt"
         asked = await setup.fake.say(
-            setup.hurry, setup.ada, f"run: echo late > {target}", mention=True
+            setup.hurry, setup.ada, "run: echo late > late.txt", mention=True
         )
         thread = await setup.thread_of(asked)
+        target = setup.folder(setup.hurry, thread, bot) / "late.txt"
         prompt = await setup.prompt_in(thread)
         await setup.fake.wait_for(lambda: prompt["content"].endswith("**Timed out**"), seconds=30)
         assert all(b["disabled"] for b in _buttons(prompt))
@@ -317,8 +325,7 @@ async def test_attachments_reach_the_agent(
     [request] = [r for r in scripted_model.requests if "read my files" in r.user_text]
     match = re.search(r"saved in your working folder as (\S+report\.csv)", request.user_text)
     assert match, request.user_text
-    scope = Scope.from_key(f"discord:{setup.guild['id']}:{setup.general['id']}:{thread['id']}")
-    workspace = setup.bot.workspace_of(scope)  # the thread's own folder
+    workspace = setup.folder(setup.general, thread)  # the thread's own folder
     assert (workspace / match.group(1)).read_bytes() == b"a,b\n1,2\n"
     assert request.images or "(image omitted: model does not support images)" in str(
         request.messages[-1]["content"])
@@ -358,8 +365,7 @@ async def test_the_agent_reacts_and_sends_a_file_on_discord(
     asked = await fake.say(setup.general, setup.ada, "a thread for the summary", mention=True)
     thread = await setup.thread_of(asked)
     await setup.reply_in(thread, "Here.")
-    scope = Scope.from_key(f"discord:{setup.guild['id']}:{setup.general['id']}:{thread['id']}")
-    (setup.bot.workspace_of(scope) / "summary.txt").write_text("all good\n")
+    (setup.folder(setup.general, thread) / "summary.txt").write_text("all good\n")
     await fake.say(thread, setup.ada, "send the summary", mention=True)
     sent = await fake.wait_for(lambda: [f for f in fake.sent_files if f[0] == int(thread["id"])])
     assert sent == [(int(thread["id"]), "summary.txt", b"all good\n")]
