@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lettabot_web.app import scope_for
 from playwright.sync_api import BrowserContext, Page, expect
 
+from lettabot.runtime.workspaces import scope_dir
 from tests.web.conftest import RunningBot, free_port, lettabot_command, start_lettabot
 
 pytestmark = pytest.mark.slow
@@ -34,6 +36,14 @@ def say(page: Page, text: str) -> None:
 
 def last_reply(page: Page) -> Any:
     return page.locator(".msg.bot .bubble").last
+
+
+def folder(page: Page, bot: RunningBot) -> Path:
+    """The tab's own folder: its conversation works there and its uploads land there (the
+    only folder its tools can reach)."""
+    tab = page.evaluate("document.body.dataset.tab")
+    assert tab, "the page has not claimed its tab id"
+    return scope_dir(bot.workspace, scope_for(tab).key)
 
 
 def test_demo_page_says_it_is_a_demo(context: BrowserContext, demo_bot: RunningBot) -> None:
@@ -89,7 +99,7 @@ def test_a_message_that_cannot_be_sent_is_kept(
 
 def approval_turn(page: Page, bot: RunningBot, decision: str,
                   shot: Path | None = None) -> Path:
-    target = bot.workspace / f"{decision}-{uuid.uuid4().hex[:8]}.txt"
+    target = folder(page, bot) / f"{decision}-{uuid.uuid4().hex[:8]}.txt"
     say(page, f"run: echo hi > {target.name}")
     card = page.locator(".card").last
     expect(card).to_contain_text("Approval needed: Bash")
@@ -130,7 +140,7 @@ def test_always_allow_stops_asking_in_this_tab_only(
     card.locator("button[data-decision=always]").click()
     expect(card.locator(".status")).to_contain_text("from now on")
     expect(last_reply(page)).to_contain_text("Tool result", timeout=90_000)
-    again = demo_bot.workspace / f"again-{uuid.uuid4().hex[:8]}.txt"
+    again = folder(page, demo_bot) / f"again-{uuid.uuid4().hex[:8]}.txt"
     say(page, f"run: touch {again.name}")
     reply = page.locator(".msg.bot .bubble", has_text=again.name)
     expect(reply).to_contain_text("Tool result", timeout=90_000)
@@ -492,4 +502,4 @@ def test_an_uploaded_file_lands_in_the_agents_workspace(
     expect(last_reply(page)).to_contain_text("saved in your working folder as uploads/")
     reply = last_reply(page).inner_text()
     relative = reply.split("saved in your working folder as ", 1)[1].split(",")[0].strip()
-    assert (demo_bot.workspace / relative).read_text() == "decisions: ship friday\n"
+    assert (folder(page, demo_bot) / relative).read_text() == "decisions: ship friday\n"
