@@ -1,9 +1,14 @@
 """deploy/, checked as far as a machine with no Docker engine and no cluster can: hadolint
 on the Dockerfile, the Compose schema, Kubernetes schemas, ``systemd-analyze verify``, and
-every deploy config loaded as lettabot would load it with the example secrets."""
+every deploy config loaded as lettabot would load it with the example secrets; the tool
+sandbox's container setup (seccomp profile, unmasked /proc) by reproducing what a container
+runtime does to bubblewrap."""
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -14,11 +19,15 @@ import pytest
 import yaml
 
 from lettabot.runtime.config import load_config
+from lettabot.runtime.sandbox.bwrap import system_args
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 BIN = Path(sys.executable).parent
 GRACE = 30  # `lettabot run --grace` in every deploy file
+SECCOMP = DEPLOY / "docker" / "seccomp-bwrap.json"
+SANDBOX_OPTS = {"no-new-privileges:true", "seccomp=docker/seccomp-bwrap.json",
+                "apparmor=unconfined", "systempaths=unconfined"}
 
 
 def _tool(name: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -171,3 +180,144 @@ def test_the_grafana_dashboard_charts_only_metrics_the_bot_exports() -> None:
     used = {name for panel in dashboard["panels"] for target in panel["targets"]
             for name in re.findall(r"lettabot_\w+", target["expr"])}
     assert used and used <= exported, used - exported
+
+
+# -- the tool sandbox in a container (docs/operate.md, "The tool sandbox") ----------------
+
+def test_the_image_installs_bubblewrap_and_says_how_to_run_it() -> None:
+    text = (DEPLOY / "docker" / "Dockerfile").read_text()
+    runtime = text.split("FROM ${PYTHON_IMAGE}\n", 1)[1]
+    install = next(step for step in runtime.split("\nRUN ") if step.startswith("apt-get"))
+    assert "apt-get install -y --no-install-recommends bubblewrap" in install
+    assert "rm -rf /var/lib/apt/lists/*" in install
+    header = text.split("ARG PYTHON_IMAGE", 1)[0]
+    for opt in SANDBOX_OPTS - {"no-new-privileges:true", "seccomp=docker/seccomp-bwrap.json"}:
+        assert f"--security-opt {opt}" in header
+    assert "--security-opt seccomp=deploy/docker/seccomp-bwrap.json" in header
+
+
+def test_compose_relaxes_seccomp_apparmor_and_proc_for_lettabot_only() -> None:
+    services = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
+    for name in ("lettabot", "lettabot-web"):  # both run the agent's tools
+        bot = services[name]
+        assert set(bot["security_opt"]) == SANDBOX_OPTS, name
+        assert bot["cap_drop"] == ["ALL"] and "cap_add" not in bot and not bot.get("privileged")
+    assert "security_opt" not in services["postgres"] and not services["postgres"].get("privileged")
+    # compose reads the profile relative to the compose file's folder
+    assert (DEPLOY / "docker" / "seccomp-bwrap.json").is_file()
+
+
+def test_kubernetes_relaxes_seccomp_apparmor_and_proc_for_the_lettabot_container() -> None:
+    pod = yaml.safe_load((DEPLOY / "k8s" / "deployment.yaml").read_text())["spec"]["template"]
+    spec = pod["spec"]
+    assert spec["hostUsers"] is False  # procMount: Unmasked needs the pod's own user namespace
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}  # the pod's
+    [container] = spec["containers"]
+    security = container["securityContext"]
+    assert security["seccompProfile"] == {"type": "Unconfined"}
+    assert security["appArmorProfile"] == {"type": "Unconfined"}
+    assert security["procMount"] == "Unmasked"
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]} and not security.get("privileged")
+
+
+def test_the_systemd_unit_lets_bubblewrap_make_its_namespaces() -> None:
+    unit = (DEPLOY / "systemd" / "lettabot.service").read_text()
+    service = {k: v for k, _, v in (line.partition("=") for line in unit.splitlines()
+                                    if "=" in line and not line.startswith("#"))}
+    assert set(service["RestrictNamespaces"].split()) >= {"user", "mnt", "pid", "ipc", "uts",
+                                                          "net"}
+    assert "AF_NETLINK" in service["RestrictAddressFamilies"].split()  # bwrap's loopback
+    # each covers part of /proc: the kernel then refuses the sandbox a /proc of its own
+    assert "ProtectKernelTunables" not in service and "ProtectKernelLogs" not in service
+    assert service.get("PrivateUsers", "no") == "no" and "ProtectProc" not in service
+    assert not {"@mount", "mount", "unshare", "clone", "pivot_root", "@privileged"} & set(
+        service.get("SystemCallFilter", "").lstrip("~").split())
+    assert service["NoNewPrivileges"] == "yes" and service["CapabilityBoundingSet"] == ""
+
+
+def test_the_seccomp_profile_is_dockers_default_plus_the_namespace_calls() -> None:
+    profile = json.loads(SECCOMP.read_text())
+    assert profile["defaultAction"] == "SCMP_ACT_ERRNO"
+    ours = [r for r in profile["syscalls"] if (r.get("comment") or "").startswith("lettabot:")]
+    assert len(ours) == 1 and ours[0]["action"] == "SCMP_ACT_ALLOW"
+    assert sorted(ours[0]["names"]) == ["clone", "mount", "pivot_root", "umount2", "unshare"]
+    assert not ours[0].get("args") and not ours[0].get("includes")
+    assert profile["syscalls"][-1] is ours[0]  # appended: the rest is Docker's, unchanged
+    dockers = [r for r in profile["syscalls"] if r is not ours[0]]
+    # Docker's default allows the namespace calls only with CAP_SYS_ADMIN (dropped here)
+    admin = next(r for r in dockers if "unshare" in r["names"])
+    assert admin["includes"] == {"caps": ["CAP_SYS_ADMIN"]}
+
+
+def _as_container_user(argv: list[str]) -> list[str]:
+    """``argv`` as a user with no capability and no-new-privileges, like the container's."""
+    if os.geteuid() != 0:
+        return argv
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+            "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", *argv]
+
+
+def _probe_argv() -> list[str]:
+    """What ``lettabot.runtime.sandbox.probe`` runs: a sandbox in a sandbox."""
+    bwrap = shutil.which("bwrap") or "bwrap"
+    inner = [bwrap, "--unshare-all", "--die-with-parent", *system_args(nested=True), "--",
+             "/bin/true"]
+    return [bwrap, "--unshare-pid", "--die-with-parent", *system_args(), "--", *inner]
+
+
+def _sandbox_works_here() -> bool:
+    if shutil.which("bwrap") is None:
+        return False
+    done = subprocess.run(_as_container_user(_probe_argv()), capture_output=True, timeout=60,
+                          cwd="/")
+    return done.returncode == 0
+
+
+needs_bwrap = pytest.mark.skipif(not _sandbox_works_here(),
+                                 reason="bubblewrap does not run unprivileged here")
+
+
+@needs_bwrap
+@pytest.mark.skipif(shutil.which("setpriv") is None and os.geteuid() == 0, reason="no setpriv")
+@pytest.mark.parametrize("profile", ["docker's default", "seccomp-bwrap.json"])
+def test_bubblewrap_starts_under_the_profile_and_not_under_dockers_default(
+    profile: str,
+) -> None:
+    python = sys.executable if os.geteuid() != 0 else "/usr/bin/python3"
+    if not Path(python).exists():
+        pytest.skip("no python for the unprivileged user")
+    loader = Path(__file__).with_name("docker_seccomp.py")
+    drop = ["--drop-comment", "lettabot:"] if profile == "docker's default" else []
+    argv = [python, str(loader), str(SECCOMP), *drop, "--", *_probe_argv()]
+    done = subprocess.run(_as_container_user(argv), capture_output=True, text=True,
+                          timeout=60, cwd="/")
+    if profile == "docker's default":
+        assert done.returncode != 0 and "namespace" in done.stderr, done.stderr
+    else:
+        assert done.returncode == 0, done.stderr
+
+
+@needs_bwrap
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="no unshare")
+def test_a_masked_proc_refuses_the_sandbox_its_own_proc() -> None:
+    """Why compose unmasks /proc (systempaths=unconfined), k8s sets procMount: Unmasked and
+    the systemd unit drops ProtectKernelTunables/ProtectKernelLogs: one file under /proc
+    covered, as Docker's masked paths or systemd do, and bwrap cannot mount a new /proc."""
+    masked = next((p for p in ("/proc/keys", "/proc/timer_list", "/proc/kmsg")
+                   if Path(p).exists()), None)
+    if masked is None:
+        pytest.skip("none of Docker's masked /proc files exists here")
+    # as root of the new user namespace bwrap would make none of its own; lettabot's user is
+    # never root, and then bwrap always makes one: ask for it
+    probe = shlex.join([_probe_argv()[0], "--unshare-user", *_probe_argv()[1:]])
+    for cover, ok in (("true", True), (f"mount --bind /dev/null {masked}", False)):
+        done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+                               f"{cover} && exec {probe}"], capture_output=True, text=True,
+                              timeout=60, cwd="/")
+        if ok:
+            if done.returncode != 0:
+                pytest.skip(f"no nested user namespace here: {done.stderr.strip()}")
+        else:
+            assert done.returncode != 0 and "Can't mount proc" in done.stderr, done.stderr
