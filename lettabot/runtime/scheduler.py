@@ -477,33 +477,13 @@ class Scheduler:
 
     async def _new_conversation(self, profile: AgentProfile, scope: Scope
                                 ) -> tuple[sdk.Session, _Binding, int]:
-        if self._warm is not None and self._warm[1].profile is profile:
+        if (self.workspaces is None and self._warm is not None
+                and self._warm[1].profile is profile):
             warm, self._warm = self._warm, None
-            # refilled after this turn (not during it: the server is shared)
-            if self.workspaces is None:
-                return warm
-            return await self._move_warm(warm, scope)
+            return warm  # refilled after this turn (not during it: the server is shared)
+        # A conversation's folder is fixed when it opens, so with scope folders the
+        # prewarmed conversation only keeps the server and the agent warm.
         return await self._open_conversation(profile, scope)
-
-    async def _move_warm(self, warm: tuple[sdk.Session, _Binding, int], scope: Scope
-                         ) -> tuple[sdk.Session, _Binding, int]:
-        """The prewarmed conversation, reopened in ``scope``'s folder (a conversation's
-        folder is fixed when it opens; creating it was the slow part)."""
-        session, binding, server = warm
-        conversation = session.conversation_id
-        with anyio.CancelScope(shield=True):
-            await session.close()
-        if conversation is None:
-            return await self._open_conversation(binding.profile, scope)
-        moved = self.client.resume_session(
-            conversation, server=server, **self._session_options(binding, server, scope))
-        try:
-            await moved.connect()
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await moved.close()
-            raise
-        return moved, binding, server
 
     async def _open_conversation(self, profile: AgentProfile, scope: Scope | None = None
                                  ) -> tuple[sdk.Session, _Binding, int]:
