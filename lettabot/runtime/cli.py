@@ -173,12 +173,14 @@ async def _model_problems(config: Config) -> list[str]:
     configured model (asks it: ``list_models`` on a short-lived App Server)."""
     from lettabot import sdk
     from lettabot.runtime.bot import cli_options
+    from lettabot.runtime.letta_backend import ensure_backend
     from lettabot.runtime.providers import connect_providers
 
     demo = "(to try lettabot without a model key: lettabot run --demo)"
     options = cli_options(config)
     client = sdk.LettaClient(servers=1, **options)
     try:
+        await ensure_backend(config)
         for line in await connect_providers(config, client):
             print(f"# {line}")
         models = await client.list_models()
