@@ -229,5 +229,7 @@ def test_the_systemd_units_command_reaches_openai_from_an_empty_home(
         turns = api.turns()
         assert turns and all(t.path.startswith("/v1/responses") for t in turns)
         assert all(t.headers["authorization"] == f"Bearer {KEY}" for t in turns)
+        auth = (empty_home / ".letta" / "lc-local-backend" / "providers" / "auth.json")
+        assert KEY not in auth.read_text()  # the CLI holds only a stand-in
         assert _backend(empty_home) == "local"
         assert proc.stop() == 0
