@@ -19,7 +19,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -60,6 +60,31 @@ def _init(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           stdin=subprocess.DEVNULL)
 
 
+def ask_web_chat(port: int, token: str, text: str, expect: str, timeout: float = 90, *,
+                 output: Callable[[], str] = str) -> None:
+    """Send ``text`` in a new web chat tab on ``port``; wait for ``expect`` in what the tab
+    shows (``output``: the bot's log, for the failure message)."""
+    tab = "tab-" + uuid.uuid4().hex[:12]
+    auth = {"Authorization": f"Bearer {token}"}
+    with connect(f"ws://127.0.0.1:{port}/api/live?tab={tab}",
+                 additional_headers=auth) as socket:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/send", method="POST",
+            data=json.dumps({"tab": tab, "text": text}).encode(),
+            headers={**auth, "content-type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 202
+        seen, deadline = [], time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                seen.append(str(socket.recv(timeout=1)))
+            except TimeoutError:
+                continue
+            if any(expect in frame for frame in seen):
+                return
+        raise AssertionError(f"no {expect!r} in the web chat: {seen}\n{output()}")
+
+
 class Running:
     """A ``lettabot run`` process, its output, and its web chat."""
 
@@ -91,26 +116,7 @@ class Running:
         raise AssertionError(f"lettabot run did not come up:\n{self.output}")
 
     def ask(self, token: str, text: str, expect: str, timeout: float = 90) -> None:
-        """Send ``text`` in a new web chat tab; wait for ``expect`` in what the tab shows."""
-        tab = "tab-" + uuid.uuid4().hex[:12]
-        auth = {"Authorization": f"Bearer {token}"}
-        with connect(f"ws://127.0.0.1:{self.port}/api/live?tab={tab}",
-                     additional_headers=auth) as socket:
-            request = urllib.request.Request(
-                f"http://127.0.0.1:{self.port}/api/send", method="POST",
-                data=json.dumps({"tab": tab, "text": text}).encode(),
-                headers={**auth, "content-type": "application/json"})
-            with urllib.request.urlopen(request, timeout=10) as answer:
-                assert answer.status == 202
-            seen, deadline = [], time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                try:
-                    seen.append(str(socket.recv(timeout=1)))
-                except TimeoutError:
-                    continue
-                if any(expect in frame for frame in seen):
-                    return
-            raise AssertionError(f"no {expect!r} in the web chat: {seen}\n{self.output}")
+        ask_web_chat(self.port, token, text, expect, timeout, output=lambda: self.output)
 
     def stop(self) -> int:
         if self.proc.poll() is None:
