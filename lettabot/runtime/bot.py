@@ -50,6 +50,7 @@ from lettabot.runtime.commands import Commands
 from lettabot.runtime.config import Config, ConfigError, LettaConfig, Problem
 from lettabot.runtime.history import entries_from
 from lettabot.runtime.keyproxy import KeyProxy
+from lettabot.runtime.letta_backend import ensure_backend
 from lettabot.runtime.metrics import Metrics, ServerSample, StateSample, rss_bytes
 from lettabot.runtime.providers import connect_providers
 from lettabot.runtime.router import Router
@@ -258,6 +259,8 @@ class Bot:
                 bot._tg = tg
                 try:
                     bot.keys.start()
+                    if config.servers.count:  # before its App Servers start
+                        await ensure_backend(config)
                     await connect_providers(config, bot.client, bot.keys)
                     await bot.agents.load()
                     bot._stale = await bot.broker.expire_stale()

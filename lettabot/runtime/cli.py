@@ -173,13 +173,18 @@ async def _model_problems(config: Config) -> list[str]:
     configured model (asks it: ``list_models`` on a short-lived App Server)."""
     from lettabot import sdk
     from lettabot.runtime.bot import cli_options
+    from lettabot.runtime.keyproxy import KeyProxy
+    from lettabot.runtime.letta_backend import ensure_backend
     from lettabot.runtime.providers import connect_providers
 
     demo = "(to try lettabot without a model key: lettabot run --demo)"
     options = cli_options(config)
     client = sdk.LettaClient(servers=1, **options)
+    keys = KeyProxy()  # as `run` connects them: keys stay out of the Letta home
+    keys.start()
     try:
-        for line in await connect_providers(config, client):
+        await ensure_backend(config)
+        for line in await connect_providers(config, client, keys):
             print(f"# {line}")
         models = await client.list_models()
     except ConfigError as exc:
@@ -189,6 +194,7 @@ async def _model_problems(config: Config) -> list[str]:
     finally:
         with anyio.CancelScope(shield=True):
             await client.close()
+        keys.stop()
     if not models:
         return [f"letta: no model provider is connected in the Letta CLI's home — run "
                 f"`letta` once as lettabot's user to connect one, or set letta.backend = "

@@ -99,8 +99,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     init.add_argument("--discord-token", metavar="TOKEN", help="(asked for if omitted)")
     init.add_argument("--provider", metavar="TYPE",
                       help="anthropic, openai, google, openrouter, openai-compatible, ollama…")
-    init.add_argument("--provider-url", metavar="URL",
-                      help="the server's base URL (openai-compatible, ollama, lmstudio)")
+    init.add_argument("--provider-url", "--base-url", dest="provider_url", metavar="URL",
+                      help="the provider's base URL: the server's for openai-compatible, "
+                           "ollama, lmstudio; for anthropic or openai, a gateway or proxy in "
+                           "front of the official API (default: the official address)")
     init.add_argument("--api-key", metavar="KEY",
                       help="the provider's key (asked for if omitted; or set it beforehand "
                            "in the variable it goes to, e.g. ANTHROPIC_API_KEY)")

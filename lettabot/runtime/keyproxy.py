@@ -2,11 +2,14 @@
 
 The CLI (and so every tool it runs) can read its own home, where ``letta connect`` would
 store a provider key. Instead, for providers the CLI reaches by base URL
-(``openai-compatible``, ``ollama``, ``lmstudio``, ``llama-cpp``), lettabot connects the CLI to
-``http://127.0.0.1:<port>/p/<n>`` with a random **stand-in** key made at each start, and
-this endpoint forwards each request to the real base URL with the real key in place of the
-stand-in. The stand-in is worth nothing elsewhere (it opens only this endpoint, only while
-lettabot runs); the real key is only in lettabot's memory. Shell commands have no network
+(``openai-compatible``, ``ollama``, ``lmstudio``, ``llama-cpp``, and ``anthropic`` and
+``openai``, whose connection record in the CLI's local backend takes a ``base_url`` too),
+lettabot connects the CLI to ``http://127.0.0.1:<port>/p/<n>`` with a random **stand-in** key
+made at each start, and this endpoint forwards each request to the real base URL with the real
+key in place of the stand-in, sent as the provider expects it (``Authorization: Bearer``, or
+Anthropic's ``x-api-key``; other headers such as ``anthropic-version`` pass unchanged).
+The stand-in is worth nothing elsewhere (it opens only this endpoint, only while lettabot
+runs); the real key is only in lettabot's memory. Shell commands have no network
 by default (:mod:`lettabot.runtime.sandbox`), so they cannot reach the endpoint either.
 
 A plain threaded HTTP server (stdlib, off the event loop): one thread per request, each
@@ -24,7 +27,7 @@ import threading
 import urllib.parse
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Literal
 
 __all__ = ["KeyProxy", "Upstream"]
 
@@ -42,6 +45,9 @@ class Upstream:
 
     base_url: str
     key: str | None
+    auth: Literal["bearer", "x-api-key"] = "bearer"
+    """How the provider takes its key: ``Authorization: Bearer <key>`` (OpenAI and
+    OpenAI-compatible servers) or ``x-api-key: <key>`` (Anthropic)."""
 
 
 class KeyProxy:
@@ -127,7 +133,9 @@ def _handler(proxy: KeyProxy) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length) if length else None
             headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
-            if upstream.key:
+            if upstream.key and upstream.auth == "x-api-key":
+                headers["x-api-key"] = upstream.key
+            elif upstream.key:
                 headers["Authorization"] = f"Bearer {upstream.key}"
             connection_type = (http.client.HTTPSConnection if base.scheme == "https"
                                else http.client.HTTPConnection)

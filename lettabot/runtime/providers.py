@@ -41,6 +41,12 @@ _OPENAI_STYLE = {
     "llama-cpp": "",
 }
 
+_PROXIED = {"anthropic": ("https://api.anthropic.com", "x-api-key"),
+            "openai": ("https://api.openai.com/v1", "bearer")}
+"""Providers with built-in addresses whose local-backend record still takes a base URL
+(CLI 0.34.12: ``resolvePiModelForAgent`` uses the record's ``base_url`` for built-in
+providers), so their key can stay with lettabot: default address and how the key is sent."""
+
 
 @dataclass(frozen=True)
 class KeyCheck:
@@ -106,6 +112,20 @@ async def probe_key(provider: ProviderConfig, key: str | None,
     return await anyio.to_thread.run_sync(_fetch, request, timeout)
 
 
+def _upstream(provider: ProviderConfig, takes_base_url: bool,
+              key: str | None) -> Upstream | None:
+    """Where the key proxy sends ``provider``'s requests (None: the CLI holds the key)."""
+    if not key:
+        return None
+    if provider.type in _PROXIED:
+        default, auth = _PROXIED[provider.type]
+        return Upstream(provider.base_url or default, key,
+                        "x-api-key" if auth == "x-api-key" else "bearer")
+    if provider.base_url and takes_base_url:
+        return Upstream(provider.base_url, key)
+    return None
+
+
 def _problem(index: int, field: str, what: str, fix: str) -> ConfigError:
     return ConfigError([Problem(f"letta.providers[{index}].{field}", what, fix)])
 
@@ -154,14 +174,16 @@ async def connect_providers(config: Config, client: sdk.LettaClient,
             raise _problem(i, "api_key" if not provider.api_key_env else "api_key_env",
                            check.detail, f"put a valid key in {where}")
         base_url, where = provider.base_url, "in the Letta home"
-        if proxy is not None and key and base_url and "baseUrl" in info.fields:
-            base_url = proxy.add(Upstream(base_url, key))
+        upstream = _upstream(provider, "baseUrl" in info.fields, key)
+        if proxy is not None and upstream is not None:
+            base_url = proxy.add(upstream)
             key, where = proxy.stand_in, "with lettabot (the CLI holds a stand-in)"
         elif key:
             log.warning("the key of provider %s is stored in the Letta home, which the "
                         "agent's own file tools could read if an approver allowed it; to keep "
-                        "it with lettabot, use a provider with base_url (e.g. type = "
-                        "\"openai-compatible\"), see docs/security.md", provider.label)
+                        "it with lettabot, use anthropic, openai or a provider with base_url "
+                        "(e.g. type = \"openai-compatible\"), see docs/security.md",
+                        provider.label)
         try:
             await client.connect_provider(
                 provider.type, api_key=key, base_url=base_url, name=provider.name,

@@ -1,7 +1,9 @@
 """What the image does, outside a container: build the wheels, install them into a fresh
-venv (deploy/docker/build-wheels and install-wheels, as the Dockerfile runs them),
-``lettabot check-config`` on the deploy config, ``lettabot run --demo``, probe /healthz and
-/readyz, SIGTERM, exit 0. The model provider comes from the environment, as in a container."""
+venv (deploy/docker/build-wheels and install-wheels, as the Dockerfile runs them), then, in an
+EMPTY ``HOME`` (a fresh volume: the Letta CLI never ran there), ``lettabot check-config`` on
+the deploy config and the image's command ``lettabot run``: probe /healthz and /readyz, one
+message in the web chat answered by the model provider, SIGTERM, exit 0. The provider comes
+from the environment, as in a container."""
 
 from __future__ import annotations
 
@@ -19,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from lettabot.testing.letta_home import LettaHome
 from lettabot.testing.scripted_model import ScriptedModelServer
+from tests.runtime.test_fresh_home import ask_web_chat
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -53,12 +55,12 @@ def keyed_model() -> Iterator[ScriptedModelServer]:
         yield server
 
 
-def _container_env(home: LettaHome, data: Path, model: ScriptedModelServer,
+def _container_env(home: Path, data: Path, model: ScriptedModelServer,
                    **extra: str) -> dict[str, str]:
     """What compose or the Secret puts in the container's environment."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("LETTABOT_", "VIRTUAL_ENV"))}
-    env.update(home.env)
+           if not k.startswith(("LETTABOT_", "LETTA_", "VIRTUAL_ENV"))}
+    env["HOME"] = str(home)
     env.update({
         "LETTABOT_DATA_DIR": str(data),
         "LETTABOT_LETTA__CWD": str(data / "workspace"),
@@ -81,12 +83,13 @@ def _get(url: str) -> tuple[int, dict[str, Any]]:
         return exc.code, json.loads(exc.read() or b"{}")
 
 
-def test_the_installed_wheels_check_the_deploy_config_run_the_demo_and_stop_on_sigterm(
-    installed: Path, letta_home: LettaHome, keyed_model: ScriptedModelServer, tmp_path: Path,
+def test_the_installed_wheels_run_the_image_command_from_an_empty_home_and_stop_on_sigterm(
+    installed: Path, keyed_model: ScriptedModelServer, tmp_path: Path,
 ) -> None:
-    (letta_home.backend_dir / "providers" / "auth.json").unlink()  # a fresh container's home
+    home = tmp_path / "home"  # a fresh container's volume: nothing in it
+    home.mkdir()
     config = DEPLOY / "lettabot.toml"
-    env = _container_env(letta_home, tmp_path / "data", keyed_model)
+    env = _container_env(home, tmp_path / "data", keyed_model)
     check = subprocess.run([str(installed / "lettabot"), "check-config", "--config",
                             str(config)], env=env, cwd=tmp_path, capture_output=True,
                            text=True, timeout=120)
@@ -94,11 +97,11 @@ def test_the_installed_wheels_check_the_deploy_config_run_the_demo_and_stop_on_s
     assert "# config OK" in check.stdout and KEY not in check.stdout + check.stderr
 
     health, web = _free_port(), _free_port()
-    env = _container_env(letta_home, tmp_path / "data", keyed_model,
+    env = _container_env(home, tmp_path / "data", keyed_model,
                          LETTABOT_HEALTH__PORT=str(health), LETTABOT_HEALTH__HOST="127.0.0.1",
                          LETTABOT_WEB__PORT=str(web), LETTABOT_WEB__HOST="127.0.0.1")
-    proc = subprocess.Popen([str(installed / "lettabot"), "run", "--demo", "--config",
-                             str(config)], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([str(installed / "lettabot"), "run", "--config", str(config)],
+                            env=env, cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         deadline, ready = time.monotonic() + 120, None
@@ -116,11 +119,13 @@ def test_the_installed_wheels_check_the_deploy_config_run_the_demo_and_stop_on_s
         assert ready["checks"]["adapter:web"] == "ok" and ready["checks"]["store"] == "ok"
         status, alive = _get(f"http://127.0.0.1:{health}/healthz")
         assert status == 200 and alive["status"] == "ok"
+        ask_web_chat(web, "web-token-for-the-smoke-test", "hello container",
+                     "You said: hello container", 120)
+        assert keyed_model.requests  # answered by the provider, through lettabot's key proxy
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
         output = proc.stdout.read() if proc.stdout else ""
         assert KEY not in output and "web-token-for-the-smoke-test" not in output
-        assert "DEMO" in output
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
