@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
@@ -114,3 +115,62 @@ async def test_events_the_bot_does_not_handle_are_acknowledged_with_200(
         assert status == 200
     assert not bot.messages
     assert not any(MARKER in r.getMessage() for r in caplog.records)
+
+
+async def test_the_reported_malformed_kinds_are_4xx_and_quiet(
+    mock_slack: MockSlack, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue #24.6: each of these answered 500 (a traceback quoting the body in the log)."""
+    bot = RecordingBot()
+    caplog.set_level(logging.DEBUG)
+    deep = "[" * 5000 + json.dumps(MARKER) + "]" * 5000
+    clicks = {"type": "block_actions", "user": {"id": "U1"}, "team": {"id": "T1"},
+              "actions": []}
+    signed_bad = [
+        ("deeply nested", '{"type": "event_callback", "event": ' + deep + "}",
+         "application/json"),
+        ("nested, in a payload", urlencode({"payload": '{"a": ' + deep + "}"}),
+         "application/x-www-form-urlencoded"),
+        ("user of the wrong type", json.dumps(event_body({**mention(MARKER), "user": [1]})),
+         "application/json"),
+        ("team of the wrong type", json.dumps({**event_body(mention(MARKER)), "team_id": 7,
+                                               "authorizations": MARKER}), "application/json"),
+        ("event_time not a number", json.dumps({**event_body(mention(MARKER)),
+                                                "event_time": MARKER}), "application/json"),
+        ("block_actions without actions", urlencode({"payload": json.dumps(clicks)}),
+         "application/x-www-form-urlencoded"),
+        ("a command form with an event", urlencode({"command": "/lettabot", "event": MARKER}),
+         "application/x-www-form-urlencoded"),
+    ]
+    async with running_adapter(mock_slack, bot) as (_, slack):
+        for name, body, kind in signed_bad:
+            status, response = await _raw(slack, body.encode(), _signed(slack, body.encode(),
+                                                                        kind))
+            assert 400 <= status < 500, (name, status)
+            assert response.get("X-Slack-No-Retry") == "1", name
+        # out of range: a number, so the event is taken, without a time
+        for event_time in (10**30, -(10**30), 1e308, -1):
+            status, _ = await slack.post(json.dumps(
+                {**event_body(mention(f"at {event_time}")), "event_time": event_time}),
+                "application/json")
+            assert status == 200, event_time
+        status, _ = await slack.event(mention("still fine"))
+        assert status == 200
+    assert not any(r.levelno >= logging.ERROR for r in caplog.records), [
+        r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not any(MARKER in r.getMessage() for r in caplog.records)
+    assert [m.text for m in bot.messages][-1] == "still fine"
+    assert all(m.received_at is None for m in bot.messages[:-1])
+
+
+async def test_a_runtime_failure_on_a_valid_event_is_still_a_500_slack_retries(
+    mock_slack: MockSlack, caplog: pytest.LogCaptureFixture,
+) -> None:
+    class FailingBot(RecordingBot):
+        async def handle_message(self, message: Any) -> None:
+            raise RuntimeError("store unavailable")
+
+    async with running_adapter(mock_slack, FailingBot()) as (_, slack):
+        status, _ = await slack.event(mention("hello"))
+    assert status == 500
+    assert any("store unavailable" in r.getMessage() for r in caplog.records)

@@ -31,3 +31,15 @@ def test_manifest_scopes_events_and_command() -> None:
     assert f"command: {COMMAND}\n" in text
     assert "socket_mode_enabled: true" in text
     assert re.search(r"interactivity:\n(\s+#.*\n)?\s+is_enabled: true", text)
+
+
+def test_the_readme_lists_exactly_the_manifests_scopes_and_events() -> None:
+    text = MANIFEST.read_text()
+    readme = (MANIFEST.parents[1] / "adapters" / "slack" / "README.md").read_text()
+    step = readme.partition("It asks for exactly what the bot uses:")[2].partition("2. **")[0]
+    named = set(re.findall(r"`([\w:.]+)`", step))
+    assert set(_list_after(text, "bot")) <= named, set(_list_after(text, "bot")) - named
+    assert set(_list_after(text, "bot_events")) <= named, set(
+        _list_after(text, "bot_events")) - named
+    assert named <= {*_list_after(text, "bot"), *_list_after(text, "bot_events"), COMMAND}, (
+        named - {*_list_after(text, "bot"), *_list_after(text, "bot_events"), COMMAND})

@@ -145,6 +145,7 @@ class SlackAdapter:
             process_before_response=True,
             logger=logging.getLogger("lettabot.slack.bolt"),
         )
+        self.app.error(server.on_bolt_error)  # the HTTP handler picks the status, quietly
         inbound.register(self)
         self.http_port: int | None = None
         """The bound port in HTTP mode (useful with ``http_port = 0``)."""

@@ -18,7 +18,7 @@ from typing import Any
 
 from lettabot.runtime.adapter import Attachment, InboundMessage, Scope
 
-__all__ = ["Identity", "Ignored", "dm_scope", "inbound_from_event", "slash_scope"]
+__all__ = ["Identity", "Ignored", "dm_scope", "inbound_from_event", "received_at", "slash_scope"]
 
 ADAPTER = "slack"
 
@@ -126,7 +126,6 @@ def inbound_from_event(
         team = str(body.get("team_id") or event.get("team") or "")
         scope = Scope(adapter=ADAPTER, workspace=team, channel=channel, thread=thread_ts or ts)
         mentioned = kind == "app_mention"
-    event_time = body.get("event_time")
     return InboundMessage(
         scope=scope,
         user_id=user or str(bot_id),
@@ -136,9 +135,19 @@ def inbound_from_event(
         mentioned=mentioned,
         is_bot=is_bot,
         attachments=_attachments(event),
-        received_at=datetime.fromtimestamp(event_time, UTC) if event_time else None,
+        received_at=received_at(body.get("event_time")),
         raw=body,
     )
+
+
+def received_at(event_time: Any) -> datetime | None:
+    """``event_time`` (Unix seconds) as a time, or None when it is not one."""
+    if isinstance(event_time, bool) or not isinstance(event_time, (int, float)):
+        return None
+    try:
+        return datetime.fromtimestamp(event_time, UTC) if event_time > 0 else None
+    except (OverflowError, OSError, ValueError):  # out of range (or NaN)
+        return None
 
 
 _PERMALINK = re.compile(r"<?(?:https?://[^\s/]+)?/archives/([A-Z0-9]+)/p(\d{10})(\d{6})([^\s>|]*)[^\s>]*>?")

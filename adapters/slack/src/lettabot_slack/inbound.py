@@ -1,9 +1,10 @@
 """Bolt listeners: events, approval buttons and the ``/lettabot`` slash command.
 
 Events go to :meth:`BotAPI.handle_message` inside the request (it only queues), so a
-failure answers Slack with an error and Slack retries; the runtime dedupes retries by
-``event_id``. Buttons and commands ack at once and do their work in the adapter's task
-group (Slack wants an answer within 3 seconds).
+failure of the runtime answers Slack with a 500 (:class:`~lettabot_slack.server.RetryLater`)
+and Slack retries; the runtime dedupes retries by ``event_id``. A payload the listeners
+cannot read is never that: it is answered 400. Buttons and commands ack at once and do
+their work in the adapter's task group (Slack wants an answer within 3 seconds).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from lettabot.runtime.commands import COMMANDS
 from lettabot_slack import blocks
 from lettabot_slack.events import ADAPTER, Ignored, dm_scope, inbound_from_event, slash_scope
 from lettabot_slack.mrkdwn import NO_UNFURL
+from lettabot_slack.server import RetryLater
 
 if TYPE_CHECKING:
     from lettabot_slack.adapter import SlackAdapter
@@ -41,7 +43,10 @@ def register(adapter: SlackAdapter) -> None:
             await _on_event(body)
 
     async def _on_event(body: dict[str, Any]) -> None:
-        identity = await adapter.identity()
+        try:
+            identity = await adapter.identity()  # asked at start: cached
+        except Exception as exc:
+            raise RetryLater("auth.test failed") from exc
         message = inbound_from_event(body, identity, adapter.filters)
         if isinstance(message, Ignored):
             log.debug("slack: ignored event %s: %s", body.get("event_id"), message.reason)
@@ -57,15 +62,19 @@ def register(adapter: SlackAdapter) -> None:
             return
         # One scope's messages reach the runtime in the order Slack delivered them: the
         # (possibly slow) name lookup happens inside the scope's turn, never before it.
-        async with adapter.in_order(message.scope.key):
-            name = ""
-            if not message.is_bot and adapter.bot.may_talk(ADAPTER, message.user_id):
-                with anyio.move_on_after(1.5):  # a name is nice to have; the ack won't wait
-                    name = await adapter.user_name(message.user_id)
-            if name:
-                message = message.model_copy(update={"user_name": name})
-            adapter.saw_message(message.scope, message.scope.channel, message.message_id)
-            await adapter.bot.handle_message(message)
+        # Past this point the message was read: a failure is ours, and Slack should retry.
+        try:
+            async with adapter.in_order(message.scope.key):
+                name = ""
+                if not message.is_bot and adapter.bot.may_talk(ADAPTER, message.user_id):
+                    with anyio.move_on_after(1.5):  # nice to have; the ack won't wait
+                        name = await adapter.user_name(message.user_id)
+                if name:
+                    message = message.model_copy(update={"user_name": name})
+                adapter.saw_message(message.scope, message.scope.channel, message.message_id)
+                await adapter.bot.handle_message(message)
+        except Exception as exc:
+            raise RetryLater("the runtime could not take the message") from exc
 
     app.event("app_mention")(on_event)
     app.event("message")(on_event)
