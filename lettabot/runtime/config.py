@@ -592,6 +592,19 @@ class AdapterSettings(_Section):
         """Whether ``lettabot run`` starts it (``config``: the whole config)."""
         return bool(self.enabled)
 
+    def listens(self) -> list[tuple[str, str, int]]:
+        """``(port key, host, port)`` it will listen on, checked before ``lettabot run``
+        starts anything slow. By default: ``host``/``port`` and, unless ``mode`` is not
+        ``"http"``, ``http_host``/``http_port``, where the section has them."""
+        out = []
+        for host_key, port_key in (("host", "port"), ("http_host", "http_port")):
+            host, port = getattr(self, host_key, None), getattr(self, port_key, None)
+            if port_key == "http_port" and getattr(self, "mode", "http") != "http":
+                continue
+            if isinstance(host, str) and isinstance(port, int) and port:
+                out.append((port_key, host, port))
+        return out
+
 
 class ChatAdapterSettings(AdapterSettings):
     """What every team-chat adapter shares."""
@@ -955,7 +968,8 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
     if isinstance(value, Mapping):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()
+                                if v is not None) + " }"
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return _toml_value(str(value))
