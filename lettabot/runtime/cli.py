@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_init(sub)
     sub.add_parser("example-config",
-                   help="print the installed adapters' config sections, every key commented")
+                   help="print the whole config, every key commented (from the settings models)")
     db = sub.add_parser("db", help="the store's schema: `current` or `upgrade` (migrate)")
     db.add_argument("action", choices=["current", "upgrade"])
     db.add_argument("--config", metavar="FILE", help="TOML config (default: ./lettabot.toml)")
@@ -578,9 +578,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "schedules":
         raise SystemExit(schedules_command(args.config, args.action, args.id))
     if args.command == "example-config":
-        from lettabot.runtime.config import adapter_examples
+        from lettabot.runtime.config import full_example
 
-        print(adapter_examples(), end="")
+        print(full_example(), end="")
         raise SystemExit(0)
     if args.command == "init":
         from lettabot.runtime.init import run_init

@@ -176,7 +176,8 @@ def _agent_problems(agent_id: str | None, allowed: list[str],
 class _Section(BaseModel):
     """A config section: unknown keys refused, booleans strict (``"yes"`` is an error)."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True,
+                              use_attribute_docstrings=True)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -724,6 +725,7 @@ class Config(BaseSettings):
         env_file_encoding="utf-8",
         extra="forbid",
         validate_default=True,
+        use_attribute_docstrings=True,
     )
 
     data_dir: Path = Field(default_factory=default_data_dir)
@@ -1369,3 +1371,73 @@ def load_config(path: str | Path | None = None, *, env_file: str | Path | None =
     config._config_file = file.absolute() if file else None
     config._load_warnings = env_warnings
     return config
+
+
+EXAMPLE_HEADER = """\
+# lettabot configuration — every key, with its default (or an example value), generated
+# from lettabot's settings models by `lettabot example-config`.
+#
+# Save as ./lettabot.toml (or pass --config PATH, or set LETTABOT_CONFIG) and uncomment what
+# you need. Every key can be set from the environment or .env instead:
+# LETTABOT_<SECTION>__<KEY>, e.g. LETTABOT_SLACK__BOT_TOKEN=xoxb-... (lists and tables are
+# JSON there). Precedence: environment, then .env, then this file, then defaults.
+# `lettabot check-config` shows what would run; --verbose the effective config.
+"""
+
+
+def _comment(doc: str | None) -> list[str]:
+    text = " ".join(line.strip() for line in (doc or "").splitlines()).replace("``", "`")
+    return textwrap.wrap(text, width=92, initial_indent="# ",
+                         subsequent_indent="# ") if text else []
+
+
+def _example_keys(model: type[BaseModel], skip: Iterable[str] = ()) -> list[str]:
+    """``model``'s plain keys, each commented out after its docstring."""
+    lines: list[str] = []
+    for key, field in model.model_fields.items():
+        if key in skip:
+            continue
+        if _json_kind(field.annotation) is not None and _model_of(field.annotation):
+            continue  # a table of its own
+        lines += _comment(field.description)
+        if field.examples:
+            value = field.examples[0]
+        elif field.is_required():
+            value = None
+        else:
+            value = field.get_default(call_default_factory=True)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, Path):
+            value = str(value)
+        lines.append(f"# {key} = {_toml_value(value)}" if value is not None
+                     else f"# {key} =")
+        lines.append("")
+    return lines
+
+
+def _example_tables(model: type[BaseModel], path: str, skip: Iterable[str] = ()) -> list[str]:
+    """The tables under ``model`` (``[section]`` / ``# [[list]]``), each with its keys."""
+    lines: list[str] = []
+    for key, field in model.model_fields.items():
+        if key in skip:
+            continue
+        sub = _model_of(field.annotation)
+        if sub is None or _json_kind(field.annotation) is None:
+            continue
+        name = f"{path}.{key}" if path else key
+        many = _json_kind(field.annotation) == "list"
+        lines += _comment(field.description)
+        lines += [f"# [[{name}]]" if many else f"[{name}]", *_comment(sub.__doc__)]
+        lines += _example_keys(sub)
+        lines += _example_tables(sub, name)
+    return lines
+
+
+def full_example() -> str:
+    """The whole config, every key commented: core sections, then the installed adapters'
+    (what ``lettabot example-config`` prints)."""
+    adapters = set(adapter_section_models())
+    lines = [EXAMPLE_HEADER, *_example_keys(_composed(), adapters),
+             *_example_tables(_composed(), "", adapters)]
+    return "\n".join(lines).rstrip() + "\n\n" + adapter_examples()

@@ -629,3 +629,18 @@ def test_error_hints_name_a_command_not_a_file_a_wheel_lacks(clean_env: Path) ->
 def test_numeric_ids_in_access_lists_are_taken_as_text(clean_env: Path) -> None:
     write(clean_env / "lettabot.toml", "[access]\napprovers = [81234, \"slack:U1\"]\n")
     assert load_config().access.approvers == ["81234", "slack:U1"]
+
+
+def test_example_config_prints_every_section_core_ones_included_from_the_models() -> None:
+    from lettabot.runtime.config import full_example
+
+    text = full_example()
+    for header in ("[letta]", "[access]", "[approvals]", "[turns]", "[files]", "[chat_tools]",
+                   "[servers]", "[store]", "[cluster]", "[sandbox]", "[health]", "[web]",
+                   "[slack]", "# [[letta.providers]]", "# [[agents]]", "# [[schedules]]"):
+        assert f"\n{header}\n" in text, header
+    # a field's docstring is its comment: one source of truth
+    assert "# Let everyone who can message the bot talk to it." in text
+    assert "# permission_mode = \"standard\"" in text and "= None" not in text
+    body = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
+    tomllib.loads(body)  # headers only: every key is commented out
