@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import functools
 import ipaddress
+import json
 import os
 import re
 import textwrap
@@ -43,6 +44,7 @@ from pydantic_settings import (
     DotEnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from lettabot.runtime.adapter import Scope
@@ -53,6 +55,9 @@ ENV_PREFIX = "LETTABOT_"
 CONFIG_ENV = "LETTABOT_CONFIG"
 DEFAULT_CONFIG_FILE = "lettabot.toml"
 EXAMPLE_FILE = "config/lettabot.example.toml"
+"""The example in a source checkout; what hints name instead is :data:`EVERY_KEY` (a wheel
+install has no ``config/`` folder)."""
+EVERY_KEY = "`lettabot example-config` prints every key with its comment"
 
 PermissionMode = Literal["standard", "acceptEdits", "strict", "unrestricted"]
 _LEGACY_MODES = {"default": "standard", "bypassPermissions": "unrestricted"}
@@ -146,6 +151,13 @@ def _legacy_mode(cls: type, value: Any) -> Any:
     return _LEGACY_MODES.get(value, value) if isinstance(value, str) else value
 
 
+def _ids_as_text(cls: type, value: Any) -> Any:
+    """User ids written as numbers (Discord's, in TOML) are ids all the same."""
+    if isinstance(value, list):
+        return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+    return value
+
+
 def _agent_problems(agent_id: str | None, allowed: list[str],
                     disallowed: list[str]) -> list[Problem]:
     """What ``[letta]`` and each ``[[agents]]`` table check alike."""
@@ -164,7 +176,8 @@ def _agent_problems(agent_id: str | None, allowed: list[str],
 class _Section(BaseModel):
     """A config section: unknown keys refused, booleans strict (``"yes"`` is an error)."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True,
+                              use_attribute_docstrings=True)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -292,6 +305,8 @@ class AccessConfig(_Section):
     allowed_users: list[str] = Field(default_factory=list)
     approvers: list[str] = Field(default_factory=list)
     require_mention: bool = True
+
+    _ids_as_text = field_validator("allowed_users", "approvers", mode="before")(_ids_as_text)
     open: bool = False
     """Let everyone who can message the bot talk to it. Without this, ``lettabot run``
     refuses to start Slack or Discord unless ``allowed_users`` or ``approvers`` is set."""
@@ -578,6 +593,19 @@ class AdapterSettings(_Section):
         """Whether ``lettabot run`` starts it (``config``: the whole config)."""
         return bool(self.enabled)
 
+    def listens(self) -> list[tuple[str, str, int]]:
+        """``(port key, host, port)`` it will listen on, checked before ``lettabot run``
+        starts anything slow. By default: ``host``/``port`` and, unless ``mode`` is not
+        ``"http"``, ``http_host``/``http_port``, where the section has them."""
+        out = []
+        for host_key, port_key in (("host", "port"), ("http_host", "http_port")):
+            host, port = getattr(self, host_key, None), getattr(self, port_key, None)
+            if port_key == "http_port" and getattr(self, "mode", "http") != "http":
+                continue
+            if isinstance(host, str) and isinstance(port, int) and port:
+                out.append((port_key, host, port))
+        return out
+
 
 class ChatAdapterSettings(AdapterSettings):
     """What every team-chat adapter shares."""
@@ -669,6 +697,7 @@ class AgentConfig(_Section):
     routes: list[RouteRule] = Field(default_factory=list)
 
     _legacy_mode = field_validator("permission_mode", mode="before")(_legacy_mode)
+    _ids_as_text = field_validator("approvers", mode="before")(_ids_as_text)
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -696,6 +725,7 @@ class Config(BaseSettings):
         env_file_encoding="utf-8",
         extra="forbid",
         validate_default=True,
+        use_attribute_docstrings=True,
     )
 
     data_dir: Path = Field(default_factory=default_data_dir)
@@ -940,7 +970,8 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
     if isinstance(value, Mapping):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()
+                                if v is not None) + " }"
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return _toml_value(str(value))
@@ -1000,18 +1031,14 @@ def _describe_error(err: Mapping[str, Any]) -> list[Problem]:
         if len(loc) == 1 and isinstance(err.get("input"), dict):
             close = difflib.get_close_matches(key, list(_composed().model_fields), n=1)
             if close:
-                return [Problem(key, "unknown key", f"did you mean [{close[0]}]? (every key "
-                                f"is listed in {EXAMPLE_FILE})")]
+                return [Problem(key, "unknown key", f"did you mean [{close[0]}]? ({EVERY_KEY})")]
             return [Problem(key, "unknown key: no installed adapter reads this section",
                             f"install the adapter that does (pip install lettabot-{key} "
                             "for a built-in one), or remove the section")]
-        return [
-            Problem(
-                key,
-                "unknown key",
-                f"remove it or fix its spelling (every key is listed in {EXAMPLE_FILE})",
-            )
-        ]
+        if (near := _close_key(key)) is not None:
+            return [Problem(key, "unknown key",
+                            f"did you mean {near.rsplit('.', 1)[-1]}? ({EVERY_KEY})")]
+        return [Problem(key, "unknown key", f"remove it or fix its spelling ({EVERY_KEY})")]
     if kind == "missing":
         return [Problem(key, "is required", f"set it in the file or as {env_var(key)}")]
     what = str(err["msg"])
@@ -1020,7 +1047,7 @@ def _describe_error(err: Mapping[str, Any]) -> list[Problem]:
     secret = bool(_SECRETISH.search(str(loc[-1]))) if loc else False
     if "input" in err and not secret and not isinstance(err["input"], dict | list):
         what += f" (got {err['input']!r})"
-    fix = _FIXES.get(kind, f"see the comment for this key in {EXAMPLE_FILE}")
+    fix = _FIXES.get(kind, f"see this key's comment ({EVERY_KEY})")
     return [Problem(key, what, fix)]
 
 
@@ -1077,41 +1104,170 @@ def _resolve_path(explicit: str | Path | None) -> Path | None:
     return default if default.is_file() else None
 
 
-def _unknown_env(env_file: Path | None) -> list[str]:
-    """``LETTABOT_*`` variables whose first part names no setting (typos, probably)."""
-    names = set(os.environ)
-    if env_file is not None and env_file.is_file():
-        names |= {k for k in dotenv_values(env_file) if k}
-    known = {env_var(f) for f in _composed().model_fields} | {CONFIG_ENV}
-    problems = []
-    for name in sorted(names):
-        upper = name.upper()
-        if not upper.startswith(ENV_PREFIX):
+_NOT_SETTINGS = {CONFIG_ENV, "LETTABOT_SDK_TRANSPORT"}
+"""``LETTABOT_*`` variables that are read elsewhere, not settings."""
+
+FOREIGN_NAMES = {
+    "SLACK_BOT_TOKEN": "slack.bot_token",
+    "SLACK_APP_TOKEN": "slack.app_token",
+    "SLACK_SIGNING_SECRET": "slack.signing_secret",
+    "DISCORD_TOKEN": "discord.token",
+    "DISCORD_BOT_TOKEN": "discord.token",
+}
+"""The names other tools (slack-bolt's examples, discord.py's) use, and the key they mean."""
+
+
+@dataclass(frozen=True)
+class _Var:
+    name: str  # as written
+    value: str
+    where: str  # "the environment variable X" / "X in .env"
+
+
+def _variables(dotenv: Path | None) -> dict[str, _Var]:
+    """Every variable lettabot could read, by upper-case name: the environment over ``.env``."""
+    out: dict[str, _Var] = {}
+    if dotenv is not None and dotenv.is_file():
+        for name, value in dotenv_values(dotenv).items():
+            if name:
+                out[name.upper()] = _Var(name, value or "", f"{name} in {dotenv}")
+    for name, value in os.environ.items():
+        out[name.upper()] = _Var(name, value, f"the environment variable {name}")
+    return out
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    for candidate in (annotation, *getattr(annotation, "__args__", ())):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def _json_kind(annotation: Any) -> str | None:
+    """``"list"`` or ``"object"`` for a field the environment gives as JSON, else None."""
+    for candidate in (annotation, *getattr(annotation, "__args__", ())):
+        origin = getattr(candidate, "__origin__", candidate)
+        if origin in (list, tuple, set):
+            return "list"
+        if origin is dict or _model_of(candidate) is not None:
+            return "object"
+    return None
+
+
+def _setting_keys(model: type[BaseModel] | None = None, prefix: str = "") -> list[str]:
+    """Every dotted key (sections and their keys) a variable may name."""
+    out = []
+    for name, field in (model or _composed()).model_fields.items():
+        key = prefix + name
+        out.append(key)
+        sub = _model_of(field.annotation)
+        if sub is not None and _json_kind(field.annotation) == "object":
+            out += _setting_keys(sub, key + ".")
+    return out
+
+
+def _squash(text: str) -> str:
+    return text.replace("_", "").replace(".", "").upper()
+
+
+def _close_key(key: str) -> str | None:
+    """The real dotted key ``key`` most likely meant (a typo, or ``_`` for ``__``)."""
+    keys = _setting_keys()
+    same = [k for k in keys if _squash(k) == _squash(key)]
+    if same:
+        return same[0]
+    parent = key.rpartition(".")[0]
+    siblings = [k for k in keys if k.rpartition(".")[0] == parent]
+    close = difflib.get_close_matches(key, siblings or keys, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def _field_at(key: str) -> tuple[Any, bool]:
+    """(the annotation at dotted ``key``, whether every part of it names a field); a key
+    below a dict-valued field (``letta.env.X``) counts as found."""
+    model: type[BaseModel] | None = _composed()
+    annotation: Any = None
+    for part in key.split("."):
+        if model is None:
+            return annotation, _json_kind(annotation) == "object"
+        field = model.model_fields.get(part)
+        if field is None:
+            return None, False
+        annotation = field.annotation
+        model = _model_of(annotation) if _json_kind(annotation) == "object" else None
+    return annotation, True
+
+
+def _json_fix(var: _Var, kind: str, annotation: Any) -> str:
+    if kind == "list" and _model_of(getattr(annotation, "__args__", (None,))[0]) is None:
+        items = [i.strip().strip("'\"") for i in var.value.strip().strip("[]").split(",")]
+        example = json.dumps([i for i in items if i] or ["slack:U0123ABCD"])
+        return f"write {var.name}='{example}' (lists are JSON in the environment and .env)"
+    if kind == "list":
+        return (f"write a JSON list of tables, e.g. {var.name}='[{{\"key\": \"value\"}}]', "
+                "or set it in the TOML file")
+    return (f"write a JSON object, e.g. {var.name}='{{\"key\": \"value\"}}', or set it in "
+            "the TOML file")
+
+
+def _check_variables(dotenv: Path | None,
+                     data: Mapping[str, Any]) -> tuple[list[Problem], list[str]]:
+    """Problems with ``LETTABOT_*`` values pydantic-settings would only raise as a traceback
+    (a list or table that is not JSON), and warnings about variables lettabot ignores:
+    unknown ``LETTABOT_*`` names and the names other tools use (``SLACK_BOT_TOKEN``)."""
+    variables = _variables(dotenv)
+    problems: list[Problem] = []
+    warnings: list[str] = []
+    sections = _composed().model_fields
+    for upper, var in sorted(variables.items()):
+        if upper in FOREIGN_NAMES:
+            key = FOREIGN_NAMES[upper]
+            section, _, leaf = key.partition(".")
+            if (section in sections and env_var(key) not in variables
+                    and leaf not in (data.get(section) or {})):
+                warnings.append(f"{var.where} is set, but lettabot reads {env_var(key)} "
+                                f"({key}): did you mean {env_var(key)}?")
             continue
-        head = upper.split("__", 1)[0]
-        if head not in known:
-            problems.append(
-                f"{name} is set but is not a lettabot setting: it is ignored "
-                f"(spelling? LETTABOT_<SECTION>__<KEY>, see {EXAMPLE_FILE})"
-            )
-    return problems
+        if (not upper.startswith(ENV_PREFIX) or upper in _NOT_SETTINGS
+                or upper.startswith(ENV_PREFIX + "TEST_")):
+            continue
+        key = upper.removeprefix(ENV_PREFIX).lower().replace("__", ".")
+        annotation, found = _field_at(key)
+        if not found:
+            if key.partition(".")[0] in sections and "." in key:
+                continue  # an unknown key in a known section: validation names it (an error)
+            near = _close_key(key)
+            hint = (f"did you mean {env_var(near)}?" if near else
+                    f"spelling? LETTABOT_<SECTION>__<KEY>; {EVERY_KEY}")
+            warnings.append(f"{var.where} is set but is not a lettabot setting, so it is "
+                            f"ignored: {hint}")
+            continue
+        kind = _json_kind(annotation)
+        if kind is None or not var.value.strip():
+            continue
+        try:
+            parsed = json.loads(var.value)
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, list if kind == "list" else dict):
+            problems.append(Problem(key, f"is not a JSON {kind} (from {var.where})",
+                                    _json_fix(var, kind, annotation)))
+    return problems, warnings
 
 
 def _blame(problem: Problem, dotenv: Path | None) -> Problem:
     """Say where a bad value came from when it was not the TOML file: the environment
-    (which wins) or the ``.env`` file."""
+    (which wins) or the ``.env`` file; a misspelt variable's fix names the right one."""
     key = problem.key.split("[")[0]
     if not key or "/" in key:
         return problem
-    variable = env_var(key)
-    if any(name.upper() == variable for name in os.environ):
-        where = f"from the environment variable {variable}"
-    elif dotenv is not None and dotenv.is_file() and variable in {
-            k.upper() for k in dotenv_values(dotenv)}:
-        where = f"from {variable} in {dotenv}"
-    else:
+    var = _variables(dotenv).get(env_var(key))
+    if var is None:
         return problem
-    return Problem(problem.key, f"{problem.what} ({where})", problem.fix)
+    fix = problem.fix
+    if problem.what == "unknown key" and (near := _close_key(key)) is not None:
+        fix = f"did you mean {env_var(near)}? ({EVERY_KEY})"
+    return Problem(problem.key, f"{problem.what} (from {var.where})", fix)
 
 
 SETTINGS_GROUP = "lettabot.settings"
@@ -1188,11 +1344,20 @@ def load_config(path: str | Path | None = None, *, env_file: str | Path | None =
     data = _read_toml(file) if file else {}
     dotenv = Path(env_file) if env_file is not None else None
     source = str(file) if file else None
+    env_problems, env_warnings = _check_variables(dotenv, data)
     try:
         config = Config(_env_file=dotenv, **data)
     except ValidationError as exc:
         problems = [p for err in exc.errors() for p in _describe_error(err)]
-        raise ConfigError([_blame(p, dotenv) for p in problems], source) from None
+        raise ConfigError([*env_problems, *(_blame(p, dotenv) for p in problems)],
+                          source) from None
+    except SettingsError as exc:  # a value the sources could not parse; named above
+        raise ConfigError(env_problems or [Problem(
+            "environment", f"a LETTABOT_* value could not be read ({exc})",
+            "lists and tables are JSON there, e.g. LETTABOT_ACCESS__APPROVERS="
+            "'[\"slack:U0123ABCD\"]'")], source) from None
+    if env_problems:
+        raise ConfigError(env_problems, source)
     base = file.parent.absolute() if file else Path.cwd()
 
     def resolve(p: Path) -> Path:
@@ -1204,5 +1369,75 @@ def load_config(path: str | Path | None = None, *, env_file: str | Path | None =
         letta = letta.model_copy(update={"cwd": resolve(letta.cwd)})
     config = config.model_copy(update={"data_dir": resolve(config.data_dir), "letta": letta})
     config._config_file = file.absolute() if file else None
-    config._load_warnings = _unknown_env(dotenv)
+    config._load_warnings = env_warnings
     return config
+
+
+EXAMPLE_HEADER = """\
+# lettabot configuration — every key, with its default (or an example value), generated
+# from lettabot's settings models by `lettabot example-config`.
+#
+# Save as ./lettabot.toml (or pass --config PATH, or set LETTABOT_CONFIG) and uncomment what
+# you need. Every key can be set from the environment or .env instead:
+# LETTABOT_<SECTION>__<KEY>, e.g. LETTABOT_SLACK__BOT_TOKEN=xoxb-... (lists and tables are
+# JSON there). Precedence: environment, then .env, then this file, then defaults.
+# `lettabot check-config` shows what would run; --verbose the effective config.
+"""
+
+
+def _comment(doc: str | None) -> list[str]:
+    text = " ".join(line.strip() for line in (doc or "").splitlines()).replace("``", "`")
+    return textwrap.wrap(text, width=92, initial_indent="# ",
+                         subsequent_indent="# ") if text else []
+
+
+def _example_keys(model: type[BaseModel], skip: Iterable[str] = ()) -> list[str]:
+    """``model``'s plain keys, each commented out after its docstring."""
+    lines: list[str] = []
+    for key, field in model.model_fields.items():
+        if key in skip:
+            continue
+        if _json_kind(field.annotation) is not None and _model_of(field.annotation):
+            continue  # a table of its own
+        lines += _comment(field.description)
+        if field.examples:
+            value = field.examples[0]
+        elif field.is_required():
+            value = None
+        else:
+            value = field.get_default(call_default_factory=True)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, Path):
+            value = str(value)
+        lines.append(f"# {key} = {_toml_value(value)}" if value is not None
+                     else f"# {key} =")
+        lines.append("")
+    return lines
+
+
+def _example_tables(model: type[BaseModel], path: str, skip: Iterable[str] = ()) -> list[str]:
+    """The tables under ``model`` (``[section]`` / ``# [[list]]``), each with its keys."""
+    lines: list[str] = []
+    for key, field in model.model_fields.items():
+        if key in skip:
+            continue
+        sub = _model_of(field.annotation)
+        if sub is None or _json_kind(field.annotation) is None:
+            continue
+        name = f"{path}.{key}" if path else key
+        many = _json_kind(field.annotation) == "list"
+        lines += _comment(field.description)
+        lines += [f"# [[{name}]]" if many else f"[{name}]", *_comment(sub.__doc__)]
+        lines += _example_keys(sub)
+        lines += _example_tables(sub, name)
+    return lines
+
+
+def full_example() -> str:
+    """The whole config, every key commented: core sections, then the installed adapters'
+    (what ``lettabot example-config`` prints)."""
+    adapters = set(adapter_section_models())
+    lines = [EXAMPLE_HEADER, *_example_keys(_composed(), adapters),
+             *_example_tables(_composed(), "", adapters)]
+    return "\n".join(lines).rstrip() + "\n\n" + adapter_examples()

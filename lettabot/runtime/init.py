@@ -59,8 +59,8 @@ class Plan:
     """What ``init`` decided for the user, printed after writing."""
 
     def toml(self) -> str:
-        lines = [f"# Written by `lettabot init` on {datetime.now(UTC):%Y-%m-%d}. Every key: "
-                 "config/lettabot.example.toml", "# Secrets are in .env (never here).",
+        lines = [f"# Written by `lettabot init` on {datetime.now(UTC):%Y-%m-%d}. Every key, "
+                 "commented: `lettabot example-config`", "# Secrets are in .env (never here).",
                  'data_dir = ".lettabot"', "", "[letta]"]
         if self.model:
             lines.append(f"model = {json.dumps(self.model)}")
@@ -140,21 +140,73 @@ def _answer(value: str | None, flag: str, question: str, ask: Ask | None, *,
     raise InitError(f"{flag} is required (or run `lettabot init` in a terminal to be asked)")
 
 
+_TRIES = 5
+
+
+def _checked(value: str | None, flag: str, question: str, ask: Ask | None,
+             check: Callable[[str], str | None], *, secret: bool = False,
+             default: str | None = None) -> str:
+    """An answer ``check`` accepts (it returns what is wrong, or None). In a terminal a wrong
+    answer is said and asked again (the other answers stay); with flags only it is an error."""
+    got = _answer(value, flag, question, ask, secret=secret, default=default)
+    for _ in range(_TRIES):
+        wrong = check(got)
+        if wrong is None:
+            return got
+        if ask is None:
+            raise InitError(f"{flag}: {wrong}")
+        print(f"  {wrong} — try again", file=sys.stderr)
+        got = _answer(None, flag, question, ask, secret=secret, default=default)
+    raise InitError(f"{flag}: {check(got)}")
+
+
+def _split_ids(text: str) -> list[str]:
+    return [a.strip() for a in text.split(",") if a.strip()]
+
+
+def _bad_ids(text: str) -> str | None:
+    bad = [who for who in _split_ids(text) if not _ID.match(who)]
+    if bad:
+        return (f"{', '.join(repr(b) for b in bad)} is not a user id: write <platform>:<user "
+                "id> (e.g. slack:U0123ABCD) or a bare user id")
+    return None
+
+
+def _ids(given: list[str], flag: str, question: str, ask: Ask | None) -> list[str]:
+    """Ids from the flags (checked) or the terminal; empty when neither gives any."""
+    text = ",".join(given)
+    if not text.strip() and ask is None:
+        return []
+    if not text.strip():
+        text = ask(question, False) if ask is not None else ""
+        if not text.strip():
+            return []
+    return _split_ids(_checked(text, flag, question, ask, _bad_ids))
+
+
+def _prefix(start: str, what: str) -> Callable[[str], str | None]:
+    def check(token: str) -> str | None:
+        if token.startswith(start):
+            return None
+        return f"{what} starts with {start} (see the README's Slack steps)"
+    return check
+
+
 def plan_from(args: argparse.Namespace, ask: Ask | None) -> Plan:
-    """The answers, from flags first, then the terminal (``ask``), then defaults."""
-    platform = _answer(args.platform, "--platform", "Platform (slack, discord, web)", ask,
-                       default="web" if ask is None else None)
-    if platform not in ("slack", "discord", "web"):
-        raise InitError(f"--platform: {platform!r} — use slack, discord or web")
+    """The answers, from flags first, then the terminal (``ask``), then defaults. A wrong
+    answer in a terminal is asked again; the answers before it are kept."""
+    platform = _checked(args.platform, "--platform", "Platform (slack, discord, web)", ask,
+                        lambda p: None if p in ("slack", "discord", "web") else
+                        f"{p!r} is not a platform: use slack, discord or web",
+                        default="web" if ask is None else None)
     secrets: dict[str, str] = {}
     if platform == "slack":
-        bot = _answer(args.slack_bot_token, "--slack-bot-token",
-                      "Slack Bot User OAuth Token (xoxb-…)", ask, secret=True)
-        app = _answer(args.slack_app_token, "--slack-app-token",
-                      "Slack app-level token with connections:write (xapp-…)", ask, secret=True)
-        if not bot.startswith("xoxb-") or not app.startswith("xapp-"):
-            raise InitError("--slack-bot-token must start with xoxb- and --slack-app-token "
-                            "with xapp- (see the README's Slack steps)")
+        bot = _checked(args.slack_bot_token, "--slack-bot-token",
+                       "Slack Bot User OAuth Token (xoxb-…)", ask,
+                       _prefix("xoxb-", "the bot token"), secret=True)
+        app = _checked(args.slack_app_token, "--slack-app-token",
+                       "Slack app-level token with connections:write (xapp-…)", ask,
+                       _prefix("xapp-", "the app-level token"), secret=True)
         secrets |= {"LETTABOT_SLACK__BOT_TOKEN": bot, "LETTABOT_SLACK__APP_TOKEN": app}
     elif platform == "discord":
         secrets["LETTABOT_DISCORD__TOKEN"] = _answer(
@@ -177,19 +229,14 @@ def plan_from(args: argparse.Namespace, ask: Ask | None) -> Plan:
             raise InitError(f"--api-key is required for {provider} (or set {var})")
     model = _answer(args.model, "--model", "Model handle", ask,
                     default=_DEFAULT_MODELS.get(provider, ""))
-    approvers = list(args.approver)
-    if not approvers and platform != "web":  # the web chat's one user approves (self_approve)
-        if ask is None:
+    approvers: list[str] = []
+    if platform != "web" or args.approver:  # the web chat's one user approves (self_approve)
+        approvers = _ids(args.approver, "--approver", f"Who may approve tool calls "
+                         f"({platform}:<user id> or a bare id, comma-separated)", ask)
+        if not approvers and platform != "web":
             raise InitError(f"--approver is required for {platform} (e.g. "
                             f"{platform}:U0123ABCD): who may approve tool calls")
-        approvers = [a.strip() for a in ask(f"Who may approve tool calls ({platform}:<user "
-                                            "id>, comma-separated)", False).split(",")
-                     if a.strip()]
     allowed, everyone, notes = _who_may_talk(platform, approvers, args, ask)
-    for who in [*approvers, *allowed]:
-        if not _ID.match(who):
-            raise InitError(f"--approver/--allowed-user: {who!r} — write <platform>:<user id> "
-                            "(e.g. slack:U0123ABCD) or a bare user id")
     if platform == "web":
         secrets.setdefault("LETTABOT_WEB__TOKEN", os.urandom(16).hex())
     return Plan(platform, provider, model or None, approvers, allowed, url, secrets,
@@ -200,7 +247,7 @@ def _who_may_talk(platform: str, approvers: list[str], args: argparse.Namespace,
                   ask: Ask | None) -> tuple[list[str], bool, list[str]]:
     """``allowed_users``, ``open`` and what to tell the user. Slack and Discord are never
     left open unless asked: with no answer, only the approvers may talk."""
-    allowed = [a.strip() for a in args.allow if a.strip()]
+    allowed = _ids(args.allow, "--allowed-user", "", None) if args.allow else []
     everyone = bool(getattr(args, "open", False))
     if everyone and allowed:
         raise InitError("--open lets everyone talk; drop it or the --allowed-user flags")
@@ -210,12 +257,14 @@ def _who_may_talk(platform: str, approvers: list[str], args: argparse.Namespace,
                               f"{platform} may talk to it (--open)"]
         return allowed, False, []
     if ask is not None:
-        answer = ask(f"Who may talk to the bot? ({platform}:<user id>, comma-separated; "
-                     "empty: only the approvers; 'everyone': anyone who can message it)", False)
+        question = (f"Who may talk to the bot? ({platform}:<user id> or a bare id, "
+                    "comma-separated; empty: only the approvers; 'everyone': anyone who can "
+                    "message it)")
+        answer = ask(question, False)
         if answer.strip().lower() in _EVERYONE:
             return [], True, [f"access.open = true: everyone who can message the bot on "
                               f"{platform} may talk to it"]
-        allowed = [a.strip() for a in answer.split(",") if a.strip()]
+        allowed = _ids([answer], "--allowed-user", question, ask)
         if allowed:
             return allowed, False, []
     if not approvers:

@@ -77,8 +77,16 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
-def configure_logging(level: str = "INFO", fmt: LogFormat = "text") -> None:
-    """Root logging to stderr in ``fmt``; replaces handlers an earlier call installed."""
+QUIET_LIBRARIES = ("alembic",)
+"""Loggers whose INFO lines (schema migration chatter) show only with ``verbose``."""
+
+
+def configure_logging(level: str = "INFO", fmt: LogFormat = "text", *,
+                      verbose: bool = False) -> None:
+    """Root logging to stderr in ``fmt``; replaces handlers an earlier call installed.
+    Unless ``verbose``, :data:`QUIET_LIBRARIES` log warnings and errors only."""
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.WARNING)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JSONFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(_ContextFilter())

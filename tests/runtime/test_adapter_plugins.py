@@ -76,7 +76,8 @@ def test_a_third_party_section_is_validated_listed_and_documented(
     assert ("teams.app_password: is not set but teams.enabled = true — set "
             "LETTABOT_TEAMS__APP_PASSWORD") in bad.stderr
     assert "Traceback" not in bad.stderr
-    good = _cli("check-config", "--config", str(config), site=teams_package, cwd=tmp_path,
+    good = _cli("check-config", "--verbose", "--config", str(config), site=teams_package,
+                cwd=tmp_path,
                 LETTABOT_TEAMS__APP_PASSWORD="teams-pass-123", **letta_home.env)
     assert good.returncode == 0, good.stderr
     assert "[teams]" in good.stdout and 'tenant = "contoso"' in good.stdout

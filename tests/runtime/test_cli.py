@@ -181,6 +181,13 @@ def test_run_serves_health_and_drains_on_sigterm(letta_home: LettaHome, tmp_path
         assert f"adapter web: http://127.0.0.1:{web_port}/" in summary
         assert f"health: http://127.0.0.1:{health_port}/healthz" in summary
         assert "store: sqlite+aiosqlite:///" in summary and "agent default:" in summary
+        token = (tmp_path / "data" / "web-token").read_text().strip()
+        assert f"open: http://127.0.0.1:{web_port}/?token={token}" in summary  # the URL
+        # one line per step while it starts, in order; alembic's INFO lines only with -v
+        steps = [r["message"].split(":")[0] for r in records if r["logger"] == "lettabot.start"]
+        assert steps == ["config", "ports", "store", "sandbox", "App Server and agent",
+                         "adapters"], steps
+        assert not [r for r in records if r["logger"].startswith("alembic")], output
         with pytest.raises(ProcessLookupError):  # the App Server was stopped and reaped
             for _ in range(50):
                 os.kill(server["pid"], 0)
@@ -246,3 +253,56 @@ def _wait_health(proc: subprocess.Popen[str], port: int,
         except OSError:
             time.sleep(0.3)
     raise AssertionError(proc.stdout.read() if proc.stdout else "lettabot did not start")
+
+
+def test_check_config_leads_with_the_verdict_and_what_runs_then_the_rest_on_verbose(
+    tmp_path: Path, letta_home: LettaHome,
+) -> None:
+    config = tmp_path / "lettabot.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\n[access]\n'
+                      'approvers = ["web:boss"]\nallowed_users = ["web:ann"]\n'
+                      f'[letta]\nmodel = "{letta_home.model}"\n[web]\nenabled = true\n')
+    env = {**os.environ, **letta_home.env}
+    done = _run("check-config", "--config", str(config), cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("# config OK: lettabot run would start web"), lines[:3]
+    text = done.stdout
+    for needle in ("# adapter web:", f"# model: {letta_home.model}", "# store: sqlite",
+                   "# who may talk: web:ann (and the approvers)", "# approvers: web:boss",
+                   "# tool sandbox:", "# agent:"):
+        assert needle in text, (needle, text)
+    assert "[letta]" not in text and '"None"' not in text and len(lines) < 25, text
+    verbose = _run("check-config", "--verbose", "--config", str(config), cwd=tmp_path, env=env)
+    assert verbose.returncode == 0, verbose.stderr
+    assert verbose.stdout.startswith(lines[0]) and "[letta]" in verbose.stdout
+    assert "[access]" in verbose.stdout and '"None"' not in verbose.stdout
+
+
+def test_check_config_leads_with_the_verdict_when_run_would_refuse(tmp_path: Path) -> None:
+    config = tmp_path / "lettabot.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\n' + SLACK)
+    done = _run("check-config", "--config", str(config), cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stdout.splitlines()[0].startswith(
+        "# lettabot run would NOT start: 1 problem"), done.stdout
+    assert "access.allowed_users" in done.stderr
+
+
+@pytest.mark.parametrize("which", ["web", "health"])
+def test_run_checks_its_ports_before_any_slow_work(tmp_path: Path, which: str) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        web_port = port if which == "web" else _free_port()
+        config = tmp_path / "lettabot.toml"
+        config.write_text(f'data_dir = "{tmp_path / "data"}"\n[web]\nport = {web_port}\n')
+        done = _run("run", "--config", str(config), "--health-port", str(port), cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert f"{which}.port: port {port} on 127.0.0.1 is in use (by pid {os.getpid()}" in (
+        done.stderr), done.stderr
+    fix = "LETTABOT_WEB__PORT" if which == "web" else "--health-port"
+    assert fix in done.stderr and "or stop it" in done.stderr
+    assert "invalid lettabot config" not in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "data" / "lettabot.db").exists()  # before the store was opened

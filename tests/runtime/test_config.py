@@ -283,7 +283,7 @@ url = "sqlite:///x.db"
         "web.port: input should be less than or equal to 65535 (got 70000) — use a smaller value",
         "discord.reply_mode: input should be 'thread' or 'inline' (got 'dm')",
         "discord.guild_ids: input should be a valid list",
-        "slack.bot_tokn: unknown key — remove it or fix its spelling",
+        "slack.bot_tokn: unknown key — did you mean bot_token?",
         "stor: unknown key",
     ]
     for prefix in expected_prefixes:
@@ -546,3 +546,101 @@ def test_a_bad_value_from_the_environment_or_dotenv_names_where_it_came_from(
     count = next(p for p in found if p.startswith("servers.count"))
     assert "from the environment variable LETTABOT_WEB__PORT" in port
     assert "from LETTABOT_SERVERS__COUNT in .env" in count
+
+
+# environment and .env: every value error is key, problem, fix (#24.2) ---------------------
+
+
+@pytest.mark.parametrize("where", ["environment", ".env"])
+@pytest.mark.parametrize(("name", "value", "needle"), [
+    ("LETTABOT_ACCESS__APPROVERS", "slack:U0123",
+     """access.approvers: is not a JSON list (from {src}) — write LETTABOT_ACCESS__APPROVERS"""
+     """='["slack:U0123"]'"""),
+    ("LETTABOT_ACCESS__APPROVERS", '["a",', "access.approvers: is not a JSON list"),
+    ("LETTABOT_LETTA__ENV", "x", "letta.env: is not a JSON object"),
+    ("LETTABOT_SERVERS__URLS", "ws://far:9", "servers.urls: is not a JSON list"),
+    ("LETTABOT_ACCESS", '{"open": true', "access: is not a JSON object"),
+])
+def test_a_list_or_json_value_that_does_not_parse_names_variable_and_fix(
+    monkeypatch: pytest.MonkeyPatch, clean_env: Path, where: str, name: str, value: str,
+    needle: str,
+) -> None:
+    if where == "environment":
+        monkeypatch.setenv(name, value)
+        src = f"the environment variable {name}"
+    else:
+        write(clean_env / ".env", f"{name}={value}\n")
+        src = f"{name} in .env"
+    with pytest.raises(ConfigError) as exc:
+        load_config()
+    assert any(needle.format(src=src) in p for p in problems(exc)), problems(exc)
+
+
+@pytest.mark.parametrize(("name", "right"), [
+    ("LETTABOT_SLAK__ENABLED", "LETTABOT_SLACK__ENABLED"),
+    ("LETTABOT_SLACK_BOT_TOKEN", "LETTABOT_SLACK__BOT_TOKEN"),
+    ("SLACK_BOT_TOKEN", "LETTABOT_SLACK__BOT_TOKEN"),
+    ("SLACK_APP_TOKEN", "LETTABOT_SLACK__APP_TOKEN"),
+    ("SLACK_SIGNING_SECRET", "LETTABOT_SLACK__SIGNING_SECRET"),
+    ("DISCORD_TOKEN", "LETTABOT_DISCORD__TOKEN"),
+])
+@pytest.mark.parametrize("where", ["environment", ".env"])
+def test_a_misnamed_variable_is_warned_about_with_the_right_name(
+    monkeypatch: pytest.MonkeyPatch, clean_env: Path, name: str, right: str, where: str,
+) -> None:
+    if where == "environment":
+        monkeypatch.setenv(name, SECRET)
+    else:
+        write(clean_env / ".env", f"{name}={SECRET}\n")
+    config = load_config()
+    found = [w for w in config.warnings() if name in w]
+    assert found and f"did you mean {right}?" in found[0], config.warnings()
+    assert SECRET not in "\n".join(config.warnings())
+
+
+def test_the_right_variable_set_silences_the_foreign_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", SECRET)
+    monkeypatch.setenv("LETTABOT_SLACK__BOT_TOKEN", SECRET)
+    monkeypatch.setenv("LETTABOT_SDK_TRANSPORT", "subprocess")  # the SDK's own, not a setting
+    assert load_config().warnings() == []
+
+
+def test_a_misspelt_nested_variable_says_which_key_it_meant(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LETTABOT_SLACK__BOT_TOKN", SECRET)
+    with pytest.raises(ConfigError) as exc:
+        load_config()
+    assert any("slack.bot_tokn: unknown key" in p and "did you mean LETTABOT_SLACK__BOT_TOKEN?"
+               in p for p in problems(exc)), problems(exc)
+
+
+def test_error_hints_name_a_command_not_a_file_a_wheel_lacks(clean_env: Path) -> None:
+    write(clean_env / "lettabot.toml", "[letta]\nmodle = 'x'\n[acess]\nopen = true\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config()
+    text = "\n".join(problems(exc))
+    assert "lettabot.example.toml" not in text and "lettabot example-config" in text
+    assert "did you mean model?" in text
+
+
+def test_numeric_ids_in_access_lists_are_taken_as_text(clean_env: Path) -> None:
+    write(clean_env / "lettabot.toml", "[access]\napprovers = [81234, \"slack:U1\"]\n")
+    assert load_config().access.approvers == ["81234", "slack:U1"]
+
+
+def test_example_config_prints_every_section_core_ones_included_from_the_models() -> None:
+    from lettabot.runtime.config import full_example
+
+    text = full_example()
+    for header in ("[letta]", "[access]", "[approvals]", "[turns]", "[files]", "[chat_tools]",
+                   "[servers]", "[store]", "[cluster]", "[sandbox]", "[health]", "[web]",
+                   "[slack]", "# [[letta.providers]]", "# [[agents]]", "# [[schedules]]"):
+        assert f"\n{header}\n" in text, header
+    # a field's docstring is its comment: one source of truth
+    assert "# Let everyone who can message the bot talk to it." in text
+    assert "# permission_mode = \"standard\"" in text and "= None" not in text
+    body = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
+    tomllib.loads(body)  # headers only: every key is commented out

@@ -152,3 +152,42 @@ def test_init_in_a_terminal_may_open_the_bot_to_everyone(tmp_path: Path) -> None
     assert run_init(args, lambda q, _s: next(v for k, v in answers.items()
                                              if q.startswith(k))) == 0
     assert tomllib.loads((tmp_path / "lettabot.toml").read_text())["access"]["open"] is True
+
+
+def test_a_wrong_answer_is_asked_again_and_the_others_are_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    import tomllib
+
+    replies = {"Platform": ["slack"],
+               "Slack Bot User OAuth Token": ["xoxp-user-token", "xoxb-1-right"],
+               "Slack app-level token": ["xapp-1-right"],
+               "Model provider": ["anthropic"], "anthropic API key": ["sk-ant-typed"],
+               "Model handle": [""],
+               "Who may approve": ["slack U0ADA", "U0ADA, slack:U0BEN"],
+               "Who may talk": ["<@U0CAT>", "81234, slack:U0DAN"]}
+    asked: list[str] = []
+
+    def ask(question: str, _secret: bool) -> str:
+        asked.append(question)
+        key = next(k for k in replies if question.startswith(k))
+        return replies[key].pop(0)
+
+    args = build_parser().parse_args(["init", "--dir", str(tmp_path), "--no-check"])
+    assert isinstance(args, argparse.Namespace)
+    assert run_init(args, ask) == 0
+    assert sum(q.startswith("Platform") for q in asked) == 1  # not asked again
+    assert sum(q.startswith("Slack Bot") for q in asked) == 2
+    assert sum(q.startswith("Who may approve") for q in asked) == 2
+    err = capsys.readouterr().err
+    assert "xoxb-" in err and "'slack U0ADA'" in err and "'<@U0CAT>'" in err
+    access = tomllib.loads((tmp_path / "lettabot.toml").read_text())["access"]
+    assert access["approvers"] == ["U0ADA", "slack:U0BEN"]  # a bare id, as the config takes
+    assert access["allowed_users"] == ["81234", "slack:U0DAN"]
+    assert "LETTABOT_SLACK__BOT_TOKEN=xoxb-1-right" in (tmp_path / ".env").read_text()
+
+
+def test_init_points_at_a_command_not_a_file_a_wheel_lacks(tmp_path: Path) -> None:
+    code, text = _flags_init(tmp_path, "--approver", "slack:U0ADA")
+    assert code == 0 and "lettabot.example.toml" not in text
+    assert "lettabot example-config" in text
