@@ -131,7 +131,8 @@ def tool_sandbox(config: Config) -> Sandbox | None:
         return prepare(config.sandbox, config.data_dir / "sandbox",
                        workspaces=config.letta_cwd, home=home, backend=backend,
                        secret=protected_paths(config),
-                       extra_rw=[cache, *_compile_cache(config)])
+                       extra_rw=[cache, *_compile_cache(config)],
+                       git_network=config.letta.backend == "cloud")
     except SandboxUnavailable as exc:
         raise ConfigError([Problem("sandbox.mode", exc.why, exc.fix)]) from None
 

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from lettabot.runtime.bot import Bot
@@ -237,3 +238,50 @@ def test_run_and_check_config_refuse_where_the_sandbox_cannot_start(
     done = _lettabot(["check-config", "--config", str(config)], tmp_path, env)
     assert "tool sandbox: off" in done.stdout, done.stdout + done.stderr
     assert 'mode = "off"' in done.stderr and "only the approval guard" in done.stderr
+
+
+async def test_git_the_cli_runs_itself_stays_in_the_sandbox(
+    open_bot: tuple[Bot, TestChat], keyed_model: ScriptedModelServer,
+) -> None:
+    """A repository names programs git runs (core.fsmonitor, hooks). The agent plants them
+    in its memory repository and in a repository in its own folder; the CLI then runs git
+    there itself (memory status, its session context). The planted program must get no
+    more than a shell command: no other scope's folder, no network."""
+    bot, chat = open_bot
+    victim, attacker = chat.scope("Cgit", "victim"), chat.scope("Cgit", "attacker")
+    (bot.workspace_of(victim) / "private.txt").write_text("PRIVATE-7171")
+    root = bot.config.letta_cwd.resolve()
+    loot = bot.workspace_of(attacker) / "loot.txt"
+    payload = (f"#!/bin/sh\ncat {root}/*/private.txt >> {loot} 2>/dev/null\n"
+               f"touch {bot.workspace_of(victim)}/pwned 2>/dev/null\n"
+               f"(exec 3<>/dev/tcp/127.0.0.1/{keyed_model.port}) 2>/dev/null "
+               f"&& echo NET >> {loot}\nexit 0\n")
+    hooks = ("pre-commit post-commit post-checkout post-index-change reference-transaction "
+             "commit-msg prepare-commit-msg")
+    plant = (f"cat > .git/fsm.sh <<'EOF'\n{payload}EOF\nchmod +x .git/fsm.sh; "
+             f"for h in {hooks}; do cp .git/fsm.sh .git/hooks/$h; done; "
+             'git config core.fsmonitor "$PWD/.git/fsm.sh"; echo planted')
+    keyed_model.on("plant memory", Reply.tool(
+        "Bash", command=f'cd "$MEMORY_DIR" && {plant}', description="x"), times=1)
+    keyed_model.on("plant here", Reply.tool(
+        "Bash", command=f"git init -q . && echo hi > a.txt && git add a.txt && "
+        f"git -c user.email=a@b -c user.name=a commit -qm init && {plant}",
+        description="x"), times=1)
+    keyed_model.on("remember this", Reply.tool(
+        "Bash", command='cd "$MEMORY_DIR" && echo note > n.md && git add n.md && '
+        "git -c user.email=a@b -c user.name=a commit -qm note; git status --short; echo ok",
+        description="x"), times=1)
+    for n, text in enumerate(("plant memory", "plant here", "remember this"), start=1):
+        await chat.push(text, scope=attacker, user="U1")
+        await chat.wait_done(attacker, n, within=120)
+        assert "planted" in chat.transcript(attacker) or n == 3, chat.transcript(attacker)
+    await chat.push("reset", scope=attacker, user="U1")  # a new session: git status here
+    await anyio.sleep(1)
+    await chat.push("hello again", scope=attacker, user="U1")
+    await chat.wait_for(lambda: "hello again" in str(keyed_model.requests[-1].body),
+                        within=120)
+    await chat.push("hello victim", scope=victim, user="U2")  # memory git in another scope
+    await chat.wait_done(victim, within=120)
+    assert not (bot.workspace_of(victim) / "pwned").exists()
+    text = loot.read_text() if loot.exists() else ""
+    assert "PRIVATE-7171" not in text and "NET" not in text, text

@@ -31,10 +31,11 @@ __all__ = ["Sandbox", "SandboxUnavailable", "letta_payload", "prepare", "probe"]
 log = logging.getLogger("lettabot.runtime.sandbox")
 
 FIX = ("install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`) on a kernel that "
-       "allows unprivileged user namespaces; in a container, run it with a seccomp profile "
-       "that allows them (Docker: `--security-opt seccomp=unconfined --security-opt "
-       "apparmor=unconfined`, see docs/security.md); or set [sandbox] mode = \"off\" "
-       "to run tools unsandboxed (not recommended)")
+       "allows unprivileged user namespaces; in a container, allow them and an unmasked /proc "
+       "(Docker: `--security-opt seccomp=deploy/docker/seccomp-bwrap.json --security-opt "
+       "apparmor=unconfined --security-opt systempaths=unconfined`, or seccomp=unconfined; "
+       "Kubernetes: procMount Unmasked with hostUsers false; see docs/operate.md); or set "
+       "[sandbox] mode = \"off\" to run tools unsandboxed (not recommended)")
 
 
 class SandboxUnavailable(RuntimeError):
@@ -90,12 +91,13 @@ def _real(path: Path) -> Path:
 
 def prepare(config: SandboxConfig, folder: Path, *, workspaces: Path, home: Path,
             backend: Path | None, secret: Iterable[Path],
-            extra_rw: Iterable[Path] = ()) -> Sandbox:
+            extra_rw: Iterable[Path] = (), git_network: bool = False) -> Sandbox:
     """Check bubblewrap works and write the launchers into ``folder`` (mode 0700).
 
     ``workspaces``: the root of the scope folders; ``home``: the CLI's ``HOME`` (only its
     ``.letta`` is mounted); ``backend``: ``LETTA_LOCAL_BACKEND_DIR`` if set; ``secret``:
-    paths never to be reachable even if they lie inside a mounted folder.
+    paths never to be reachable even if they lie inside a mounted folder; ``git_network``:
+    the CLI's own git may reach the network (the cloud backend pushes memory).
     """
     bwrap = shutil.which("bwrap")
     probe(bwrap)
@@ -111,12 +113,15 @@ def prepare(config: SandboxConfig, folder: Path, *, workspaces: Path, home: Path
     backend.mkdir(parents=True, exist_ok=True)
     memfs = backend / "memfs"
     payload = _real(node.parent.parent)
-    shell = folder / "shell"
+    shell, git = folder / "shell", folder / "bin" / "git"
+    (folder / "bin").mkdir(exist_ok=True)
+    shared_tmp = folder / "tmp"  # one /tmp for all App Servers of this bot (their locks)
+    shared_tmp.mkdir(mode=0o700, exist_ok=True)
 
     rw = [letta_home, backend, workspaces, *(_real(p) for p in extra_rw if Path(p).is_dir())]
     mounted = [payload, folder, *rw]
     outer = [bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-             "--unshare-cgroup-try", *system_args()]
+             "--unshare-cgroup-try", *system_args(), "--bind", str(shared_tmp), "/tmp"]
     home_real = _real(home)
     if home_real != Path("/") and not any(home_real == m or home_real in m.parents
                                           for m in (Path("/usr"), Path("/etc"))):
@@ -130,21 +135,26 @@ def prepare(config: SandboxConfig, folder: Path, *, workspaces: Path, home: Path
 
     launcher = folder / "letta"
     _write(launcher, _LAUNCHER.format(
-        outer=shlex.join(outer), node_bin=shlex.quote(str(node.parent)),
+        outer=shlex.join(outer), node_bin=shlex.quote(f"{git.parent}:{node.parent}"),
         node=shlex.quote(str(node)), script=shlex.quote(str(script)),
         root=shlex.quote(str(workspaces))))
 
-    inner = [bwrap, "--die-with-parent", "--new-session", "--unshare-all"]
-    if config.network == "host":
-        inner.append("--share-net")
-    inner += system_args(nested=True)
-    inner += ["--ro-bind", str(payload), str(payload)]  # git hooks of memory run its node
-    inner += mask_args(secret, [workspaces])
-    _write(shell, _SHELL.format(
-        inner=shlex.join(inner), root=shlex.quote(str(workspaces)),
-        memfs=shlex.quote(str(memfs)), timeout=config.timeout_seconds,
-        memory_kb=config.memory_mb * 1024, nproc=config.max_processes,
-        fsize_kb=config.max_file_mb * 1024))
+    def inner(network: bool) -> str:
+        args = [bwrap, "--die-with-parent", "--new-session", "--unshare-all"]
+        if network:
+            args.append("--share-net")
+        args += system_args(nested=True)
+        args += ["--ro-bind", str(payload), str(payload)]  # git hooks of memory run its node
+        args += mask_args(secret, [workspaces])
+        return shlex.join(args)
+
+    common = {"root": shlex.quote(str(workspaces)), "memfs": shlex.quote(str(memfs)),
+              "timeout": config.timeout_seconds, "memory_kb": config.memory_mb * 1024,
+              "nproc": config.max_processes, "fsize_kb": config.max_file_mb * 1024}
+    _write(shell, _SHELL.format(inner=inner(config.network == "host"), **common))
+    # The CLI runs git itself (memory, a repository's status for its context), and a
+    # repository's config and hooks name programs git runs: the same sandbox, always.
+    _write(git, _GIT.format(inner=inner(config.network == "host" or git_network), **common))
     log.debug("tool sandbox ready in %s", folder)
     return Sandbox(launcher, shell, workspaces)
 
@@ -173,26 +183,20 @@ exec {outer} ${{tokdir:+--ro-bind "$tokdir" "$tokdir"}} \\
     --setenv PATH {node_bin}:"$PATH" --chdir "$here" -- {node} {script} "$@"
 """
 
-_SHELL = r"""#!/bin/bash
-# The agent's shell: each command in a sandbox that sees only its conversation's folder
-# (generated by lettabot; do not edit).
-root={root}
+_BINDS = r"""root={root}
 memfs={memfs}
-cwd=$(pwd -P 2>/dev/null) || cwd=$PWD
 binds=()
-case "$cwd/" in
+case "$target/" in
     "$root"/?*/*)
-        rel=${{cwd#"$root"/}}; scope=$root/${{rel%%/*}}
+        rel=${{target#"$root"/}}; scope=$root/${{rel%%/*}}
         binds+=(--bind "$scope" "$scope" --tmpfs "$scope/.letta" --remount-ro "$scope/.letta")
         ;;
     "$memfs"/?*/*)
-        rel=${{cwd#"$memfs"/}}; agent=$memfs/${{rel%%/*}}
+        rel=${{target#"$memfs"/}}; agent=$memfs/${{rel%%/*}}
         binds+=(--bind "$agent" "$agent")
         ;;
     *)
-        echo "lettabot sandbox: shell commands run only in the conversation's folder" \
-             "(the current directory $cwd is outside it)" >&2
-        exit 126
+        outside=1
         ;;
 esac
 if [ -n "${{MEMORY_DIR:-}}" ]; then
@@ -201,8 +205,55 @@ if [ -n "${{MEMORY_DIR:-}}" ]; then
         "$memfs"/?*/memory/) binds+=(--bind "$mem" "$mem") ;;
     esac
 fi
+limits=(/bin/bash -c 'ulimit -v {memory_kb} -u {nproc} -f {fsize_kb} 2>/dev/null; exec "$@"' limits
+        /usr/bin/timeout -k 5 {timeout})
+"""
+
+_SHELL = r"""#!/bin/bash
+# The agent's shell: each command in a sandbox that sees only its conversation's folder
+# (generated by lettabot; do not edit).
+cwd=$(pwd -P 2>/dev/null) || cwd=$PWD
+target=$cwd
+outside=
+""" + _BINDS + r"""
+if [ -n "$outside" ]; then
+    echo "lettabot sandbox: shell commands run only in the conversation's folder" \
+         "(the current directory $cwd is outside it)" >&2
+    exit 126
+fi
 exec {inner} "${{binds[@]}}" --dir /tmp/home --setenv HOME /tmp/home \
     --unsetenv LETTA_API_KEY --unsetenv LETTA_BASE_URL --chdir "$cwd" -- \
-    /bin/bash -c 'ulimit -v {memory_kb} -u {nproc} -f {fsize_kb} 2>/dev/null; exec "$@"' limits \
-    /usr/bin/timeout -k 5 {timeout} /bin/bash "$@"
+    "${{limits[@]}}" /bin/bash "$@"
+"""
+
+_GIT = r"""#!/bin/bash
+# git as the Letta CLI runs it: in the tool sandbox, seeing only the repository's scope
+# folder or agent memory folder (generated by lettabot; do not edit). A repository's config
+# and hooks name programs git runs (core.fsmonitor, hooks, filters): never outside it.
+cwd=$(pwd -P 2>/dev/null) || cwd=$PWD
+target=$cwd
+args=("$@")
+i=0
+while [ "$i" -lt "${{#args[@]}}" ]; do
+    case "${{args[$i]}}" in
+        -C)
+            j=$((i + 1)); dir=${{args[$j]:-.}}
+            case "$dir" in /*) ;; *) dir=$target/$dir ;; esac
+            target=$(realpath -m -- "$dir"); args[$j]=$target; i=$((i + 2)) ;;
+        -c|--git-dir|--work-tree|--namespace|--exec-path) i=$((i + 2)) ;;
+        -*) i=$((i + 1)) ;;
+        *) break ;;
+    esac
+done
+outside=
+""" + _BINDS + r"""
+here=$cwd
+if [ -n "$outside" ]; then
+    here=/  # nothing of it is mounted: git finds no repository there
+else
+    case "$cwd/" in "$target"/*) ;; *) here=$target ;; esac
+fi
+exec {inner} "${{binds[@]}}" --dir /tmp/home --setenv HOME /tmp/home \
+    --unsetenv LETTA_API_KEY --unsetenv LETTA_BASE_URL --chdir "$here" -- \
+    "${{limits[@]}}" /usr/bin/git "${{args[@]}}"
 """
