@@ -21,6 +21,7 @@ from lettabot.sdk.errors import (
     ProcessError,
     ProtocolTimeoutError,
     SessionClosedError,
+    UnknownModelError,
 )
 from lettabot.sdk.images import image_from_base64, image_from_file, image_from_url
 from lettabot.sdk.letta_client import (
@@ -109,6 +110,7 @@ __all__ = [
     "ToolCallMessage",
     "ToolResult",
     "ToolResultMessage",
+    "UnknownModelError",
     "archive_conversation",
     "connect_provider",
     "create_agent",

@@ -10,6 +10,7 @@ __all__ = [
     "ProcessError",
     "ProtocolTimeoutError",
     "SessionClosedError",
+    "UnknownModelError",
 ]
 
 
@@ -60,3 +61,24 @@ class ProtocolTimeoutError(LettaSDKError):
 
 class SessionClosedError(LettaSDKError):
     """The session was closed (or its process died) and can take no more requests."""
+
+
+class UnknownModelError(LettaSDKError, ValueError):
+    """A new agent would get a model the CLI does not offer (it could never answer).
+
+    ``model`` is the handle asked for (None: none was given and the CLI offers none);
+    ``available`` the handles the CLI offers (:func:`lettabot.sdk.list_models`)."""
+
+    def __init__(self, model: str | None, available: list[str]) -> None:
+        self.model = model
+        self.available = list(available)
+        if not available:
+            offered = ("it offers none: connect a model provider first (`letta connect ...` "
+                       "or sdk.connect_provider())")
+        else:
+            offered = "it offers: " + ", ".join(available)
+        if model is None:
+            text = f"no model was given for the new agent and the Letta CLI {offered}"
+        else:
+            text = f"the Letta CLI does not offer the model {model!r}; {offered}"
+        super().__init__(text)

@@ -171,7 +171,8 @@ class LettaClient:
     # -- the SDK's calls -------------------------------------------------------------------
 
     async def create_agent(self, *, server: int | None = None, **options: Any) -> str:
-        """Create an agent (see :func:`lettabot.sdk.create_agent`); return its id."""
+        """Create an agent (see :func:`lettabot.sdk.create_agent`: a model the server
+        offers, by default the first it lists); return its id."""
         return await _create_agent(self._merged(options), self._factory(self._pick(server, None)))
 
     def create_session(self, agent_id: str | None = None, *, server: int | None = None,
@@ -321,7 +322,14 @@ def default_client() -> LettaClient:
 
 
 async def create_agent(**options: Any) -> str:
-    """Create an agent (model, system prompt, memory, persona/human/project); return its id."""
+    """Create an agent (model, system prompt, memory, persona/human/project); return its id.
+
+    ``model`` must be a handle :func:`list_models` lists; without one the agent gets the
+    FIRST model it lists. Otherwise (or when the CLI offers none) it raises
+    :class:`~lettabot.sdk.UnknownModelError`, naming the models offered, and makes no agent.
+    The same holds wherever a session makes a new agent (``create_session()`` with agent
+    settings, or in a folder with no last-used agent).
+    """
     return await default_client().create_agent(**options)
 
 

@@ -322,16 +322,19 @@ class Session:
                 await self._transport.interrupt()
 
     def _finish(self, result: ResultMessage) -> ResultMessage:
+        # The CLI names an agent's default conversation "default"; the result names it as
+        # the session does (by the agent id), so it can be passed to resume_session().
+        update: dict[str, Any] = {"agent_id": self.agent_id or result.agent_id,
+                                  "conversation_id": self.conversation_id
+                                  or result.conversation_id}
         if self._limit_hit:
-            return result.model_copy(
-                update={
-                    "success": False,
-                    "subtype": "error",
-                    "error": f"Reached max_turns ({self.options.max_turns}).",
-                    "error_code": "max_turns",
-                }
+            update.update(
+                success=False,
+                subtype="error",
+                error=f"Reached max_turns ({self.options.max_turns}).",
+                error_code="max_turns",
             )
-        return result
+        return result.model_copy(update=update)
 
     # -- ControlHandler ---------------------------------------------------------------
 

@@ -156,7 +156,11 @@ class Usage(_Model):
 
 
 class ResultMessage(_Model):
-    """The end of a turn. ``success`` is False on errors, interrupts and limits."""
+    """The end of a turn. ``success`` is False on errors, interrupts and limits; then
+    ``error`` says why (the model's or the CLI's message) and ``result`` holds no answer.
+
+    ``conversation_id`` is the session's :attr:`~lettabot.sdk.Session.conversation_id`
+    (an agent's default conversation: the agent id), ready for ``resume_session``."""
 
     type: Literal["result"] = "result"
     success: bool

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -11,7 +12,8 @@ from pathlib import Path
 from lettabot.sdk.errors import CLINotFoundError
 
 __all__ = [
-    "PASSED_ENV", "cli_env", "find_cli", "is_agent_id", "is_conversation_id", "passes_to_cli",
+    "PASSED_ENV", "cli_env", "find_cli", "is_agent_id", "is_conversation_id", "last_used_agent",
+    "passes_to_cli",
 ]
 
 
@@ -96,3 +98,16 @@ def is_conversation_id(value: str) -> bool:
     return (value.startswith("conv-") and len(value) > 5) or (
         value.startswith("local-conv-") and len(value) > len("local-conv-")
     )
+
+
+def last_used_agent(cwd: Path) -> str | None:
+    """The folder's last-used agent, as the CLI records it (``--new`` without ``--agent``
+    opens it; with none, the CLI makes a new agent)."""
+    for path in (cwd / ".letta" / "settings.local.json", Path.home() / ".letta" / "settings.json"):
+        try:
+            value = json.loads(path.read_text()).get("lastAgent")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(value, str) and value:
+            return value
+    return None

@@ -9,11 +9,12 @@ import anyio
 
 from lettabot.sdk._internal.app_server.connection import Connection
 from lettabot.sdk._internal.app_server.pool import Lease, acquire
-from lettabot.sdk.errors import ProcessError
+from lettabot.sdk.errors import ProcessError, UnknownModelError
 from lettabot.sdk.options import SessionOptions
 from lettabot.sdk.types import ModelInfo
 
-__all__ = ["list_models_on", "on_server", "update_model_on"]
+__all__ = ["choose_model", "list_models_on", "model_for_new_agent", "on_server",
+           "update_model_on"]
 
 T = TypeVar("T")
 
@@ -36,6 +37,27 @@ async def list_models_on(conn: Connection, timeout: float) -> list[ModelInfo]:  
             max_output_tokens=args.get("max_output_tokens"),
         ))
     return out
+
+
+def choose_model(requested: str | None, offered: list[ModelInfo]) -> str:
+    """The model a new agent gets: ``requested`` if the CLI offers it, else (none requested)
+    the first model the CLI lists. Raises :class:`UnknownModelError` otherwise.
+
+    CLI 0.34.12 makes an agent with any ``provider/name`` it is given, and without one picks
+    a model of its own that may not exist (``openai-compatible/local/default``): such an
+    agent fails every turn with "Unknown model"."""
+    handles = [m.handle for m in offered]
+    if requested is None and handles:
+        return handles[0]
+    if requested is not None and requested in handles:
+        return requested
+    raise UnknownModelError(requested, handles)
+
+
+async def model_for_new_agent(conn: Connection, requested: str | None,
+                              timeout: float) -> str:  # noqa: ASYNC109
+    """:func:`choose_model` among the models ``conn``'s server offers."""
+    return choose_model(requested, await list_models_on(conn, timeout))
 
 
 async def update_model_on(conn: Connection, runtime: dict[str, Any], handle: str,

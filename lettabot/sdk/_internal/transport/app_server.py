@@ -25,10 +25,11 @@ import anyio
 
 from lettabot.sdk._internal.app_server import frames
 from lettabot.sdk._internal.app_server.connection import LOST, Channel, Connection
-from lettabot.sdk._internal.app_server.models import update_model_on
+from lettabot.sdk._internal.app_server.models import model_for_new_agent, update_model_on
 from lettabot.sdk._internal.app_server.pool import Lease, acquire
 from lettabot.sdk._internal.app_server.recompile import recompile_on
 from lettabot.sdk._internal.app_server.turn import TurnState
+from lettabot.sdk._internal.cli import last_used_agent
 from lettabot.sdk._internal.transport import CanUseToolRequest, ControlHandler, Target
 from lettabot.sdk._internal.transport.guard import unless_lost
 from lettabot.sdk.errors import (
@@ -70,18 +71,6 @@ def unsupported_options(options: SessionOptions, target: Target) -> list[str]:
         # every approval ("Tool requires approval (headless mode)") instead of asking.
         out.append("allowed_tools/disallowed_tools together with can_use_tool")
     return out
-
-
-def _lru_agent(cwd: Path) -> str | None:
-    """The folder's last-used agent, as the CLI records it."""
-    for path in (cwd / ".letta" / "settings.local.json", Path.home() / ".letta" / "settings.json"):
-        try:
-            value = json.loads(path.read_text()).get("lastAgent")
-        except (OSError, ValueError, AttributeError):
-            continue
-        if isinstance(value, str) and value:
-            return value
-    return None
 
 
 def _remember_agent(cwd: Path, agent_id: str) -> None:
@@ -190,7 +179,7 @@ class AppServerTransport:
         elif agent_id is None and target.conversation_id is not None:
             agent_id = await self._agent_of(conn, target.conversation_id)
         elif agent_id is None:
-            agent_id = _lru_agent(self._cwd) or await self._new_agent(conn, fields)
+            agent_id = last_used_agent(self._cwd) or await self._new_agent(conn, fields)
         if agent_id is not None:
             fields["agent_id"] = agent_id
         if target.conversation_id is not None:
@@ -203,15 +192,15 @@ class AppServerTransport:
         """A new agent: the CLI's own (its default system prompt), unless a custom system
         prompt or block references are given; those go in a raw ``create_agent`` body in
         ``runtime_start``. Memory blocks of a CLI agent are written by the client as memory
-        files (see ``lettabot.sdk._internal.memfs``), as on the subprocess transport."""
+        files (see ``lettabot.sdk._internal.memfs``), as on the subprocess transport.
+        Its model is one the server offers (see ``choose_model``)."""
         opts = self._options
+        model = await model_for_new_agent(conn, opts.model, self._timeout)
         if opts.custom_system is not None or opts.agent_options().block_refs():
-            fields["create_agent"] = {"body": self._agent_body(), "memfs": True}
+            fields["create_agent"] = {"body": self._agent_body(model), "memfs": True}
             return None
         frame: dict[str, Any] = {"type": "create_agent", "request_id": conn.new_id("agent"),
-                                 "personality": "blank"}
-        if opts.model:
-            frame["model"] = opts.model
+                                 "personality": "blank", "model": model}
         if opts.tags:
             frame["tags"] = list(opts.tags)
         answer = await conn.request(frame, "create_agent_response", self._timeout)
@@ -219,13 +208,11 @@ class AppServerTransport:
             raise ProcessError(f"the App Server could not create an agent: {answer.get('error')}")
         return str(answer["agent_id"])
 
-    def _agent_body(self) -> dict[str, Any]:
+    def _agent_body(self, model: str) -> dict[str, Any]:
         opts = self._options
-        body: dict[str, Any] = {"tags": ["origin:letta-code"]}
-        if opts.model:
-            body["model"] = opts.model
-            if "/" in opts.model:  # what the CLI records; its toolset choice depends on it
-                body["model_settings"] = {"provider_type": opts.model.split("/", 1)[0]}
+        body: dict[str, Any] = {"tags": ["origin:letta-code"], "model": model}
+        if "/" in model:  # what the CLI records; its toolset choice depends on it
+            body["model_settings"] = {"provider_type": model.split("/", 1)[0]}
         if opts.custom_system is not None:
             body["system"] = opts.custom_system
         if opts.memory is not None or any(

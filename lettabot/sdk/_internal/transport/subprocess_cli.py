@@ -22,14 +22,19 @@ import tempfile
 import uuid
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import anyio
 from anyio.abc import Process
 
-from lettabot.sdk._internal.app_server.models import on_server, update_model_on
+from lettabot.sdk._internal.app_server.models import (
+    model_for_new_agent,
+    on_server,
+    update_model_on,
+)
 from lettabot.sdk._internal.app_server.recompile import recompile_via_server
-from lettabot.sdk._internal.cli import cli_env, find_cli, is_conversation_id
+from lettabot.sdk._internal.cli import cli_env, find_cli, is_conversation_id, last_used_agent
 from lettabot.sdk._internal.parser import TurnTracker, parse_stream_json
 from lettabot.sdk._internal.transport import CanUseToolRequest, ControlHandler, Target
 from lettabot.sdk._internal.transport.guard import unless_lost
@@ -142,8 +147,23 @@ class SubprocessTransport:
             except LettaSDKError as exc:  # e.g. a backend without it: the old prompt, then
                 log.warning("could not bring the default conversation of %s up to date with "
                             "its memory: %s", target.agent_id, exc)
+        if self._makes_agent(target):
+            # The CLI makes an agent with any ``provider/name`` it is given: pick one it
+            # offers (listed by an App Server: stream-json has no such request).
+            model = await on_server(self._options, lambda conn: model_for_new_agent(
+                conn, self._options.model, self._options.request_timeout))
+            self._options = self._options.model_copy(update={"model": model})
         self._init = await self._spawn(target)
         return self._init
+
+    def _makes_agent(self, target: Target) -> bool:
+        """Whether the CLI will make a new agent for ``target``."""
+        if target.new_agent:
+            return True
+        if target.agent_id is not None or target.conversation_id is not None:
+            return False
+        cwd = Path(self._options.cwd) if self._options.cwd else Path.cwd()
+        return last_used_agent(cwd) is None
 
     async def recompile(self) -> None:
         """Through an App Server (stream-json has no such request); the CLI process is
