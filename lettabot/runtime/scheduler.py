@@ -215,6 +215,8 @@ class Scheduler:
         self._notify = notify
         self.client = client
         self._options = dict(session_options)
+        self._creating = anyio.Lock()
+        """One new conversation at a time (see _open_conversation)."""
         self.workspaces = workspaces
         self.letta_home = letta_home
         """The root of the scope folders: each conversation works in its scope's own."""
@@ -496,7 +498,10 @@ class Scheduler:
         session = self.client.create_session(agent, server=server,
                                              **self._session_options(binding, server, scope))
         try:
-            await session.connect()
+            # Local App Servers number new conversations from their own memory and the
+            # folders on disk: two creating at once on one backend can pick the same id.
+            async with self._creating:
+                await session.connect()
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await session.close()
