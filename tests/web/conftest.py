@@ -34,6 +34,8 @@ _URL = re.compile(r"lettabot web chat.*?: (http://[^\s?]+/)(?:\?token=([A-Za-z0-
 
 
 def free_port() -> int:
+    """A port free now. Racy (another process may take it before it is bound): prefer
+    ``LETTABOT_WEB__PORT=0`` and :attr:`RunningBot.port`."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -65,6 +67,11 @@ class RunningBot:
     def workspace(self) -> Path:
         """Where the demo agent's tools run."""
         return self.data_dir / "demo" / "workspace"
+
+    @property
+    def port(self) -> int:
+        """The port the server bound (printed with the address)."""
+        return int(self.url.rstrip("/").rsplit(":", 1)[1])
 
     @property
     def output(self) -> str:
@@ -136,14 +143,16 @@ def start_lettabot(
 
 @pytest.fixture(scope="session")
 def demo_bot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBot]:
-    """``lettabot run --demo`` on a free loopback port (the README's command): its token is
-    generated and printed with the address."""
+    """``lettabot run --demo`` (the README's command) on a free loopback port: port 0, so
+    the server binds whatever port is free and prints it with the address (no port picked
+    here and bound later, which another process may take meanwhile); its token is generated
+    and printed with the address."""
     workdir = tmp_path_factory.mktemp("demo-bot")
     cache = tmp_path_factory.mktemp("node-cache")
     bot = start_lettabot(
         workdir,
         "--demo",
-        env={"LETTABOT_WEB__PORT": str(free_port()), "NODE_COMPILE_CACHE": str(cache)},
+        env={"LETTABOT_WEB__PORT": "0", "NODE_COMPILE_CACHE": str(cache)},
     )
     yield bot
     code = bot.stop()

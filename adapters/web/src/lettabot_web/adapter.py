@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import socket
 from collections import OrderedDict
@@ -26,6 +27,7 @@ from lettabot.runtime.adapter import (
 from lettabot_web.app import ADAPTER_NAME, build_app
 from lettabot_web.hub import Hub
 from lettabot_web.settings import WebSettings, WebSettingsError, stored_token
+from lettabot_web.state import STATE_FILE, WebState
 from lettabot_web.uploads import Uploads
 
 __all__ = ["WebAdapter", "create_adapter"]
@@ -67,15 +69,18 @@ class WebAdapter:
         can_type=True,
     )
 
-    def __init__(self, settings: WebSettings, bot: BotAPI) -> None:
+    def __init__(self, settings: WebSettings, bot: BotAPI, state: WebState | None = None) -> None:
         self.settings = settings
-        self.bot = bot
-        self.hub = Hub()
-        self.uploads = Uploads()
-        self.sent = Uploads(max_bytes=128_000_000)
-        self.app = build_app(settings, self.hub, bot, self.uploads, self.sent)
         self._socket = self._bind()  # now, so a busy port is a clear error at startup
         self.port: int = int(self._socket.getsockname()[1])
+        """The port listened on: the one asked for, or the one port 0 got."""
+        self.settings = dataclasses.replace(settings, port=self.port)
+        self.bot = bot
+        self.hub = Hub()
+        self.state = state if state is not None else WebState(None)
+        self.uploads = Uploads()
+        self.sent = Uploads(max_bytes=128_000_000)
+        self.app = build_app(self.settings, self.hub, bot, self.uploads, self.sent, self.state)
         self.listening = anyio.Event()
         self._stopped = False
         self._replies: OrderedDict[str, _Reply] = OrderedDict()  # by first item id
@@ -233,7 +238,9 @@ class WebAdapter:
         tab = self._tab(ref.scope)
         reply = self._replies.get(ref.id)
         last = [i for _, i in reply.segments if i is not None][-1] if reply else ref.id
-        self.hub.update(tab, last, feedback="offered")
+        if self.hub.update(tab, last, feedback="offered"):
+            item = self.hub.get(tab, last)
+            self.state.answer(tab, last, item.text if item is not None else "")
 
     async def typing(self, scope: Scope) -> None:
         self.hub.signal(self._tab(scope), {"type": "typing"})
@@ -282,4 +289,6 @@ def create_adapter(config: Mapping[str, Any], bot: BotAPI) -> WebAdapter:
         data_dir = getattr(getattr(bot, "config", None), "data_dir", None)
         settings["token"] = stored_token(Path(data_dir) if data_dir is not None else None)
         settings["show_token"] = True
-    return WebAdapter(WebSettings.from_mapping(settings), bot)
+    data_dir = getattr(getattr(bot, "config", None), "data_dir", None)
+    state = WebState(Path(data_dir) / STATE_FILE if data_dir is not None else None)
+    return WebAdapter(WebSettings.from_mapping(settings), bot, state)

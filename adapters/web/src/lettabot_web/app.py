@@ -11,6 +11,9 @@ Routes::
     POST /api/stop         {tab}: interrupt the tab's running turn
     POST /api/upload       {tab, name, type, data (base64)}: a file for the next message
     POST /api/feedback     {tab, item, rating}: 👍 ("good") / 👎 ("bad") on an answer
+    GET  /api/conversations             the user's conversations (tab ids), newest first
+    POST /api/conversations/rename      {tab, title}: name one
+    POST /api/new          {tab}: a new conversation, in a new tab id (the page switches to it)
     GET  /healthz          liveness (no auth)
 
 Live updates use a WebSocket, not Server-Sent Events: browsers allow only six HTTP/1.1
@@ -51,9 +54,10 @@ from starlette.responses import (
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from lettabot.runtime.adapter import BotAPI, InboundMessage, Scope
-from lettabot_web.hub import Hub
+from lettabot.runtime.adapter import BotAPI, HistoryEntry, InboundMessage, Scope
+from lettabot_web.hub import Hub, ItemKind
 from lettabot_web.settings import WebSettings, is_loopback
+from lettabot_web.state import WebState
 from lettabot_web.uploads import MAX_UPLOAD, Uploads
 
 __all__ = ["ADAPTER_NAME", "COMMANDS", "build_app", "scope_for"]
@@ -96,10 +100,13 @@ def _static(name: str) -> str:
 
 
 def build_app(settings: WebSettings, hub: Hub, bot: BotAPI,
-              uploads: Uploads | None = None, sent: Uploads | None = None) -> Starlette:
-    """The ASGI app for one adapter instance; ``sent`` holds the files the bot sent."""
+              uploads: Uploads | None = None, sent: Uploads | None = None,
+              state: WebState | None = None) -> Starlette:
+    """The ASGI app for one adapter instance; ``sent`` holds the files the bot sent,
+    ``state`` the conversations and rated answers kept across restarts."""
     uploads = uploads if uploads is not None else Uploads()
     sent = sent if sent is not None else Uploads()
+    state = state if state is not None else WebState(None)
     cookie = f"lettabot_web_{settings.port}"
     page = _static("index.html")
     assets = {name: _static(name) for name in _STATIC}
@@ -225,8 +232,7 @@ def build_app(settings: WebSettings, hub: Hub, bot: BotAPI,
                     log.warning("web: could not restore the history of tab %s", tab,
                                 exc_info=True)
                     entries = []
-                hub.restore(tab, [("user" if e.role == "user" else "bot", e.text)
-                                  for e in entries])
+                hub.restore(tab, restored(tab, entries))
         with hub.subscribe(tab) as receive:
             async with anyio.create_task_group() as tg:
 
@@ -252,12 +258,30 @@ def build_app(settings: WebSettings, hub: Hub, bot: BotAPI,
             ):
                 await websocket.close(code=1001)
 
+    def restored(tab: str, entries: list[HistoryEntry]
+                 ) -> list[tuple[ItemKind, str, str | None, dict[str, Any]]]:
+        """A conversation's stored messages as the page shows them: each turn's last answer
+        offers 👍/👎 again, under the id (and with the rating) it had, when known."""
+        kinds: list[ItemKind] = ["user" if e.role == "user" else "bot" for e in entries]
+        ends = [n for n, kind in enumerate(kinds)
+                if kind == "bot" and (n + 1 == len(kinds) or kinds[n + 1] == "user")]
+        found = dict(zip(ends, state.match(tab, [entries[n].text for n in ends]), strict=True))
+        out: list[tuple[ItemKind, str, str | None, dict[str, Any]]] = []
+        for n, entry in enumerate(entries):
+            if n not in found:
+                out.append((kinds[n], entry.text, None, {}))
+                continue
+            item_id, rating = found[n] or (None, "offered")
+            out.append((kinds[n], entry.text, item_id, {"feedback": rating}))
+        return out
+
     # actions -----------------------------------------------------------------
 
     async def reset(tab: str) -> None:
         result = await bot.run_command(scope_for(tab), settings.user_id, "reset")
         hub.clear(tab)
         hub.add(tab, "system", result.text or "New conversation.", reset=True)
+        state.untitle(tab)
 
     async def send(request: Request) -> Response:
         data = await body(request)
@@ -286,6 +310,7 @@ def build_app(settings: WebSettings, hub: Hub, bot: BotAPI,
             return JSONResponse({"ok": True, "command": name}, status_code=202)
         shown = "\n".join([text, *(f"📎 {a.name}" for a in attachments)]).strip()
         hub.add(tab, "user", shown, message_id=f"web-{tab}-{message_id}")
+        state.touch(settings.user_id, tab, shown)  # listed among the conversations
         await bot.handle_message(
             InboundMessage(
                 scope=scope_for(tab),
@@ -329,6 +354,33 @@ def build_app(settings: WebSettings, hub: Hub, bot: BotAPI,
         if not await bot.record_feedback(scope_for(tab), item, settings.user_id, rating):
             return JSONResponse({"error": "not allowed"}, status_code=403)
         hub.update(tab, item, feedback=rating)
+        shown = hub.get(tab, item)
+        state.rate(tab, item, rating, shown.text if shown is not None else "")
+        return JSONResponse({"ok": True})
+
+    async def conversations_endpoint(request: Request) -> Response:
+        return JSONResponse({"conversations": [
+            {"tab": c["tab"], "title": c.get("title") or "New conversation",
+             "updated": c.get("updated")}
+            for c in state.conversations(settings.user_id)]})
+
+    async def rename_endpoint(request: Request) -> Response:
+        data = await body(request)
+        tab, title = tab_of(data.get("tab")), data.get("title")
+        if not isinstance(title, str) or not title.strip() or len(title) > 500:
+            raise _BadRequest("title: write a name")
+        if not state.rename(settings.user_id, tab, title):
+            raise _BadRequest("no such conversation", 404)
+        return JSONResponse({"ok": True})
+
+    async def new_endpoint(request: Request) -> Response:
+        """A new conversation is a new tab id (a new scope, with its own workspace folder):
+        the one the page leaves stays in the list, to be reopened."""
+        data = await body(request)
+        tab = tab_of(data.get("tab"))
+        if not hub.snapshot(tab):
+            hub.add(tab, "system", "New conversation (the agent's memory is kept). "
+                    "Earlier ones are under ☰.", reset=True)
         return JSONResponse({"ok": True})
 
     async def upload_endpoint(request: Request) -> Response:
@@ -380,6 +432,10 @@ def build_app(settings: WebSettings, hub: Hub, bot: BotAPI,
             Route("/api/upload", guarded(upload_endpoint, post=True), methods=["POST"]),
             Route("/api/file/{file_id}", guarded(file_endpoint)),
             Route("/api/feedback", guarded(feedback_endpoint, post=True), methods=["POST"]),
+            Route("/api/conversations", guarded(conversations_endpoint)),
+            Route("/api/conversations/rename", guarded(rename_endpoint, post=True),
+                  methods=["POST"]),
+            Route("/api/new", guarded(new_endpoint, post=True), methods=["POST"]),
         ],
     )
 

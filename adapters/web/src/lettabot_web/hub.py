@@ -122,6 +122,10 @@ class Hub:
                 return item
         return None
 
+    def get(self, tab: str, item_id: str) -> Item | None:
+        state = self._tabs.get(tab)
+        return state.items.get(item_id) if state else None
+
     def has(self, tab: str, item_id: str, **_: Any) -> bool:
         """Whether ``tab`` shows a bot answer ``item_id`` that was offered feedback."""
         state = self._tabs.get(tab)
@@ -153,13 +157,17 @@ class Hub:
         state.restored = True
         return True
 
-    def restore(self, tab: str, entries: list[tuple[ItemKind, str]]) -> None:
-        """Put a conversation's earlier messages at the top of an empty transcript."""
+    def restore(self, tab: str,
+                entries: list[tuple[ItemKind, str, str | None, dict[str, Any]]]) -> None:
+        """Put a conversation's earlier messages at the top of an empty transcript: (kind,
+        text, the id to show it under or None for a new one, fields such as ``feedback``)."""
         state = self._tab(tab)
         if state.items:
             return  # something new arrived meanwhile: keep it, do not mix
-        for kind, text in entries[-self._max_items:]:
-            item = Item(self.new_id(), kind, text, {"restored": True})
+        for kind, text, item_id, data in entries[-self._max_items:]:
+            if item_id is None or item_id in state.items:
+                item_id = self.new_id()
+            item = Item(item_id, kind, text, {**data, "restored": True})
             state.items[item.id] = item
 
     def snapshot(self, tab: str) -> list[dict[str, Any]]:

@@ -46,8 +46,8 @@ class WebConfig(AdapterSettings):
     enabled."""
     host: str = "127.0.0.1"
     """Address to listen on. Anything other than loopback requires a token."""
-    port: int = Field(default=DEFAULT_PORT, ge=1, le=65535)
-    """Its port."""
+    port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
+    """Its port; 0: any free port (the address printed at startup says which)."""
     token: SecretStr | None = Field(default=None, examples=["a-long-random-string"])
     """Shared secret the browser must present; required when host is not loopback. Unset on
     loopback: one is generated at first start into ``<data_dir>/web-token`` (mode 600,

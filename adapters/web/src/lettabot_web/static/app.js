@@ -323,29 +323,34 @@ async function decide(requestId, decision, actions) {
 }
 
 let retryDelay = 500;
+let socket = null, retryTimer = null;
 
 function connect() {
   const conn = $("conn");
   const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-  const socket = new WebSocket(scheme + location.host + "/api/live?tab=" + encodeURIComponent(TAB));
-  socket.onopen = () => {
+  const ws = new WebSocket(scheme + location.host + "/api/live?tab=" + encodeURIComponent(TAB));
+  socket = ws;
+  ws.onopen = () => {
     retryDelay = 500;
     conn.textContent = "connected";
     conn.classList.add("live");
   };
-  socket.onclose = () => {
+  ws.onclose = () => {
+    if (ws !== socket) return;  // left for another conversation
     conn.textContent = "reconnecting…";
     conn.classList.remove("live");
     setTyping(false);
-    setTimeout(connect, retryDelay);
+    retryTimer = setTimeout(connect, retryDelay);
     retryDelay = Math.min(retryDelay * 2, 5000);
   };
-  socket.onmessage = (m) => {
+  ws.onmessage = (m) => {
+    if (ws !== socket) return;
     const ev = JSON.parse(m.data);
     switch (ev.type) {
       case "hello":
+        demo = ev.demo;
         $("demo-badge").hidden = !ev.demo;
-        $("demo-banner").hidden = !ev.demo;
+        $("demo-banner").hidden = !ev.demo || bannerDismissed();
         document.title = ev.demo ? "lettabot (demo)" : "lettabot";
         break;
       case "snapshot": clearLog(); ev.items.forEach(upsert); break;
@@ -384,13 +389,121 @@ function autosize() {
   input.style.height = Math.min(input.scrollHeight + 2, 200) + "px";
 }
 input.addEventListener("input", autosize);
+if (window.matchMedia("(max-width: 600px)").matches) input.placeholder = "Message lettabot";  // a phone: one line
 $("stop").addEventListener("click", async () => {
   try { const r = await post("/api/stop", { tab: TAB }); if (r && r.text) toast(r.text); }
   catch (e) { toast("Stop failed: " + e.message, "error"); }
 });
-$("reset").addEventListener("click", async () => {
-  try { await post("/api/reset", { tab: TAB }); }
-  catch (e) { toast("Reset failed: " + e.message, "error"); }
+// ---------- conversations: each is a tab id (a scope), listed by the server ----------
+
+// Show another conversation in this tab: its id becomes the tab's, and the page reconnects.
+function switchTo(tab) {
+  closeList();
+  if (tab === TAB) return;
+  TAB = tab;
+  sessionStorage.setItem("lettabot-tab", TAB);
+  document.body.dataset.tab = TAB;
+  attached = [];
+  showAttached();
+  clearLog();
+  setTyping(false);
+  clearTimeout(retryTimer);
+  const old = socket;
+  socket = null;
+  if (old) old.close();
+  connect();
+}
+
+// A new conversation is a new tab id: the one left stays in the list, to be reopened.
+async function newConversation() {
+  const tab = newTabId();
+  try { await post("/api/new", { tab }); }
+  catch (e) { toast("New conversation failed: " + e.message, "error"); return; }
+  switchTo(tab);
+  input.focus();
+}
+
+const list = $("convs");
+function closeList() {
+  list.hidden = true;
+  $("convs-toggle").setAttribute("aria-expanded", "false");
+}
+async function openList() {
+  list.hidden = false;
+  $("convs-toggle").setAttribute("aria-expanded", "true");
+  await loadList();
+}
+
+async function loadList() {
+  let data;
+  try {
+    const r = await fetch("/api/conversations", { credentials: "same-origin" });
+    if (!r.ok) throw new Error(r.status + " " + r.statusText);
+    data = await r.json();
+  } catch (e) { toast("Could not load the conversations: " + e.message, "error"); return; }
+  const rows = data.conversations.map(renderConversation);
+  if (!rows.length) rows.push(el("li", "none", "No conversations yet: what you write here starts one."));
+  $("conv-list").replaceChildren(...rows);
+}
+
+function renderConversation(c) {
+  const li = el("li", "conv" + (c.tab === TAB ? " current" : ""));
+  li.dataset.tab = c.tab;
+  const open = el("button", "open", c.title);
+  open.type = "button";
+  open.title = c.updated ? "Last used " + new Date(c.updated * 1000).toLocaleString() : "";
+  open.addEventListener("click", () => switchTo(c.tab));
+  const rename = el("button", "rename icon", "✎");
+  rename.type = "button";
+  rename.title = "Rename";
+  rename.setAttribute("aria-label", "Rename " + c.title);
+  rename.addEventListener("click", () => editTitle(li, open, c));
+  li.append(open, rename);
+  return li;
+}
+
+function editTitle(li, open, c) {
+  const field = el("input", "title-edit");
+  field.value = c.title;
+  field.maxLength = 80;
+  field.setAttribute("aria-label", "New name");
+  let done = false;
+  field.addEventListener("keydown", async (e) => {
+    if (e.key === "Escape") { done = true; loadList(); }
+    if (e.key !== "Enter" || done) return;
+    e.preventDefault();
+    done = true;
+    const title = field.value.trim();
+    if (title && title !== c.title) {
+      try { await post("/api/conversations/rename", { tab: c.tab, title }); }
+      catch (err) { toast("Not renamed: " + err.message, "error"); }
+    }
+    loadList();
+  });
+  open.replaceWith(field);
+  field.focus();
+  field.select();
+}
+
+$("convs-toggle").addEventListener("click", () => (list.hidden ? openList() : closeList()));
+$("convs-close").addEventListener("click", closeList);
+$("convs-new").addEventListener("click", newConversation);
+$("reset").addEventListener("click", newConversation);
+document.addEventListener("keydown", (e) => { if (e.key === "Escape" && !list.hidden) closeList(); });
+
+// ---------- the demo note: dismissed once, for this browser; the DEMO badge shows it again ----------
+
+let demo = false;
+function bannerDismissed() {
+  try { return localStorage.getItem("lettabot-demo-note") === "hidden"; } catch (e) { return false; }
+}
+$("demo-dismiss").addEventListener("click", () => {
+  try { localStorage.setItem("lettabot-demo-note", "hidden"); } catch (e) { /* private mode */ }
+  $("demo-banner").hidden = true;
+});
+$("demo-badge").addEventListener("click", () => {
+  try { localStorage.removeItem("lettabot-demo-note"); } catch (e) { /* private mode */ }
+  $("demo-banner").hidden = !demo;
 });
 for (const chip of document.querySelectorAll("[data-try]")) {
   chip.addEventListener("click", () => { input.value = chip.dataset.try; autosize(); input.focus(); });
