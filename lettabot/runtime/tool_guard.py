@@ -108,6 +108,8 @@ CWD_TOOLS = frozenset({"SetWorkingDirectory"})
 PATCH_TOOLS = frozenset({"ApplyPatch", "apply_patch"})
 NEVER_TOOLS = {
     "EnterWorktree": "it creates a folder anywhere and moves the working directory there",
+    "Workflow": "it runs a script inside the Letta CLI's own process, outside the shell "
+                "sandbox",
 }
 BOOKKEEPING_TOOLS = frozenset({
     "TodoWrite", "UpdatePlan", "update_plan", "TaskCreate", "TaskGet", "TaskList", "TaskUpdate",

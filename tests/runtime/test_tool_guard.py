@@ -443,3 +443,9 @@ def test_no_click_opens_other_conversations_or_provider_keys(
     why = guard.forbidden(tool, filled, AGENT)
     assert why is not None and "conversations or provider keys" in why
     assert guard.forbidden("Read", {"file_path": "notes.txt"}, AGENT) is None
+
+
+def test_tools_that_run_code_in_the_clis_own_process_are_never_run(guard: ToolGuard) -> None:
+    for tool in ("Workflow", "EnterWorktree"):
+        why = guard.forbidden(tool, {"script": "require('child_process')"}, AGENT)
+        assert why is not None and "never allowed" in why
