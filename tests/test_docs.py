@@ -113,7 +113,10 @@ def test_every_lettabot_command_in_the_docs_exists_with_its_flags(doc: Path) -> 
             sub = [rest[0]]
             assert rest[0] in _choices(_help()), (_name(doc), words)
             flags = rest[1:]
-            positional = [w for w in flags if w and not w.startswith("-")]
+            # a word right after a flag is that flag's value (`--provider-url URL`)
+            positional = [w for i, w in enumerate(flags) if w and not w.startswith("-")
+                          and not (i and flags[i - 1].startswith("-")
+                                   and "=" not in flags[i - 1])]
             choices = _choices(_help(*sub))
             if choices and positional:  # `db current|upgrade`, `schedules cancel ID`
                 assert set(positional[0].split("|")) <= choices, (_name(doc), words)

@@ -132,25 +132,28 @@ def test_deny_keeps_the_tool_from_running(context: BrowserContext, demo_bot: Run
 def test_always_allow_stops_asking_in_this_tab_only(
     context: BrowserContext, demo_bot: RunningBot
 ) -> None:
+    """`cat` is curated (it runs no code through its arguments): Always allow on one `cat`
+    covers later `cat`s of files in this tab's folder, nothing else, nowhere else."""
     page = open_chat(context, demo_bot)
     first = f"first-{uuid.uuid4().hex[:8]}.txt"
-    say(page, f"run: touch {first}")
+    say(page, f"run: cat {first}")
     card = page.locator(".card").last
-    expect(card.locator(".covers")).to_contain_text("`touch …` commands on paths in the workspace")
+    expect(card.locator(".covers")).to_contain_text("`cat …` commands with the same kind of")
+    (folder(page, demo_bot) / first).write_text("one\n")
     card.locator("button[data-decision=always]").click()
     expect(card.locator(".status")).to_contain_text("from now on")
     expect(last_reply(page)).to_contain_text("Tool result", timeout=90_000)
     again = folder(page, demo_bot) / f"again-{uuid.uuid4().hex[:8]}.txt"
-    say(page, f"run: touch {again.name}")
-    reply = page.locator(".msg.bot .bubble", has_text=again.name)
+    again.write_text("CONTENT-OF-AGAIN\n")
+    say(page, f"run: cat {again.name}")
+    reply = page.locator(".msg.bot .bubble", has_text="CONTENT-OF-AGAIN")
     expect(reply).to_contain_text("Tool result", timeout=90_000)
-    assert again.exists()
     assert page.locator(".card").count() == 1  # no second card: it ran without asking
-    say(page, f"run: echo hi > {again.name}")  # a redirect is not covered: asks
+    say(page, f"run: cat {again.name} > copy.txt")  # a redirect is not covered: asks
     expect(page.locator(".card")).to_have_count(2)
     page.locator(".card").last.locator("button[data-decision=deny]").click()
     other = open_chat(context, demo_bot)  # another tab still asks
-    say(other, f"run: touch other-{again.name}")
+    say(other, f"run: cat other-{again.name}")
     expect(other.locator(".card button[data-decision=deny]")).to_be_visible()
     other.locator(".card button[data-decision=deny]").click()
     expect(other.locator(".card .status")).to_be_visible()
@@ -375,7 +378,9 @@ def test_a_busy_port_is_a_clear_error(tmp_path: Path, demo_bot: RunningBot) -> N
         timeout=150,
     )
     assert done.returncode == 2, done.stdout + done.stderr
-    assert f"web.port: cannot listen on 127.0.0.1:{port}" in done.stderr
+    # checked before any slow work: the port, who holds it, how to change it
+    assert f"web.port: port {port} on 127.0.0.1 is in use" in done.stderr, done.stderr
+    assert "LETTABOT_WEB__PORT" in done.stderr
     assert "Traceback" not in done.stderr
 
 
