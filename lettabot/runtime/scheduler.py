@@ -453,7 +453,9 @@ class Scheduler:
                 route.conversation_id, server=server,
                 **self._session_options(binding, server, lane.scope))
             try:
-                await session.connect()
+                # several local App Servers share one backend's files: open one at a time
+                async with self._opening():
+                    await session.connect()
             except sdk.LettaSDKError as exc:
                 with anyio.CancelScope(shield=True):
                     await session.close()
@@ -486,6 +488,16 @@ class Scheduler:
         # A conversation's folder is fixed when it opens, so with scope folders the
         # prewarmed conversation only keeps the server and the agent warm.
         return await self._open_conversation(profile, scope)
+
+    @asynccontextmanager
+    async def _opening(self) -> AsyncIterator[None]:
+        """Serialise opening conversations when several App Servers share this process's
+        local backend (a conversation reopened on one while another opens is not safe)."""
+        if self.servers > 1:
+            async with self._creating:
+                yield
+        else:
+            yield
 
     async def _open_conversation(self, profile: AgentProfile, scope: Scope | None = None
                                  ) -> tuple[sdk.Session, _Binding, int]:
