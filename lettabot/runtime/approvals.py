@@ -51,6 +51,7 @@ from lettabot.runtime.adapter import (
     Scope,
 )
 from lettabot.runtime.config import ApprovalsConfig, LettaConfig
+from lettabot.runtime.jobs import TurnOwner
 from lettabot.runtime.metrics import Metrics
 from lettabot.runtime.reveal import WARNING, reveal
 from lettabot.runtime.store import AllowRule, Approval, ApprovalStatus, Store, input_digest
@@ -58,7 +59,7 @@ from lettabot.runtime.tool_guard import CWD_TOOLS, ToolGuard
 from lettabot.runtime.tool_rules import RuleProposal, matches, propose
 from lettabot.runtime.workspaces import scoped_guard
 
-__all__ = ["ApprovalBroker", "ToolPolicy", "TurnOwner", "summarize_input"]
+__all__ = ["ApprovalBroker", "CanUseToolRequest", "ToolPolicy", "summarize_input"]
 
 log = logging.getLogger("lettabot.runtime.approvals")
 
@@ -83,25 +84,6 @@ class CanUseToolRequest(Protocol):
     def diffs(self) -> list[Any] | None: ...
     @property
     def signal(self) -> sdk.CancelSignal: ...
-
-
-@dataclass(frozen=True)
-class TurnOwner:
-    """The turn a request belongs to: where, which conversation, whose message started it."""
-
-    scope: Scope
-    conversation_id: str
-    user_id: str
-    user_name: str = ""
-    agent_id: str | None = None
-    message_id: str = ""
-    """The platform id of the message that started the turn ("" for a scheduled run)."""
-    untrusted: bool = False
-    """The turn's input carries words of people who may not talk to the bot (thread
-    context): it runs *tainted* — no call runs by mode, rule or the asker's own click,
-    only by an approver's (see :meth:`ApprovalBroker.can_use_tool`)."""
-    scheduled: bool = False
-    """A scheduled run (no person sent its message)."""
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,8 @@ from zoneinfo import ZoneInfo
 from lettabot import sdk
 from lettabot.runtime.access import AccessPolicy
 from lettabot.runtime.adapter import Adapter, SupportsFiles, SupportsReactions
-from lettabot.runtime.approvals import TurnOwner
 from lettabot.runtime.config import ChatToolsConfig
+from lettabot.runtime.jobs import TurnOwner
 from lettabot.runtime.schedules import (
     ScheduleRunner,
     check_cron,

@@ -240,7 +240,7 @@ async def _model_problems(config: Config, out: list[str] | None = None) -> list[
     configured model (asks it: ``list_models`` on a short-lived App Server); what it
     connected goes to ``out``."""
     from lettabot import sdk
-    from lettabot.runtime.bot import cli_options
+    from lettabot.runtime.cli_setup import cli_options
     from lettabot.runtime.keyproxy import KeyProxy
     from lettabot.runtime.letta_backend import ensure_backend
     from lettabot.runtime.providers import connect_providers
@@ -344,16 +344,11 @@ def port_problems(config: Config, health_port: int | None, health_host: str) -> 
 async def serve(
     config: Config,
     *,
-    demo: bool = False,
     health_port: int | None = None,
     health_host: str | None = None,
     grace: float = 30.0,
 ) -> None:
-    """Run the enabled adapters until SIGTERM/SIGINT, then drain.
-
-    ``demo``: the hook for ``lettabot run --demo`` (the web chat on the scripted model);
-    passed to the :class:`~lettabot.runtime.bot.Bot`.
-    """
+    """Run the enabled adapters until SIGTERM/SIGINT, then drain."""
     from lettabot.runtime.bot import Bot
     from lettabot.runtime.discovery import enabled_adapters
     from lettabot.runtime.store import mask_url, open_store
@@ -372,7 +367,7 @@ async def serve(
         start_log.info("sandbox: %s", sandbox)
         start_log.info("App Server and agent: starting `letta server` and opening the agent "
                        "(takes a few seconds)")
-        async with Bot.open(config, store=store, grace=grace, demo=demo) as bot:
+        async with Bot.open(config, store=store, grace=grace) as bot:
             start_log.info("adapters: starting %s", ", ".join(a.name for a in adapters))
             await _run_adapters(bot, adapters, health_port, health_host, grace)
 
@@ -558,7 +553,7 @@ def run(args: argparse.Namespace, *, demo: bool = False) -> int:
         or "none needed")
     try:
         try:
-            anyio.run(lambda: serve(config, demo=demo, health_port=args.health_port,
+            anyio.run(lambda: serve(config, health_port=args.health_port,
                                     health_host=args.health_host, grace=args.grace))
         except BaseExceptionGroup as group:  # one error from inside the bot's task group
             raise _single(group) from None

@@ -17,6 +17,7 @@ from lettabot.runtime.access import AccessPolicy
 from lettabot.runtime.adapter import CommandResult, Scope
 from lettabot.runtime.approvals import ApprovalBroker
 from lettabot.runtime.chat_tools import ToolRefused, cancel_schedule
+from lettabot.runtime.conversations import Conversations
 from lettabot.runtime.router import Router
 from lettabot.runtime.scheduler import Scheduler
 from lettabot.runtime.schedules import describe
@@ -91,6 +92,7 @@ class Commands:
         access: AccessPolicy,
         router: Router,
         scheduler: Scheduler,
+        conversations: Conversations,
         broker: ApprovalBroker,
         model: str | None = None,
         cli_env: Mapping[str, str] | None = None,
@@ -99,6 +101,7 @@ class Commands:
         self.access = access
         self.router = router
         self.scheduler = scheduler
+        self.conversations = conversations
         self.broker = broker
         self.model = model
 
@@ -197,8 +200,8 @@ class Commands:
 
     async def _status(self, scope: Scope) -> str:
         route = await self.router.lookup(scope)
-        lane = self.scheduler.lanes.get(scope.key)
-        session = lane.session if lane else None
+        conversation = self.conversations.get(scope)
+        session = conversation.session if conversation else None
         model = (session.init.model if session and session.init else None) or self.model
         profile, _ = await self.router.profile_for(scope)
         if route is None:
@@ -206,7 +209,7 @@ class Commands:
         agent = route.agent_id if route else await self.router.agent_id(profile)
         name = f" ({profile.name})" if profile is not None else " (no longer configured)"
         pending = len(await self.broker.store.list_pending(scope.key))
-        running = lane is not None and lane.running is not None
+        running = self.scheduler.running_user(scope) is not None
         lines = [
             f"Agent: `{agent}`{name}",
             f"Conversation: `{route.conversation_id}`" if route
@@ -218,7 +221,7 @@ class Commands:
             f"Turns running everywhere: {self.scheduler.running()} of "
             f"{self.scheduler.gate.size} (waiting: {self.scheduler.gate.waiting})",
         ]
-        for server in self.scheduler.server_states():
+        for server in self.conversations.server_states():
             state = "up" if server.get("alive") else "not running"
             pid = f", pid {server['pid']}" if server.get("pid") else ""
             lines.append(f"Server {server['index']}: {state}{pid}, "

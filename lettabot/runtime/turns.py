@@ -4,8 +4,10 @@ The user sees the reply grow (:class:`~lettabot.runtime.render.ReplyStream`), a 
 signal while the agent works, optionally a compact line per tool call, and a short
 message when something fails (details go to the log). A turn whose App Server died
 says so ("your next message will continue the conversation"); an exception from the
-session raises :class:`~lettabot.runtime.scheduler.SessionBroken` so the scheduler
-reopens the conversation for the next message.
+session raises :class:`~lettabot.runtime.jobs.SessionBroken` so the scheduler
+reopens the conversation for the next message. The turn gets its conversation open
+(:class:`~lettabot.runtime.conversations.Conversations`); one that could not be opened is
+said in the chat the same way (:meth:`TurnRunner.could_not_start`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -30,22 +32,21 @@ from lettabot.runtime.adapter import (
     SupportsFeedback,
     SupportsStopButton,
 )
-from lettabot.runtime.approvals import TurnOwner
 from lettabot.runtime.config import FilesConfig
 from lettabot.runtime.files import receive_files
-from lettabot.runtime.logs import bind, log_context
-from lettabot.runtime.metrics import Metrics, TurnOutcome
-from lettabot.runtime.render import NativeStream, ReplyStream, reply_stream, tool_line
-from lettabot.runtime.scheduler import (
+from lettabot.runtime.jobs import (
+    SCHEDULED,
     AgentNotConfigured,
     ConversationStuck,
     Job,
     SessionBroken,
-    TurnOwnerSetter,
 )
+from lettabot.runtime.logs import bind, log_context
+from lettabot.runtime.metrics import Metrics, TurnOutcome
+from lettabot.runtime.render import NativeStream, ReplyStream, reply_stream, tool_line
 from lettabot.runtime.workspaces import neutralize_permissions, prepare_scope_dir
 
-__all__ = ["TurnRunner", "context_note", "has_untrusted_context", "message_content",
+__all__ = ["TurnRunner", "context_note", "message_content",
            "neutralize"]
 
 log = logging.getLogger("lettabot.runtime.turns")
@@ -88,16 +89,8 @@ def sender_note(message: InboundMessage) -> str:
 ACTIVE_RUN = "already has an active run"
 """What the App Server says to a message for a conversation whose earlier run goes on."""
 
-SCHEDULED = "schedule:"
-"""The message id prefix of a scheduled run (no platform message behind it)."""
-
 CONTEXT_CHARS = 6000
 """At most this much of a thread's earlier messages reaches the agent (the newest kept)."""
-
-
-def has_untrusted_context(message: InboundMessage) -> bool:
-    """Whether ``message`` carries words of people who may not talk to the bot."""
-    return any(not (c.trusted or c.from_bot) for c in message.context)
 
 
 UNTRUSTED_TAG = "untrusted-context"
@@ -200,7 +193,7 @@ class _Watch:
 
 
 class TurnRunner:
-    """Runs turns for the scheduler (it is the scheduler's ``run_turn``)."""
+    """Runs turns for the scheduler (:class:`~lettabot.runtime.scheduler.RunsTurns`)."""
 
     def __init__(self, adapter_for: Callable[[str], Adapter | None], *,
                  show_tools: bool = True, stall_seconds: float = 120.0,
@@ -219,23 +212,21 @@ class TurnRunner:
         self.stall_seconds = stall_seconds
         self._waiting_for_click = waiting_for_click or (lambda scope: 0)
 
-    async def __call__(
-        self,
-        scope: Scope,
-        job: Job,
-        open_session: Callable[[], Awaitable[sdk.Session]],
-        set_owner: TurnOwnerSetter,
-    ) -> None:
-        with log_context(scope=scope.key, turn=job.client_message_id):
-            await self._run(scope, job, open_session, set_owner)
+    async def run(self, job: Job, session: sdk.Session) -> None:
+        """``job``'s turn on the open ``session``. Raises :class:`SessionBroken` when the
+        session should be closed (:class:`ConversationStuck`: and the scope move on)."""
+        with log_context(scope=job.scope.key, turn=job.client_message_id):
+            await self._run(job, session)
 
-    async def _run(
-        self,
-        scope: Scope,
-        job: Job,
-        open_session: Callable[[], Awaitable[sdk.Session]],
-        set_owner: TurnOwnerSetter,
-    ) -> None:
+    async def could_not_start(self, job: Job, error: Exception) -> None:
+        """Say in the chat that ``job``'s conversation could not be opened (as a turn that
+        failed: the user sees why, the log has the details)."""
+        with log_context(scope=job.scope.key, turn=job.client_message_id):
+            await self._run(job, None, error)
+
+    async def _run(self, job: Job, session: sdk.Session | None,
+                   not_opened: Exception | None = None) -> None:
+        scope = job.scope
         adapter = self._adapter_for(scope.adapter)
         if adapter is None:
             log.error("no adapter %r for %s; message dropped", scope.adapter, scope.key)
@@ -254,16 +245,11 @@ class TurnRunner:
             if self.stop_button_after and isinstance(adapter, SupportsStopButton):
                 tg.start_soon(self._show_stop, adapter, scope, stop_button)
             try:
-                session = await open_session()
+                if session is None:  # said below like any failure of the turn
+                    assert not_opened is not None
+                    raise not_opened
                 assert session.conversation_id is not None
                 bind(conversation=session.conversation_id, agent=session.agent_id)
-                message = job.message
-                scheduled = message.message_id.startswith(SCHEDULED)
-                set_owner(TurnOwner(scope, session.conversation_id, message.user_id,
-                                    message.user_name, agent_id=session.agent_id,
-                                    message_id="" if scheduled else message.message_id,
-                                    untrusted=has_untrusted_context(message),
-                                    scheduled=scheduled))
                 if self.workspace is not None:  # before the stall clock: downloads take time
                     folder = prepare_scope_dir(self.workspace, scope.key)
                     neutralize_permissions(folder)
@@ -322,6 +308,8 @@ class TurnRunner:
                     log.info("turn %s in %.2f s", outcome, seconds)
                     if self.metrics is not None:
                         self.metrics.turn_ended(outcome, seconds)
+        if session is None:
+            return  # nothing was opened: nothing to close
         if isinstance(broken, SessionBroken):
             raise broken
         if broken is not None:

@@ -311,9 +311,9 @@ async def test_an_idle_conversation_is_released_and_resumed_on_the_next_message(
     await chat.push("remember this opener", scope=scope)
     await chat.wait_done(scope)
     await chat.wait_for(lambda: not bot.scheduler.lanes[scope.key].busy)
-    open_before = bot.scheduler.open_sessions()
+    open_before = bot.conversations.count()
     assert await bot.scheduler.release_idle(older_than=0) >= 1
-    assert bot.scheduler.open_sessions() < open_before
+    assert bot.conversations.count() < open_before
     assert scope.key not in bot.scheduler.lanes
     await chat.push("what was my first message?", scope=scope)
     await chat.wait_done(scope, 2)

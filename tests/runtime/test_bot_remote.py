@@ -95,7 +95,7 @@ async def test_remote_and_local_servers_both_take_conversations(
             await chat.push(f"spread {i}", scope=scope)
             await chat.wait_done(scope)
             assert chat.texts(scope) == [f"You said: spread {i}"]
-        used = {bot.scheduler.lanes[s.key].server for s in scopes}
+        used = {bot.conversations.open_now[s.key].server for s in scopes}
         assert used == {0, 1}
         [on_remote, local] = bot.health()["servers"]
         assert on_remote["url"] == remote.url and on_remote["pid"] is None

@@ -112,7 +112,7 @@ async def test_two_app_servers_share_the_conversations_by_a_stable_hash(
         assert chat.texts(scope)[-1] == f"Your first message was: opener {i}"
         route = await bot.store.get_route(scope.key)
         assert route is not None
-        assert bot.scheduler.lanes[scope.key].server == bot.scheduler.server_for(
+        assert bot.conversations.open_now[scope.key].server == bot.client.server_for(
             route.conversation_id)
 
 
@@ -204,13 +204,12 @@ async def test_a_stop_whose_abort_fails_leaves_no_tail_for_the_next_message(
     scripted_model.on("tell a long tale", Reply.say("tale " * 150, chunk_delay=0.1), times=1)
     await chat.push("tell a long tale", scope=scope)
     await chat.wait_text(scope, "tale tale")
-    lane = bot.scheduler.lanes[scope.key]
-    assert lane.session is not None
+    conversation = bot.conversations.open_now[scope.key]
 
     async def broken_abort() -> None:  # the fault: the interrupt never reaches the CLI
         raise sdk.CLIConnectionError("injected: abort could not be sent")
 
-    lane.session.abort = broken_abort  # type: ignore[method-assign]
+    conversation.session.abort = broken_abort  # type: ignore[method-assign]
     await chat.command("stop", scope=scope)
     await chat.wait_done(scope)
     await chat.push("fresh question", scope=scope)

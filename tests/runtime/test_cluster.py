@@ -64,9 +64,9 @@ async def cluster(module_home: LettaHome, cluster_db: str) -> AsyncIterator[Clus
             bots.append(bot)
             chats.append(chat)
         for bot in bots:
-            assert bot.bus is not None
+            assert bot.cluster is not None
             with anyio.fail_after(20):
-                await bot.bus.ready.wait()
+                await bot.cluster.bus.ready.wait()
         yield Cluster(bots, chats, posts)
 
 
@@ -210,8 +210,8 @@ async def test_a_forged_notify_decides_nothing(
     rid = next(p for p in cluster.chats[running_on].prompts
                if p.view.scope == scope).request_id
     bot = cluster.bots[running_on]
-    assert bot.bus is not None
-    rejected = bot.bus.rejected
+    assert bot.cluster is not None
+    rejected = bot.cluster.bus.rejected
     click = {"request_id": rid, "decision": "approve", "user_id": "U1", "user_name": "U1"}
     forged = [
         json.dumps({"kind": "decide", "corr": "c1", "from": "r9", "data": click}),
@@ -225,10 +225,10 @@ async def test_a_forged_notify_decides_nothing(
             await conn.execute("SELECT pg_notify('lettabot_bus', $1)", payload)
     finally:
         await conn.close()
-    await cluster.chats[0].wait_for(lambda: bot.bus.rejected >= rejected + 3 or None,  # type: ignore[union-attr]
+    await cluster.chats[0].wait_for(lambda: bot.cluster.bus.rejected >= rejected + 3 or None,  # type: ignore[union-attr]
                                     within=10)
     # A message signed with the real key still cannot invent a decision: the store decides.
-    signer = Bus(libpq_url(cluster_db), "r9", key=bot.bus._key)
+    signer = Bus(libpq_url(cluster_db), "r9", key=bot.cluster.bus._key)
     try:
         reply = await signer.request("decided", {"request_id": rid, "user_name": "U1"},
                                      within=2)

@@ -1,9 +1,12 @@
-"""The scheduler's queueing rules, with a recording turn runner in place of the agent."""
+"""The scheduler's queueing rules, with a recording turn stage and a conversation pool
+that opens at once in place of the agent."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import cast
 
 import anyio
 import pytest
@@ -14,8 +17,9 @@ from lettabot.runtime.adapter import InboundMessage, Scope
 from lettabot.runtime.agents import AgentProfile, Agents
 from lettabot.runtime.approvals import ApprovalBroker, ToolPolicy
 from lettabot.runtime.config import AccessConfig, ApprovalsConfig, Config
+from lettabot.runtime.jobs import Job
 from lettabot.runtime.router import Router
-from lettabot.runtime.scheduler import Job, Scheduler, TurnOwnerSetter
+from lettabot.runtime.scheduler import Scheduler
 from lettabot.runtime.store import open_store
 
 pytestmark = pytest.mark.anyio
@@ -44,6 +48,56 @@ def _job(scope: Scope, text: str) -> Job:
     return Job(message, client_message_id=text)
 
 
+class _Conversation:
+    session = cast(sdk.Session, None)
+
+    @contextmanager
+    def serving(self, job: Job) -> Iterator[sdk.Session]:
+        yield self.session
+
+
+class _Pool:
+    """Conversations that open at once (the turn below never uses them)."""
+
+    def __init__(self) -> None:
+        self.open_now: dict[str, _Conversation] = {}
+
+    async def open(self, scope: Scope) -> _Conversation:
+        return self.open_now.setdefault(scope.key, _Conversation())
+
+    def get(self, scope: Scope) -> _Conversation | None:
+        return self.open_now.get(scope.key)
+
+    async def close_scope(self, key: str) -> None:
+        self.open_now.pop(key, None)
+
+    def turn_ended(self) -> None:
+        pass
+
+    def count(self) -> int:
+        return len(self.open_now)
+
+    async def close(self) -> None:
+        self.open_now.clear()
+
+
+class _Turns:
+    """Records each turn; at most ``peak[0]`` ran at once."""
+
+    def __init__(self, log: Log, peak: list[int]) -> None:
+        self.log, self.peak, self.running = log, peak, 0
+
+    async def run(self, job: Job, session: sdk.Session) -> None:
+        self.running += 1
+        self.peak[0] = max(self.peak[0], self.running)
+        self.log.add(job.message.text)
+        await anyio.sleep(0.02)
+        self.running -= 1
+
+    async def could_not_start(self, job: Job, error: Exception) -> None:
+        raise AssertionError(f"not expected: {error!r}")
+
+
 async def _scheduler(tmp_path: Path, slots: int, log: Log, peak: list[int]) -> Scheduler:
     store = await open_store(str(tmp_path / "s.db"))
     access = AccessPolicy(AccessConfig())
@@ -56,22 +110,12 @@ async def _scheduler(tmp_path: Path, slots: int, log: Log, peak: list[int]) -> S
     router = Router(store, agents)
     broker = ApprovalBroker(store, access, ApprovalsConfig(), ToolPolicy("standard"),
                             lambda name: None)
-    running = [0]
-
-    async def run_turn(scope: Scope, job: Job, open_session: Callable[[], Awaitable[sdk.Session]],
-                       set_owner: TurnOwnerSetter) -> None:
-        running[0] += 1
-        peak[0] = max(peak[0], running[0])
-        log.add(job.message.text)
-        await anyio.sleep(0.02)
-        running[0] -= 1
 
     async def notify(scope: Scope, text: str) -> None:
         log.add(f"note: {text}")
 
-    return Scheduler(client=sdk.LettaClient(), router=router, broker=broker,
-                     run_turn=run_turn, notify=notify, session_options={},
-                     max_concurrent_turns=slots, prewarm=False)
+    return Scheduler(conversations=_Pool(), turns=_Turns(log, peak), router=router,
+                     broker=broker, notify=notify, max_concurrent_turns=slots)
 
 
 async def test_a_busy_scope_cannot_starve_the_others(tmp_path: Path) -> None:

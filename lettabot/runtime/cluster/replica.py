@@ -1,0 +1,197 @@
+"""One replica of a cluster: the durable inbox's worker and the bus's handlers.
+
+- :meth:`Replica.submit` puts an accepted message in the inbox (intake's last step);
+  the inbox runs it here or on another replica (:meth:`Replica._run_job`), which queues
+  it on its scheduler and closes the scope's session after the turn (the scope's next
+  message may run elsewhere). A job taken over from a dead replica continues in a fork
+  of its conversation.
+- An approval click or a Stop that reached this replica for a turn running on another
+  goes over the bus (:meth:`decide_elsewhere`, :meth:`stop_elsewhere`); the store's
+  pending → decided transition stays the authority.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from lettabot import sdk
+from lettabot.runtime.access import AccessPolicy
+from lettabot.runtime.adapter import (
+    Adapter,
+    ApprovalDecision,
+    CommandResult,
+    DecisionOutcome,
+    InboundMessage,
+    Scope,
+    SupportsAcknowledge,
+)
+from lettabot.runtime.approvals import ApprovalBroker
+from lettabot.runtime.cluster.bus import Bus
+from lettabot.runtime.cluster.inbox import Inbox, libpq_url
+from lettabot.runtime.config import Config
+from lettabot.runtime.conversations import Conversations
+from lettabot.runtime.intake import acknowledge
+from lettabot.runtime.jobs import Job
+from lettabot.runtime.metrics import Metrics
+from lettabot.runtime.router import Router
+from lettabot.runtime.scheduler import Scheduler
+from lettabot.runtime.store import Store
+
+__all__ = ["Replica"]
+
+log = logging.getLogger("lettabot.runtime")
+
+RunCommand = Callable[[Scope, str, str], Awaitable[CommandResult]]
+"""``run(scope, user_id, command)``: a command run on this replica."""
+
+
+class Replica:
+    """This process's part of the cluster (``[cluster]``)."""
+
+    def __init__(
+        self,
+        config: Config,
+        name: str,
+        *,
+        store: Store,
+        router: Router,
+        scheduler: Scheduler,
+        conversations: Conversations,
+        broker: ApprovalBroker,
+        access: AccessPolicy,
+        metrics: Metrics,
+        adapters: Mapping[str, Adapter],
+        notify: Callable[[Scope, str], Awaitable[None]],
+    ) -> None:
+        cluster = config.cluster
+        self.name = name
+        self.roles = cluster.roles
+        self.store = store
+        self.router = router
+        self.scheduler = scheduler
+        self.conversations = conversations
+        self.broker = broker
+        self.access = access
+        self.metrics = metrics
+        self.adapters = adapters
+        self._notify = notify
+        self._run_command: RunCommand | None = None
+        self.inbox = Inbox(config.store_url, name, self._run_job,
+                           concurrency=config.servers.max_concurrent_turns,
+                           heartbeat_seconds=cluster.heartbeat_seconds,
+                           takeover_seconds=cluster.takeover_seconds)
+        self.bus = Bus(libpq_url(config.store_url), name)
+        self.bus.on("holds", self._holds_here)
+        self.bus.on("decided", self._decided_here)
+        self.bus.on("stop", self._stop_here)
+
+    async def open(self, tg: TaskGroup, run_command: RunCommand) -> None:
+        """Join the cluster: the inbox, the bus, and (role ``worker``) the inbox's worker."""
+        self._run_command = run_command
+        await self.inbox.open()
+        tg.start_soon(self.bus.run, name="cluster bus")
+        if "worker" in self.roles:
+            tg.start_soon(self.inbox.run, name="cluster worker")
+        log.info("cluster replica %s (%s)", self.name, ", ".join(self.roles))
+
+    async def close(self) -> None:
+        await self.bus.close()
+        await self.inbox.close()
+
+    async def submit(self, message: InboundMessage, client_message_id: str) -> None:
+        """Queue an accepted message in the durable inbox."""
+        await self.inbox.defer(message, client_message_id)
+
+    # -- the inbox's jobs ----------------------------------------------------------------
+
+    async def _run_job(self, message: InboundMessage, client_message_id: str,
+                       attempts: int) -> None:
+        """A job of the inbox, on this replica: its turn, then its session is closed (the
+        scope's next message may run on another replica)."""
+        scope = message.scope
+        if attempts:
+            self.metrics.messages.labels(scope.adapter, "taken_over").inc()
+            await self._notify(scope, "⚠️ The lettabot replica that was answering this "
+                                      "stopped; another one is answering it now.")
+            await self._fork_after_takeover(scope)
+        adapter = self.adapters.get(scope.adapter)
+        if isinstance(adapter, SupportsAcknowledge):  # this replica's adapter learns of it
+            await acknowledge(adapter, message)
+        job = Job(message, client_message_id=client_message_id)
+        self.scheduler.enqueue(job)
+        try:
+            await job.finished.wait()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.scheduler.release(scope)
+
+    async def _fork_after_takeover(self, scope: Scope) -> None:
+        """The dead replica's run may go on in its App Server (or hang there), keeping the
+        conversation busy: the scope continues in a fork of it (same history), or, if it
+        cannot be forked, in a new conversation (the agent's memory is kept)."""
+        await self.scheduler.release(scope)
+        route = await self.store.get_route(scope.key)
+        if route is None:
+            return
+        try:
+            fork = await self.conversations.fork(route.conversation_id)
+        except sdk.LettaSDKError as exc:
+            log.warning("could not fork %s after a takeover (%s); starting a new conversation",
+                        route.conversation_id, exc)
+            await self.router.reset(scope)
+            return
+        await self.router.bind(scope, route.agent_id, fork)
+        log.info("%s continues in %s, a fork of %s (taken over)", scope.key, fork,
+                 route.conversation_id)
+
+    # -- clicks and stops for turns on other replicas ----------------------------------
+
+    async def decide_elsewhere(
+        self, request_id: str, decision: ApprovalDecision, user_id: str, user_name: str
+    ) -> DecisionOutcome | None:
+        """Decide a prompt whose turn waits on another replica (None: none does)."""
+        held = await self.bus.request("holds", {"request_id": request_id})
+        if held is None:
+            return None
+        approval = await self.store.get_approval(request_id)
+        profile = None
+        if approval is not None:
+            profile, _ = await self.router.profile_for(Scope.from_key(approval.scope))
+        recorded = await self.broker.record(
+            request_id, decision, user_id,
+            profile.access if profile is not None else self.access,
+            held.get("always_covers"))
+        if recorded.status != "decided":
+            return recorded
+        reply = await self.bus.request("decided", {"request_id": request_id,
+                                                   "user_name": user_name})
+        return DecisionOutcome.model_validate(reply) if reply is not None else recorded
+
+    async def stop_elsewhere(self, scope: Scope, user_id: str) -> CommandResult | None:
+        """A Stop for a turn running on another replica (None: none runs)."""
+        reply = await self.bus.request("stop", {"scope": scope.key, "user_id": user_id})
+        return CommandResult.model_validate(reply) if reply is not None else None
+
+    async def _holds_here(self, data: dict[str, Any]) -> dict[str, Any] | None:
+        """Another replica got a click: is its prompt waiting here?"""
+        return self.broker.holds(str(data.get("request_id") or ""))
+
+    async def _decided_here(self, data: dict[str, Any]) -> dict[str, Any] | None:
+        """Another replica decided a prompt waiting here: go look in the store (the
+        message is only a hint; the store's pending → decided transition is the authority)."""
+        outcome = await self.broker.apply_decided(str(data.get("request_id") or ""),
+                                                  str(data.get("user_name") or ""))
+        return outcome.model_dump() if outcome is not None else None
+
+    async def _stop_here(self, data: dict[str, Any]) -> dict[str, Any] | None:
+        """A Stop another replica received, for a turn running here."""
+        scope = Scope.from_key(str(data.get("scope") or ""))
+        if self.scheduler.running_user(scope) is None or self._run_command is None:
+            return None
+        result = await self._run_command(scope, str(data["user_id"]), "stop")
+        return result.model_dump()
