@@ -18,8 +18,7 @@ from pathlib import Path
 import anyio
 
 from lettabot.runtime.config import Config, ConfigError, Problem
-from lettabot.sdk import LettaSDKError
-from lettabot.sdk._internal.cli import cli_env, find_cli
+from lettabot.sdk import LettaSDKError, cli_env, find_cli
 
 __all__ = ["ensure_backend", "saved_backend"]
 

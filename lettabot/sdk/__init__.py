@@ -12,19 +12,8 @@ Drives the real ``letta`` CLI: agents with persistent memory that learn over tim
 """
 
 from lettabot.sdk._internal.memfs import local_backend_dir, memory_dir
-from lettabot.sdk.client import get_default_transport, set_default_transport
-from lettabot.sdk.errors import (
-    CLIConnectionError,
-    CLIJSONDecodeError,
-    CLINotFoundError,
-    LettaSDKError,
-    ProcessError,
-    ProtocolTimeoutError,
-    SessionClosedError,
-    UnknownModelError,
-)
-from lettabot.sdk.images import image_from_base64, image_from_file, image_from_url
-from lettabot.sdk.letta_client import (
+from lettabot.sdk.cli import cli_env, find_cli
+from lettabot.sdk.client import (
     LettaClient,
     ServerInfo,
     archive_conversation,
@@ -33,12 +22,28 @@ from lettabot.sdk.letta_client import (
     create_session,
     default_client,
     fork_conversation,
+    get_default_transport,
     list_conversations,
     list_models,
     list_providers,
     prompt,
     resume_session,
+    set_default_transport,
 )
+from lettabot.sdk.errors import (
+    AgentNotFoundError,
+    CLIConnectionError,
+    CLIJSONDecodeError,
+    CLINotFoundError,
+    ConversationBusyError,
+    ConversationNotFoundError,
+    LettaSDKError,
+    ProcessError,
+    ProtocolTimeoutError,
+    SessionClosedError,
+    UnknownModelError,
+)
+from lettabot.sdk.images import image_from_base64, image_from_file, image_from_url
 from lettabot.sdk.options import (
     AgentOptions,
     BlockRef,
@@ -51,6 +56,7 @@ from lettabot.sdk.permissions import CancelSignal, CanUseToolRequest
 from lettabot.sdk.session import Session
 from lettabot.sdk.tools import Tool, ToolResult, tool
 from lettabot.sdk.types import (
+    CONVERSATION_BUSY,
     AssistantMessage,
     ConversationInfo,
     ErrorMessage,
@@ -72,6 +78,8 @@ from lettabot.sdk.types import (
 )
 
 __all__ = [
+    "CONVERSATION_BUSY",
+    "AgentNotFoundError",
     "AgentOptions",
     "AssistantMessage",
     "BlockRef",
@@ -80,7 +88,9 @@ __all__ = [
     "CLINotFoundError",
     "CanUseToolRequest",
     "CancelSignal",
+    "ConversationBusyError",
     "ConversationInfo",
+    "ConversationNotFoundError",
     "ErrorMessage",
     "ImagePart",
     "InitMessage",
@@ -112,10 +122,12 @@ __all__ = [
     "ToolResultMessage",
     "UnknownModelError",
     "archive_conversation",
+    "cli_env",
     "connect_provider",
     "create_agent",
     "create_session",
     "default_client",
+    "find_cli",
     "fork_conversation",
     "get_default_transport",
     "image_from_base64",

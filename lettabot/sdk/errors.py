@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 __all__ = [
+    "AgentNotFoundError",
     "CLIConnectionError",
     "CLIJSONDecodeError",
     "CLINotFoundError",
+    "ConversationBusyError",
+    "ConversationNotFoundError",
     "LettaSDKError",
     "ProcessError",
     "ProtocolTimeoutError",
@@ -30,7 +33,13 @@ class CLINotFoundError(LettaSDKError):
 
 
 class CLIConnectionError(LettaSDKError):
-    """The CLI or App Server could not be reached, or refused the connection."""
+    """The CLI or App Server could not be reached, or refused the connection.
+
+    ``status`` is the HTTP status of a refused WebSocket upgrade (401: a wrong token)."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
 
 
 class ProcessError(LettaSDKError):
@@ -53,6 +62,34 @@ class CLIJSONDecodeError(LettaSDKError):
     def __init__(self, line: str, error: Exception) -> None:
         self.line = line
         super().__init__(f"Could not decode CLI output as JSON: {line[:200]!r} ({error})")
+
+
+class ConversationNotFoundError(LettaSDKError):
+    """The backend has no such conversation (resuming one that was deleted, or never was).
+
+    ``conversation_id`` is the conversation asked for (None if unknown). Raised by
+    ``Session.connect()`` (and so by the first ``send``/``run_turn``) of a resumed session."""
+
+    def __init__(self, message: str, *, conversation_id: str | None = None,
+                 agent_id: str | None = None) -> None:
+        self.conversation_id = conversation_id
+        self.agent_id = agent_id
+        super().__init__(message)
+
+
+class AgentNotFoundError(ConversationNotFoundError):
+    """The backend has no such agent (so none of its conversations either).
+
+    A :class:`ConversationNotFoundError`: resuming a conversation whose agent is gone fails
+    the same way as resuming one that is gone itself. ``agent_id`` is the agent asked for."""
+
+
+class ConversationBusyError(LettaSDKError):
+    """The conversation already has an active run and refused a new message.
+
+    A failed turn says so as ``ResultMessage.error_code == CONVERSATION_BUSY`` (see
+    :data:`lettabot.sdk.types.CONVERSATION_BUSY`); this error is raised where no turn
+    started, e.g. the App Server refused the message outright."""
 
 
 class ProtocolTimeoutError(LettaSDKError):

@@ -17,6 +17,7 @@ from lettabot.sdk.errors import SessionClosedError
 from lettabot.sdk.options import SessionOptions
 from lettabot.sdk.tools import ToolResult
 from lettabot.sdk.types import (
+    CONVERSATION_BUSY,
     AssistantMessage,
     ConversationInfo,
     ImagePart,
@@ -381,11 +382,7 @@ _BUSY_RETRY_LAST = 2.0  # 0.25 + 0.5 + 1 + 2: about 4 s in all
 
 
 def _busy(result: ResultMessage) -> bool:
-    return (
-        not result.success
-        and result.num_turns == 0
-        and "already has an active run" in (result.error or "")
-    )
+    return not result.success and result.num_turns == 0 and result.error_code == CONVERSATION_BUSY
 
 
 def _accepts_context(callback: Callable[..., Any]) -> bool:

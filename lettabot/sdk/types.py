@@ -9,11 +9,12 @@ Every message a session streams is one of the models below, told apart by ``type
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 __all__ = [
+    "CONVERSATION_BUSY",
     "AssistantMessage",
     "ContentPart",
     "ConversationInfo",
@@ -155,6 +156,12 @@ class Usage(_Model):
     total_tokens: int = 0
 
 
+CONVERSATION_BUSY: Final = "conversation_busy"
+"""``ResultMessage.error_code`` of a turn the backend refused because the conversation
+already has an active run (nothing of the message was processed: sending it again once
+that run ends is safe)."""
+
+
 class ResultMessage(_Model):
     """The end of a turn. ``success`` is False on errors, interrupts and limits; then
     ``error`` says why (the model's or the CLI's message) and ``result`` holds no answer.
@@ -168,6 +175,8 @@ class ResultMessage(_Model):
     result: str | None = None
     error: str | None = None
     error_code: str | None = None
+    """Why the turn failed, in one word: :data:`CONVERSATION_BUSY`, ``"interrupted"``,
+    ``"server_died"``, ``"process_exited"``, else the CLI's stop reason or ``"error"``."""
     stop_reason: str | None = None
     duration_ms: int = 0
     num_turns: int = 0

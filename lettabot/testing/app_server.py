@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from lettabot.sdk._internal.cli import cli_env, find_cli
+from lettabot.sdk.cli import cli_env, find_cli
 
 __all__ = ["ExternalAppServer", "external_app_server"]
 

@@ -18,7 +18,7 @@ __all__ = ["LettaHome", "prepare_template"]
 
 
 def _letta_cli() -> str:
-    from lettabot.sdk._internal.cli import find_cli
+    from lettabot.sdk.cli import find_cli
 
     return find_cli()
 

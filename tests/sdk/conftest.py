@@ -17,7 +17,7 @@ def transport(request: pytest.FixtureRequest) -> Iterator[str]:
     """Run the test once per transport (it becomes the SDK's default)."""
     sdk.set_default_transport(request.param)
     yield request.param
-    sdk.client._default_transport = None
+    sdk.set_default_transport(None)
 
 
 @pytest.fixture

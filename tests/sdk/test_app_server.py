@@ -12,7 +12,7 @@ import pytest
 from lettabot import sdk
 from lettabot.sdk._internal.app_server import frames
 from lettabot.sdk._internal.app_server.connection import Connection
-from lettabot.sdk._internal.app_server.pool import _slots
+from lettabot.sdk._internal.app_server.pool import shared_slots
 from lettabot.sdk.errors import CLIConnectionError, ProtocolTimeoutError
 from lettabot.testing.app_server import external_app_server
 from lettabot.testing.letta_home import LettaHome
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.anyio
 
 
 def _server_pid() -> int:
-    pids = [s.server.pid for s in _slots.values() if s.server is not None and s.server.alive()]
+    pids = [s.server.pid for s in shared_slots() if s.server is not None and s.server.alive()]
     assert len(pids) == 1, pids
     assert pids[0] is not None
     return pids[0]
@@ -186,7 +186,7 @@ async def test_invalid_frames_are_refused_before_sending_and_silence_times_out(
         frames.runtime_start("r2", agent_id="a", create_conversation={}, mode="bogus")
     async with sdk.create_session(model=letta_home.model, transport="app_server") as session:
         await session.connect()
-        conn = next(iter(_slots.values())).connection
+        conn = next(iter(shared_slots())).connection
         assert isinstance(conn, Connection)
         with pytest.raises(ProtocolTimeoutError):
             await conn.request({"type": "no_such_command", "request_id": "x-1"}, "never", 0.5)

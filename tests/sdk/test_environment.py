@@ -7,7 +7,7 @@ import pytest
 
 from lettabot import sdk
 from lettabot.sdk._internal.app_server.connection import Connection
-from lettabot.sdk._internal.app_server.pool import _slots
+from lettabot.sdk._internal.app_server.pool import shared_slots
 from lettabot.sdk._internal.cli import cli_env
 from lettabot.sdk.errors import CLIConnectionError
 from lettabot.testing.letta_home import LettaHome
@@ -56,7 +56,7 @@ async def test_the_local_app_server_refuses_clients_without_its_token(
     agent = await sdk.create_agent(model=letta_home.model, transport="app_server")
     async with sdk.create_session(agent, transport="app_server") as session:
         assert (await session.run_turn("hello")).result == "You said: hello"
-        [server] = [s.server for s in _slots.values() if s.server is not None]
+        [server] = [s.server for s in shared_slots() if s.server is not None]
         assert server.url is not None and server.token
         for token in (None, "guessed"):
             with pytest.raises(CLIConnectionError, match=r"401|token"):

@@ -167,12 +167,12 @@ async def test_custom_python_tool_is_called(
 
 def _cli_pid(session: sdk.Session) -> int:
     """The process that runs this session's conversation (its CLI, or the App Server)."""
-    from lettabot.sdk._internal.app_server.pool import _slots
+    from lettabot.sdk._internal.app_server.pool import shared_slots
 
     process = getattr(session._transport, "_process", None)
     if process is not None:
         return int(process.pid)
-    [pid] = [s.server.pid for s in _slots.values() if s.server is not None and s.server.alive()]
+    [pid] = [s.server.pid for s in shared_slots() if s.server is not None and s.server.alive()]
     assert pid is not None
     return int(pid)
 

@@ -14,8 +14,8 @@ import anyio
 import pytest
 
 from lettabot import sdk
+from lettabot.sdk._internal.client import create_session, resume_session
 from lettabot.sdk._internal.transport import Target
-from lettabot.sdk.client import _create_session, _resume_session
 from lettabot.testing.letta_home import LettaHome
 from lettabot.testing.scripted_model import Reply, ScriptedModelServer
 
@@ -196,12 +196,12 @@ async def test_result_and_session_name_a_conversation_alike_for_both_id_shapes(
         opened.append(target)
         return _FakeTransport(agent, conversation)
 
-    async with _create_session(agent, {}, factory) as session:
+    async with create_session(agent, {}, factory) as session:
         result = await session.run_turn("hi")
     expected = agent if conversation == "default" else conversation
     assert result.conversation_id == session.conversation_id == expected
     assert result.agent_id == agent
-    async with _resume_session(result.conversation_id or "", {}, factory) as again:
+    async with resume_session(result.conversation_id or "", {}, factory) as again:
         assert again.conversation_id == expected
     if conversation == "default":
         assert opened[-1] == Target(agent_id=agent, conversation_id="default")

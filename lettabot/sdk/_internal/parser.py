@@ -11,6 +11,7 @@ import json
 import logging
 from typing import Any
 
+from lettabot.sdk._internal.cli_words import failure_code
 from lettabot.sdk.types import (
     AssistantMessage,
     ErrorMessage,
@@ -207,6 +208,10 @@ class TurnTracker:
         update: dict[str, Any] = {}
         if not result.success and self.error and result.error in (None, "error", result.subtype):
             update["error"] = self.error
+        if not result.success:
+            code = failure_code(update.get("error", result.error), result.error_code)
+            if code != result.error_code:
+                update["error_code"] = code
         if result.stop_reason is None and self.stop_reason:
             update["stop_reason"] = self.stop_reason
         if result.usage is None and self.steps:

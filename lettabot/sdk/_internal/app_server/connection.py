@@ -99,10 +99,11 @@ class Connection:
             if status == 401:
                 raise CLIConnectionError(
                     f"the App Server at {self.url} refused the connection (HTTP 401): "
-                    "missing or wrong token; set LETTA_APP_SERVER_TOKEN to its capability token"
+                    "missing or wrong token; set LETTA_APP_SERVER_TOKEN to its capability token",
+                    status=status,
                 ) from exc
             raise CLIConnectionError(
-                f"the App Server at {self.url} answered HTTP {status}"
+                f"the App Server at {self.url} answered HTTP {status}", status=status
             ) from exc
         except TimeoutError as exc:
             raise CLIConnectionError(

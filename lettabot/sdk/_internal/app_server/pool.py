@@ -25,7 +25,7 @@ from lettabot.sdk._internal.cli import cli_env, find_cli
 from lettabot.sdk.errors import CLIConnectionError
 from lettabot.sdk.options import SessionOptions
 
-__all__ = ["Lease", "ServerSet", "acquire", "server_key"]
+__all__ = ["Lease", "ServerSet", "Slot", "acquire", "server_key", "shared_slots"]
 
 log = logging.getLogger("lettabot.sdk.app_server")
 
@@ -34,7 +34,7 @@ TOKEN_ENV = "LETTA_APP_SERVER_TOKEN"
 
 
 @dataclass(eq=False)
-class _Slot:
+class Slot:
     """One server, as seen from one event loop."""
 
     key: str
@@ -88,7 +88,7 @@ class _Slot:
                 await conn.open(timeout)
                 return conn
             except CLIConnectionError as exc:
-                if "401" in str(exc) or anyio.current_time() >= deadline:
+                if exc.status == 401 or anyio.current_time() >= deadline:
                     raise
                 wedged = not replaced and anyio.current_time() - start > 10.0
                 if self.url is None and self.server is not None and (
@@ -120,7 +120,12 @@ class _Slot:
                 self.server = None
 
 
-_slots: dict[tuple[str, int], _Slot] = {}
+_slots: dict[tuple[str, int], Slot] = {}
+
+
+def shared_slots() -> list[Slot]:
+    """The process-wide App Servers (one per environment and event loop), for inspection."""
+    return list(_slots.values())
 
 
 def _loop_id() -> int:
@@ -152,7 +157,7 @@ def server_key(options: SessionOptions) -> str:
 class Lease:
     """A session's hold on a server; ``release()`` once."""
 
-    slot: _Slot
+    slot: Slot
     released: bool = False
 
     @property
@@ -181,7 +186,7 @@ def acquire(options: SessionOptions) -> Lease:
     slot = _slots.get((key, _loop_id()))
     if slot is None:
         url, token = _remote(options)
-        slot = _Slot(key=key, url=url, token=token)
+        slot = Slot(key=key, url=url, token=token)
         if url is None:
             slot.cli = find_cli(options.cli_path)
             slot.env = cli_env(options.env)
@@ -206,17 +211,17 @@ class ServerSet:
         self.cli = cli
         self.env = env
         self.cwd = cwd
-        self._slots: dict[tuple[int, int], _Slot] = {}
+        self._slots: dict[tuple[int, int], Slot] = {}
 
     def __len__(self) -> int:
         return len(self.specs)
 
-    def _slot(self, index: int) -> _Slot:
+    def _slot(self, index: int) -> Slot:
         key = (index, _loop_id())
         slot = self._slots.get(key)
         if slot is None:
             url, token = self.specs[index]
-            slot = _Slot(key=f"{self.name}:{index}", url=url, token=token, users=1)
+            slot = Slot(key=f"{self.name}:{index}", url=url, token=token, users=1)
             if url is None:
                 slot.cli = find_cli(self.cli)
                 slot.env = dict(self.env)

@@ -11,6 +11,7 @@ import json
 import time
 from typing import Any
 
+from lettabot.sdk._internal.cli_words import failure_code
 from lettabot.sdk._internal.parser import parse_letta_message, text_of
 from lettabot.sdk.types import (
     AssistantMessage,
@@ -139,9 +140,10 @@ class TurnState:
                                      error="The turn was interrupted.", error_code="interrupted",
                                      **common))
         elif error or stop not in (None, "end_turn"):
-            out.append(ResultMessage(success=False, subtype="error",
-                                     error=str(error or f"the turn stopped: {stop}"),
-                                     error_code=str(stop or "error"), **common))
+            text = str(error or f"the turn stopped: {stop}")
+            out.append(ResultMessage(success=False, subtype="error", error=text,
+                                     error_code=failure_code(text, str(stop or "error")),
+                                     **common))
         else:
             out.append(ResultMessage(success=True, **common))
         return out

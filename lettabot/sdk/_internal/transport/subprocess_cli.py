@@ -28,6 +28,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 import anyio
 from anyio.abc import Process
 
+from lettabot.sdk._internal import control
 from lettabot.sdk._internal.app_server.models import (
     model_for_new_agent,
     on_server,
@@ -35,9 +36,9 @@ from lettabot.sdk._internal.app_server.models import (
 )
 from lettabot.sdk._internal.app_server.recompile import recompile_via_server
 from lettabot.sdk._internal.cli import cli_env, find_cli, is_conversation_id, last_used_agent
+from lettabot.sdk._internal.cli_words import not_found_error
 from lettabot.sdk._internal.parser import TurnTracker, parse_stream_json
-from lettabot.sdk._internal.transport import CanUseToolRequest, ControlHandler, Target
-from lettabot.sdk._internal.transport.guard import unless_lost
+from lettabot.sdk._internal.transport import ControlHandler, Target
 from lettabot.sdk.errors import (
     CLIConnectionError,
     LettaSDKError,
@@ -46,7 +47,7 @@ from lettabot.sdk.errors import (
     SessionClosedError,
 )
 from lettabot.sdk.options import SessionOptions
-from lettabot.sdk.types import InitMessage, Message, PermissionAllow, ResultMessage
+from lettabot.sdk.types import InitMessage, Message, ResultMessage
 
 if TYPE_CHECKING:
     from lettabot.sdk._internal.app_server.connection import Connection
@@ -245,6 +246,12 @@ class SubprocessTransport:
                     tools=[t.definition() for t in self._options.tools],
                 )
             init = await self._wait_init(response)
+        except ProcessError as exc:
+            await self.close()
+            missing = not_found_error(exc.stderr, message=str(exc))
+            if missing is not None:  # the CLI's "Conversation X not found" before it exits
+                raise missing from exc
+            raise
         except BaseException:
             await self.close()
             raise
@@ -500,8 +507,8 @@ class SubprocessTransport:
     async def _answer(self, obj: dict[str, Any]) -> None:
         """Answer one of the CLI's control requests (permission, external tool)."""
         request_id = obj.get("request_id")
-        request = obj.get("request") or {}
-        subtype = request.get("subtype")
+        body = obj.get("request") or {}
+        request = control.parse_request(body)
         process = self._process
 
         async def lost() -> str:
@@ -509,42 +516,22 @@ class SubprocessTransport:
             code = await process.wait()
             return f"the Letta CLI exited (exit code {code})"
 
-        if subtype == "can_use_tool":
-            ask = CanUseToolRequest(
-                tool_name=str(request.get("tool_name") or ""),
-                tool_input=dict(request.get("input") or {}),
-                tool_call_id=str(request.get("tool_call_id") or ""),
-                request_id=str(request_id),
-                diffs=request.get("diffs"),
-                permission_suggestions=list(request.get("permission_suggestions") or []),
-                blocked_path=request.get("blocked_path"),
-                raw=request,
-            )
-            decision = await unless_lost(lambda: self._handler.can_use_tool(ask), lost,
-                                         ask.signal)
+        response: dict[str, Any]
+        if isinstance(request, control.CanUseTool):
+            decision = await control.ask_permission(self._handler, request, str(request_id),
+                                                    body, lost)
             if decision is None:
                 return  # the CLI is gone; its end of output ends the turn
-            if isinstance(decision, PermissionAllow):
-                answer: dict[str, Any] = {"behavior": "allow"}
-                if decision.updated_input is not None:
-                    answer["updatedInput"] = decision.updated_input
-            else:
-                answer = {"behavior": "deny", "message": decision.message}
-                if decision.interrupt:
-                    answer["interrupt"] = True
+            answer = control.encode_decision(decision, "stream_json").payload
             response = {"subtype": "success", "request_id": request_id, "response": answer}
-        elif subtype == "execute_external_tool":
-            result = await unless_lost(lambda: self._handler.execute_tool(
-                str(request.get("tool_name") or ""),
-                str(request.get("tool_call_id") or ""),
-                dict(request.get("input") or {}),
-            ), lost)
+        elif isinstance(request, control.ExecuteExternalTool):
+            result = await control.run_external_tool(self._handler, request, lost)
             if result is None:
                 return
             response = {
                 "subtype": "external_tool_result",
                 "request_id": request_id,
-                "tool_call_id": request.get("tool_call_id"),
+                "tool_call_id": body.get("tool_call_id"),
                 "content": result.content,
                 "is_error": result.is_error,
             }
@@ -552,7 +539,7 @@ class SubprocessTransport:
             response = {
                 "subtype": "error",
                 "request_id": request_id,
-                "error": f"unsupported control request {subtype!r}",
+                "error": f"unsupported control request {body.get('subtype')!r}",
             }
         await self._write({"type": "control_response", "response": response})
 
