@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -52,9 +51,7 @@ argument names when they are called."""
 def available_transport() -> str | None:
     """``subprocess`` if the App Server transport is not installed, else None (the SDK's
     default, ``app_server``)."""
-    if importlib.util.find_spec("lettabot.sdk._internal.transport.app_server") is None:
-        return "subprocess"
-    return None
+    return None if "app_server" in sdk.available_transports() else "subprocess"
 
 
 class Binding:

@@ -86,9 +86,6 @@ def sender_note(message: InboundMessage) -> str:
     )
 
 
-ACTIVE_RUN = "already has an active run"
-"""What the App Server says to a message for a conversation whose earlier run goes on."""
-
 CONTEXT_CHARS = 6000
 """At most this much of a thread's earlier messages reaches the agent (the newest kept)."""
 
@@ -378,7 +375,7 @@ class TurnRunner:
         waited, delay = 0.0, 0.5
         while True:
             result = await self._stream(session, job, reply, stream, watch)
-            busy = not result.success and ACTIVE_RUN in (result.error or "")
+            busy = not result.success and result.error_code == sdk.CONVERSATION_BUSY
             if not busy or not reply.empty or waited >= self.stall_seconds:
                 return result
             log.info("conversation of %s still has an earlier run; sending again in %.1f s",

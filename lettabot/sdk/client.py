@@ -30,7 +30,12 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, SecretStr
 
 from lettabot.sdk._internal import client as internal
-from lettabot.sdk._internal.client import Factory, get_default_transport, set_default_transport
+from lettabot.sdk._internal.client import (
+    Factory,
+    available_transports,
+    get_default_transport,
+    set_default_transport,
+)
 from lettabot.sdk.options import SessionOptions
 from lettabot.sdk.session import Session
 from lettabot.sdk.types import (
@@ -45,6 +50,7 @@ __all__ = [
     "LettaClient",
     "ServerInfo",
     "archive_conversation",
+    "available_transports",
     "connect_provider",
     "create_agent",
     "create_session",

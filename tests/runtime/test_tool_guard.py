@@ -364,8 +364,8 @@ async def test_the_broker_denies_outright_approves_once_and_follows_the_cwd(
     from lettabot.runtime.access import AccessPolicy
     from lettabot.runtime.adapter import Scope
     from lettabot.runtime.approvals import ApprovalBroker, ToolPolicy
-    from lettabot.runtime.jobs import TurnOwner
     from lettabot.runtime.config import AccessConfig, ApprovalsConfig
+    from lettabot.runtime.jobs import TurnOwner
     from lettabot.runtime.store import open_store
 
     store = await open_store(str(tmp_path / "s.db"))

@@ -15,8 +15,8 @@ import pytest
 
 from lettabot.runtime.adapter import ContextMessage, InboundMessage, Scope
 from lettabot.runtime.bot import Bot
-from lettabot.runtime.tool_rules import propose
 from lettabot.runtime.jobs import has_untrusted_context
+from lettabot.runtime.tool_rules import propose
 from lettabot.runtime.turns import context_note
 from lettabot.testing.chat import Prompt, TestChat
 from lettabot.testing.scripted_model import Reply, ScriptedModelServer

@@ -4,6 +4,7 @@ functions are the public entry points)."""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from collections.abc import Callable
@@ -23,6 +24,7 @@ __all__ = [
     "AgentMemorySession",
     "Factory",
     "NewAgentSession",
+    "available_transports",
     "create_agent",
     "create_session",
     "get_default_transport",
@@ -46,6 +48,13 @@ def set_default_transport(name: TransportName | None) -> None:
     if name is not None:
         SessionOptions(transport=name)  # validates the name
     _default_transport = name
+
+
+def available_transports() -> tuple[TransportName, ...]:
+    """The transports this install has: ``subprocess`` always, ``app_server`` unless its
+    module was left out of the build."""
+    spec = importlib.util.find_spec("lettabot.sdk._internal.transport.app_server")
+    return ("app_server", "subprocess") if spec is not None else ("subprocess",)
 
 
 def get_default_transport() -> TransportName:
