@@ -47,7 +47,7 @@ from lettabot.runtime.chat_tools import ChatTools
 from lettabot.runtime.cluster.bus import Bus
 from lettabot.runtime.cluster.inbox import Inbox, libpq_url
 from lettabot.runtime.commands import Commands
-from lettabot.runtime.config import Config, ConfigError, LettaConfig, Problem
+from lettabot.runtime.config import AdapterSettings, Config, ConfigError, LettaConfig, Problem
 from lettabot.runtime.history import entries_from
 from lettabot.runtime.keyproxy import KeyProxy
 from lettabot.runtime.letta_backend import ensure_backend
@@ -75,11 +75,10 @@ HOUSEKEEPING_EVERY = 3600.0
 """Seconds between store purges (see :meth:`Bot._housekeeping`)."""
 
 
-def adapter_settings(config: Config) -> dict[str, dict[str, Any]]:
-    """Each adapter's config section as a mapping (secrets stay :class:`SecretStr`)."""
-    out: dict[str, dict[str, Any]] = {
-        name: dict(section) for name, section in config.sections().items()
-    }
+def adapter_settings(config: Config) -> dict[str, AdapterSettings | dict[str, Any]]:
+    """Each adapter's settings, as its factory takes them: the validated section model, or
+    the free-form ``[adapters.<name>]`` table of an adapter that registers none."""
+    out: dict[str, AdapterSettings | dict[str, Any]] = dict(config.sections())
     out.update({name: dict(section) for name, section in config.adapters.items()})
     return out
 
@@ -400,7 +399,8 @@ class Bot:
             self._tg.start_soon(self.broker.resolve_stale, adapter, stale)
         return adapter
 
-    def add_adapter_from(self, factory: AdapterFactory, settings: Mapping[str, Any]) -> Adapter:
+    def add_adapter_from(self, factory: AdapterFactory,
+                         settings: AdapterSettings | Mapping[str, Any]) -> Adapter:
         return self.add_adapter(factory(settings, self))
 
     async def _run_adapter(self, adapter: Adapter) -> None:
