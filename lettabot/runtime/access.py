@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from lettabot.runtime.adapter import InboundMessage
-from lettabot.runtime.config import AccessConfig
+from lettabot.runtime.config import AccessConfig, AdapterSettings
 from lettabot.runtime.store import Store
 
 __all__ = ["DEDUPE_TTL", "AccessPolicy", "Verdict"]
@@ -42,13 +42,18 @@ class AccessPolicy:
     """The access rules of one bot."""
 
     def __init__(
-        self, config: AccessConfig, adapter_settings: Mapping[str, Mapping[str, Any]] | None = None
+        self, config: AccessConfig,
+        adapter_settings: Mapping[str, AdapterSettings | Mapping[str, Any]] | None = None,
     ) -> None:
         self.config = config
         self._adapters = dict(adapter_settings or {})
 
     def _setting(self, adapter: str, key: str, default: Any) -> Any:
-        return self._adapters.get(adapter, {}).get(key, default)
+        """``key`` of the adapter's settings (its validated model, or a free-form table)."""
+        section = self._adapters.get(adapter)
+        if isinstance(section, Mapping):
+            return section.get(key, default)
+        return getattr(section, key, default)
 
     def may_talk(self, adapter: str, user_id: str) -> bool:
         return self.config.is_allowed_user(adapter, user_id)

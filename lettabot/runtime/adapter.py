@@ -9,7 +9,18 @@ nothing about any platform. Traffic crosses as the small typed values below:
   ``present_approval``, ``resolve_approval``, ``notify``).
 
 Adapters are found through the entry-point group ``lettabot.adapters``: each entry point
-names an :class:`AdapterFactory` (``factory(config_section, bot) -> Adapter``).
+names an :class:`AdapterFactory`, called as ``factory(settings, bot) -> Adapter``:
+
+- ``settings``: the adapter's ``[<name>]`` section, validated once by the config loader
+  with the model the package registers under the entry-point group ``lettabot.settings``
+  (an :class:`~lettabot.runtime.config.AdapterSettings` subclass) — that model instance
+  itself, never a dict of it. An adapter that registers no settings model gets its free-form
+  ``[adapters.<name>]`` table as a mapping.
+- ``bot``: the :class:`BotAPI`.
+
+A platform's rate limit that outlasts the platform client's own retries is raised from
+``post`` / ``edit`` as :class:`RateLimited` (the runtime waits ``retry_after``, then tries
+again); any other failure is the platform's own exception.
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ __all__ = [
     "HistoryEntry",
     "InboundMessage",
     "MessageRef",
+    "RateLimited",
     "Scope",
     "StreamExpired",
     "SupportsAcknowledge",
@@ -353,6 +365,17 @@ class SupportsStopButton(Protocol):
         ...
 
 
+class RateLimited(Exception):
+    """The platform answered "too many requests" (HTTP 429): adapters raise it from their
+    platform's rate-limit error (``raise RateLimited(seconds) from exc``); the runtime
+    waits ``retry_after`` seconds (its own backoff when None) and tries again."""
+
+    def __init__(self, retry_after: float | None = None, message: str = "") -> None:
+        self.retry_after = retry_after
+        wait = f"; retry after {retry_after:.1f} s" if retry_after is not None else ""
+        super().__init__(message or f"rate limited{wait}")
+
+
 class StreamExpired(Exception):
     """The platform ended a stream (Slack's ~5-minute limit): the rest goes into a new one."""
 
@@ -426,6 +449,10 @@ class SupportsThreadContext(Protocol):
 
 
 class AdapterFactory(Protocol):
-    """The object an entry point in ``lettabot.adapters`` names."""
+    """The object an entry point in ``lettabot.adapters`` names: ``factory(settings, bot)``.
 
-    def __call__(self, config: Mapping[str, Any], bot: BotAPI) -> Adapter: ...
+    ``settings`` is the validated settings model of the adapter's section (the class its
+    ``lettabot.settings`` entry point names), or the ``[adapters.<name>]`` mapping for an
+    adapter that registers none (see the module docstring)."""
+
+    def __call__(self, settings: Any, bot: BotAPI) -> Adapter: ...

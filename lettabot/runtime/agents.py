@@ -13,15 +13,16 @@ has always used), ``bot_agent_id:<name>`` for the others.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 
 from lettabot.runtime.access import AccessPolicy
 from lettabot.runtime.adapter import Scope
 from lettabot.runtime.approvals import ToolPolicy
-from lettabot.runtime.config import Config, LettaConfig, RouteRule
+from lettabot.runtime.config import AdapterSettings, Config, LettaConfig, RouteRule
 from lettabot.runtime.store import Store
 from lettabot.runtime.tool_guard import ToolGuard
 
@@ -71,7 +72,7 @@ class Agents:
         store: Store,
         *,
         guard: Callable[[LettaConfig], ToolGuard | None],
-        adapter_settings: dict[str, dict[str, object]],
+        adapter_settings: Mapping[str, AdapterSettings | Mapping[str, Any]],
         create_agent: Callable[[AgentProfile], Awaitable[str]],
     ) -> None:
         self.store = store

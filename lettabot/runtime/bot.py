@@ -57,7 +57,7 @@ from lettabot.runtime.cli_setup import (
 )
 from lettabot.runtime.cluster.replica import Replica
 from lettabot.runtime.commands import Commands
-from lettabot.runtime.config import Config, ConfigError
+from lettabot.runtime.config import AdapterSettings, Config, ConfigError
 from lettabot.runtime.conversations import Conversations
 from lettabot.runtime.history import entries_from
 from lettabot.runtime.intake import Intake
@@ -81,11 +81,10 @@ HOUSEKEEPING_EVERY = 3600.0
 """Seconds between store purges (see :func:`housekeeping`)."""
 
 
-def adapter_settings(config: Config) -> dict[str, dict[str, Any]]:
-    """Each adapter's config section as a mapping (secrets stay :class:`SecretStr`)."""
-    out: dict[str, dict[str, Any]] = {
-        name: dict(section) for name, section in config.sections().items()
-    }
+def adapter_settings(config: Config) -> dict[str, AdapterSettings | dict[str, Any]]:
+    """Each adapter's settings, as its factory takes them: the validated section model, or
+    the free-form ``[adapters.<name>]`` table of an adapter that registers none."""
+    out: dict[str, AdapterSettings | dict[str, Any]] = dict(config.sections())
     out.update({name: dict(section) for name, section in config.adapters.items()})
     return out
 
@@ -293,7 +292,8 @@ class Bot:
             self._tg.start_soon(self.broker.resolve_stale, adapter, stale)
         return adapter
 
-    def add_adapter_from(self, factory: AdapterFactory, settings: Mapping[str, Any]) -> Adapter:
+    def add_adapter_from(self, factory: AdapterFactory,
+                         settings: AdapterSettings | Mapping[str, Any]) -> Adapter:
         return self.add_adapter(factory(settings, self))
 
     async def _run_adapter(self, adapter: Adapter) -> None:

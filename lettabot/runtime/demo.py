@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lettabot.runtime.config import Config
+from lettabot.runtime.demo_model import Reply, ScriptedModelServer, prepare_template
 from lettabot.runtime.store import default_store_url
-from lettabot.testing.letta_home import prepare_template
-from lettabot.testing.scripted_model import Reply, ScriptedModelServer
 
 __all__ = ["DEMO_MODEL", "Demo", "banner", "demo_mode", "enter_demo"]
 

@@ -1,7 +1,10 @@
 """Adapters are found through the entry-point group ``lettabot.adapters``.
 
 Each entry point names an :class:`~lettabot.runtime.adapter.AdapterFactory`; a third-party
-package adds an adapter by registering one (and is configured by ``[adapters.<name>]``).
+package adds an adapter by registering one. Its section is ``[<name>]`` when the package
+also registers a settings model under ``lettabot.settings`` (validated once, by the config
+loader, and that model instance is what the factory receives), else the free-form
+``[adapters.<name>]`` table (handed over as a mapping).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Any
 
 from lettabot.runtime.adapter import AdapterFactory
 from lettabot.runtime.bot import adapter_settings
-from lettabot.runtime.config import Config
+from lettabot.runtime.config import AdapterSettings, Config
 
 __all__ = ["GROUP", "AdapterNotInstalled", "EnabledAdapter", "available", "enabled_adapters"]
 
@@ -28,7 +31,8 @@ class AdapterNotInstalled(LookupError):
 class EnabledAdapter:
     name: str
     factory: AdapterFactory
-    settings: dict[str, Any]
+    settings: AdapterSettings | dict[str, Any]
+    """What the factory receives: the section's validated model (or the free-form table)."""
     source: str
     """Where it comes from: ``<distribution> <version>`` or the entry point's value."""
 

@@ -24,6 +24,7 @@ import anyio
 from lettabot.runtime.adapter import (
     Adapter,
     MessageRef,
+    RateLimited,
     Scope,
     StreamExpired,
     SupportsFiles,
@@ -280,15 +281,15 @@ class ReplyStream:
                     self._shown.append(part)
 
     async def _post(self, part: str) -> MessageRef:
-        """Post, retrying a failure (after the platform's ``retry_after`` if it gave one)."""
+        """Post, retrying a failure (after a :class:`RateLimited`'s ``retry_after``)."""
         for attempt in range(POST_ATTEMPTS):
             try:
                 return await self.adapter.post(self.scope, part)
             except Exception as exc:
                 if attempt == POST_ATTEMPTS - 1:
                     raise
-                wait = getattr(exc, "retry_after", None)
-                delay = float(wait) if isinstance(wait, int | float) else 0.5 * 2**attempt
+                wait = exc.retry_after if isinstance(exc, RateLimited) else None
+                delay = wait if wait is not None else 0.5 * 2**attempt
                 log.warning("posting in %s failed (%s); retrying in %.1f s", self.scope.key,
                             exc, delay)
                 await anyio.sleep(min(delay, 30.0))
@@ -304,12 +305,13 @@ class ReplyStream:
                 self._shown[i] = part
                 return
             except Exception as exc:
-                wait = getattr(exc, "retry_after", None)
-                if not final and not isinstance(wait, int | float):
+                limited = isinstance(exc, RateLimited)
+                if not final and not limited:
                     raise
                 if attempt == POST_ATTEMPTS - 1:
                     break
-                delay = float(wait) if isinstance(wait, int | float) else 0.5 * 2**attempt
+                wait = exc.retry_after if isinstance(exc, RateLimited) else None
+                delay = wait if wait is not None else 0.5 * 2**attempt
                 log.warning("editing a reply in %s failed (%s); retrying in %.1f s",
                             self.scope.key, exc, delay)
                 await anyio.sleep(min(delay, 30.0))

@@ -8,46 +8,13 @@ cheaply for each test, so every test starts from a clean, connected CLI.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lettabot.runtime.demo_model import prepare_template
+
 __all__ = ["LettaHome", "prepare_template"]
-
-
-def _letta_cli() -> str:
-    from lettabot.sdk.cli import find_cli
-
-    return find_cli()
-
-
-def prepare_template(root: Path, base_url: str, *, cli: str | None = None) -> Path:
-    """Run the real CLI once to make a home connected to ``base_url``; return it."""
-    cli = cli or _letta_cli()
-    home = root / "home"
-    (home / "work").mkdir(parents=True, exist_ok=True)
-    env = _env_for(home, os.environ)
-    for args in (
-        ["backend", "local"],
-        ["connect", "openai-compatible", "--base-url", base_url],
-    ):
-        done = subprocess.run(
-            [cli, *args], env=env, cwd=home, capture_output=True, text=True, timeout=60
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"letta {' '.join(args)} failed: {done.stderr or done.stdout}")
-    return home
-
-
-def _env_for(home: Path, base: os._Environ[str] | dict[str, str]) -> dict[str, str]:
-    env = dict(base)
-    env["HOME"] = str(home)
-    env["LETTA_LOCAL_BACKEND_DIR"] = str(home / ".letta" / "lc-local-backend")
-    env.pop("LETTA_API_KEY", None)
-    env.pop("LETTA_BASE_URL", None)
-    return env
 
 
 @dataclass

@@ -23,7 +23,7 @@ from typing import Any
 
 import anyio
 
-from lettabot.runtime.adapter import AdapterLimits, MessageRef, Scope
+from lettabot.runtime.adapter import AdapterLimits, MessageRef, RateLimited, Scope
 from lettabot.runtime.bot import Bot
 from lettabot.testing.chat import TestChat
 from lettabot.testing.scripted_model import Reply, ScriptedModelServer
@@ -33,14 +33,6 @@ __all__ = ["FaultyChat", "RateLimited", "SoakPlan", "SoakReport", "run_soak"]
 # What a reply says when the turn could not be answered (see lettabot.runtime.turns).
 TOLD = ("⚠️", "_(stopped)_", "_(interrupted)_", "send again", "send it again",
         "send that again")
-
-
-class RateLimited(Exception):
-    """A platform's 429: ``retry_after`` seconds, as slack_sdk and discord.py report it."""
-
-    def __init__(self, retry_after: float) -> None:
-        super().__init__(f"rate limited; retry after {retry_after:.1f} s")
-        self.retry_after = retry_after
 
 
 class FaultyChat(TestChat):

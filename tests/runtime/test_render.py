@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lettabot.runtime.adapter import AdapterLimits, MessageRef, Scope
+from lettabot.runtime.adapter import AdapterLimits, MessageRef, RateLimited, Scope
 from lettabot.runtime.render import ReplyStream, close_open_markup, open_fence, split_message
 from lettabot.testing.chat import TestChat
 
@@ -188,9 +188,7 @@ class _FlakyChat(TestChat):
     async def post(self, scope: Scope, text: str) -> MessageRef:
         self.attempts += 1
         if self.attempts <= self.failures:
-            error = RuntimeError("ratelimited")
-            error.retry_after = 0.2  # type: ignore[attr-defined]
-            raise error
+            raise RateLimited(0.2, "ratelimited")
         return await super().post(scope, text)
 
 
@@ -207,7 +205,7 @@ async def test_a_failed_post_is_retried_and_posted_once() -> None:
 async def test_a_post_that_keeps_failing_raises_for_the_turn_to_report() -> None:
     chat = _FlakyChat(99, limits=AdapterLimits(can_edit=False))
     stream = ReplyStream(chat, chat.scope("C1", "lost"))
-    with pytest.raises(RuntimeError, match="ratelimited"):
+    with pytest.raises(RateLimited, match="ratelimited"):
         await stream.finish("an answer")
 
 
@@ -221,9 +219,7 @@ class _EditLimitedChat(TestChat):
     async def edit(self, ref: MessageRef, text: str) -> None:
         if (ref.id, text) not in self.refused:
             self.refused.add((ref.id, text))
-            error = RuntimeError("ratelimited")
-            error.retry_after = 0.1  # type: ignore[attr-defined]
-            raise error
+            raise RateLimited(0.1, "ratelimited")
         await super().edit(ref, text)
 
 

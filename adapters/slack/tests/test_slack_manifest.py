@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from lettabot_slack.inbound import COMMAND
+from lettabot_slack.listeners import COMMAND
 
 MANIFEST = Path(__file__).resolve().parents[3] / "config" / "slack-app-manifest.yaml"
 

@@ -8,7 +8,14 @@ even before a restart) or without ``access.require_mention``; DMs need no mentio
 Guild and channel lists and ``allow_bots`` are applied here; who may talk is the
 runtime's access policy. Approval clicks and ``/lettabot`` commands go
 to the :class:`BotAPI`. Outbound calls catch and log Discord's HTTP errors one call at a
-time, so a refused message never stops the adapter; rate limits are discord.py's job.
+time, so a refused message never stops the adapter; rate limits are discord.py's job (a
+429 it does not wait out reaches the runtime as :class:`RateLimited` from ``post``/``edit``).
+
+The package's layout: :mod:`~lettabot_discord.settings` (the ``[discord]`` section),
+:mod:`~lettabot_discord.events` (messages → :class:`InboundMessage`, pure),
+:mod:`~lettabot_discord.listeners` (what discord.py calls, against ``ListenerHost``), this
+module (lifecycle, outbound) and :func:`create_adapter` (the ``lettabot.adapters`` entry
+point).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 import aiohttp
 import anyio
@@ -32,10 +39,8 @@ from lettabot.runtime.adapter import (
     ApprovalView,
     Attachment,
     BotAPI,
-    CommandResult,
-    DecisionOutcome,
-    InboundMessage,
     MessageRef,
+    RateLimited,
     Scope,
 )
 from lettabot.runtime.config import ConfigError
@@ -43,17 +48,16 @@ from lettabot.runtime.inflight import InFlight
 from lettabot_discord.approvals import ApprovalButton, approval_view, disabled_view
 from lettabot_discord.commands import lettabot_group
 from lettabot_discord.feedback import FeedbackButton, StopButton, feedback_view, stop_view
+from lettabot_discord.listeners import Listeners
 from lettabot_discord.render import (
     MAX_MESSAGE,
     approval_attachment,
     approval_text,
     clip,
     resolved_text,
-    strip_mention,
-    thread_name,
 )
-from lettabot_discord.scopes import ADAPTER, scope_of_channel, target_channel_id, thread_scope
-from lettabot_discord.settings import DiscordSettings
+from lettabot_discord.scopes import ADAPTER, target_channel_id
+from lettabot_discord.settings import DiscordConfig, DiscordSettings
 
 __all__ = ["PERMISSIONS", "DiscordAdapter", "DiscordAdapterError", "create_adapter", "intents"]
 
@@ -67,19 +71,6 @@ PERMISSIONS = discord.Permissions(
     read_message_history=True,
 )
 """What the bot needs in a channel (309237713920); the README's invite URL asks for it."""
-
-EXPIRED = (
-    "This request has expired (lettabot restarted or the turn ended); "
-    "ask again if the tool should run."
-)
-_THREAD_ARCHIVE_MINUTES: Literal[1440] = 1440
-_THREADABLE = (discord.TextChannel,)
-_USER_MESSAGES = (discord.MessageType.default, discord.MessageType.reply)
-
-
-_THREAD_EXISTS = 160004
-"""Discord's error code: "A thread has already been created for this message"."""
-
 
 
 def quiet() -> discord.MessageFlags:
@@ -117,9 +108,11 @@ class _Client(discord.Client):
         )
         self.tree = app_commands.CommandTree(self)
         self.lettabot_adapter = adapter
-        self.lettabot_on_decision = adapter.on_decision
-        self.lettabot_on_feedback = adapter.on_feedback
-        self.lettabot_on_stop = adapter.on_stop
+        listeners = adapter.listeners
+        self.lettabot_on_message = listeners.on_message
+        self.lettabot_on_decision = listeners.on_decision
+        self.lettabot_on_feedback = listeners.on_feedback
+        self.lettabot_on_stop = listeners.on_stop
         parsers = self._connection.parsers
         for event, parse in list(parsers.items()):
             parsers[event] = _guarded(event, parse)
@@ -131,7 +124,7 @@ class _Client(discord.Client):
         self.lettabot_adapter.ready()
 
     async def on_message(self, message: discord.Message) -> None:
-        await self.lettabot_adapter.on_message(message)
+        await self.lettabot_on_message(message)
 
 
 class DiscordAdapter:
@@ -151,9 +144,11 @@ class DiscordAdapter:
         self.bot = bot
         client_options.setdefault("http_trace", self._error_counter())
         self._client_options = client_options
-        self.client = _Client(self, **client_options)
         self.handlers = InFlight()
         """discord.py's event tasks for us: finished before the client closes."""
+        self.listeners = Listeners(self)
+        """What discord.py calls: messages, clicks, commands."""
+        self.client = _Client(self, **client_options)
 
     def _error_counter(self) -> aiohttp.TraceConfig:
         """Counts REST calls Discord answered with an error (429s included, which discord.py
@@ -205,7 +200,7 @@ class DiscordAdapter:
         """After login, before the gateway: buttons and slash commands."""
         self.client.add_dynamic_items(ApprovalButton, FeedbackButton, StopButton)
         tree = self.client.tree
-        tree.add_command(lettabot_group(self.command))
+        tree.add_command(lettabot_group(self.listeners.command))
         try:
             if self.settings.guild_ids:
                 for guild_id in self.settings.guild_ids:
@@ -237,165 +232,10 @@ class DiscordAdapter:
             )
             log.info("discord: connected as %s; invite URL: %s", self.client.user, url)
 
-    # inbound -----------------------------------------------------------------
-
-    def _me(self) -> int:
-        assert self.client.user is not None  # set at login
+    def me(self) -> int:
+        """The bot's user id (set at login)."""
+        assert self.client.user is not None
         return self.client.user.id
-
-    async def on_message(self, message: discord.Message) -> None:
-        with self.handlers.track():
-            try:
-                inbound = await self._inbound(message)
-                if inbound is not None:
-                    await self.bot.handle_message(inbound)
-            except Exception:
-                log.exception("discord: could not handle message %s", message.id)
-
-    async def _inbound(self, message: discord.Message) -> InboundMessage | None:
-        """The message for the runtime, or None when it is not for the bot."""
-        me = self._me()
-        author = message.author
-        if author.id == me or message.type not in _USER_MESSAGES:
-            return None
-        if author.bot and not self.settings.allow_bots:
-            return None
-        channel = message.channel
-        guild_id = message.guild.id if message.guild else None
-        mentioned = guild_id is None or any(u.id == me for u in message.mentions)
-        if isinstance(channel, discord.Thread):
-            if not self.settings.allows_place(guild_id, channel.id, channel.parent_id):
-                return None
-        elif not self.settings.allows_place(guild_id, channel.id):
-            return None
-        text = strip_mention(message.content, me)
-        scope = scope_of_channel(channel, guild_id)
-        if (
-            guild_id is not None
-            and scope.thread is None
-            and mentioned
-            and self.bot.may_talk(self.name, str(author.id))  # no thread for a refusal
-            and self.settings.reply_mode == "thread"
-            and isinstance(channel, _THREADABLE)
-        ):
-            scope = await self._open_thread(message, text, guild_id) or scope
-        return InboundMessage(
-            scope=scope,
-            user_id=str(author.id),
-            user_name=author.display_name,
-            text=text,
-            message_id=str(message.id),
-            mentioned=mentioned,
-            is_bot=author.bot,
-            attachments=tuple(
-                Attachment(name=a.filename, url=a.url, content_type=a.content_type, size=a.size)
-                for a in message.attachments
-            ),
-            received_at=message.created_at,
-        )
-
-    async def _open_thread(
-        self, message: discord.Message, text: str, guild_id: int
-    ) -> Scope | None:
-        try:
-            thread = await message.create_thread(
-                name=thread_name(text), auto_archive_duration=_THREAD_ARCHIVE_MINUTES
-            )
-        except discord.HTTPException as exc:
-            if exc.code == _THREAD_EXISTS:
-                # A replayed delivery: the thread opened the first time shares the message's
-                # id, so this is the same scope (and the runtime's dedupe answers it once).
-                return thread_scope(guild_id, message.channel.id, message.id)
-            log.warning("discord: could not open a thread (%s); replying in the channel", exc)
-            return None
-        return thread_scope(guild_id, message.channel.id, thread.id)
-
-    # approvals and commands ------------------------------------------------------
-
-    async def on_decision(
-        self, interaction: discord.Interaction[Any], decision: ApprovalDecision, request_id: str
-    ) -> None:
-        with self.handlers.track():
-            await self._on_decision(interaction, decision, request_id)
-
-    async def _on_decision(
-        self, interaction: discord.Interaction[Any], decision: ApprovalDecision, request_id: str
-    ) -> None:
-        """A click on Approve / Deny / Always allow (possibly on a prompt from before a restart).
-
-        Acknowledged first (Discord allows 3 s; deciding touches the store and edits the
-        prompt over REST, which a rate limit can delay past that), answered after."""
-        user = interaction.user
-        try:
-            await interaction.response.defer()  # a deferred update: nothing shown yet
-        except discord.HTTPException as exc:
-            log.warning("discord: could not acknowledge a click on %s: %s", request_id, exc)
-        try:
-            outcome = await self.bot.decide_approval(
-                request_id, decision, str(user.id), user.display_name
-            )
-        except Exception:
-            log.exception("discord: deciding approval %s failed", request_id)
-            outcome = DecisionOutcome(
-                status="already_decided", message="Could not record your decision; try again."
-            )
-        message = interaction.message
-        try:
-            if outcome.status == "decided" and message is not None:
-                await message.edit(
-                    content=resolved_text(message.content, outcome.final_text or outcome.message),
-                    view=disabled_view(request_id, _decisions_on(message)), suppress=True,
-                )
-                return
-            text = EXPIRED if outcome.status == "unknown" else outcome.message
-            await interaction.followup.send(clip(text, MAX_MESSAGE), ephemeral=True,
-                                            suppress_embeds=True)
-            if outcome.status == "unknown" and message is not None:
-                await message.edit(
-                    content=resolved_text(message.content, "Expired"),
-                    view=disabled_view(request_id, _decisions_on(message)), suppress=True,
-                )
-        except discord.HTTPException as exc:
-            log.warning("discord: could not answer a click on %s: %s", request_id, exc)
-
-    async def on_feedback(self, interaction: discord.Interaction[Any],
-                          rating: Literal["good", "bad"]) -> None:
-        """A 👍 / 👎 click: acknowledged at once, stored, answered only to the clicker."""
-        with self.handlers.track():
-            try:
-                await interaction.response.defer(ephemeral=True, thinking=False)
-            except discord.HTTPException as exc:
-                log.warning("discord: could not acknowledge feedback: %s", exc)
-            message, channel = interaction.message, interaction.channel
-            if message is None or channel is None:
-                return
-            scope = scope_of_channel(channel, interaction.guild_id)
-            stored = await self.bot.record_feedback(scope, str(message.id),
-                                                    str(interaction.user.id), rating)
-            text = ("Thanks — noted " + ("👍" if rating == "good" else "👎") + "." if stored
-                    else "Sorry, you are not allowed to use this bot.")
-            try:
-                await interaction.followup.send(text, ephemeral=True, suppress_embeds=True)
-            except discord.HTTPException as exc:
-                log.warning("discord: could not answer a feedback click: %s", exc)
-
-    async def on_stop(self, interaction: discord.Interaction[Any]) -> None:
-        """A click on Stop: the ``stop`` command for the clicker, answered only to them."""
-        with self.handlers.track():
-            try:
-                await interaction.response.defer(ephemeral=True, thinking=False)
-            except discord.HTTPException as exc:
-                log.warning("discord: could not acknowledge a Stop click: %s", exc)
-            channel = interaction.channel
-            if channel is None:
-                return
-            scope = scope_of_channel(channel, interaction.guild_id)
-            result = await self.bot.run_command(scope, str(interaction.user.id), "stop")
-            try:
-                await interaction.followup.send(clip(result.text, MAX_MESSAGE), ephemeral=True,
-                                                suppress_embeds=True)
-            except discord.HTTPException as exc:
-                log.warning("discord: could not answer a Stop click: %s", exc)
 
     async def show_stop(self, scope: Scope) -> MessageRef:
         sent = await self._channel(scope).send("⏳ Working on it…", view=stop_view(),
@@ -408,23 +248,6 @@ class DiscordAdapter:
     async def offer_feedback(self, ref: MessageRef) -> None:
         """👍 / 👎 under the answer's last message."""
         await self._edit(ref, view=feedback_view())
-
-    async def command(self, interaction: discord.Interaction[Any], name: str) -> CommandResult:
-        with self.handlers.track():
-            return await self._command(interaction, name)
-
-    async def _command(self, interaction: discord.Interaction[Any], name: str) -> CommandResult:
-        channel = interaction.channel
-        if channel is None:
-            return CommandResult(
-                text="This command works in a channel, thread or DM.", ephemeral=True
-            )
-        parent = getattr(channel, "parent_id", None)
-        if not self.settings.allows_place(interaction.guild_id, channel.id, parent):
-            return CommandResult(text="lettabot does not work in this channel.", ephemeral=True)
-        scope = scope_of_channel(channel, interaction.guild_id)
-        name, _, args = name.partition(" ")
-        return await self.bot.run_command(scope, str(interaction.user.id), name, args)
 
     # outbound ----------------------------------------------------------------
 
@@ -448,13 +271,21 @@ class DiscordAdapter:
         ref_id = ""
         for start in range(0, max(len(text), 1), MAX_MESSAGE):
             chunk = text[start : start + MAX_MESSAGE] or "…"
-            sent = await channel.send(chunk, suppress_embeds=True)
+            try:
+                sent = await channel.send(chunk, suppress_embeds=True)
+            except discord.DiscordException as exc:
+                rate_limited(exc)
+                raise
             ref_id = str(sent.id)
         return MessageRef(scope=scope, id=ref_id)
 
     async def edit(self, ref: MessageRef, text: str) -> None:
         """Edit a posted message; a failure raises (the runtime then posts the text anew)."""
-        await self._edit(ref, content=clip(text, MAX_MESSAGE) or "…")
+        try:
+            await self._edit(ref, content=clip(text, MAX_MESSAGE) or "…")
+        except discord.DiscordException as exc:
+            rate_limited(exc)
+            raise
 
     async def send_file(self, scope: Scope, name: str, data: bytes, *,
                         comment: str = "") -> MessageRef:
@@ -570,17 +401,21 @@ def _guarded(event: str, parse: Callable[[Any], None]) -> Callable[[Any], None]:
     return parse_or_log
 
 
-def _decisions_on(message: discord.Message) -> list[ApprovalDecision]:
-    """Which buttons a prompt carries (so the disabled copy shows the same ones)."""
-    found: list[ApprovalDecision] = []
-    every: tuple[ApprovalDecision, ...] = ("approve", "deny", "always")
-    for row in message.components:
-        for child in getattr(row, "children", ()):
-            cid = getattr(child, "custom_id", None) or ""
-            found.extend(d for d in every if cid.startswith(f"lettabot:{d}:"))
-    return found or ["approve", "deny", "always"]
+def rate_limited(exc: discord.DiscordException) -> None:
+    """Raise :class:`RateLimited` from ``exc`` if it is Discord's 429 that discord.py did
+    not wait out itself."""
+    if isinstance(exc, discord.RateLimited):
+        raise RateLimited(exc.retry_after, f"Discord: {exc}") from exc
+    if isinstance(exc, discord.HTTPException) and exc.status == 429:
+        header = exc.response.headers.get("Retry-After") if exc.response is not None else None
+        try:
+            wait: float | None = float(header) if header is not None else None
+        except ValueError:
+            wait = None
+        raise RateLimited(wait, f"Discord: {exc}") from exc
 
 
-def create_adapter(config: Mapping[str, Any], bot: BotAPI) -> DiscordAdapter:
-    """The ``lettabot.adapters`` entry point: ``config`` is the ``[discord]`` section."""
-    return DiscordAdapter(DiscordSettings.from_mapping(config), bot)
+def create_adapter(settings: DiscordConfig | Mapping[str, Any], bot: BotAPI) -> DiscordAdapter:
+    """The ``lettabot.adapters`` entry point: the validated ``[discord]`` section + the bot.
+    (A mapping is validated here: for tests and callers without a config.)"""
+    return DiscordAdapter(DiscordSettings.from_mapping(settings), bot)

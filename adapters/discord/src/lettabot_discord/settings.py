@@ -1,11 +1,12 @@
-"""The adapter's settings: the runtime's ``[discord]`` section."""
+"""The adapter's settings: the ``[discord]`` section, validated once (by the config loader)
+and handed to :func:`~lettabot_discord.create_adapter` as this model."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, Literal, Self
 
-from pydantic import ConfigDict, Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from lettabot.runtime.config import ChatAdapterSettings, is_blank, missing
 
@@ -15,7 +16,12 @@ __all__ = ["DiscordConfig", "DiscordSettings"]
 class DiscordConfig(ChatAdapterSettings):
     """The ``[discord]`` section (``LETTABOT_DISCORD__*``): the ``lettabot.settings`` entry
     point ``discord``. Discord (discord.py); empty ``guild_ids`` / ``allowed_channels``:
-    wherever the bot is."""
+    wherever the bot is.
+
+    Who may talk (``access.allowed_users``), whether a mention is needed and the
+    ``unauthorized_reply`` are the runtime's access policy; the adapter applies the
+    places (guilds, channels) and drops other bots' messages unless ``allow_bots``.
+    """
 
     enabled: bool = False
     """Run the Discord adapter. Needs token."""
@@ -39,21 +45,11 @@ class DiscordConfig(ChatAdapterSettings):
             return self.raise_problems([missing("token", "discord.enabled = true")])
         return self
 
-
-class DiscordSettings(DiscordConfig):
-    """``[discord]`` as :class:`DiscordConfig` validates it (unknown keys ignored).
-
-    Who may talk (``access.allowed_users``), whether a mention is needed and the
-    ``unauthorized_reply`` are the runtime's access policy; the adapter applies the
-    places (guilds, channels) and drops other bots' messages unless ``allow_bots``.
-    """
-
-    model_config = ConfigDict(extra="ignore", validate_default=True)
-
     @classmethod
-    def from_mapping(cls, config: Mapping[str, Any] | DiscordConfig) -> DiscordSettings:
+    def from_mapping(cls, config: Mapping[str, Any] | DiscordConfig) -> DiscordConfig:
+        """The model itself, or a plain mapping validated (tests, callers without a config)."""
         if isinstance(config, DiscordConfig):
-            config = {name: getattr(config, name) for name in type(config).model_fields}
+            return config
         return cls.model_validate(dict(config))
 
     def token_value(self) -> str:
@@ -69,3 +65,7 @@ class DiscordSettings(DiscordConfig):
         if ids & set(self.denied_channels):
             return False
         return not self.allowed_channels or bool(ids & set(self.allowed_channels))
+
+
+DiscordSettings = DiscordConfig
+"""The name the adapter has used for its settings: the same model."""

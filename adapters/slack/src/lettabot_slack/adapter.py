@@ -1,8 +1,14 @@
 """The Slack adapter: outbound calls (post, edit, reactions, approvals) on the Web API,
 and :meth:`SlackAdapter.run`, which serves inbound traffic (Socket Mode or HTTP).
 
-Listeners (in :mod:`lettabot_slack.inbound`) ack first; work that may take longer than
-Slack's 3 seconds runs in the adapter's task group, so nothing outlives :meth:`run`.
+The package's layout: :mod:`~lettabot_slack.settings` (the ``[slack]`` section),
+:mod:`~lettabot_slack.events` (payloads → :class:`InboundMessage`, pure),
+:mod:`~lettabot_slack.listeners` (Bolt listeners, against their narrow ``ListenerHost``),
+:mod:`~lettabot_slack.server` (Socket Mode / HTTP transports), this module (outbound) and
+:func:`create_adapter` (the ``lettabot.adapters`` entry point).
+
+Listeners ack first; work that may take longer than Slack's 3 seconds runs in the
+adapter's task group, so nothing outlives :meth:`run`.
 """
 
 from __future__ import annotations
@@ -39,17 +45,18 @@ from lettabot.runtime.adapter import (
     ContextMessage,
     InboundMessage,
     MessageRef,
+    RateLimited,
     Scope,
     StreamExpired,
 )
 from lettabot.runtime.inflight import InFlight
-from lettabot_slack import blocks, inbound, server
+from lettabot_slack import blocks, listeners, server
 from lettabot_slack.events import Filters, Identity
 from lettabot_slack.mrkdwn import MAX_TEXT, NO_UNFURL, to_messages
 from lettabot_slack.pacing import ChannelPacer
 from lettabot_slack.settings import SlackConfig
 
-__all__ = ["WORKING_REACTION", "SlackAdapter"]
+__all__ = ["WORKING_REACTION", "SlackAdapter", "create_adapter"]
 
 log = logging.getLogger("lettabot.slack")
 
@@ -146,7 +153,7 @@ class SlackAdapter:
             logger=logging.getLogger("lettabot.slack.bolt"),
         )
         self.app.error(server.on_bolt_error)  # the HTTP handler picks the status, quietly
-        inbound.register(self)
+        listeners.register(self.app, self)
         self.http_port: int | None = None
         """The bound port in HTTP mode (useful with ``http_port = 0``)."""
         self.ready = anyio.Event()
@@ -181,9 +188,10 @@ class SlackAdapter:
             try:
                 await self.identity()
                 if self.settings.mode == "http":
-                    await server.serve_http(self)
+                    await server.serve_http(self.app, self.settings, self._listening)
                 else:
-                    await server.serve_socket(self)
+                    await server.serve_socket(self.app, self.settings, self.client,
+                                              self._connecting, self.ready.set)
             finally:
                 # Events being taken in (a name lookup) are handed on before we stop: the
                 # runtime answers them or, draining, says to send them again.
@@ -193,6 +201,13 @@ class SlackAdapter:
                                     self.handlers.count)
                 self._tg = None
                 tg.cancel_scope.cancel()
+
+    def _listening(self, port: int) -> None:
+        self.http_port = port
+        self.ready.set()
+
+    def _connecting(self, socket_client: Any) -> None:
+        self.socket_client = socket_client
 
     def is_ready(self) -> bool:
         """Listening (HTTP), or the Socket Mode connection is up now."""
@@ -315,9 +330,29 @@ class SlackAdapter:
         """Remember the newest inbound message of a scope (the working signal goes on it)."""
         self._last_inbound.remember(scope.key, (channel, ts))
 
+    def rated_scope(self, ts: str) -> Scope | None:
+        """The scope of the answer ``ts`` if it was offered feedback buttons."""
+        scope = self.rated.get(ts)
+        return scope if isinstance(scope, Scope) else None
+
+    async def whisper(self, channel: str, user_id: str, text: str,
+                      thread_ts: str | None) -> None:
+        """An ephemeral message only ``user_id`` sees."""
+        await self.client.chat_postEphemeral(channel=channel, user=user_id, text=text,
+                                             thread_ts=thread_ts, **NO_UNFURL)
+
     # outbound: the Adapter protocol --------------------------------------------------
 
     async def post(self, scope: Scope, text: str) -> MessageRef:
+        """Post ``text``; a rate limit slack_sdk's retries did not outlast raises
+        :class:`RateLimited`."""
+        try:
+            return await self._post_all(scope, text)
+        except SlackApiError as exc:
+            rate_limited(exc)
+            raise
+
+    async def _post_all(self, scope: Scope, text: str) -> MessageRef:
         parts = to_messages(text, MAX_TEXT)
         if blocks.wants_markdown_block(text):  # one message: the block holds it all
             ts = await self._post(scope, parts[0], markdown=text)
@@ -329,6 +364,14 @@ class SlackAdapter:
         return MessageRef(scope=scope, id=first)
 
     async def edit(self, ref: MessageRef, text: str) -> None:
+        """Edit a reply (and its extra messages); a rate limit raises :class:`RateLimited`."""
+        try:
+            await self._edit(ref, text)
+        except SlackApiError as exc:
+            rate_limited(exc)
+            raise
+
+    async def _edit(self, ref: MessageRef, text: str) -> None:
         parts = to_messages(text, MAX_TEXT)
         channel = ref.scope.channel
         key = f"{channel}:{ref.id}"
@@ -641,8 +684,23 @@ def api_error(exc: SlackApiError) -> str:
     return f"HTTP {exc.response.status_code}"
 
 
-def settings_from(config: Mapping[str, Any] | SlackConfig) -> SlackConfig:
-    """Validate the ``[slack]`` section (a mapping, as the runtime passes it)."""
-    if isinstance(config, SlackConfig):
-        return config
-    return SlackConfig.model_validate(dict(config))
+def rate_limited(exc: SlackApiError) -> None:
+    """Raise :class:`RateLimited` from ``exc`` if it is Slack's 429 (``Retry-After``)."""
+    if exc.response.status_code != 429 and api_error(exc) != "ratelimited":
+        return
+    header = {k.lower(): v for k, v in (exc.response.headers or {}).items()}.get("retry-after")
+    if isinstance(header, list):
+        header = header[0] if header else None
+    try:
+        wait: float | None = float(header) if header is not None else None
+    except ValueError:
+        wait = None
+    raise RateLimited(wait, f"Slack: ratelimited ({exc.response.status_code})") from exc
+
+
+def create_adapter(settings: SlackConfig | Mapping[str, Any], bot: BotAPI) -> SlackAdapter:
+    """The ``lettabot.adapters`` entry point: the validated ``[slack]`` section + the bot.
+    (A mapping is validated here: for tests and callers without a config.)"""
+    if not isinstance(settings, SlackConfig):
+        settings = SlackConfig.model_validate(dict(settings))
+    return SlackAdapter(settings, bot)

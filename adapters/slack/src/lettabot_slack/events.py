@@ -17,10 +17,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lettabot.runtime.adapter import Attachment, InboundMessage, Scope
+from lettabot.runtime.commands import COMMANDS as _ALL_COMMANDS
 
-__all__ = ["Identity", "Ignored", "dm_scope", "inbound_from_event", "received_at", "slash_scope"]
+__all__ = ["COMMANDS", "Filters", "Identity", "Ignored", "dm_or_here", "dm_scope",
+           "inbound_from_event", "received_at", "slash_scope", "text_command"]
 
 ADAPTER = "slack"
+COMMANDS = tuple(_ALL_COMMANDS)
+"""The commands ``/lettabot <command>`` and "@lettabot <command>" run."""
 
 # Message subtypes that are real user messages; everything else (edits, deletions,
 # joins, topic changes...) is ignored.
@@ -174,3 +178,16 @@ def slash_scope(body: Mapping[str, Any], args: str) -> tuple[Scope, str]:
     if channel.startswith("D") or body.get("channel_name") == "directmessage":
         return dm_scope(channel, thread), args
     return Scope(adapter=ADAPTER, workspace=team, channel=channel, thread=thread), args
+
+
+def text_command(text: str) -> str | None:
+    """``reset`` / ``/reset`` / ``!reset`` alone in a message addressed to the bot."""
+    m = re.fullmatch(r"[/!]?([a-z]+)[.!]?", text.strip().lower())
+    return m.group(1) if m and m.group(1) in COMMANDS else None
+
+
+def dm_or_here(channel: str, scope: Scope) -> Scope:
+    """The scope of the channel a command was typed in (for its ephemeral answer)."""
+    if channel.startswith("D"):
+        return dm_scope(channel, None)
+    return Scope(adapter=scope.adapter, workspace=scope.workspace, channel=channel)

@@ -16,19 +16,20 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 import anyio
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
 
 from lettabot_slack.screen import screen
-
-if TYPE_CHECKING:
-    from lettabot_slack.adapter import SlackAdapter
+from lettabot_slack.settings import SlackConfig
 
 __all__ = ["RetryLater", "on_bolt_error", "serve_http", "serve_socket"]
 
@@ -68,9 +69,9 @@ async def on_bolt_error(error: Exception) -> None:
                 f"; {where(cause)}: {cause}" if cause is not None else "")
 
 
-async def serve_http(adapter: SlackAdapter) -> None:
-    """Serve the Events API endpoint until cancelled."""
-    settings = adapter.settings
+async def serve_http(app: AsyncApp, settings: SlackConfig,
+                     listening: Callable[[int], None]) -> None:
+    """Serve the Events API endpoint until cancelled; ``listening(port)`` once bound."""
 
     secret = settings.signing_secret.get_secret_value() if settings.signing_secret else ""
 
@@ -85,7 +86,7 @@ async def serve_http(adapter: SlackAdapter) -> None:
         handling = _Handling()
         token = _handling.set(handling)
         try:
-            bolt_response = await adapter.app.async_dispatch(await to_bolt_request(request))
+            bolt_response = await app.async_dispatch(await to_bolt_request(request))
         except Exception as exc:
             handling.error = handling.error or exc
             bolt_response = None
@@ -116,33 +117,29 @@ async def serve_http(adapter: SlackAdapter) -> None:
         site = web.TCPSite(runner, settings.http_host, settings.http_port)
         await site.start()
         addresses = runner.addresses
-        adapter.http_port = int(addresses[0][1]) if addresses else settings.http_port
-        log.info(
-            "slack: HTTP events on http://%s:%s%s",
-            settings.http_host,
-            adapter.http_port,
-            settings.http_path,
-        )
-        adapter.ready.set()
+        port = int(addresses[0][1]) if addresses else settings.http_port
+        log.info("slack: HTTP events on http://%s:%s%s", settings.http_host, port,
+                 settings.http_path)
+        listening(port)
         await anyio.sleep_forever()
     finally:
         with anyio.CancelScope(shield=True):
             await runner.cleanup()
 
 
-async def serve_socket(adapter: SlackAdapter) -> None:
-    """Hold a Socket Mode connection until cancelled (slack_sdk reconnects on its own)."""
-    token = adapter.settings.app_token
+async def serve_socket(app: AsyncApp, settings: SlackConfig, client: AsyncWebClient,
+                       connecting: Callable[[Any], None], connected: Callable[[], None]) -> None:
+    """Hold a Socket Mode connection until cancelled (slack_sdk reconnects on its own):
+    ``connecting(socket_client)`` before it connects, ``connected()`` once it is up."""
+    token = settings.app_token
     if token is None:
         raise RuntimeError("slack.app_token is required in socket mode")
-    handler = AsyncSocketModeHandler(
-        adapter.app, token.get_secret_value(), web_client=adapter.client
-    )
-    adapter.socket_client = handler.client
+    handler = AsyncSocketModeHandler(app, token.get_secret_value(), web_client=client)
+    connecting(handler.client)
     try:
         await handler.connect_async()
         log.info("slack: connected (Socket Mode)")
-        adapter.ready.set()
+        connected()
         await anyio.sleep_forever()
     finally:
         with anyio.CancelScope(shield=True):

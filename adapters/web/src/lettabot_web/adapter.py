@@ -14,7 +14,6 @@ from typing import Any
 
 import anyio
 import uvicorn
-from pydantic import SecretStr
 
 from lettabot.runtime.adapter import (
     AdapterLimits,
@@ -24,9 +23,10 @@ from lettabot.runtime.adapter import (
     MessageRef,
     Scope,
 )
+from lettabot.runtime.config import is_blank
 from lettabot_web.app import ADAPTER_NAME, build_app
 from lettabot_web.hub import Hub
-from lettabot_web.settings import WebSettings, WebSettingsError, stored_token
+from lettabot_web.settings import WebConfig, WebSettings, WebSettingsError, stored_token
 from lettabot_web.state import STATE_FILE, WebState
 from lettabot_web.uploads import Uploads
 
@@ -276,19 +276,18 @@ class WebAdapter:
         self.hub.signal(self._tab(scope), {"type": "notice", "text": text})
 
 
-def create_adapter(config: Mapping[str, Any], bot: BotAPI) -> WebAdapter:
-    """The ``lettabot.adapters`` entry point: ``config`` is the ``[web]`` section; the page
-    and the terminal say DEMO when the bot runs ``lettabot run --demo``."""
-    settings = dict(config)
-    settings.setdefault("demo", bool(getattr(bot, "demo", False)))  # `lettabot run --demo`
-    token = settings.get("token")
-    if isinstance(token, SecretStr):
-        token = token.get_secret_value()
-    if (settings.get("auth") or "token") == "token" and not (token or "").strip():
-        # No token configured: generate one into the data dir (reused), printed with the URL.
-        data_dir = getattr(getattr(bot, "config", None), "data_dir", None)
-        settings["token"] = stored_token(Path(data_dir) if data_dir is not None else None)
-        settings["show_token"] = True
+def create_adapter(settings: WebConfig | Mapping[str, Any], bot: BotAPI) -> WebAdapter:
+    """The ``lettabot.adapters`` entry point: the validated ``[web]`` section + the bot (a
+    mapping is validated here: for tests and callers without a config). The page and the
+    terminal say DEMO when the bot runs ``lettabot run --demo``."""
+    config = settings if isinstance(settings, WebConfig) else WebConfig.model_validate(
+        dict(settings))
     data_dir = getattr(getattr(bot, "config", None), "data_dir", None)
+    generated = None
+    if config.auth == "token" and is_blank(config.token):
+        # No token configured: generate one into the data dir (reused), printed with the URL.
+        generated = stored_token(Path(data_dir) if data_dir is not None else None)
     state = WebState(Path(data_dir) / STATE_FILE if data_dir is not None else None)
-    return WebAdapter(WebSettings.from_mapping(settings), bot, state)
+    web = WebSettings.from_config(config, token=generated, show_token=generated is not None,
+                                  demo=bool(getattr(bot, "demo", False)))  # `lettabot run --demo`
+    return WebAdapter(web, bot, state)

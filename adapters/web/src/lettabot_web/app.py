@@ -1,4 +1,6 @@
-"""The HTTP side of the web chat: one page, an event stream per tab, three JSON actions.
+"""The HTTP side of the web chat — its listeners: one page, an event stream per tab,
+JSON actions. Routes act through the :class:`BotAPI`, the :class:`Hub` and the uploads; what
+the page sends becomes an :class:`InboundMessage` in :mod:`lettabot_web.events` (pure).
 
 Routes::
 
@@ -54,7 +56,8 @@ from starlette.responses import (
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from lettabot.runtime.adapter import BotAPI, HistoryEntry, InboundMessage, Scope
+from lettabot.runtime.adapter import BotAPI, HistoryEntry
+from lettabot_web.events import ADAPTER_NAME, inbound_from_send, message_id_of, scope_for
 from lettabot_web.hub import Hub, ItemKind
 from lettabot_web.settings import WebSettings, is_loopback
 from lettabot_web.state import WebState
@@ -64,7 +67,6 @@ __all__ = ["ADAPTER_NAME", "COMMANDS", "build_app", "scope_for"]
 
 log = logging.getLogger("lettabot.web")
 
-ADAPTER_NAME = "web"
 COMMANDS = ("reset", "status", "stop", "memory", "rules", "help")
 MAX_TEXT = 20_000
 MAX_BODY = 4 * MAX_TEXT + 1024
@@ -82,11 +84,6 @@ _SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
-
-
-def scope_for(tab: str) -> Scope:
-    """A browser tab is a private conversation with the bot."""
-    return Scope(adapter=ADAPTER_NAME, channel=tab, is_dm=True)
 
 
 class _BadRequest(Exception):
@@ -309,19 +306,11 @@ def build_app(settings: WebSettings, hub: Hub, bot: BotAPI,
                 hub.add(tab, "system", result.text)
             return JSONResponse({"ok": True, "command": name}, status_code=202)
         shown = "\n".join([text, *(f"📎 {a.name}" for a in attachments)]).strip()
-        hub.add(tab, "user", shown, message_id=f"web-{tab}-{message_id}")
+        hub.add(tab, "user", shown, message_id=message_id_of(tab, message_id))
         state.touch(settings.user_id, tab, shown)  # listed among the conversations
-        await bot.handle_message(
-            InboundMessage(
-                scope=scope_for(tab),
-                user_id=settings.user_id,
-                user_name=settings.user_name,
-                text=text,
-                message_id=f"web-{tab}-{message_id}",
-                mentioned=True,
-                attachments=tuple(attachments),
-            )
-        )
+        await bot.handle_message(inbound_from_send(
+            tab, text, message_id, attachments,
+            user_id=settings.user_id, user_name=settings.user_name))
         return JSONResponse({"ok": True}, status_code=202)
 
     async def decide(request: Request) -> Response:

@@ -1,5 +1,9 @@
 """Bolt listeners: events, approval buttons and the ``/lettabot`` slash command.
 
+They are registered against :class:`ListenerHost` — the few things a listener needs (the
+bot, a task group, name and identity lookups, an ephemeral reply) — not the whole adapter;
+payloads become :class:`InboundMessage` in :mod:`lettabot_slack.events` (pure functions).
+
 Events go to :meth:`BotAPI.handle_message` inside the request (it only queues), so a
 failure of the runtime answers Slack with a 500 (:class:`~lettabot_slack.server.RetryLater`)
 and Slack retries; the runtime dedupes retries by ``event_id``. A payload the listeners
@@ -11,32 +15,78 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
 
 import anyio
+from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 
-from lettabot.runtime.adapter import Scope
-from lettabot.runtime.commands import COMMANDS
+from lettabot.runtime.adapter import BotAPI, MessageRef, Scope
+from lettabot.runtime.inflight import InFlight
 from lettabot_slack import blocks
-from lettabot_slack.events import ADAPTER, Ignored, dm_scope, inbound_from_event, slash_scope
-from lettabot_slack.mrkdwn import NO_UNFURL
+from lettabot_slack.events import (
+    ADAPTER,
+    COMMANDS,
+    Filters,
+    Identity,
+    Ignored,
+    dm_or_here,
+    inbound_from_event,
+    slash_scope,
+    text_command,
+)
 from lettabot_slack.server import RetryLater
 
-if TYPE_CHECKING:
-    from lettabot_slack.adapter import SlackAdapter
-
-__all__ = ["COMMAND", "register"]
+__all__ = ["COMMAND", "ListenerHost", "register"]
 
 log = logging.getLogger("lettabot.slack")
 
 COMMAND = "/lettabot"
-_COMMANDS = tuple(COMMANDS)
+_COMMANDS = COMMANDS
 
 
-def register(adapter: SlackAdapter) -> None:
-    """Attach the listeners to ``adapter.app``."""
-    app = adapter.app
+class ListenerHost(Protocol):
+    """What the listeners need from the adapter (:class:`~lettabot_slack.SlackAdapter`)."""
+
+    bot: BotAPI
+    filters: Filters
+    handlers: InFlight
+    """Event handlers in flight (finished before the adapter stops)."""
+
+    async def identity(self) -> Identity: ...
+
+    async def user_name(self, user_id: str) -> str: ...
+
+    def spawn(self, job: Callable[[], Awaitable[None]], what: str) -> None:
+        """Run ``job`` after the ack, in the adapter's task group."""
+        ...
+
+    def in_order(self, key: str) -> AbstractAsyncContextManager[None]: ...
+
+    def first_delivery(self, event_id: str) -> bool: ...
+
+    def saw_message(self, scope: Scope, channel: str, ts: str) -> None: ...
+
+    def rated_scope(self, ts: str) -> Scope | None:
+        """The scope of an answer offered feedback buttons (None if unknown)."""
+        ...
+
+    async def suggest_prompts(self, channel: str, thread_ts: str) -> None: ...
+
+    async def post(self, scope: Scope, text: str) -> MessageRef: ...
+
+    async def notify(self, scope: Scope, text: str, *, user_id: str | None = None) -> None: ...
+
+    async def whisper(self, channel: str, user_id: str, text: str,
+                      thread_ts: str | None) -> None:
+        """An ephemeral message for ``user_id`` in ``channel`` (a thread's, if given)."""
+        ...
+
+
+def register(app: AsyncApp, adapter: ListenerHost) -> None:
+    """Attach the listeners to ``app``; they act through ``adapter``."""
 
     async def on_event(body: dict[str, Any]) -> None:
         with adapter.handlers.track():
@@ -104,10 +154,7 @@ def register(adapter: SlackAdapter) -> None:
             outcome = await adapter.bot.decide_approval(request_id, decision, user_id, name)
             log.info("slack: %s on %s by %s: %s", decision, request_id, user_id, outcome.status)
             if outcome.status != "decided" and channel:
-                await adapter.client.chat_postEphemeral(
-                    channel=channel, user=user_id, text=outcome.message, thread_ts=thread,
-                    **NO_UNFURL,
-                )
+                await adapter.whisper(channel, user_id, outcome.message, thread)
 
         adapter.spawn(decide, f"approval click {request_id}")
 
@@ -118,7 +165,7 @@ def register(adapter: SlackAdapter) -> None:
         user_id = str((body.get("user") or {}).get("id") or "")
         ts = str((body.get("container") or {}).get("message_ts") or "")
         rating = action.get("value")
-        scope = adapter.rated.get(ts)
+        scope = adapter.rated_scope(ts)
         if scope is None or rating not in ("good", "bad") or not user_id:
             return
 
@@ -145,9 +192,7 @@ def register(adapter: SlackAdapter) -> None:
 
         async def stop() -> None:
             result = await adapter.bot.run_command(scope, user_id, "stop")
-            await adapter.client.chat_postEphemeral(channel=channel, user=user_id,
-                                                    text=result.text, thread_ts=scope.thread,
-                                                    **NO_UNFURL)
+            await adapter.whisper(channel, user_id, result.text, scope.thread)
 
         adapter.spawn(stop, f"stop in {scope.key}")
 
@@ -196,13 +241,7 @@ def register(adapter: SlackAdapter) -> None:
         register(anything)(ignore)
 
 
-def text_command(text: str) -> str | None:
-    """``reset`` / ``/reset`` / ``!reset`` alone in a message addressed to the bot."""
-    m = re.fullmatch(r"[/!]?([a-z]+)[.!]?", text.strip().lower())
-    return m.group(1) if m and m.group(1) in _COMMANDS else None
-
-
-async def _command(adapter: SlackAdapter, scope: Scope, user_id: str, command: str,
+async def _command(adapter: ListenerHost, scope: Scope, user_id: str, command: str,
                    args: str) -> None:
     result = await adapter.bot.run_command(scope, user_id, command, args)
     if result.ephemeral:
@@ -211,12 +250,5 @@ async def _command(adapter: SlackAdapter, scope: Scope, user_id: str, command: s
         await adapter.post(scope, result.text)
 
 
-def dm_or_here(channel: str, scope: Scope) -> Scope:
-    """The scope of the channel a command was typed in (for its ephemeral answer)."""
-    if channel.startswith("D"):
-        return dm_scope(channel, None)
-    return Scope(adapter=scope.adapter, workspace=scope.workspace, channel=channel)
-
-
-async def _ephemeral(adapter: SlackAdapter, scope: Scope, user_id: str, text: str) -> None:
+async def _ephemeral(adapter: ListenerHost, scope: Scope, user_id: str, text: str) -> None:
     await adapter.notify(scope, text, user_id=user_id)
