@@ -1,0 +1,502 @@
+"""The core config sections: ``[letta]`` (and ``[[letta.providers]]``), ``[access]``,
+``[approvals]``, ``[files]``, ``[chat_tools]``, ``[[schedules]]``, ``[turns]``,
+``[servers]``, ``[health]``, ``[store]``, ``[sandbox]``, ``[cluster]`` and
+``[[agents]]``."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal, Self
+
+from dotenv import dotenv_values
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from lettabot.runtime.adapter import Scope
+from lettabot.runtime.config.base import Section, is_blank, is_loopback
+from lettabot.runtime.config.problems import Problem, ValidationProblems
+from lettabot.runtime.schedules import check_cron, check_timezone
+from lettabot.runtime.store import StoreError, normalize_url
+
+PermissionMode = Literal["standard", "acceptEdits", "strict", "unrestricted"]
+_LEGACY_MODES = {"default": "standard", "bypassPermissions": "unrestricted"}
+
+
+def _legacy_mode(cls: type, value: Any) -> Any:
+    return _LEGACY_MODES.get(value, value) if isinstance(value, str) else value
+
+
+def _ids_as_text(cls: type, value: Any) -> Any:
+    """User ids written as numbers (Discord's, in TOML) are ids all the same."""
+    if isinstance(value, list):
+        return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+    return value
+
+
+def _agent_problems(agent_id: str | None, allowed: list[str],
+                    disallowed: list[str]) -> list[Problem]:
+    """What ``[letta]`` and each ``[[agents]]`` table check alike."""
+    problems = []
+    if agent_id is not None and not agent_id.strip():
+        problems.append(Problem("agent_id", "is empty",
+                                "remove it to let lettabot create the agent"))
+    overlap = sorted(set(allowed) & set(disallowed))
+    if overlap:
+        problems.append(Problem("disallowed_tools",
+                                f"{', '.join(overlap)} also listed in allowed_tools",
+                                "list each tool in only one of the two"))
+    return problems
+
+
+PROVIDER_ALIASES = {"gemini": "google", "bedrock": "amazon-bedrock", "claude": "anthropic",
+                    "grok": "xai", "llamacpp": "llama-cpp"}
+
+
+class ProviderConfig(Section):
+    """A model provider ``lettabot run`` connects in its Letta home at start (what
+    ``letta connect`` does), so a container needs no manual step. ``type`` is a provider id
+    the CLI lists (``lettabot check-config`` shows them): anthropic, openai,
+    openai-compatible, google (gemini), openrouter, amazon-bedrock, ollama, groq, ..."""
+
+    type: str
+    api_key: SecretStr | None = None
+    """The key itself (prefer ``api_key_env``: the file then holds no secret)."""
+    api_key_env: str | None = None
+    """The name of an environment variable (or ``.env`` entry) holding the key, e.g.
+    ``ANTHROPIC_API_KEY``. It is read by lettabot and never passed to the CLI's tools."""
+    base_url: str | None = None
+    """For openai-compatible, ollama, lmstudio, llama-cpp (``http://host:port/v1``)."""
+    name: str | None = None
+    """A second connection of the same type under its own name (CLI default: the type)."""
+    auth_method: str | None = None
+    """amazon-bedrock: ``iam`` or ``profile``."""
+    fields: dict[str, str] = Field(default_factory=dict)
+    """More connection fields the CLI asks for (``region``, ``profile``, ``accessKey``)."""
+
+    @field_validator("type")
+    @classmethod
+    def _canonical(cls, value: str) -> str:
+        value = value.strip().lower()
+        return PROVIDER_ALIASES.get(value, value)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        problems = []
+        if self.api_key is not None and self.api_key_env:
+            problems.append(Problem("api_key", "is set together with api_key_env",
+                                    "keep one: api_key_env names the variable holding the key"))
+        if self.api_key_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env):
+            problems.append(Problem("api_key_env", f"{self.api_key_env!r} is not a variable "
+                                    "name", 'write the name only, e.g. "ANTHROPIC_API_KEY"'))
+        if self.base_url and not re.match(r"^https?://[^/]+", self.base_url):
+            problems.append(Problem("base_url", "is not an http(s) URL",
+                                    "write http://host:port/v1"))
+        return self.raise_problems(problems)
+
+    def key(self) -> str | None:
+        """The key: ``api_key``, else the ``api_key_env`` variable (environment, then the
+        ``.env`` file in the working directory); None if neither is set."""
+        if self.api_key is not None:
+            return self.api_key.get_secret_value() or None
+        if not self.api_key_env:
+            return None
+        value = os.environ.get(self.api_key_env)
+        if value is None and Path(".env").is_file():
+            value = dotenv_values(".env").get(self.api_key_env)
+        return value or None
+
+    @property
+    def label(self) -> str:
+        return self.type + (f" ({self.name})" if self.name else "")
+
+
+class LettaConfig(Section):
+    """How conversations are run: which CLI, backend, agent, model and tool permissions."""
+
+    cli_path: str | None = None
+    backend: Literal["local", "cloud"] = "local"
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    model: str | None = None
+    agent_id: str | None = None
+    agent_name: str = "lettabot"
+    permission_mode: PermissionMode = "standard"
+    cwd: Path | None = None
+    allowed_tools: list[str] = Field(default_factory=list)
+    disallowed_tools: list[str] = Field(default_factory=list)
+    system_prompt: str | None = None
+    persona: str | None = None
+    env: dict[str, str] = Field(default_factory=dict, repr=False)
+    """Extra environment for the CLI (e.g. a provider key). The CLI gets only PATH, HOME,
+    locale, proxy and ``LETTA_*`` variables of lettabot's own environment; whatever is here
+    can be read by an approved tool call."""
+    providers: list[ProviderConfig] = Field(default_factory=list)
+    """``[[letta.providers]]``: model providers connected at start (local backend)."""
+
+    _legacy_mode = field_validator("permission_mode", mode="before")(_legacy_mode)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        problems = _agent_problems(self.agent_id, self.allowed_tools, self.disallowed_tools)
+        if self.providers and self.backend == "cloud":
+            problems.append(Problem(
+                "providers", 'are connected in the local backend\'s home, not with backend '
+                '"cloud"', "connect model providers in your Letta server or Letta Cloud "
+                "(its Models page), and remove [[letta.providers]]"))
+        return self.raise_problems(problems)
+
+
+class AccessConfig(Section):
+    """Who may talk to the bot and who may approve tool calls.
+
+    Entries are ``<adapter>:<user id>`` (``slack:U0123``, ``discord:81234``, ``web:local``)
+    or a bare user id that matches on any adapter.
+    """
+
+    allowed_users: list[str] = Field(default_factory=list)
+    approvers: list[str] = Field(default_factory=list)
+    require_mention: bool = True
+
+    _ids_as_text = field_validator("allowed_users", "approvers", mode="before")(_ids_as_text)
+    open: bool = False
+    """Let everyone who can message the bot talk to it. Without this, ``lettabot run``
+    refuses to start Slack or Discord unless ``allowed_users`` or ``approvers`` is set."""
+    self_approve: bool | None = None
+    """Whether the person whose message started a turn may approve its tool calls when no
+    ``approvers`` are set. None (default): only in the web chat, whose one user is whoever
+    holds its token (on loopback: this machine's user). False: nobody but approvers."""
+
+    def may_self_approve(self, adapter: str) -> bool:
+        if self.self_approve is None:
+            return adapter == "web"
+        return self.self_approve
+
+    @staticmethod
+    def _matches(entries: Iterable[str], adapter: str, user_id: str) -> bool:
+        return any(e in (user_id, f"{adapter}:{user_id}") for e in entries)
+
+    def is_allowed_user(self, adapter: str, user_id: str) -> bool:
+        """May this user talk to the bot? An empty ``allowed_users`` lets everyone."""
+        if not self.allowed_users:
+            return True
+        return self._matches(self.allowed_users, adapter, user_id) or self.is_approver(
+            adapter, user_id
+        )
+
+    def is_approver(self, adapter: str, user_id: str) -> bool:
+        """Is this user in ``approvers``? (With none configured the runtime lets the
+        person whose message started the turn decide.)"""
+        return self._matches(self.approvers, adapter, user_id)
+
+
+class ApprovalsConfig(Section):
+    """Approval buttons: how long to wait, and whether "Always allow" is offered."""
+
+    timeout_seconds: float = Field(default=600.0, gt=0)
+    always_allow_button: bool = True
+    rule_ttl_hours: float = Field(default=24.0, gt=0)
+    """How long an "Always allow" rule lasts."""
+    retention_days: float = Field(default=90.0, gt=0)
+    """How long decided approvals (the audit log) are kept."""
+
+
+class FilesConfig(Section):
+    """Files people send with a message."""
+
+    enabled: bool = True
+    """Download them: images reach the agent as images, other files (text, code, PDF,
+    CSV...) are saved in its workspace under ``folder`` and the agent is told where."""
+    max_bytes: int = Field(default=10_000_000, ge=1)
+    """Larger files are not downloaded (the agent is told their name and size)."""
+    image_max_bytes: int = Field(default=5_000_000, ge=1)
+    """Larger images are saved as files instead of sent as images."""
+    folder: str = "uploads"
+    """Inside the agent's workspace (``letta.cwd``); one subfolder per conversation scope."""
+
+    @field_validator("folder")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        parts = Path(value).parts
+        if not value.strip() or Path(value).is_absolute() or ".." in parts:
+            raise ValidationProblems([Problem("", "must be a folder inside the workspace",
+                                     'write a relative name such as "uploads"')])
+        return value
+
+
+ChatTool = Literal["react", "send_file", "schedule"]
+CHAT_TOOLS: tuple[ChatTool, ...] = ("react", "send_file", "schedule")
+
+
+class ChatToolsConfig(Section):
+    """Tools lettabot gives the agent to act in the chat (they run in lettabot itself)."""
+
+    enabled: list[ChatTool] = Field(default_factory=lambda: list(CHAT_TOOLS))
+    """``react`` to the message, ``send_file`` (a file of the workspace) to the thread,
+    ``schedule`` a prompt for later (with ``list_schedules`` / ``cancel_schedule``)."""
+    send_max_bytes: int = Field(default=10_000_000, ge=1)
+    """Larger files are not sent."""
+    reply_as_file_after: int = Field(default=4, ge=1, le=50)
+    """A reply that would take more messages than this is sent as a file too (the first
+    messages are kept), where the platform takes files."""
+    schedules_per_scope: int = Field(default=10, ge=0, le=1000)
+    """At most this many schedules per thread (config ``[[schedules]]`` do not count)."""
+    schedules_per_bot: int = Field(default=200, ge=0, le=100_000)
+    """At most this many schedules in all threads together (config ones do not count)."""
+    min_interval_minutes: int = Field(default=10, ge=1)
+    """A repeating schedule the agent creates runs at most this often."""
+    min_delay_minutes: float = Field(default=1.0, ge=0)
+    """A one-off schedule the agent creates runs no sooner than this after it is made."""
+
+
+class ScheduleConfig(Section):
+    """A prompt the bot runs on a schedule (``[[schedules]]``), as if sent in ``target``."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    cron: str
+    """Five fields (minute hour day month weekday), e.g. ``0 9 * * 1-5``."""
+    timezone: str = "UTC"
+    target: str
+    """Where it runs: a scope key, e.g. ``slack:T0123:C0456`` (a channel),
+    ``slack:T0123:C0456:1700000000.000100`` (a thread), ``discord:123:456``."""
+    prompt: str = Field(min_length=1)
+    as_user: str = ""
+    """Whose message it is (approvals treat it as theirs); empty: nobody's, so only
+    ``access.approvers`` can approve its tool calls."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        problems = []
+        if (why := check_cron(self.cron)) is not None:
+            problems.append(Problem("cron", why, 'write five fields, e.g. "0 9 * * 1-5"'))
+        if (why := check_timezone(self.timezone)) is not None:
+            problems.append(Problem("timezone", why, 'write an IANA name, e.g. "Europe/Berlin"'))
+        try:
+            Scope.from_key(self.target)
+        except ValueError:
+            problems.append(Problem("target", "is not a scope key",
+                                    'write adapter:workspace:channel[:thread], e.g. '
+                                    '"slack:T0123:C0456"'))
+        if problems:
+            raise ValidationProblems(problems)
+        return self
+
+
+class TurnsConfig(Section):
+    """Deadlines of a turn."""
+
+    thread_context: int = Field(default=20, ge=0, le=200)
+    """When the bot is first asked in the middle of a thread, give the agent up to this many
+    of the thread's earlier messages (once, as its conversation starts). 0: none."""
+    stop_button_after: float = Field(default=5.0, ge=0)
+    """A turn still running after this many seconds shows a Stop button (where the
+    platform has buttons; the asker or an approver may click it). 0: never."""
+    stall_seconds: float = Field(default=120.0, gt=0)
+    """A turn with no progress (no output from the agent) for this long is ended and the
+    chat told; the clock pauses while an approval prompt waits for a click."""
+
+
+class RemoteServer(Section):
+    """An App Server on another machine (``letta server --listen``)."""
+
+    url: str
+    token: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        problems = []
+        if not re.match(r"^wss?://[^/]+", self.url):
+            problems.append(
+                Problem("url", "is not a WebSocket URL", "write ws://host:port or wss://host:port")
+            )
+        else:
+            host = re.sub(r"^wss?://", "", self.url).split("/")[0].rsplit(":", 1)[0]
+            if not is_loopback(host) and is_blank(self.token):
+                problems.append(
+                    Problem(
+                        "token",
+                        "is required for an App Server that is not on this machine",
+                        "set it to the capability token the server was started with "
+                        "(--ws-auth capability-token --ws-token-file ...)",
+                    )
+                )
+        return self.raise_problems(problems)
+
+
+class ServersConfig(Section):
+    """App Servers: local processes started by lettabot plus remote ones by URL."""
+
+    count: int = Field(default=1, ge=0, le=64)
+    urls: list[RemoteServer] = Field(default_factory=list)
+    max_concurrent_turns: int = Field(default=8, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.count == 0 and not self.urls:
+            return self.raise_problems(
+                [Problem("count", "is 0 and no urls are given", "set count >= 1 or list urls")]
+            )
+        return self
+
+
+class HealthConfig(Section):
+    """The operations endpoint: ``/healthz``, ``/readyz``, ``/metrics`` (see docs/operate.md).
+    Off unless ``port`` is set (or ``lettabot run --health-port``)."""
+
+    port: int | None = Field(default=None, ge=0, le=65535)
+    host: str = "127.0.0.1"
+    """``0.0.0.0`` in a container, so the orchestrator's probes reach it."""
+
+
+class StoreConfig(Section):
+    """Where routes, approvals and dedupe ids are kept. Empty: a SQLite file in data_dir."""
+
+    url: str | None = Field(default=None, repr=False)
+    migrate_on_start: bool = True
+    """Bring the schema up to date when lettabot starts (under a lock, so replicas migrate
+    once). ``false``: refuse to start on an old schema; an admin runs `lettabot db upgrade`."""
+
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                normalize_url(value)
+            except StoreError as exc:
+                what, _, fix = str(exc).partition(" — ")
+                raise ValidationProblems([Problem("", what, fix or "fix the URL")]) from None
+        return value
+
+
+class SandboxConfig(Section):
+    """Where the agent's tools run (see docs/security.md): the CLI in a bubblewrap sandbox
+    that holds no secret, and each shell command in a second one that sees only its
+    scope's folder."""
+
+    mode: Literal["bwrap", "off"] = "bwrap"
+    """``off``: the CLI and its tools run as lettabot's user with everything it can read
+    (the approval guard is then the only line; warned at every start)."""
+    network: Literal["none", "host"] = "none"
+    """Shell commands' network: ``none`` (their own empty network namespace) or ``host``."""
+    timeout_seconds: int = Field(default=600, ge=1)
+    """A shell command is killed after this long."""
+    memory_mb: int = Field(default=4096, ge=64)
+    """Address-space limit of a shell command's processes."""
+    max_processes: int = Field(default=512, ge=8)
+    """Processes and threads of lettabot's user a shell command may reach (RLIMIT_NPROC)."""
+    max_file_mb: int = Field(default=1024, ge=1)
+    """The largest file a shell command may write."""
+
+
+Role = Literal["ingress", "worker"]
+ROLES: tuple[Role, ...] = ("ingress", "worker")
+
+
+class ClusterConfig(Section):
+    """Several lettabot replicas on one PostgreSQL store (see docs/scaling.md)."""
+
+    enabled: bool = False
+    """Every accepted message becomes a durable job in PostgreSQL (procrastinate) before it
+    is acknowledged; a scope's jobs run one at a time, in order, on whichever replica is
+    free; a dead replica's job is taken over. Needs ``store.url`` on PostgreSQL."""
+    replica: str = ""
+    """This replica's name in logs and job records (default: host name and process id)."""
+    roles: list[Role] = Field(default_factory=lambda: list(ROLES))
+    """``ingress``: run the adapters (receive, check access, dedupe, enqueue); ``worker``:
+    run turns from the inbox. A replica with only ``worker`` still answers in chat
+    through the platforms' APIs."""
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
+    """How often a worker says it is alive."""
+    takeover_seconds: float = Field(default=30.0, gt=0)
+    """A job whose worker has not said so for this long is given to another replica (its
+    thread is told). Much more than ``heartbeat_seconds``."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.takeover_seconds < 3 * self.heartbeat_seconds:
+            raise ValidationProblems([Problem("takeover_seconds", "is less than 3 heartbeats",
+                                     "make it at least 3 × heartbeat_seconds")])
+        return self
+
+
+
+class RouteRule(Section):
+    """Which scopes an agent serves: every field given must match (unset: any).
+
+    ``workspace`` is the Slack team / Discord guild id, ``channel`` the channel id (a
+    thread's parent channel), ``dm`` true for direct messages only (false: never DMs).
+    """
+
+    adapter: str | None = None
+    workspace: str | None = None
+    channel: str | None = None
+    dm: bool | None = None
+
+    @field_validator("workspace", "channel", mode="before")
+    @classmethod
+    def _id_text(cls, value: Any) -> Any:
+        # Discord ids are numbers in TOML; scopes carry them as text.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Self:
+        if self.specificity == 0:
+            return self.raise_problems([Problem("", "is a rule that matches everything",
+                                        "give adapter, workspace, channel or dm, or mark the "
+                                        "agent default = true instead")])
+        return self
+
+    @property
+    def specificity(self) -> int:
+        return sum(v is not None for v in (self.adapter, self.workspace, self.channel, self.dm))
+
+    def matches(self, adapter: str, workspace: str, channel: str, is_dm: bool) -> bool:
+        return ((self.adapter is None or self.adapter == adapter)
+                and (self.workspace is None or self.workspace == workspace)
+                and (self.channel is None or self.channel == channel)
+                and (self.dm is None or self.dm == is_dm))
+
+    def describe(self) -> str:
+        parts = [f"{k}={v}" for k, v in (("adapter", self.adapter), ("workspace", self.workspace),
+                                         ("channel", self.channel)) if v is not None]
+        if self.dm is not None:
+            parts.append("DMs" if self.dm else "not DMs")
+        return " ".join(parts)
+
+
+class AgentConfig(Section):
+    """One agent behind the bot (``[[agents]]``). Unset settings come from ``[letta]``
+    (model, prompt, persona, tools, mode) and ``[access]`` (approvers)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
+    agent_id: str | None = None
+    model: str | None = None
+    system_prompt: str | None = None
+    persona: str | None = None
+    permission_mode: PermissionMode | None = None
+    allowed_tools: list[str] | None = None
+    disallowed_tools: list[str] | None = None
+    approvers: list[str] | None = None
+    """Who may approve this agent's tool calls (and so may talk where it serves)."""
+    default: bool = False
+    """Serves every scope no rule of any agent matches."""
+    routes: list[RouteRule] = Field(default_factory=list)
+
+    _legacy_mode = field_validator("permission_mode", mode="before")(_legacy_mode)
+    _ids_as_text = field_validator("approvers", mode="before")(_ids_as_text)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        return self.raise_problems(_agent_problems(self.agent_id, self.allowed_tools or [],
+                                           self.disallowed_tools or []))
+
+    def resolved(self, letta: LettaConfig) -> LettaConfig:
+        """``[letta]`` with this agent's own settings over it."""
+        own = {k: getattr(self, k) for k in ("agent_id", "model", "system_prompt", "persona",
+                                            "permission_mode", "allowed_tools",
+                                            "disallowed_tools")
+               if getattr(self, k) is not None}
+        if self.agent_id is None:
+            own["agent_id"] = None  # [letta].agent_id belongs to the implicit single agent
+        return letta.model_copy(update=own)
