@@ -9,14 +9,17 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 from lettabot.runtime.config import (
     Config,
     ConfigError,
-    adapter_examples,
     adapter_section_models,
+    full_example,
     load_config,
 )
+from lettabot.runtime.config.keys import json_kind, model_of
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "lettabot.example.toml"
 SECRET = "xoxb-0000-TOPSECRET-VALUE"
@@ -45,11 +48,12 @@ def problems(exc: pytest.ExceptionInfo[ConfigError]) -> list[str]:
     return exc.value.problems
 
 
-def uncommented_example() -> str:
-    """The example with every setting and table header uncommented."""
+def uncommented(text: str) -> str:
+    """``text`` with every table header (``# [[agents]]`` too) and every key that shows a
+    value uncommented."""
     out = []
-    for line in EXAMPLE.read_text().splitlines():
-        m = re.match(r"^# ((\[[\w.]+\])|([a-z_]+ = .+))$", line)
+    for line in text.splitlines():
+        m = re.match(r"^# ((\[\[?[\w.]+\]\]?)|([a-z_]+ = .+))$", line)
         out.append(m.group(1) if m else line)
     return "\n".join(out) + "\n"
 
@@ -57,11 +61,44 @@ def uncommented_example() -> str:
 # the example file -----------------------------------------------------------------
 
 
-def test_the_adapter_sections_of_the_example_are_generated_from_their_models() -> None:
-    """`lettabot example-config` output, verbatim: regenerate with
-    `.venv/bin/lettabot example-config` when an adapter's settings change."""
-    assert adapter_examples() in EXAMPLE.read_text()
+REGENERATE = ".venv/bin/lettabot example-config > config/lettabot.example.toml"
+
+
+def test_the_example_file_is_the_generators_output() -> None:
+    """config/lettabot.example.toml is generated from the settings models (their docstrings
+    and ``examples``; the adapters' sections too), never edited by hand."""
     assert {"web", "slack", "discord"} <= set(adapter_section_models())
+    assert EXAMPLE.read_text() == full_example(), (
+        "config/lettabot.example.toml is not what `lettabot example-config` prints now: "
+        f"regenerate it with `{REGENERATE}`")
+
+
+def _settings(model: type[BaseModel], prefix: str = "") -> list[tuple[str, FieldInfo]]:
+    """Every key under ``model`` (tables included), dotted, with its field."""
+    out = []
+    for name, field in model.model_fields.items():
+        out.append((prefix + name, field))
+        sub = model_of(field.annotation) if json_kind(field.annotation) else None
+        if sub is not None:
+            out += _settings(sub, f"{prefix}{name}.")
+    return out
+
+
+def test_every_core_setting_has_a_comment_in_the_example() -> None:
+    """A key's docstring is its comment in the generated example; a section's (``[letta]``)
+    is its model's docstring. (The adapters' sections are their packages' to document.)"""
+    adapters = set(adapter_section_models())
+    undocumented = []
+    for key, field in _settings(Config):
+        if key.partition(".")[0] in adapters:
+            continue
+        sub = model_of(field.annotation) if json_kind(field.annotation) else None
+        if sub is not None and not sub.__doc__:
+            undocumented.append(f"{key} (its model {sub.__name__})")
+        if not field.description and not (sub is not None
+                                           and json_kind(field.annotation) == "object"):
+            undocumented.append(key)
+    assert undocumented == []
 
 
 def test_example_file_loads_with_safe_defaults(tmp_path: Path) -> None:
@@ -82,23 +119,19 @@ def test_example_file_loads_with_safe_defaults(tmp_path: Path) -> None:
 def test_every_key_in_the_example_is_real_and_every_real_key_is_documented(
     clean_env: Path,
 ) -> None:
-    path = write(clean_env / "full.toml", uncommented_example())
-    config = load_config(path)  # no "unknown key" problems
+    text = EXAMPLE.read_text()
+    path = write(clean_env / "full.toml", uncommented(text))
+    config = load_config(path)  # no "unknown key" problems: every example value is valid
     data = tomllib.loads(path.read_text())
-    for section, fields in (
-        ("letta", Config.model_fields["letta"].annotation),
-        ("access", Config.model_fields["access"].annotation),
-        ("approvals", Config.model_fields["approvals"].annotation),
-        ("servers", Config.model_fields["servers"].annotation),
-        ("store", Config.model_fields["store"].annotation),
-        ("health", Config.model_fields["health"].annotation),
-        ("files", Config.model_fields["files"].annotation),
-        ("turns", Config.model_fields["turns"].annotation),
-        *adapter_section_models().items(),
-    ):
-        assert set(data[section]) == set(fields.model_fields), section  # type: ignore[union-attr]
+    shown = set(re.findall(r"^# ([a-z_]+) =", text, re.MULTILINE))
+    for key, _ in _settings(Config):
+        leaf = key.rsplit(".", 1)[-1]
+        assert leaf in shown or f"[{key}]" in text, key
     assert {"data_dir", "log_level", "log_format"} <= set(data)
     assert config.letta.providers[0].type == "anthropic"
+    assert config.letta.providers[0].api_key_env == "ANTHROPIC_API_KEY"
+    assert config.schedules[0].name == "standup" and config.servers.urls[0].token is not None
+    assert config.agents[0].routes[0].channel == "C0OPS"
     assert config.slack.mode == "socket" and config.discord.reply_mode == "thread"
     assert config.adapters["teams"]["enabled"] is True
     assert "teams" in config.enabled_adapters()
@@ -489,10 +522,12 @@ def test_without_agents_the_one_agent_comes_from_letta(clean_env: Path) -> None:
 
 def test_the_examples_agents_block_loads_as_written(clean_env: Path) -> None:
     text = EXAMPLE.read_text()
-    block = [line[4:] for line in text.splitlines() if line.startswith("#   ")]
-    config = load_config(write(clean_env / "agents.toml", "\n".join(block) + "\n"))
-    assert [a.name for a in config.agents] == ["default", "ops"]
-    assert config.default_agent.name == "default"
+    block = text[text.index("# [[agents]]"):text.index("\n\n# ----")]
+    config = load_config(write(clean_env / "agents.toml", uncommented(block)))
+    [agent] = config.agents
+    assert agent.name == "ops" and config.default_agent is agent
+    assert agent.routes[0].matches("slack", "T0123ABCD", "C0OPS", is_dm=False)
+    assert agent.resolved(config.letta).permission_mode == "strict"
 
 
 # tried as a newcomer would ------------------------------------------------------------

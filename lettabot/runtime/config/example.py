@@ -29,10 +29,7 @@ def section_example(name: str, model: type[AdapterSettings]) -> str:
     first example (else its default)."""
     lines = [f"[{name}]"]
     for key, field in model.model_fields.items():
-        doc = " ".join(line.strip() for line in (field.description or "").splitlines())
-        if doc:
-            lines += textwrap.wrap(doc, width=92, initial_indent="# ",
-                                   subsequent_indent="# ")
+        lines += _comment(field.description)
         if field.examples:
             value = field.examples[0]
         else:
@@ -60,14 +57,15 @@ EXAMPLE_HEADER = """\
 # you need. Every key can be set from the environment or .env instead:
 # LETTABOT_<SECTION>__<KEY>, e.g. LETTABOT_SLACK__BOT_TOKEN=xoxb-... (lists and tables are
 # JSON there). Precedence: environment, then .env, then this file, then defaults.
+# Keep tokens out of this file if you can: put them in the environment or in .env.
 # `lettabot check-config` shows what would run; --verbose the effective config.
 """
 
 
 def _comment(doc: str | None) -> list[str]:
-    text = " ".join(line.strip() for line in (doc or "").splitlines()).replace("``", "`")
-    return textwrap.wrap(text, width=92, initial_indent="# ",
-                         subsequent_indent="# ") if text else []
+    text = " ".join((doc or "").split()).replace("``", "`")
+    return textwrap.wrap(text, width=92, initial_indent="# ", subsequent_indent="# ",
+                         break_long_words=False, break_on_hyphens=False) if text else []
 
 
 def _example_keys(model: type[BaseModel], skip: Iterable[str] = ()) -> list[str]:
@@ -107,7 +105,9 @@ def _example_tables(model: type[BaseModel], path: str, skip: Iterable[str] = ())
         name = f"{path}.{key}" if path else key
         many = json_kind(field.annotation) == "list"
         lines += _comment(field.description)
-        lines += [f"# [[{name}]]" if many else f"[{name}]", *_comment(sub.__doc__)]
+        lines.append(f"# [[{name}]]" if many else f"[{name}]")
+        if about := _comment(sub.__doc__):
+            lines += [*about, ""]
         lines += _example_keys(sub)
         lines += _example_tables(sub, name)
     return lines

@@ -65,8 +65,13 @@ class Config(BaseSettings):
         use_attribute_docstrings=True,
     )
 
-    data_dir: Path = Field(default_factory=default_data_dir)
+    data_dir: Path = Field(default_factory=default_data_dir,
+                           examples=["~/.local/share/lettabot"])
+    """Where lettabot keeps its state (the SQLite store, the agent's workspace); a relative
+    path is taken from the config file's folder. Unset: ``$XDG_DATA_HOME/lettabot``, else
+    ``~/.local/share/lettabot``."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """``DEBUG``, ``INFO``, ``WARNING`` or ``ERROR``."""
     log_format: Literal["text", "json"] = "text"
     """``json``: one JSON object per line (with scope, conversation and turn when known)."""
     health: HealthConfig = Field(default_factory=HealthConfig)
@@ -84,7 +89,8 @@ class Config(BaseSettings):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     agents: list[AgentConfig] = Field(default_factory=list)
     """Several agents behind one bot (``[[agents]]``); none: one agent from ``[letta]``."""
-    adapters: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    adapters: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, examples=[{"teams": {"enabled": True, "app_password": "..."}}])
     """Free-form settings of adapters that provide no settings model: ``[adapters.teams]``."""
     # ... and one field per installed adapter's section ([web], [slack], [discord], ...),
     # added by composed() from the `lettabot.settings` entry points.

@@ -60,19 +60,21 @@ class ProviderConfig(Section):
     the CLI lists (``lettabot check-config`` shows them): anthropic, openai,
     openai-compatible, google (gemini), openrouter, amazon-bedrock, ollama, groq, ..."""
 
-    type: str
+    type: str = Field(examples=["anthropic"])
+    """The provider id. Also taken: ``gemini`` (google), ``claude`` (anthropic), ``bedrock``
+    (amazon-bedrock), ``grok`` (xai), ``llamacpp`` (llama-cpp)."""
     api_key: SecretStr | None = None
     """The key itself (prefer ``api_key_env``: the file then holds no secret)."""
-    api_key_env: str | None = None
+    api_key_env: str | None = Field(default=None, examples=["ANTHROPIC_API_KEY"])
     """The name of an environment variable (or ``.env`` entry) holding the key, e.g.
     ``ANTHROPIC_API_KEY``. It is read by lettabot and never passed to the CLI's tools."""
-    base_url: str | None = None
+    base_url: str | None = Field(default=None, examples=["http://127.0.0.1:11434/v1"])
     """For openai-compatible, ollama, lmstudio, llama-cpp (``http://host:port/v1``)."""
-    name: str | None = None
+    name: str | None = Field(default=None, examples=["work"])
     """A second connection of the same type under its own name (CLI default: the type)."""
-    auth_method: str | None = None
+    auth_method: str | None = Field(default=None, examples=["iam"])
     """amazon-bedrock: ``iam`` or ``profile``."""
-    fields: dict[str, str] = Field(default_factory=dict)
+    fields: dict[str, str] = Field(default_factory=dict, examples=[{"region": "us-east-1"}])
     """More connection fields the CLI asks for (``region``, ``profile``, ``accessKey``)."""
 
     @field_validator("type")
@@ -115,20 +117,48 @@ class ProviderConfig(Section):
 class LettaConfig(Section):
     """How conversations are run: which CLI, backend, agent, model and tool permissions."""
 
-    cli_path: str | None = None
+    cli_path: str | None = Field(default=None, examples=["letta"])
+    """The ``letta`` command (Letta Code CLI). Unset: ``letta`` on PATH."""
     backend: Literal["local", "cloud"] = "local"
-    base_url: str | None = None
-    api_key: SecretStr | None = None
-    model: str | None = None
+    """Where agents live: ``local`` (on this machine's disk, no account) or ``cloud`` (Letta
+    Cloud, or a self-hosted Letta server given by ``base_url``)."""
+    base_url: str | None = Field(default=None, examples=["https://letta.example.com"])
+    """A self-hosted Letta server for backend ``cloud`` (sets ``LETTA_BASE_URL`` for the
+    CLI). Unset: Letta Cloud."""
+    api_key: SecretStr | None = Field(default=None, examples=["sk-let-..."])
+    """Letta API key for backend ``cloud`` (sets ``LETTA_API_KEY``). Prefer
+    ``LETTABOT_LETTA__API_KEY``."""
+    model: str | None = Field(default=None, examples=["openai/gpt-4.1"])
+    """Model handle for a new agent, as listed by ``letta model list``. Unset: the CLI's
+    default."""
     agent_id: str | None = None
+    """An existing agent to talk as (``agent-...``); if it does not exist, lettabot stops and
+    says so. Unset: lettabot creates one agent on first run, named ``agent_name``, and
+    remembers its id in the store."""
     agent_name: str = "lettabot"
+    """Name of the agent lettabot creates when ``agent_id`` is not set."""
     permission_mode: PermissionMode = "standard"
-    cwd: Path | None = None
-    allowed_tools: list[str] = Field(default_factory=list)
-    disallowed_tools: list[str] = Field(default_factory=list)
-    system_prompt: str | None = None
-    persona: str | None = None
-    env: dict[str, str] = Field(default_factory=dict, repr=False)
+    """When tools ask before running (lettabot decides; see docs/security.md): ``standard``
+    (reads inside ``cwd`` and saving the agent's own memory run, everything else asks),
+    ``acceptEdits`` (standard, plus file edits inside ``cwd``), ``strict`` (ask for
+    everything) or ``unrestricted`` (never ask: anyone who can message the bot can run
+    commands on this machine). Legacy names: ``default``, ``bypassPermissions``."""
+    cwd: Path | None = Field(default=None, examples=["workspace"])
+    """The folder the agent's tools work in, relative to the config file's folder. Unset:
+    ``<data_dir>/workspace``."""
+    allowed_tools: list[str] = Field(default_factory=list,
+                                     examples=[["Read", "Grep", "Glob", "Bash"]])
+    """Only these tools may run (whatever anyone clicks). Empty: no allow-list."""
+    disallowed_tools: list[str] = Field(default_factory=list, examples=[["WebFetch"]])
+    """These tools never run, even if approved."""
+    system_prompt: str | None = Field(
+        default=None, examples=["You are a helpful teammate in our chat. Keep answers short."])
+    """System prompt of a new agent (replaces the CLI's default one)."""
+    persona: str | None = Field(default=None,
+                                examples=["I am lettabot, the team's assistant."])
+    """The persona memory block of a new agent."""
+    env: dict[str, str] = Field(default_factory=dict, repr=False,
+                                examples=[{"OPENAI_API_KEY": "sk-..."}])
     """Extra environment for the CLI (e.g. a provider key). The CLI gets only PATH, HOME,
     locale, proxy and ``LETTA_*`` variables of lettabot's own environment; whatever is here
     can be read by an approved tool call."""
@@ -155,9 +185,17 @@ class AccessConfig(Section):
     or a bare user id that matches on any adapter.
     """
 
-    allowed_users: list[str] = Field(default_factory=list)
-    approvers: list[str] = Field(default_factory=list)
+    allowed_users: list[str] = Field(default_factory=list,
+                                     examples=[["slack:U0123ABCD", "discord:81234567890"]])
+    """Who may talk to the bot. Empty: everyone who can reach it in an allowed channel.
+    Approvers are always allowed."""
+    approvers: list[str] = Field(default_factory=list, examples=[["slack:U0123ABCD"]])
+    """Who may click Approve / Deny / Always allow. With Slack or Discord enabled,
+    ``lettabot run`` refuses to start unless this or ``allowed_users`` is set (or
+    ``open``)."""
     require_mention: bool = True
+    """In channels, answer only messages that mention the bot. DMs, and threads the bot is
+    already part of, never need a mention."""
 
     _ids_as_text = field_validator("allowed_users", "approvers", mode="before")(_ids_as_text)
     open: bool = False
@@ -195,7 +233,11 @@ class ApprovalsConfig(Section):
     """Approval buttons: how long to wait, and whether "Always allow" is offered."""
 
     timeout_seconds: float = Field(default=600.0, gt=0)
+    """Seconds to wait for a click; then the tool call is denied and the chat says so."""
     always_allow_button: bool = True
+    """Offer an "Always allow" button. A rule covers what the approver saw, in that thread
+    only; ``rules`` lists them, ``rules revoke <id>`` (approvers) and ``reset`` remove
+    them."""
     rule_ttl_hours: float = Field(default=24.0, gt=0)
     """How long an "Always allow" rule lasts."""
     retention_days: float = Field(default=90.0, gt=0)
@@ -253,15 +295,19 @@ class ChatToolsConfig(Section):
 class ScheduleConfig(Section):
     """A prompt the bot runs on a schedule (``[[schedules]]``), as if sent in ``target``."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    cron: str
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", examples=["standup"])
+    """Its name: letters, digits, ``_``, ``.`` and ``-``, at most 64."""
+    cron: str = Field(examples=["30 9 * * 1-5"])
     """Five fields (minute hour day month weekday), e.g. ``0 9 * * 1-5``."""
-    timezone: str = "UTC"
-    target: str
+    timezone: str = Field(default="UTC", examples=["Europe/Berlin"])
+    """The IANA time zone ``cron`` is read in."""
+    target: str = Field(examples=["slack:T0123ABCD:C0456EFGH"])
     """Where it runs: a scope key, e.g. ``slack:T0123:C0456`` (a channel),
     ``slack:T0123:C0456:1700000000.000100`` (a thread), ``discord:123:456``."""
-    prompt: str = Field(min_length=1)
-    as_user: str = ""
+    prompt: str = Field(min_length=1, examples=[
+        "Start today's standup thread: ask everyone what they are working on."])
+    """What the agent is sent, as if someone wrote it in ``target``."""
+    as_user: str = Field(default="", examples=["U0123LEAD"])
     """Whose message it is (approvals treat it as theirs); empty: nobody's, so only
     ``access.approvers`` can approve its tool calls."""
 
@@ -300,8 +346,11 @@ class TurnsConfig(Section):
 class RemoteServer(Section):
     """An App Server on another machine (``letta server --listen``)."""
 
-    url: str
-    token: SecretStr | None = None
+    url: str = Field(examples=["wss://letta-1.internal:8790"])
+    """``ws://host:port`` or ``wss://host:port``."""
+    token: SecretStr | None = Field(default=None, examples=["capability-token"])
+    """The capability token the server was started with; required unless it is on this
+    machine (loopback)."""
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -328,8 +377,14 @@ class ServersConfig(Section):
     """App Servers: local processes started by lettabot plus remote ones by URL."""
 
     count: int = Field(default=1, ge=0, le=64)
+    """How many local App Servers (``letta server --listen`` processes) to start. Each holds
+    many conversations; a conversation always runs on the same one. 0 needs ``urls``."""
     urls: list[RemoteServer] = Field(default_factory=list)
+    """App Servers on other machines, used beside the local ones (conversations are spread
+    over all of them). They must serve the same agents (one Letta backend)."""
     max_concurrent_turns: int = Field(default=8, ge=1)
+    """Turns running at once across all conversations; more are queued fairly, never
+    dropped."""
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -344,7 +399,8 @@ class HealthConfig(Section):
     """The operations endpoint: ``/healthz``, ``/readyz``, ``/metrics`` (see docs/operate.md).
     Off unless ``port`` is set (or ``lettabot run --health-port``)."""
 
-    port: int | None = Field(default=None, ge=0, le=65535)
+    port: int | None = Field(default=None, ge=0, le=65535, examples=[8080])
+    """The port it listens on. Unset: off."""
     host: str = "127.0.0.1"
     """``0.0.0.0`` in a container, so the orchestrator's probes reach it."""
 
@@ -352,7 +408,11 @@ class HealthConfig(Section):
 class StoreConfig(Section):
     """Where routes, approvals and dedupe ids are kept. Empty: a SQLite file in data_dir."""
 
-    url: str | None = Field(default=None, repr=False)
+    url: str | None = Field(default=None, repr=False,
+                            examples=["sqlite+aiosqlite:////var/lib/lettabot/lettabot.db"])
+    """A SQLite or PostgreSQL URL, e.g.
+    ``postgresql+asyncpg://user:password@host:5432/lettabot``. Unset:
+    ``<data_dir>/lettabot.db``."""
     migrate_on_start: bool = True
     """Bring the schema up to date when lettabot starts (under a lock, so replicas migrate
     once). ``false``: refuse to start on an old schema; an admin runs `lettabot db upgrade`."""
@@ -428,10 +488,14 @@ class RouteRule(Section):
     thread's parent channel), ``dm`` true for direct messages only (false: never DMs).
     """
 
-    adapter: str | None = None
-    workspace: str | None = None
-    channel: str | None = None
+    adapter: str | None = Field(default=None, examples=["slack"])
+    """The adapter's name."""
+    workspace: str | None = Field(default=None, examples=["T0123ABCD"])
+    """The Slack team / Discord guild id."""
+    channel: str | None = Field(default=None, examples=["C0OPS"])
+    """The channel id (a thread's: its parent channel)."""
     dm: bool | None = None
+    """``true``: direct messages only; ``false``: never direct messages."""
 
     @field_validator("workspace", "channel", mode="before")
     @classmethod
@@ -469,19 +533,30 @@ class AgentConfig(Section):
     """One agent behind the bot (``[[agents]]``). Unset settings come from ``[letta]``
     (model, prompt, persona, tools, mode) and ``[access]`` (approvers)."""
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$", examples=["ops"])
+    """Its name: lower-case letters, digits, ``_`` and ``-``. Name the default agent
+    ``default`` to keep the agent a single-agent bot created before."""
     agent_id: str | None = None
-    model: str | None = None
+    """An existing agent to talk as. Unset: lettabot creates one on first run."""
+    model: str | None = Field(default=None, examples=["openai/gpt-4.1"])
+    """Unset: ``letta.model``."""
     system_prompt: str | None = None
+    """Unset: ``letta.system_prompt``."""
     persona: str | None = None
-    permission_mode: PermissionMode | None = None
+    """Unset: ``letta.persona``."""
+    permission_mode: PermissionMode | None = Field(default=None, examples=["strict"])
+    """Unset: ``letta.permission_mode``."""
     allowed_tools: list[str] | None = None
+    """Unset: ``letta.allowed_tools``."""
     disallowed_tools: list[str] | None = None
-    approvers: list[str] | None = None
+    """Unset: ``letta.disallowed_tools``."""
+    approvers: list[str] | None = Field(default=None, examples=[["slack:U0OPSLEAD"]])
     """Who may approve this agent's tool calls (and so may talk where it serves)."""
     default: bool = False
     """Serves every scope no rule of any agent matches."""
     routes: list[RouteRule] = Field(default_factory=list)
+    """The scopes it serves (``[[agents.routes]]``). The most specific rule that matches,
+    of any agent, wins; a conversation keeps its agent until ``reset``."""
 
     _legacy_mode = field_validator("permission_mode", mode="before")(_legacy_mode)
     _ids_as_text = field_validator("approvers", mode="before")(_ids_as_text)
