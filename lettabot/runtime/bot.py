@@ -113,9 +113,12 @@ class Bot:
         show_tools: bool = True,
         prewarm: bool = True,
         idle_seconds: float = 900.0,
+        demo: bool = False,
     ) -> None:
         self.config = config
         self.store = store
+        self.demo = demo
+        """``lettabot run --demo``: a scripted model (the web chat shows a DEMO badge)."""
         self.adapters: dict[str, Adapter] = {}
         self.metrics = Metrics()
         # who may do what
@@ -182,7 +185,7 @@ class Bot:
     ) -> AsyncIterator[Bot]:
         """Start the bot (store, agent, prewarmed conversation); drain and close on exit.
 
-        ``options``: ``show_tools``, ``prewarm``, ``idle_seconds`` (see __init__).
+        ``options``: ``show_tools``, ``prewarm``, ``idle_seconds``, ``demo`` (see __init__).
         Raises :class:`~lettabot.runtime.router.AgentMissingError` if the agent cannot be
         opened.
         """

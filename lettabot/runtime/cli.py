@@ -344,11 +344,15 @@ def port_problems(config: Config, health_port: int | None, health_host: str) -> 
 async def serve(
     config: Config,
     *,
+    demo: bool = False,
     health_port: int | None = None,
     health_host: str | None = None,
     grace: float = 30.0,
 ) -> None:
-    """Run the enabled adapters until SIGTERM/SIGINT, then drain."""
+    """Run the enabled adapters until SIGTERM/SIGINT, then drain.
+
+    ``demo``: ``lettabot run --demo`` (the :class:`~lettabot.runtime.bot.Bot` says so to
+    its adapters: the web chat shows a DEMO badge)."""
     from lettabot.runtime.bot import Bot
     from lettabot.runtime.discovery import enabled_adapters
     from lettabot.runtime.store import mask_url, open_store
@@ -367,7 +371,7 @@ async def serve(
         start_log.info("sandbox: %s", sandbox)
         start_log.info("App Server and agent: starting `letta server` and opening the agent "
                        "(takes a few seconds)")
-        async with Bot.open(config, store=store, grace=grace) as bot:
+        async with Bot.open(config, store=store, grace=grace, demo=demo) as bot:
             start_log.info("adapters: starting %s", ", ".join(a.name for a in adapters))
             await _run_adapters(bot, adapters, health_port, health_host, grace)
 
@@ -553,7 +557,7 @@ def run(args: argparse.Namespace, *, demo: bool = False) -> int:
         or "none needed")
     try:
         try:
-            anyio.run(lambda: serve(config, health_port=args.health_port,
+            anyio.run(lambda: serve(config, demo=demo, health_port=args.health_port,
                                     health_host=args.health_host, grace=args.grace))
         except BaseExceptionGroup as group:  # one error from inside the bot's task group
             raise _single(group) from None
