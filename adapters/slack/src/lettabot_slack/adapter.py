@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -52,6 +52,7 @@ from lettabot.runtime.adapter import (
 from lettabot.runtime.inflight import InFlight
 from lettabot_slack import blocks, listeners, server
 from lettabot_slack.events import Filters, Identity
+from lettabot_slack.memory import Memory
 from lettabot_slack.mrkdwn import MAX_TEXT, NO_UNFURL, to_messages
 from lettabot_slack.pacing import ChannelPacer
 from lettabot_slack.settings import SlackConfig
@@ -63,17 +64,6 @@ log = logging.getLogger("lettabot.slack")
 WORKING_REACTION = "hourglass_flowing_sand"
 SEEN_REACTION = "eyes"
 """On a message the moment it is accepted (its turn may wait behind others)."""
-_MEMORY = 2000  # scopes / multi-part messages remembered (oldest forgotten first)
-
-
-class _Lru(OrderedDict[str, Any]):
-    def remember(self, key: str, value: Any) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > _MEMORY:
-            self.popitem(last=False)
-
-
 class ErrorCounter(AsyncRetryHandler):
     """Sees every Web API response first and counts the failed ones (HTTP errors, 429s,
     ``ok: false``, dropped connections) for ``/metrics``; never asks for a retry itself."""
@@ -162,22 +152,14 @@ class SlackAdapter:
         """The Socket Mode client while connected (slack_sdk reconnects it on its own)."""
         self._tg: TaskGroup | None = None
         self._identity: Identity | None = None
-        self._last_inbound: _Lru = _Lru()  # scope key → (channel, ts) of the newest message
-        self._working: dict[str, set[tuple[str, str]]] = {}
-        self._acked: dict[str, deque[tuple[str, str]]] = {}  # scope → messages waiting, 👀
-        self._parts: _Lru = _Lru()  # "channel:ts" → ts of the extra messages of a long post
-        self._texts: _Lru = _Lru()  # ts → the mrkdwn it shows (for the feedback update)
-        self.rated: _Lru = _Lru()  # ts of an answer offered feedback → its scope
-        self._names: _Lru = _Lru()
-        self._seen: _Lru = _Lru()
+        self.memory = Memory()
+        """What the adapter knows of messages it saw or posted (bounded)."""
         self._order: dict[str, anyio.Lock] = {}
         self.handlers = InFlight()
         """Event handlers slack_sdk runs for us: finished before the adapter stops."""
         self.stream_chars = STREAM_CHARS
         self._streaming = settings.streaming == "auto"
         self._status = settings.assistant_status
-        self._streamed: _Lru = _Lru()  # ts → the markdown it shows (streamed, or a block)
-        self._titled: _Lru = _Lru()  # assistant threads given a title
 
     # lifecycle -----------------------------------------------------------------
 
@@ -294,8 +276,8 @@ class SlackAdapter:
 
     async def user_name(self, user_id: str) -> str:
         """A display name for ``user_id`` (``users.info``, cached; "" if unavailable)."""
-        if user_id in self._names:
-            return str(self._names[user_id])
+        if user_id in self.memory.names:
+            return str(self.memory.names[user_id])
         name = ""
         try:
             info = await self.client.users_info(user=user_id)
@@ -304,7 +286,7 @@ class SlackAdapter:
             name = profile.get("display_name") or profile.get("real_name") or user.get("name") or ""
         except SlackApiError as exc:
             log.debug("slack: users.info %s failed: %s", user_id, api_error(exc))
-        self._names.remember(user_id, name)
+        self.memory.names.remember(user_id, name)
         return str(name)
 
     @asynccontextmanager
@@ -321,18 +303,18 @@ class SlackAdapter:
 
     def first_delivery(self, event_id: str) -> bool:
         """False if this event id was seen before (for work the runtime does not dedupe)."""
-        if event_id in self._seen:
+        if event_id in self.memory.seen:
             return False
-        self._seen.remember(event_id, True)
+        self.memory.seen.remember(event_id, True)
         return True
 
     def saw_message(self, scope: Scope, channel: str, ts: str) -> None:
         """Remember the newest inbound message of a scope (the working signal goes on it)."""
-        self._last_inbound.remember(scope.key, (channel, ts))
+        self.memory.last_inbound.remember(scope.key, (channel, ts))
 
     def rated_scope(self, ts: str) -> Scope | None:
         """The scope of the answer ``ts`` if it was offered feedback buttons."""
-        scope = self.rated.get(ts)
+        scope = self.memory.rated.get(ts)
         return scope if isinstance(scope, Scope) else None
 
     async def whisper(self, channel: str, user_id: str, text: str,
@@ -360,7 +342,7 @@ class SlackAdapter:
         first = await self._post(scope, parts[0])
         extra = [await self._post(scope, part) for part in parts[1:]]
         if extra:
-            self._parts.remember(f"{scope.channel}:{first}", extra)
+            self.memory.parts.remember(f"{scope.channel}:{first}", extra)
         return MessageRef(scope=scope, id=first)
 
     async def edit(self, ref: MessageRef, text: str) -> None:
@@ -375,46 +357,46 @@ class SlackAdapter:
         parts = to_messages(text, MAX_TEXT)
         channel = ref.scope.channel
         key = f"{channel}:{ref.id}"
-        extra: list[str] = list(self._parts.get(key, []))
+        extra: list[str] = list(self.memory.parts.get(key, []))
         if blocks.wants_markdown_block(text):
             parts = parts[:1]
             await self.client.chat_update(channel=channel, ts=ref.id, text=parts[0],
                                           blocks=[blocks.markdown_block(text)], **NO_UNFURL)
-            self._streamed.remember(ref.id, text)
+            self.memory.streamed.remember(ref.id, text)
         else:
             await self.client.chat_update(channel=channel, ts=ref.id, text=parts[0],
-                                          blocks=[] if ref.id in self._streamed else None,
+                                          blocks=[] if ref.id in self.memory.streamed else None,
                                           **NO_UNFURL)
-            self._streamed.pop(ref.id, None)
-        self._texts.remember(ref.id, parts[0])
+            self.memory.streamed.pop(ref.id, None)
+        self.memory.texts.remember(ref.id, parts[0])
         for i, part in enumerate(parts[1:]):
             if i < len(extra):
                 await self.client.chat_update(channel=channel, ts=extra[i], text=part,
                                               **NO_UNFURL)
-                self._texts.remember(extra[i], part)
+                self.memory.texts.remember(extra[i], part)
             else:
                 extra.append(await self._post(ref.scope, part))
         for ts in extra[len(parts) - 1 :]:
             await self.client.chat_delete(channel=channel, ts=ts)
         del extra[len(parts) - 1 :]
         if extra:
-            self._parts.remember(key, extra)
+            self.memory.parts.remember(key, extra)
         else:
-            self._parts.pop(key, None)
+            self.memory.parts.pop(key, None)
 
     async def offer_feedback(self, ref: MessageRef) -> None:
         """Slack's feedback buttons under the answer's last message."""
         key = f"{ref.scope.channel}:{ref.id}"
-        ts = ([ref.id, *self._parts.get(key, [])])[-1]
-        text = self._texts.get(ts)
+        ts = ([ref.id, *self.memory.parts.get(key, [])])[-1]
+        text = self.memory.texts.get(ts)
         if text is None:
             return
-        streamed = self._streamed.get(ts)
+        streamed = self.memory.streamed.get(ts)
         shown = (blocks.markdown_with_feedback(streamed) if streamed is not None
                  else blocks.answer_with_feedback(text))
         await self.client.chat_update(channel=ref.scope.channel, ts=ts, text=text, blocks=shown,
                                       **NO_UNFURL)
-        self.rated.remember(ts, ref.scope)
+        self.memory.rated.remember(ts, ref.scope)
 
     # native streaming (SupportsStreaming) ------------------------------------------
 
@@ -439,7 +421,7 @@ class SlackAdapter:
                 self._streaming = False
             raise
         ts = str(resp["ts"])
-        self._streamed.remember(ts, text)
+        self.memory.streamed.remember(ts, text)
         return MessageRef(scope=scope, id=ts)
 
     async def append_stream(self, ref: MessageRef, text: str) -> None:
@@ -460,9 +442,9 @@ class SlackAdapter:
             if api_error(exc) == "message_not_in_streaming_state":
                 raise StreamExpired(api_error(exc)) from exc
             raise
-        shown = self._streamed.get(ref.id, "") + text
-        self._streamed.remember(ref.id, shown)
-        self._texts.remember(ref.id, to_messages(shown, MAX_TEXT)[0])
+        shown = self.memory.streamed.get(ref.id, "") + text
+        self.memory.streamed.remember(ref.id, shown)
+        self.memory.texts.remember(ref.id, to_messages(shown, MAX_TEXT)[0])
 
     # assistant threads ------------------------------------------------------------
 
@@ -493,9 +475,9 @@ class SlackAdapter:
     async def _title(self, message: InboundMessage) -> None:
         """An assistant thread (a DM thread) is titled after its first message."""
         scope = message.scope
-        if not (scope.is_dm and scope.thread) or scope.key in self._titled:
+        if not (scope.is_dm and scope.thread) or scope.key in self.memory.titled:
             return
-        self._titled.remember(scope.key, True)
+        self.memory.titled.remember(scope.key, True)
         title = " ".join(message.text.split())[:60] or "Conversation"
         try:
             await self.client.assistant_threads_setTitle(channel_id=scope.channel,
@@ -539,34 +521,34 @@ class SlackAdapter:
     async def acknowledge(self, message: InboundMessage) -> None:
         """👀 on an accepted message until its turn ends (⏳ too while it runs)."""
         seen = (message.scope.channel, message.message_id)
-        waiting = self._acked.setdefault(message.scope.key, deque(maxlen=100))
+        waiting = self.memory.acked.setdefault(message.scope.key, deque(maxlen=100))
         if seen in waiting:  # once is enough
             return
         waiting.append(seen)
-        if message.scope.key not in self._last_inbound:  # a replica that did not receive it
+        if message.scope.key not in self.memory.last_inbound:  # a replica that did not receive it
             self.saw_message(message.scope, *seen)
         await self._reaction("add", *seen, SEEN_REACTION)
         await self._title(message)
 
     async def typing(self, scope: Scope) -> None:
         await self._set_status(scope, "is working…")
-        target = self._last_inbound.get(scope.key)
-        working = self._working.setdefault(scope.key, set())
+        target = self.memory.last_inbound.get(scope.key)
+        working = self.memory.working.setdefault(scope.key, set())
         if target is None or target in working:
             return
         working.add(target)
         await self._reaction("add", *target)
 
     async def done(self, scope: Scope) -> None:
-        if scope.key in self._working:
+        if scope.key in self.memory.working:
             await self._set_status(scope, "")
-        for target in self._working.pop(scope.key, set()):
+        for target in self.memory.working.pop(scope.key, set()):
             await self._reaction("remove", *target)
-        waiting = self._acked.get(scope.key)
+        waiting = self.memory.acked.get(scope.key)
         if waiting:  # turns run in arrival order: the oldest acknowledged one just ended
             await self._reaction("remove", *waiting.popleft(), SEEN_REACTION)
             if not waiting:
-                self._acked.pop(scope.key, None)
+                self.memory.acked.pop(scope.key, None)
 
     async def present_approval(self, view: ApprovalView) -> MessageRef:
         async with self.pacer.turn(view.scope.channel):
@@ -630,9 +612,9 @@ class SlackAdapter:
                 blocks=[blocks.markdown_block(markdown)] if markdown else None,
             )
         ts = str(resp["ts"])
-        self._texts.remember(ts, text)
+        self.memory.texts.remember(ts, text)
         if markdown:
-            self._streamed.remember(ts, markdown)
+            self.memory.streamed.remember(ts, markdown)
         return ts
 
     async def _reaction(self, action: str, channel: str, ts: str,
