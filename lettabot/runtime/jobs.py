@@ -8,14 +8,15 @@ none imports another stage for them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import anyio
 
 from lettabot.runtime.adapter import InboundMessage, Scope
 
 __all__ = [
-    "SCHEDULED", "AgentNotConfigured", "ConversationStuck", "Job", "SessionBroken", "TurnOwner",
-    "has_untrusted_context",
+    "SCHEDULED", "AgentNotConfigured", "ConversationStuck", "Job", "Lease", "SessionBroken",
+    "TurnOwner", "has_untrusted_context",
 ]
 
 SCHEDULED = "schedule:"
@@ -27,6 +28,19 @@ def has_untrusted_context(message: InboundMessage) -> bool:
     return any(not (c.trusted or c.from_bot) for c in message.context)
 
 
+class Lease(Protocol):
+    """A cluster replica's hold on a job (:class:`~lettabot.runtime.cluster.inbox.Lease`):
+    another replica may take the job over if this one looked dead for a while."""
+
+    def fresh(self) -> bool:
+        """Whether the job is surely still this replica's (no round trip)."""
+        ...
+
+    async def confirm(self) -> bool:
+        """Whether the job is still this replica's (may ask the database)."""
+        ...
+
+
 @dataclass(frozen=True)
 class Job:
     """One accepted message waiting for (or having) its turn."""
@@ -35,6 +49,8 @@ class Job:
     client_message_id: str
     finished: anyio.Event = field(default_factory=anyio.Event, compare=False, repr=False)
     """Set once the job is done with: answered, failed, or dropped (a reset, a shutdown)."""
+    lease: Lease | None = field(default=None, compare=False, repr=False)
+    """In a cluster: the replica's hold on the job; its turn posts only while it holds."""
 
     @property
     def scope(self) -> Scope:

@@ -293,7 +293,10 @@ class TurnRunner:
                     if trailer:
                         final = f"{final}\n\n{trailer}" if final else trailer
                     try:
-                        refs = await stream.finish(final)
+                        if job.lease is not None and not await job.lease.confirm():
+                            refs = []  # taken over by another replica: it answers
+                        else:
+                            refs = await stream.finish(final)
                     except Exception as exc:
                         log.exception("could not post the reply in %s", scope.key)
                         await self._tell_lost(adapter, scope, exc)
@@ -348,16 +351,16 @@ class TurnRunner:
             if isinstance(msg, sdk.StreamEventMessage):
                 if msg.event.get("message_type", "assistant_message") == "assistant_message":
                     reply.partial += msg.text
-                    stream.update(reply.text())
+                    self._show(job, stream, reply)
             elif isinstance(msg, sdk.AssistantMessage):
                 reply.partial = ""
                 if msg.content.strip():
                     reply.blocks.append(msg.content)
-                stream.update(reply.text())
+                self._show(job, stream, reply)
             elif isinstance(msg, sdk.ToolCallMessage) and self.show_tools:
                 reply.partial = ""
                 reply.blocks.append(tool_line(msg.tool_name, msg.tool_input))
-                stream.update(reply.text())
+                self._show(job, stream, reply)
             elif isinstance(msg, sdk.ErrorMessage):
                 log.warning("agent error in %s: %s", job.message.scope.key, msg.message)
             elif isinstance(msg, sdk.ResultMessage):
@@ -384,6 +387,13 @@ class TurnRunner:
             waited += delay
             delay = min(delay * 2, 5.0)
             watch.last = anyio.current_time()
+
+    @staticmethod
+    def _show(job: Job, stream: ReplyStream | NativeStream, reply: _Reply) -> None:
+        """Show the reply so far, unless the job may have been taken over (a cluster
+        replica that was frozen or cut off: :meth:`~lettabot.runtime.jobs.Lease.fresh`)."""
+        if job.lease is None or job.lease.fresh():
+            stream.update(reply.text())
 
     @staticmethod
     def _trailer(result: sdk.ResultMessage, reply: _Reply) -> str:

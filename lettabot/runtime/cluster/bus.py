@@ -72,7 +72,7 @@ class Bus:
             while True:
                 try:
                     conn = await asyncpg.connect(self.dsn)
-                except (OSError, asyncpg.PostgresError) as exc:
+                except Exception as exc:  # refused, reset, timed out: the database is away
                     log.warning("cluster bus: cannot connect (%s); retrying", exc)
                     await anyio.sleep(2)
                     continue
@@ -84,6 +84,9 @@ class Bus:
                     self.ready.set()
                     await lost.wait()
                     log.warning("cluster bus: connection lost; reconnecting")
+                except Exception as exc:  # lost while setting up: never end the replica
+                    log.warning("cluster bus: the connection failed (%s); reconnecting", exc)
+                    await anyio.sleep(2)
                 finally:
                     with anyio.CancelScope(shield=True):
                         await conn.close()

@@ -5,6 +5,9 @@
   it on its scheduler and closes the scope's session after the turn (the scope's next
   message may run elsewhere). A job taken over from a dead replica continues in a fork
   of its conversation.
+- A job starts its turn once the store answers (a turn begun while the database is away
+  would fail its lookups; waiting for the store is its retry), and posts only while this
+  replica still holds the job (:class:`~lettabot.runtime.cluster.inbox.Lease`).
 - An approval click or a Stop that reached this replica for a turn running on another
   goes over the bus (:meth:`decide_elsewhere`, :meth:`stop_elsewhere`); the store's
   pending → decided transition stays the authority.
@@ -32,7 +35,7 @@ from lettabot.runtime.adapter import (
 )
 from lettabot.runtime.approvals import ApprovalBroker
 from lettabot.runtime.cluster.bus import Bus
-from lettabot.runtime.cluster.inbox import Inbox, libpq_url
+from lettabot.runtime.cluster.inbox import Inbox, Lease, libpq_url
 from lettabot.runtime.config import Config
 from lettabot.runtime.conversations import Conversations
 from lettabot.runtime.intake import acknowledge
@@ -45,6 +48,10 @@ from lettabot.runtime.store import Store
 __all__ = ["Replica"]
 
 log = logging.getLogger("lettabot.runtime")
+
+STORE_WAIT = 120.0
+"""Seconds a job waits for the store to answer before its turn runs anyway (and says
+what failed)."""
 
 RunCommand = Callable[[Scope, str, str], Awaitable[CommandResult]]
 """``run(scope, user_id, command)``: a command run on this replica."""
@@ -81,6 +88,7 @@ class Replica:
         self.adapters = adapters
         self._notify = notify
         self._run_command: RunCommand | None = None
+        self._tg: TaskGroup | None = None
         self.inbox = Inbox(config.store_url, name, self._run_job,
                            concurrency=config.servers.max_concurrent_turns,
                            heartbeat_seconds=cluster.heartbeat_seconds,
@@ -93,6 +101,7 @@ class Replica:
     async def open(self, tg: TaskGroup, run_command: RunCommand) -> None:
         """Join the cluster: the inbox, the bus, and (role ``worker``) the inbox's worker."""
         self._run_command = run_command
+        self._tg = tg
         await self.inbox.open()
         tg.start_soon(self.bus.run, name="cluster bus")
         if "worker" in self.roles:
@@ -110,25 +119,65 @@ class Replica:
     # -- the inbox's jobs ----------------------------------------------------------------
 
     async def _run_job(self, message: InboundMessage, client_message_id: str,
-                       attempts: int) -> None:
+                       attempts: int, lease: Lease) -> None:
         """A job of the inbox, on this replica: its turn, then its session is closed (the
         scope's next message may run on another replica)."""
         scope = message.scope
+        if not await self._store_answers(scope, lease):
+            return  # taken over meanwhile: the other replica answers
         if attempts:
             self.metrics.messages.labels(scope.adapter, "taken_over").inc()
             await self._notify(scope, "⚠️ The lettabot replica that was answering this "
                                       "stopped; another one is answering it now.")
-            await self._fork_after_takeover(scope)
+            try:
+                await self._fork_after_takeover(scope)
+            except Exception:  # the turn goes on in the conversation (it waits for it)
+                log.warning("could not move %s to a fork after a takeover", scope.key,
+                            exc_info=True)
         adapter = self.adapters.get(scope.adapter)
         if isinstance(adapter, SupportsAcknowledge):  # this replica's adapter learns of it
             await acknowledge(adapter, message)
-        job = Job(message, client_message_id=client_message_id)
+        job = Job(message, client_message_id=client_message_id, lease=lease)
+        if self._tg is not None:
+            tg = self._tg
+
+            def stop_here() -> None:
+                tg.start_soon(self._stop_taken_over, job)
+
+            lease.on_lost = stop_here
         self.scheduler.enqueue(job)
         try:
             await job.finished.wait()
         finally:
             with anyio.CancelScope(shield=True):
                 await self.scheduler.release(scope)
+
+    async def _store_answers(self, scope: Scope, lease: Lease) -> bool:
+        """Wait until the store answers (at most :data:`STORE_WAIT` s): a turn begun while
+        the database is away fails its first lookups. False: the job is not this
+        replica's any more."""
+        delay = 0.5
+        with anyio.move_on_after(STORE_WAIT):
+            while not lease.lost:
+                try:
+                    await self.store.get_route(scope.key)
+                    return True
+                except Exception as exc:
+                    log.warning("the store did not answer for %s (%s: %s); waiting for it",
+                                scope.key, type(exc).__name__, exc)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        return not lease.lost
+
+    async def _stop_taken_over(self, job: Job) -> None:
+        """``job`` was taken over by another replica (this one was frozen or cut off): stop
+        its turn here if it runs (what it says is not posted anyway)."""
+        lane = self.scheduler.lanes.get(job.scope.key)
+        if lane is not None and lane.running is job:
+            log.info("stopping the turn in %s: another replica took its message over",
+                     job.scope.key)
+            await self.scheduler.stop(job.scope,
+                                      reason="another lettabot replica took this message over")
 
     async def _fork_after_takeover(self, scope: Scope) -> None:
         """The dead replica's run may go on in its App Server (or hang there), keeping the
