@@ -18,7 +18,9 @@ Commands (``reset``, ``status``…) are not messages: adapters send them to
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 
@@ -39,7 +41,7 @@ from lettabot.runtime.router import Router
 from lettabot.runtime.scheduler import Scheduler
 from lettabot.runtime.store import Schedule, Store
 
-__all__ = ["ENGAGED", "Intake", "acknowledge"]
+__all__ = ["DEPLOYMENT_SETTING", "ENGAGED", "Intake", "acknowledge", "client_message_id"]
 
 log = logging.getLogger("lettabot.runtime")
 
@@ -47,6 +49,24 @@ ENGAGED = "lettabot:thread"
 """Claims (in the dedupe table) of the scopes a cluster has accepted a message in, so a
 follow-up without a mention counts before the first answer made a route."""
 ENGAGED_FOR = timedelta(days=30)
+
+DEPLOYMENT_SETTING = "deployment_id"
+"""The store setting naming this deployment: made once by the first replica that needs it,
+shared by every replica on the store, kept across restarts."""
+
+
+def client_message_id(deployment: str, agent: str, scope: Scope, message_id: str) -> str:
+    """A turn's ``client_message_id``: ``<adapter>:`` and 40 hex chars of sha256 over the
+    deployment, the agent (its name in the config), the scope and the platform's message
+    (event) id. Unique across deployments on one Letta backend, agents, scopes and
+    messages; the same for the same message delivered again (a platform retry, a restart, a
+    cluster takeover), so the backend takes a retried input as the one it already has.
+    At most 61 characters of ``[A-Za-z0-9:_-]``."""
+    parts = (deployment, agent, scope.key, message_id)
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:40]
+    adapter = "".join(c if c.isalnum() or c in "_-" else "-" for c in scope.adapter)[:20]
+    return f"{adapter}:{digest}"
+
 
 Notify = Callable[..., Awaitable[None]]
 """``notify(scope, text, user_id=None)``: a short note in the chat."""
@@ -94,6 +114,7 @@ class Intake:
         self._submit: Submit = self._enqueue
         self._spawn: Spawn | None = None
         self._locks: dict[str, anyio.Lock] = {}
+        self._deployment: str | None = None
 
     def start(self, spawn: Spawn, submit: Submit | None = None) -> None:
         """Acknowledge in the background with ``spawn``; queue through ``submit`` (the
@@ -104,6 +125,15 @@ class Intake:
 
     async def _enqueue(self, message: InboundMessage, client_message_id: str) -> None:
         self.scheduler.enqueue(Job(message, client_message_id=client_message_id))
+
+    async def client_message_id(self, scope: Scope, message_id: str,
+                                agent: str) -> str:
+        """The ``client_message_id`` of the turn for ``message_id`` in ``scope`` by
+        ``agent`` (see :func:`client_message_id`)."""
+        if self._deployment is None:
+            self._deployment = await self.store.setting_if_absent(DEPLOYMENT_SETTING,
+                                                                  uuid.uuid4().hex)
+        return client_message_id(self._deployment, agent, scope, message_id)
 
     # -- messages ----------------------------------------------------------------------
 
@@ -154,7 +184,9 @@ class Intake:
         try:
             if self.clustered and not known:  # every replica now knows the thread
                 await self.store.claim_event(ENGAGED, scope.key, ENGAGED_FOR)
-            await self._submit(message, f"{scope.adapter}:{message.dedupe_id}")
+            agent = profile.name if profile is not None else route.agent_id if route else ""
+            await self._submit(message, await self.client_message_id(scope, message.dedupe_id,
+                                                                     agent))
         except Exception:
             # not queued: its redelivery (the platform retries an unanswered event) must
             # not be taken for a duplicate
@@ -218,4 +250,6 @@ class Intake:
                                  message_id=message_id, mentioned=True)
         log.info("schedule %s runs in %s", schedule.id, scope.key)
         self._count(scope, "scheduled")
-        await self._submit(message, f"{scope.adapter}:{message_id}")
+        profile, route = await self.router.profile_for(scope)
+        agent = profile.name if profile is not None else route.agent_id if route else ""
+        await self._submit(message, await self.client_message_id(scope, message_id, agent))
