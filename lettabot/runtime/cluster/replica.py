@@ -1,6 +1,7 @@
 """One replica of a cluster: the durable inbox's worker and the bus's handlers.
 
-- :meth:`Replica.submit` puts an accepted message in the inbox (intake's last step);
+- :meth:`Replica.submit` puts an accepted message (or a scheduled run) in the inbox
+  (intake's last step);
   the inbox runs it here or on another replica (:meth:`Replica._run_job`), which queues
   it on its scheduler and closes the scope's session after the turn (the scope's next
   message may run elsewhere). A job taken over from a dead replica continues in a fork
@@ -11,6 +12,8 @@
 - An approval click or a Stop that reached this replica for a turn running on another
   goes over the bus (:meth:`decide_elsewhere`, :meth:`stop_elsewhere`); the store's
   pending → decided transition stays the authority.
+- A replica without the ``worker`` role (ingress only) runs no turn and opens no
+  conversation: it does not run the inbox's worker and prewarms nothing.
 """
 
 from __future__ import annotations
@@ -78,6 +81,10 @@ class Replica:
         cluster = config.cluster
         self.name = name
         self.roles = cluster.roles
+        if "worker" not in self.roles:
+            # ingress only: its messages and scheduled runs go to the inbox, whose worker
+            # does not run here; nothing may open a conversation (not even a prewarmed one)
+            conversations.prewarm_enabled = False
         self.store = store
         self.router = router
         self.scheduler = scheduler

@@ -100,7 +100,8 @@ def intents() -> discord.Intents:
 
 
 class _Client(discord.Client):
-    """discord.py's client wired to one adapter."""
+    """discord.py's client wired to one adapter: one gateway session (no ``shard_count``);
+    :class:`_ShardedClient` for shards."""
 
     def __init__(self, adapter: DiscordAdapter, **options: Any) -> None:
         super().__init__(
@@ -127,6 +128,19 @@ class _Client(discord.Client):
         await self.lettabot_on_message(message)
 
 
+class _ShardedClient(_Client, discord.AutoShardedClient):
+    """The configured shards (``shard_count``, ``shard_ids``), one gateway session each."""
+
+
+def _client(adapter: DiscordAdapter, options: dict[str, Any]) -> _Client:
+    """discord.py's ``AutoShardedClient`` with ``shard_count`` and ``shard_ids`` when
+    sharded (it connects those shards only), else a plain ``Client``."""
+    sharding = adapter.settings.sharding()
+    if sharding:
+        return _ShardedClient(adapter, **sharding, **options)
+    return _Client(adapter, **options)
+
+
 class DiscordAdapter:
     """lettabot on Discord (see the module docstring)."""
 
@@ -148,7 +162,7 @@ class DiscordAdapter:
         """discord.py's event tasks for us: finished before the client closes."""
         self.listeners = Listeners(self)
         """What discord.py calls: messages, clicks, commands."""
-        self.client = _Client(self, **client_options)
+        self.client = _client(self, client_options)
 
     def _error_counter(self) -> aiohttp.TraceConfig:
         """Counts REST calls Discord answered with an error (429s included, which discord.py
@@ -173,7 +187,7 @@ class DiscordAdapter:
                 "discord.token is not set — set LETTABOT_DISCORD__TOKEN to the bot token"
             )
         if self.client.is_closed():
-            self.client = _Client(self, **self._client_options)
+            self.client = _client(self, self._client_options)
         try:
             async with self.client:
                 try:

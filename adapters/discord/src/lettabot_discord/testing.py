@@ -99,6 +99,7 @@ class FakeDiscord:
         self._clicked: dict[str, int] = {}  # interaction id -> the message clicked on
         self._tokens: dict[str, str] = {}  # interaction token -> interaction id
         self._sockets: list[web.WebSocketResponse] = []
+        self._shard_of: dict[int, tuple[int, int]] = {}  # id(socket) -> [shard id, count]
         self._seq = 0
         self._changed = anyio.Event()
         self._connected = anyio.Event()
@@ -123,8 +124,12 @@ class FakeDiscord:
     def user(self, name: str, *, bot: bool = False) -> Json:
         return self._user(name, bot=bot)
 
-    def guild(self, name: str = "team") -> Json:
+    def guild(self, name: str = "team", *, shard: tuple[int, int] | None = None) -> Json:
+        """A guild the bot is in; ``shard`` (id, count): one on that shard."""
         gid = self.new_id()
+        if shard is not None:
+            shard_id, count = shard
+            gid = ((gid >> 22) + (shard_id - (gid >> 22)) % count) << 22 | (gid & 0x3FFFFF)
         guild = {
             "id": str(gid),
             "name": name,
@@ -371,28 +376,45 @@ class FakeDiscord:
                     await ws.send_json({"op": 11, "d": None, "s": None, "t": None})
                 elif frame["op"] == 2:
                     self.identify.append(frame["d"])
+                    shard_id, count = frame["d"].get("shard") or (0, 1)
+                    self._shard_of[id(ws)] = (int(shard_id), int(count))
                     await self._send_ready(ws)
         finally:
             self._sockets.remove(ws)
+            self._shard_of.pop(id(ws), None)
         return ws
 
+    @staticmethod
+    def shard_of(guild_id: int | str, count: int) -> int:
+        """The shard Discord puts a guild on: ``(guild_id >> 22) % count``."""
+        return (int(guild_id) >> 22) % count
+
+    def _receives(self, ws: web.WebSocketResponse, guild_id: int | str | None) -> bool:
+        """Whether ``ws``'s session gets the events of ``guild_id`` (DMs: shard 0)."""
+        shard_id, count = self._shard_of.get(id(ws), (0, 1))
+        if guild_id is None:
+            return shard_id == 0
+        return self.shard_of(guild_id, count) == shard_id
+
     async def _send_ready(self, ws: web.WebSocketResponse) -> None:
+        shard = list(self._shard_of.get(id(ws), (0, 1)))
+        guilds = [g for g in self.guilds.values() if self._receives(ws, g["id"])]
         await self._emit(
             ws,
             "READY",
             {
                 "v": 10,
                 "user": self.bot,
-                "guilds": [{"id": g["id"], "unavailable": True} for g in self.guilds.values()],
+                "guilds": [{"id": g["id"], "unavailable": True} for g in guilds],
                 "session_id": "fake-session",
                 "resume_gateway_url": self.gateway_url,
-                "shard": [0, 1],
+                "shard": shard,
                 "application": {"id": str(self.app_id), "flags": 0},
                 "private_channels": [],
                 "relationships": [],
             },
         )
-        for guild in self.guilds.values():
+        for guild in guilds:
             await self._emit(ws, "GUILD_CREATE", guild)
         self._connected.set()
         self._touch()
@@ -402,9 +424,14 @@ class FakeDiscord:
         await ws.send_json({"op": 0, "t": event, "s": self._seq, "d": data})
 
     async def dispatch(self, event: str, data: Json) -> None:
-        """Send a gateway event to every connected client."""
+        """Send a gateway event to every connected session of its guild's shard (a DM's:
+        shard 0), as Discord does; unsharded clients get everything."""
+        guild_id = data.get("guild_id")
+        if guild_id is None and event.startswith("GUILD_"):
+            guild_id = data.get("id")
         for ws in list(self._sockets):
-            await self._emit(ws, event, data)
+            if self._receives(ws, guild_id):
+                await self._emit(ws, event, data)
 
     # acting as users -------------------------------------------------------------
 
