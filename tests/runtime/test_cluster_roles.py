@@ -15,7 +15,9 @@ import anyio
 import pytest
 
 from lettabot import sdk
+from lettabot.runtime.adapter import InboundMessage
 from lettabot.runtime.bot import Bot
+from lettabot.runtime.jobs import Job
 from lettabot.runtime.store import Schedule
 from lettabot.testing.app_server import external_app_server
 from lettabot.testing.chat import Posted, TestChat
@@ -92,6 +94,32 @@ async def replicas(module_home: LettaHome, roles_db: str) -> AsyncIterator[Repli
         mp.undo()
 
 
+def record_submitted(bot: Bot) -> list[str]:
+    """The ``client_message_id`` of every message ``bot``'s intake puts in the inbox."""
+    ids: list[str] = []
+    submit = bot.intake._submit
+
+    async def recording(message: InboundMessage, client_message_id: str) -> None:
+        ids.append(client_message_id)
+        await submit(message, client_message_id)
+
+    bot.intake._submit = recording
+    return ids
+
+
+def record_run(bot: Bot) -> list[str]:
+    """The ``client_message_id`` of every job ``bot``'s worker queues for a turn."""
+    ids: list[str] = []
+    enqueue = bot.scheduler.enqueue
+
+    def recording(job: Job) -> int:
+        ids.append(job.client_message_id)
+        return enqueue(job)
+
+    bot.scheduler.enqueue = recording  # type: ignore[method-assign]
+    return ids
+
+
 def texts(replicas: Replicas, key: str) -> list[str]:
     return [p.text for p in replicas.posts if p.scope.key == key]
 
@@ -100,6 +128,7 @@ async def test_an_ingress_only_replica_queues_messages_and_runs_no_turn(
     replicas: Replicas,
 ) -> None:
     scopes = [replicas.chat.scope("C1", f"ingress-{i}") for i in range(3)]
+    submitted, run = record_submitted(replicas.ingress), record_run(replicas.worker)
     for round_ in range(2):
         for i, scope in enumerate(scopes):
             await replicas.chat.push(f"m{round_}-s{i}", scope=scope)
@@ -113,6 +142,9 @@ async def test_an_ingress_only_replica_queues_messages_and_runs_no_turn(
     assert replicas.opened_by(replicas.worker)  # the worker ran them
     assert replicas.opened_by(replicas.ingress) == []  # no conversation, no prewarm
     assert not replicas.ingress.scheduler.lanes
+    # each turn's client_message_id is the one intake gave it: it travels with the durable
+    # job (a takeover runs the same job again, so the same id)
+    assert len(submitted) == 6 and sorted(run) == sorted(submitted)
 
 
 async def test_a_scheduled_run_claimed_by_an_ingress_replica_runs_on_a_worker(
