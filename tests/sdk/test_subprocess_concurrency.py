@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import textwrap
 from typing import Any
@@ -120,18 +119,20 @@ async def test_processes_started_at_once_get_their_own_conversations(
     before = _seed_settings(letta_home)
     per_child, children = 12, 3
     env = {**os.environ, **letta_home.env}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", _CHILD, agent_id, f"child{c}", str(per_child)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(letta_home.workdir), env=env,
-        )
-        for c in range(children)
-    ]
     outputs: dict[str, list[str]] = {}
-    for proc in procs:
-        out, err = await anyio.to_thread.run_sync(lambda p=proc: p.communicate(timeout=600))
-        assert proc.returncode == 0, err.decode()[-3000:]
-        outputs.update(json.loads(out.decode().strip().splitlines()[-1]))
+
+    async def child(c: int) -> None:
+        done = await anyio.run_process(
+            [sys.executable, "-c", _CHILD, agent_id, f"child{c}", str(per_child)],
+            cwd=str(letta_home.workdir), env=env, check=False,
+        )
+        assert done.returncode == 0, done.stderr.decode()[-3000:]
+        outputs.update(json.loads(done.stdout.decode().strip().splitlines()[-1]))
+
+    with anyio.fail_after(600):
+        async with anyio.create_task_group() as tg:
+            for c in range(children):
+                tg.start_soon(child, c)
     assert len(outputs) == per_child * children
     conversations = [c for c, _ in outputs.values()]
     shared = {c for c in conversations if conversations.count(c) > 1}
