@@ -51,9 +51,11 @@ LOCK_NAME = ".lettabot-cli-start.lock"
 _POLL = 0.005
 _POLL_MAX = 0.05
 
-# The CLI deletes these from settings.json itself (OBSOLETE_SETTINGS_KEYS, CLI 0.34.12).
+# Keys the CLI removes from settings.json itself (CLI 0.34.12): OBSOLETE_SETTINGS_KEYS,
+# and refreshToken once migrateTokensToSecrets() has moved it to the system keychain.
 _CLI_DROPS = frozenset({"reflectionBehavior", "enableSleeptime", "pinnedAgents",
-                        "pinnedAgentsByServer", "pinnedConversationsByServer"})
+                        "pinnedAgentsByServer", "pinnedConversationsByServer",
+                        "refreshToken"})
 
 _local_locks: dict[str, anyio.Lock] = {}
 

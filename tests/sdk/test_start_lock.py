@@ -1,0 +1,90 @@
+"""The CLI start lock and the settings guard, without a CLI (the subprocess transport's
+concurrency tests use the real one)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from lettabot.sdk._internal.start_lock import (
+    LOCK_NAME,
+    SettingsGuard,
+    cli_start_lock,
+    letta_dirs,
+)
+
+pytestmark = pytest.mark.anyio
+
+_HOLDER = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_the_lock_covers_the_settings_and_the_backend_folders(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path)}
+    assert letta_dirs(env) == [tmp_path / ".letta", tmp_path / ".letta" / "lc-local-backend"]
+    elsewhere = tmp_path / "backend"
+    env["LETTA_LOCAL_BACKEND_DIR"] = str(elsewhere)
+    assert set(letta_dirs(env)) == {tmp_path / ".letta", elsewhere}
+
+
+async def test_a_start_waits_for_another_process_holding_the_lock(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path)}
+    (tmp_path / ".letta").mkdir()
+    async with await anyio.open_process(
+        [sys.executable, "-c", _HOLDER, str(tmp_path / ".letta" / LOCK_NAME), "1.0"]
+    ) as holder:
+        assert holder.stdout is not None
+        assert (await holder.stdout.receive()).startswith(b"held")
+        began = time.monotonic()
+        with anyio.fail_after(10):
+            async with cli_start_lock(env):
+                waited = time.monotonic() - began
+        await holder.wait()
+    assert waited >= 0.7
+
+
+async def test_starts_in_one_process_take_turns(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path)}
+    inside = 0
+    most = 0
+
+    async def start() -> None:
+        nonlocal inside, most
+        async with cli_start_lock(env):
+            inside += 1
+            most = max(most, inside)
+            await anyio.sleep(0.01)
+            inside -= 1
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            for _ in range(20):
+                tg.start_soon(start)
+    assert most == 1
+
+
+def test_the_guard_puts_back_lost_keys_and_keeps_changes(tmp_path: Path) -> None:
+    settings = tmp_path / ".letta" / "settings.json"
+    settings.parent.mkdir()
+    settings.write_text(json.dumps({"agents": [1], "mine": "x", "tokenStreaming": False,
+                                    "pinnedAgents": []}))
+    guard = SettingsGuard({"HOME": str(tmp_path)})
+    # What a start that read a half-written file leaves: its defaults, the rest gone.
+    settings.write_text(json.dumps({"tokenStreaming": True}))
+    assert guard.repair()
+    assert json.loads(settings.read_text()) == {"agents": [1], "mine": "x",
+                                                "tokenStreaming": True}
+    settings.write_text('{"agen')  # truncated
+    assert guard.repair()
+    assert json.loads(settings.read_text())["mine"] == "x"
+    assert not guard.repair()  # nothing lost now
