@@ -14,6 +14,7 @@ import pytest
 from lettabot.sdk._internal.start_lock import (
     LOCK_NAME,
     SettingsGuard,
+    StartGate,
     cli_start_lock,
     letta_dirs,
 )
@@ -88,3 +89,45 @@ def test_the_guard_puts_back_lost_keys_and_keeps_changes(tmp_path: Path) -> None
     assert guard.repair()
     assert json.loads(settings.read_text())["mine"] == "x"
     assert not guard.repair()  # nothing lost now
+
+
+def _node() -> str:
+    import letta_code
+
+    node = Path(letta_code.__file__).parent / "_payload" / "bin" / "node"
+    if not node.is_file():
+        pytest.skip("no bundled node")
+    return str(node)
+
+
+@pytest.mark.parametrize("opened", [True, False])
+def test_the_gate_holds_the_cli_at_the_home_until_opened(tmp_path: Path, opened: bool) -> None:
+    import os
+    import subprocess
+
+    (tmp_path / ".letta").mkdir()
+    env = {"HOME": str(tmp_path), "PATH": os.environ.get("PATH", "")}
+    gate = StartGate()
+    gate.prepare(env)
+    assert gate.active
+    script = ("const fs = require('fs');"
+              "console.log('booted');"
+              "fs.existsSync(process.env.HOME + '/.letta/settings.json');"
+              "console.log('touched', process.env.NODE_OPTIONS === undefined,"
+              " process.env.LETTABOT_START_GATE_FD === undefined);")
+    proc = subprocess.Popen([_node(), "-e", script], env=env, pass_fds=gate.pass_fds,
+                            stdout=subprocess.PIPE, text=True)
+    gate.started()
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "booted"
+    time.sleep(0.3)
+    assert proc.poll() is None  # waiting at the gate
+    if opened:
+        gate.open()
+    else:
+        gate.close()
+    out, _ = proc.communicate(timeout=10)
+    if opened:
+        assert proc.returncode == 0 and out.strip() == "touched true true"
+    else:
+        assert proc.returncode == 75 and "touched" not in out

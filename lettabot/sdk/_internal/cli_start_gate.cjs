@@ -49,10 +49,16 @@ function wrap(obj, name) {
   const orig = obj[name];
   if (typeof orig !== "function") return;
   originals.push([obj, name, orig]);
-  obj[name] = function (p, ...rest) {
+  const wrapper = function (p, ...rest) {
     if (!open && inHome(p)) gate();
     return orig.call(this, p, ...rest);
   };
+  for (const key of Reflect.ownKeys(orig)) {  // realpathSync.native, promisify.custom, ...
+    if (key !== "length" && key !== "name" && key !== "prototype") {
+      Object.defineProperty(wrapper, key, Object.getOwnPropertyDescriptor(orig, key));
+    }
+  }
+  obj[name] = wrapper;
 }
 if (!open) {
   for (const name of ["readFileSync", "writeFileSync", "existsSync", "statSync", "lstatSync",
