@@ -91,6 +91,22 @@ def test_the_guard_puts_back_lost_keys_and_keeps_changes(tmp_path: Path) -> None
     assert not guard.repair()  # nothing lost now
 
 
+def _letta() -> str:
+    return str(Path(sys.executable).parent / "letta")
+
+
+def test_the_gate_is_only_for_a_cli_run_by_node(tmp_path: Path) -> None:
+    binary = tmp_path / "letta"
+    binary.write_bytes(b"\x7fELF...")
+    env: dict[str, str] = {}
+    StartGate().prepare(env, str(binary))
+    assert "NODE_OPTIONS" not in env
+    gate = StartGate()
+    gate.prepare(env, _letta())
+    assert gate.active and "cli_start_gate.cjs" in env["NODE_OPTIONS"]
+    gate.close()
+
+
 def _node() -> str:
     import letta_code
 
@@ -108,7 +124,7 @@ def test_the_gate_holds_the_cli_at_the_home_until_opened(tmp_path: Path, opened:
     (tmp_path / ".letta").mkdir()
     env = {"HOME": str(tmp_path), "PATH": os.environ.get("PATH", "")}
     gate = StartGate()
-    gate.prepare(env)
+    gate.prepare(env, _letta())
     assert gate.active
     script = ("const fs = require('fs');"
               "console.log('booted');"

@@ -147,8 +147,8 @@ class StartGate:
         self._read: int | None = None
         self._write: int | None = None
 
-    def prepare(self, env: dict[str, str]) -> None:
-        if not _GATE_SCRIPT.is_file():
+    def prepare(self, env: dict[str, str], cli: str) -> None:
+        if not _GATE_SCRIPT.is_file() or not _runs_on_node(cli):
             return
         try:
             self._read, self._write = os.pipe()
@@ -183,6 +183,21 @@ class StartGate:
         if self._write is not None:
             os.close(self._write)
             self._write = None
+
+
+def _runs_on_node(cli: str) -> bool:
+    """Whether ``cli`` is Node running the CLI's bundle (NODE_OPTIONS reaches it): the
+    ``letta`` of PyPI's ``letta`` (a Python launcher that execs its bundled node) or an
+    npm ``letta`` script run by node. Anything else (a compiled binary, Bun) gets no gate."""
+    try:
+        with open(cli, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    first = head.split(b"\n", 1)[0]
+    if not first.startswith(b"#!"):
+        return False
+    return b"node" in first or (b"python" in first and b"letta_code" in head)
 
 
 class SettingsGuard:

@@ -229,7 +229,7 @@ class SubprocessTransport:
         # settings.json (see start_lock): the process boots at once, but from its first
         # touch of the home until its init it holds the home's start lock.
         gate = StartGate()
-        gate.prepare(env)
+        gate.prepare(env, cli)
         try:
             if gate.active:
                 await self._start_process(cli, argv, env, gate)
