@@ -43,6 +43,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,7 @@ _CLI_DROPS = frozenset({"reflectionBehavior", "enableSleeptime", "pinnedAgents",
                         "pinnedAgentsByServer", "pinnedConversationsByServer",
                         "refreshToken"})
 
-_local_locks: dict[str, anyio.Lock] = {}
+_local_locks: dict[tuple[str, int], anyio.Lock] = {}
 
 
 def letta_dirs(env: Mapping[str, str]) -> list[Path]:
@@ -87,7 +88,9 @@ async def cli_start_lock(env: Mapping[str, str]) -> AsyncIterator[None]:
 
 @contextlib.asynccontextmanager
 async def _folder_lock(folder: Path) -> AsyncIterator[None]:
-    key = str(folder)
+    # Per thread: an anyio lock belongs to one event loop (the flock still excludes the
+    # other threads: each start opens the lock file anew).
+    key = (str(folder), threading.get_ident())
     local = _local_locks.get(key)
     if local is None:
         local = _local_locks[key] = anyio.Lock()
