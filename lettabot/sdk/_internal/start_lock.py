@@ -3,11 +3,12 @@
 Why (CLI 0.34.12, ``letta.js``): a CLI process starting a session is not safe beside
 another one starting on the same home.
 
-- A new local conversation is numbered by ``LocalStore.nextConversationId()``: a counter
-  the process loaded from disk when it started, plus ``existsSync(<conversation dir>)``;
-  the directory is made later by ``persistConversationState()`` (``mkdirSync``, no
-  exclusive create). Two processes between those two steps hand out the same
-  ``local-conv-<n>``, and two sessions then write one conversation.
+- A new local conversation is numbered by ``LocalStore.nextConversationId()``: a
+  process-local counter (``conversationSeq``) checked with ``existsSync(<conversation
+  dir>)``; ``persistConversationState()`` then makes the directory with ``mkdirSync(...,
+  {recursive: true})`` and overwrites ``conversation.json``: no exclusive create, so two
+  processes that both pass the check use one ``local-conv-<n>`` and two sessions write
+  one conversation (measured: 1-4 of 40-50 concurrent starts on this 2-core machine).
 - ``SettingsManager.initialize()`` reads ``~/.letta/settings.json`` and, when it does not
   parse, falls back to the defaults and marks them all dirty; ``persistSettings()`` writes
   with ``writeFileSync`` (truncate, then write, not a rename). A process that reads while
@@ -15,14 +16,15 @@ another one starting on the same home.
   agents, device id and own keys are gone.
 
 Both happen between the process's start and its ``init`` message (measured: every
-settings write and the conversation directory come before ``init``; none during a turn
-or at exit). So :func:`cli_start_lock` is held from before the process is spawned until
-it has sent ``init``: an exclusive ``flock`` on a lock file in each folder the CLI
-writes (``$HOME/.letta`` for the settings, the local backend folder for conversations),
-which serialises every lettabot process on the machine, and an in-process FIFO lock in
-front of it so the sessions of one process queue fairly instead of polling. The kernel
-drops a ``flock`` when its holder dies; the lock file's descriptor is not inherited by
-the CLI (Python opens files close-on-exec).
+settings write and the conversation directory come before ``init``, none during a turn
+or at exit; tests/sdk/test_subprocess_concurrency.py runs turns beside starts). So
+:func:`cli_start_lock` is held until the process has sent ``init``: an exclusive
+``flock`` on a lock file in each folder the CLI writes (``$HOME/.letta`` for the
+settings, the local backend folder for conversations), which serialises every lettabot
+process on the machine, and an in-process FIFO lock in front of it so the sessions of
+one process queue fairly instead of polling. The kernel drops a ``flock`` when its
+holder dies; the lock file's descriptor is not inherited by the CLI (Python opens files
+close-on-exec).
 
 Most of a start is the CLI loading its bundle (measured: its first touch of the home
 comes ~1.2-1.6 s after spawn, ``init`` ~0.2-0.4 s later). So the process is spawned
