@@ -38,6 +38,7 @@ from lettabot.sdk._internal.app_server.recompile import recompile_via_server
 from lettabot.sdk._internal.cli import cli_env, find_cli, is_conversation_id, last_used_agent
 from lettabot.sdk._internal.cli_words import not_found_error
 from lettabot.sdk._internal.parser import TurnTracker, parse_stream_json
+from lettabot.sdk._internal.start_lock import SettingsGuard, StartGate, cli_start_lock
 from lettabot.sdk._internal.transport import ControlHandler, Target
 from lettabot.sdk.errors import (
     CLIConnectionError,
@@ -223,6 +224,42 @@ class SubprocessTransport:
     async def _spawn(self, target: Target) -> InitMessage:
         cli = find_cli(self._options.cli_path)
         argv = build_argv(cli, self._options, target)
+        env = cli_env(self._options.env)
+        # Concurrent CLI starts on one Letta home share conversation ids and wipe
+        # settings.json (see start_lock): the process boots at once, but from its first
+        # touch of the home until its init it holds the home's start lock.
+        gate = StartGate()
+        gate.prepare(env, cli)
+        try:
+            if gate.active:
+                await self._start_process(cli, argv, env, gate)
+            async with cli_start_lock(env):
+                guard = SettingsGuard(env)
+                if not gate.active:
+                    await self._start_process(cli, argv, env, gate)
+                gate.open()
+                try:
+                    response = await self.control("initialize")
+                finally:
+                    guard.repair()
+            if self._options.tools:
+                await self.control(
+                    "register_external_tools",
+                    tools=[t.definition() for t in self._options.tools],
+                )
+            init = await self._wait_init(response)
+        except ProcessError as exc:
+            await self._close_after_failed_start(exc)
+            raise
+        except BaseException:
+            await self.close()
+            raise
+        finally:
+            gate.close()
+        return init
+
+    async def _start_process(self, cli: str, argv: list[str], env: dict[str, str],
+                             gate: StartGate) -> None:
         self._stderr = tempfile.TemporaryFile(prefix="letta-stderr-")  # noqa: SIM115 (closed in close())
         cwd = str(self._options.cwd) if self._options.cwd else os.getcwd()
         log.debug("starting CLI: %s (cwd %s)", _redact(argv), cwd)
@@ -233,29 +270,20 @@ class SubprocessTransport:
                 stdout=subprocess.PIPE,
                 stderr=self._stderr,
                 cwd=cwd,
-                env=cli_env(self._options.env),
+                env=env,
                 start_new_session=True,
+                pass_fds=gate.pass_fds,
             )
         except OSError as exc:
             raise CLIConnectionError(f"could not start the Letta CLI {cli!r}: {exc}") from exc
-        try:
-            response = await self.control("initialize")
-            if self._options.tools:
-                await self.control(
-                    "register_external_tools",
-                    tools=[t.definition() for t in self._options.tools],
-                )
-            init = await self._wait_init(response)
-        except ProcessError as exc:
-            await self.close()
-            missing = not_found_error(exc.stderr, message=str(exc))
-            if missing is not None:  # the CLI's "Conversation X not found" before it exits
-                raise missing from exc
-            raise
-        except BaseException:
-            await self.close()
-            raise
-        return init
+        finally:
+            gate.started()
+
+    async def _close_after_failed_start(self, exc: ProcessError) -> None:
+        await self.close()
+        missing = not_found_error(exc.stderr, message=str(exc))
+        if missing is not None:  # the CLI's "Conversation X not found" before it exits
+            raise missing from exc
 
     async def _wait_init(self, response: dict[str, Any]) -> InitMessage:
         for msg in list(self._messages):
