@@ -130,10 +130,12 @@ async def test_subprocess_resumes_start_no_app_server_while_the_prompt_is_curren
         async with sdk.resume_session(agent, transport="subprocess") as session:
             assert (await session.run_turn(word)).result == f"You said: {word}"
     assert len(started) == before, "a resume started an App Server to recompile a current prompt"
-    # memory changed since: the next resume recompiles (through a server)
+    # memory committed since (as the agent does): the next resume recompiles (through a server)
     memory = letta_home.memory_dir(agent)
-    note = next(p for p in memory.rglob("*.md") if ".git" not in p.parts)
-    note.write_text(note.read_text() + "\nA new fact.\n")
+    (memory / "notes.md").write_text("---\nname: notes\ndescription: Facts\n---\nA new fact.\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    await anyio.run_process([*git, "add", "notes.md"], cwd=memory)
+    await anyio.run_process([*git, "commit", "-qm", "fact", "--no-verify"], cwd=memory)
     assert not prompt_is_current(env, agent, "default")
     async with sdk.resume_session(agent, transport="subprocess") as session:
         assert (await session.run_turn("three")).result == "You said: three"

@@ -195,7 +195,7 @@ class Slot:
                     log.warning("the App Server (pid %s) died; starting a new one", self.server.pid)
                     await self.server.stop()
                     self.server = None
-                if self.server is None and self.idle > 0:
+                if self.server is None:  # one left idle, if any (no longer idle then)
                     self.server = await anyio.to_thread.run_sync(_unpark, self.key, self.env)
                 if self.server is None:
                     assert self.cli is not None

@@ -13,8 +13,9 @@ it itself), which spares that server's start (about a CLI start) on most resumes
 from __future__ import annotations
 
 import base64
+import json
 import logging
-import os
+from datetime import datetime
 from pathlib import Path
 
 import anyio
@@ -36,25 +37,33 @@ def _segment(value: str) -> str:
     return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
 
 
-def _newest(root: Path) -> int | None:
-    """The newest mtime (ns) of the files under ``root``, git's own files aside."""
-    newest = 0
-    if not root.is_dir():
+def _git_head(repo: Path) -> str | None:
+    """The commit ``repo``'s HEAD names (None if it cannot tell)."""
+    git = repo / ".git"
+    try:
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref: "):
+            return head or None
+        ref = head[5:].strip()
+        if (git / ref).is_file():
+            return (git / ref).read_text().strip() or None
+        for line in (git / "packed-refs").read_text().splitlines():
+            sha, _, name = line.partition(" ")
+            if name.strip() == ref:
+                return sha
+    except OSError:
         return None
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if d != ".git"]
-        for name in files:
-            try:
-                newest = max(newest, os.stat(os.path.join(folder, name)).st_mtime_ns)
-            except OSError:
-                return None
-    return newest
+    return None
 
 
 def prompt_is_current(env: dict[str, str], agent_id: str | None,
                       conversation_id: str) -> bool:
-    """Whether the local backend shows the conversation's stored system prompt compiled
-    after the agent's record and memory last changed (False whenever it cannot tell)."""
+    """Whether the local backend shows the conversation's stored system prompt compiled from
+    the agent's current memory: its ``memfsRevision`` is the memory repository's HEAD, its
+    ``content`` holds its ``coreMemory`` (after a commit in a turn the CLI updates only the
+    latter), and the agent's record was not changed after its ``compiledAt`` (False whenever
+    it cannot tell).
+    The prompt file's own mtime says nothing: the CLI rewrites it, unchanged, after turns."""
     if not agent_id or not agent_id.startswith("agent-local-"):
         return False
     home = Path(env.get("HOME") or Path.home())
@@ -66,17 +75,20 @@ def prompt_is_current(env: dict[str, str], agent_id: str | None,
     if not conversation.is_dir() or not record.is_file():
         return False
     prompt = conversation / "system-prompt.json"
+    if not prompt.exists():
+        return True  # none stored: the CLI compiles it from the memory it finds
     try:
-        if not prompt.exists():
-            return True  # none stored: the CLI compiles it from the memory it finds
-        compiled = prompt.stat().st_mtime_ns
-        changed = record.stat().st_mtime_ns
-    except OSError:
+        stored = json.loads(prompt.read_text())
+        compiled_at = datetime.fromisoformat(str(stored["compiledAt"]).replace("Z", "+00:00"))
+        revision = str(stored["memfsRevision"])
+        memory, content = str(stored["coreMemory"]), str(stored["content"])
+        changed = record.stat().st_mtime
+    except (OSError, ValueError, KeyError, TypeError):
         return False
-    memory = _newest(backend / "memfs" / agent_id / "memory")
-    if memory is None:
+    if memory not in content:  # the CLI notes memory it committed, but keeps the prompt
         return False
-    return compiled > max(changed, memory)
+    head = _git_head(backend / "memfs" / agent_id / "memory")
+    return head is not None and head == revision and changed <= compiled_at.timestamp()
 
 
 async def recompile_on(conn: Connection, agent_id: str | None, conversation_id: str,
