@@ -297,7 +297,8 @@ class LettaClient:
 
     async def close(self) -> None:
         """Close every open session of this client, then stop the servers it started.
-        (The default client's servers stop with their last session.)"""
+        (The default client's process-wide servers stop an idle period after their last
+        session, see ``app_server_idle``; closing it stops the idle ones at once.)"""
         self._closed = True
         for sessions in self._open.values():
             for session in list(sessions):
@@ -305,6 +306,12 @@ class LettaClient:
         self._open.clear()
         if self._set is not None:
             await self._set.close()
+        if self._shared:  # the process-wide servers kept idle for the next session
+            import anyio
+
+            from lettabot.sdk._internal.app_server.pool import stop_idle
+
+            await anyio.to_thread.run_sync(stop_idle)
 
     async def __aenter__(self) -> LettaClient:
         return self

@@ -233,6 +233,10 @@ class SessionOptions(AgentOptions):
     """An App Server someone else runs (else ``$LETTA_APP_SERVER_URL``, else a local one)."""
     app_server_token: SecretStr | None = Field(default=None, repr=False)
     """Its capability token (else ``$LETTA_APP_SERVER_TOKEN``)."""
+    app_server_idle: float | None = Field(default=None, ge=0)
+    """Seconds a local App Server the SDK started for its process-wide sessions stays up
+    after its last session closes, so the next one starts warm (else
+    ``$LETTABOT_SDK_APP_SERVER_IDLE``, else 60); 0: it stops with its last session."""
     request_timeout: float = Field(default=60.0, gt=0)
 
     @field_validator("cwd")

@@ -23,3 +23,12 @@ def transport(request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _no_idle_app_servers() -> Iterator[None]:
+    """Each test's environment (HOME) gets its own App Server: stop the ones left idle."""
+    yield
+    from lettabot.sdk._internal.app_server.pool import stop_idle
+
+    stop_idle()

@@ -29,8 +29,9 @@ def _server_pid() -> int:
 
 
 async def test_turns_share_one_server_and_it_stops_with_the_last_session(
-    letta_home: LettaHome,
+    letta_home: LettaHome, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("LETTABOT_SDK_APP_SERVER_IDLE", "0")  # else it idles (test_app_server_idle)
     agent = await sdk.create_agent(model=letta_home.model, transport="app_server")
     async with sdk.create_session(agent, transport="app_server") as one:
         pid = _server_pid()

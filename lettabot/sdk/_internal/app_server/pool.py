@@ -1,8 +1,12 @@
 """Which App Server a session uses, started lazily and shared.
 
 - ``LETTA_APP_SERVER_URL`` (+ ``LETTA_APP_SERVER_TOKEN``): a server someone else runs.
-- otherwise: a local ``letta server`` per CLI + environment, started on first use and
-  stopped when its last session closes (and restarted if it died). It requires a capability
+- otherwise: a local ``letta server`` per CLI + environment, started on first use (and
+  restarted if it died). When its last session closes it stays up, idle, for
+  ``app_server_idle`` seconds (else ``$LETTABOT_SDK_APP_SERVER_IDLE``, else 60), so the next
+  session (a sequential ``prompt()``, on any event loop) starts warm; then a timer thread stops
+  it. :func:`stop_idle` (``default_client().close()``) stops idle ones at once, and the
+  interpreter's exit kills whatever still runs (see :mod:`.process`). It requires a capability
   token even on loopback, so no other local process can drive its conversations.
 
 A :class:`Lease` is one session's hold on a server; its ``connection`` is the current
@@ -14,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,12 +30,136 @@ from lettabot.sdk._internal.cli import cli_env, find_cli
 from lettabot.sdk.errors import CLIConnectionError
 from lettabot.sdk.options import SessionOptions
 
-__all__ = ["Lease", "ServerSet", "Slot", "acquire", "server_key", "shared_slots"]
+__all__ = ["Lease", "ServerSet", "Slot", "acquire", "idle_seconds", "idle_servers", "server_key",
+           "shared_slots", "stop_idle"]
 
 log = logging.getLogger("lettabot.sdk.app_server")
 
 URL_ENV = "LETTA_APP_SERVER_URL"
 TOKEN_ENV = "LETTA_APP_SERVER_TOKEN"
+IDLE_ENV = "LETTABOT_SDK_APP_SERVER_IDLE"
+DEFAULT_IDLE = 60.0
+
+
+def idle_seconds(options: SessionOptions) -> float:
+    """How long a process-wide local server outlives its last session (0: not at all)."""
+    if options.app_server_idle is not None:
+        return options.app_server_idle
+    raw = os.environ.get(IDLE_ENV, "").strip()
+    if raw:
+        try:
+            return max(0.0, float(raw))
+        except ValueError:
+            log.warning("%s=%r is not a number of seconds; using %s", IDLE_ENV, raw, DEFAULT_IDLE)
+    return DEFAULT_IDLE
+
+
+@dataclass(eq=False)
+class _Parked:
+    server: LocalServer
+    timer: threading.Timer
+    state: tuple[tuple[str, int, int], ...]
+    """:func:`store_state` when it went idle: a server caches the local backend (it does not
+    see agents another process made, and would write back its stale conversations)."""
+
+
+def _store_paths(env: dict[str, str]) -> list[Path]:
+    home = Path(env.get("HOME") or Path.home())
+    backend = env.get("LETTA_LOCAL_BACKEND_DIR") or str(home / ".letta" / "lc-local-backend")
+    return [Path(backend), home / ".letta" / "settings.json"]
+
+
+def store_state(env: dict[str, str]) -> tuple[tuple[str, int, int], ...]:
+    """Every file of the CLI's local backend (and its settings) with mtime and size."""
+    out: list[tuple[str, int, int]] = []
+    for root in _store_paths(env):
+        if root.is_file():
+            st = root.stat()
+            out.append((str(root), st.st_mtime_ns, st.st_size))
+            continue
+        for folder, _dirs, files in os.walk(root):
+            for name in files:
+                if (name == "index" and os.path.basename(folder) == ".git") or (
+                        ".lock" in name or name.endswith(".tmp")):
+                    continue  # git rewrites its index's stat cache on a mere read; locks come
+                    # and go (what they guard is written to the files themselves)
+                path = os.path.join(folder, name)
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                out.append((path, st.st_mtime_ns, st.st_size))
+    out.sort()
+    return tuple(out)
+
+
+# Idle local servers by server key. Not per event loop: the process outlives the loop that
+# started it, so ``asyncio.run(prompt(...))`` twice reuses it. Guarded by a thread lock (the
+# idle timers run in threads).
+_idle: dict[str, _Parked] = {}
+_idle_lock = threading.Lock()
+
+
+def _park(key: str, server: LocalServer, seconds: float,
+          state: tuple[tuple[str, int, int], ...]) -> bool:
+    """Keep ``server`` for the next session with ``key`` for ``seconds``; False: stop it."""
+    if seconds <= 0 or not server.alive():
+        return False
+    timer = threading.Timer(seconds, _expire, (key, server))
+    timer.daemon = True
+    with _idle_lock:
+        old = _idle.pop(key, None)
+        _idle[key] = _Parked(server, timer, state)
+    if old is not None:  # another event loop's server for the same environment
+        old.timer.cancel()
+        old.server.stop_sync()
+    timer.start()
+    log.debug("App Server pid %s idle; stopping it in %ss unless used", server.pid, seconds)
+    return True
+
+
+def _expire(key: str, server: LocalServer) -> None:
+    with _idle_lock:
+        parked = _idle.get(key)
+        if parked is None or parked.server is not server:
+            return  # taken again (or replaced) meanwhile
+        del _idle[key]
+    log.debug("App Server pid %s was idle; stopping it", server.pid)
+    server.stop_sync()
+
+
+def _unpark(key: str, env: dict[str, str]) -> LocalServer | None:
+    """The idle server for ``key``, if one still runs and nothing else wrote the local
+    backend since it went idle (it is no longer idle then; a stale one is stopped)."""
+    with _idle_lock:
+        parked = _idle.pop(key, None)
+    if parked is None:
+        return None
+    parked.timer.cancel()
+    if parked.server.alive():
+        if store_state(env) == parked.state:
+            log.debug("reusing idle App Server pid %s", parked.server.pid)
+            return parked.server
+        log.debug("the local backend changed while App Server pid %s was idle; replacing it",
+                  parked.server.pid)
+    parked.server.stop_sync()  # reap it, drop its token
+    return None
+
+
+def idle_servers() -> list[LocalServer]:
+    """The local servers kept running with no session on them, for inspection."""
+    with _idle_lock:
+        return [parked.server for parked in _idle.values()]
+
+
+def stop_idle() -> None:
+    """Stop every idle server now (blocking: SIGTERM, then SIGKILL after its grace)."""
+    with _idle_lock:
+        parked = list(_idle.values())
+        _idle.clear()
+    for entry in parked:
+        entry.timer.cancel()
+        entry.server.stop_sync()
 
 
 @dataclass(eq=False)
@@ -48,6 +177,8 @@ class Slot:
     users: int = 0
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     generation: int = 0
+    idle: float = 0.0
+    """Seconds the local server stays up after the last session (process-wide slots)."""
 
     async def ensure(self, timeout: float) -> Connection:  # noqa: ASYNC109
         """The live connection, (re)starting the local server if needed."""
@@ -64,6 +195,8 @@ class Slot:
                     log.warning("the App Server (pid %s) died; starting a new one", self.server.pid)
                     await self.server.stop()
                     self.server = None
+                if self.server is None:  # one left idle, if any (no longer idle then)
+                    self.server = await anyio.to_thread.run_sync(_unpark, self.key, self.env)
                 if self.server is None:
                     assert self.cli is not None
                     self.server = LocalServer(self.cli, self.env, self.cwd)
@@ -115,8 +248,14 @@ class Slot:
                 await self.connection.close()
                 self.connection = None
             if self.server is not None:
-                with anyio.CancelScope(shield=True):
-                    await self.server.stop()
+                parked = False
+                if self.idle > 0 and self.server.alive():
+                    with anyio.CancelScope(shield=True):
+                        state = await anyio.to_thread.run_sync(store_state, self.env)
+                    parked = _park(self.key, self.server, self.idle, state)
+                if not parked:
+                    with anyio.CancelScope(shield=True):
+                        await self.server.stop()
                 self.server = None
 
 
@@ -192,6 +331,8 @@ def acquire(options: SessionOptions) -> Lease:
             slot.env = cli_env(options.env)
             slot.cwd = Path.cwd()
         _slots[(key, _loop_id())] = slot
+    if slot.url is None:
+        slot.idle = idle_seconds(options)
     slot.users += 1
     return Lease(slot)
 

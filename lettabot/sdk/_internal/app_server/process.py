@@ -158,6 +158,22 @@ class LocalServer:
             await anyio.to_thread.run_sync(proc.wait)
         self._remove_token()
 
+    def stop_sync(self) -> None:
+        """:meth:`stop` for a thread without an event loop (an idle timer, a close)."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            try:
+                proc.wait(self.grace)
+            except subprocess.TimeoutExpired:
+                log.warning("App Server pid %s ignored SIGTERM; killing it", proc.pid)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                with contextlib.suppress(Exception):
+                    proc.wait(timeout=5)
+        self._remove_token()
+
     def kill_now(self) -> None:
         """Synchronous last resort (interpreter exit)."""
         proc = self._proc
