@@ -57,6 +57,7 @@ from lettabot.runtime.reveal import WARNING, reveal
 from lettabot.runtime.store import AllowRule, Approval, ApprovalStatus, Store, input_digest
 from lettabot.runtime.tool_guard import CWD_TOOLS, ToolGuard
 from lettabot.runtime.tool_rules import RuleProposal, matches, propose
+from lettabot.runtime.tracing import attributes, tracing
 from lettabot.runtime.workspaces import scoped_guard
 
 __all__ = ["ApprovalBroker", "CanUseToolRequest", "ToolPolicy", "summarize_input"]
@@ -296,6 +297,32 @@ class ApprovalBroker:
         """Answer one ``can_use_tool`` request of a turn (see the module doc).
 
         ``policy`` and ``access``: the serving agent's (default: the broker's)."""
+        traced = tracing()
+        with traced.tracer.start_as_current_span(
+                "lettabot.approval",
+                context=traced.parent_of_approval(owner.conversation_id, request.tool_call_id),
+                attributes=attributes(tool=request.tool_name, scope=owner.scope.key,
+                                      tool_call_id=request.tool_call_id)) as span:
+            result = await self._can_use_tool(owner, request, policy=policy, access=access)
+            span.set_attribute("lettabot.decision",
+                               "allow" if isinstance(result, sdk.PermissionAllow) else "deny")
+            if traced.enabled:  # who decided: a person, a rule, the policy, a timeout
+                rid = request_key(owner.conversation_id,
+                                  request.request_id or request.tool_call_id,
+                                  request.tool_name, request.tool_input)
+                approval = await self.store.get_approval(rid)
+                if approval is not None and approval.decided_by:
+                    by = approval.decided_by
+                    adapter, colon, user = by.partition(":")
+                    span.set_attributes(attributes(
+                        status=approval.status.value,
+                        decided_by=traced.user(adapter, user) if colon else by))
+            return result
+
+    async def _can_use_tool(
+        self, owner: TurnOwner, request: CanUseToolRequest, *,
+        policy: ToolPolicy | None, access: AccessPolicy | None,
+    ) -> sdk.PermissionResult:
         policy = (policy or self.policy).for_scope(owner.scope)
         access = access or self.access
         tool = request.tool_name

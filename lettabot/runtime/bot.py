@@ -70,6 +70,7 @@ from lettabot.runtime.router import Router
 from lettabot.runtime.scheduler import Scheduler
 from lettabot.runtime.schedules import ScheduleRunner
 from lettabot.runtime.store import Approval, Schedule, Store, open_store
+from lettabot.runtime.tracing import configure_tracing, shutdown_tracing
 from lettabot.runtime.turns import TurnRunner
 from lettabot.runtime.workspaces import prepare_scope_dir
 
@@ -223,6 +224,8 @@ class Bot:
 
     async def _start(self, tg: TaskGroup) -> None:
         config = self.config
+        if config.tracing.enabled:
+            configure_tracing(config.tracing)
         self.keys.start()
         if config.servers.count:  # before its App Servers start
             await ensure_backend(config)
@@ -247,6 +250,8 @@ class Bot:
         self.keys.stop()
         if self.cluster is not None:
             await self.cluster.close()
+        if self.config.tracing.enabled:  # export what is left, in a thread (it may block)
+            await anyio.to_thread.run_sync(shutdown_tracing)
 
     # -- what the stages ask of the bot -------------------------------------------
 

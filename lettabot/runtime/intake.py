@@ -25,6 +25,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 
 import anyio
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from lettabot.runtime.access import AccessPolicy
 from lettabot.runtime.adapter import (
@@ -40,6 +42,7 @@ from lettabot.runtime.metrics import Metrics
 from lettabot.runtime.router import Router
 from lettabot.runtime.scheduler import Scheduler
 from lettabot.runtime.store import Schedule, Store
+from lettabot.runtime.tracing import attributes, carrier, tracing
 
 __all__ = ["DEPLOYMENT_SETTING", "ENGAGED", "Intake", "acknowledge", "client_message_id"]
 
@@ -124,7 +127,8 @@ class Intake:
             self._submit = submit
 
     async def _enqueue(self, message: InboundMessage, client_message_id: str) -> None:
-        self.scheduler.enqueue(Job(message, client_message_id=client_message_id))
+        self.scheduler.enqueue(Job(message, client_message_id=client_message_id,
+                                   trace=carrier()))
 
     async def client_message_id(self, scope: Scope, message_id: str,
                                 agent: str) -> str:
@@ -141,9 +145,14 @@ class Intake:
         """Judge, dedupe and queue a message; the turn runs in the background."""
         scope = message.scope
         lock = self._locks.setdefault(scope.key, anyio.Lock())
+        traced = tracing()
         try:
-            async with lock:  # keeps one scope's messages in arrival order
-                await self._accept(message)
+            with traced.tracer.start_as_current_span(
+                    "lettabot.message", kind=SpanKind.CONSUMER, attributes=attributes(
+                        adapter=scope.adapter, scope=scope.key, message_id=message.message_id,
+                        user=traced.user(scope.adapter, message.user_id))):
+                async with lock:  # keeps one scope's messages in arrival order
+                    await self._accept(message)
         finally:
             if not lock.locked() and lock.statistics().tasks_waiting == 0:
                 self._locks.pop(scope.key, None)
@@ -222,6 +231,7 @@ class Intake:
 
     def _count(self, scope: Scope, outcome: str) -> None:
         self.metrics.messages.labels(scope.adapter, outcome).inc()
+        trace.get_current_span().set_attribute("lettabot.outcome", outcome)
 
     # -- scheduled runs ----------------------------------------------------------------
 
@@ -249,7 +259,13 @@ class Intake:
         message = InboundMessage(scope=scope, user_id=user, user_name="", text=text,
                                  message_id=message_id, mentioned=True)
         log.info("schedule %s runs in %s", schedule.id, scope.key)
-        self._count(scope, "scheduled")
-        profile, route = await self.router.profile_for(scope)
-        agent = profile.name if profile is not None else route.agent_id if route else ""
-        await self._submit(message, await self.client_message_id(scope, message_id, agent))
+        traced = tracing()
+        with traced.tracer.start_as_current_span(
+                "lettabot.message", kind=SpanKind.PRODUCER, attributes=attributes(
+                    adapter=scope.adapter, scope=scope.key, message_id=message_id,
+                    schedule=schedule.id, user=traced.user(adapter, user))):
+            self._count(scope, "scheduled")
+            profile, route = await self.router.profile_for(scope)
+            agent = profile.name if profile is not None else route.agent_id if route else ""
+            await self._submit(message, await self.client_message_id(scope, message_id,
+                                                                     agent))

@@ -7,6 +7,8 @@ none imports another stage for them.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -51,6 +53,10 @@ class Job:
     """Set once the job is done with: answered, failed, or dropped (a reset, a shutdown)."""
     lease: Lease | None = field(default=None, compare=False, repr=False)
     """In a cluster: the replica's hold on the job; its turn posts only while it holds."""
+    trace: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    """The message's trace context (W3C ``traceparent``), so its turn joins its trace."""
+    accepted_ns: int = field(default_factory=time.time_ns, compare=False, repr=False)
+    """When the message was accepted (ns since the epoch): the start of its wait."""
 
     @property
     def scope(self) -> Scope:

@@ -1,4 +1,5 @@
-"""Logging: text (default) or one JSON object per line, each carrying the turn it is about.
+"""Logging: text (default) or one JSON object per line, each carrying the turn it is about
+(and, with ``[tracing]`` on, the trace and span it was logged in).
 
 ``log_context(scope=..., conversation=..., turn=...)`` binds fields to the current task
 (a ``contextvars`` value, so tasks a turn starts inherit them); every record logged inside
@@ -15,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Literal
+
+from opentelemetry import trace
 
 __all__ = ["LogFormat", "bind", "configure_logging", "log_context"]
 
@@ -43,7 +46,12 @@ def bind(**fields: str | None) -> None:
 
 class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.lettabot_context = _context.get()
+        fields = _context.get()
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:  # [tracing] on: the record names its trace and span
+            fields = {**fields, "trace_id": format(span.trace_id, "032x"),
+                      "span_id": format(span.span_id, "016x")}
+        record.lettabot_context = fields
         return True
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+from opentelemetry.trace import Span
 
 from lettabot.runtime.adapter import (
     Adapter,
@@ -31,6 +32,7 @@ from lettabot.runtime.adapter import (
     SupportsStreaming,
 )
 from lettabot.runtime.reveal import reveal
+from lettabot.runtime.tracing import post_span, retried
 
 __all__ = ["NativeStream", "ReplyStream", "close_open_markup", "reply_stream", "split_message",
            "tool_line"]
@@ -282,6 +284,10 @@ class ReplyStream:
 
     async def _post(self, part: str) -> MessageRef:
         """Post, retrying a failure (after a :class:`RateLimited`'s ``retry_after``)."""
+        with post_span("post", self.scope, len(part)) as span:
+            return await self._post_traced(part, span)
+
+    async def _post_traced(self, part: str, span: Span) -> MessageRef:
         for attempt in range(POST_ATTEMPTS):
             try:
                 return await self.adapter.post(self.scope, part)
@@ -290,6 +296,7 @@ class ReplyStream:
                     raise
                 wait = exc.retry_after if isinstance(exc, RateLimited) else None
                 delay = wait if wait is not None else 0.5 * 2**attempt
+                retried(span, exc, delay)
                 log.warning("posting in %s failed (%s); retrying in %.1f s", self.scope.key,
                             exc, delay)
                 await anyio.sleep(min(delay, 30.0))
@@ -299,6 +306,10 @@ class ReplyStream:
         """Edit part ``i``; a rate limit is waited out (posting a copy would show the reply
         twice). A streaming edit that fails otherwise is left to the next write; only a
         final edit that keeps failing (the message was deleted?) posts the part anew."""
+        with post_span("edit", self.scope, len(part)) as span:
+            await self._safe_edit_traced(i, part, final=final, span=span)
+
+    async def _safe_edit_traced(self, i: int, part: str, *, final: bool, span: Span) -> None:
         for attempt in range(POST_ATTEMPTS):
             try:
                 await self.adapter.edit(self.refs[i], part)
@@ -312,6 +323,7 @@ class ReplyStream:
                     break
                 wait = exc.retry_after if isinstance(exc, RateLimited) else None
                 delay = wait if wait is not None else 0.5 * 2**attempt
+                retried(span, exc, delay)
                 log.warning("editing a reply in %s failed (%s); retrying in %.1f s",
                             self.scope.key, exc, delay)
                 await anyio.sleep(min(delay, 30.0))
@@ -388,7 +400,7 @@ class NativeStream:
         return self.refs
 
     async def _flush(self, *, final: bool) -> None:
-        with anyio.CancelScope(shield=True):
+        with anyio.CancelScope(shield=True), post_span("stream", self.scope, len(self.text)):
             async with self._writing:
                 if self._fallback is not None or (not final and self._finished):
                     return

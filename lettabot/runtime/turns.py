@@ -15,12 +15,14 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import anyio
+from opentelemetry.trace import Span
 
 from lettabot import sdk
 from lettabot.runtime.adapter import (
@@ -44,6 +46,7 @@ from lettabot.runtime.jobs import (
 from lettabot.runtime.logs import bind, log_context
 from lettabot.runtime.metrics import Metrics, TurnOutcome
 from lettabot.runtime.render import NativeStream, ReplyStream, reply_stream, tool_line
+from lettabot.runtime.tracing import TurnTrace, attributes, context_from, failed, tracing
 from lettabot.runtime.workspaces import neutralize_permissions, prepare_scope_dir
 
 __all__ = ["TurnRunner", "context_note", "message_content",
@@ -189,6 +192,22 @@ class _Watch:
     scope: anyio.CancelScope | None = None
 
 
+@contextmanager
+def _turn_span(job: Job) -> Iterator[Span]:
+    """``job``'s ``lettabot.turn`` span (current inside), in the message's trace, after a
+    ``lettabot.queued`` span for its wait since it was accepted."""
+    traced = tracing()
+    parent = context_from(job.trace)
+    where = attributes(scope=job.scope.key, turn=job.client_message_id,
+                       scheduled=job.scheduled or None)
+    traced.tracer.start_span("lettabot.queued", context=parent, start_time=job.accepted_ns,
+                             attributes=where).end()
+    with traced.tracer.start_as_current_span(
+            "lettabot.turn", context=parent, attributes=where, record_exception=False,
+            set_status_on_exception=False) as span:
+        yield span
+
+
 class TurnRunner:
     """Runs turns for the scheduler (:class:`~lettabot.runtime.scheduler.RunsTurns`)."""
 
@@ -212,16 +231,18 @@ class TurnRunner:
     async def run(self, job: Job, session: sdk.Session) -> None:
         """``job``'s turn on the open ``session``. Raises :class:`SessionBroken` when the
         session should be closed (:class:`ConversationStuck`: and the scope move on)."""
-        with log_context(scope=job.scope.key, turn=job.client_message_id):
-            await self._run(job, session)
+        with log_context(scope=job.scope.key, turn=job.client_message_id), \
+                _turn_span(job) as span:
+            await self._run(job, session, span)
 
     async def could_not_start(self, job: Job, error: Exception) -> None:
         """Say in the chat that ``job``'s conversation could not be opened (as a turn that
         failed: the user sees why, the log has the details)."""
-        with log_context(scope=job.scope.key, turn=job.client_message_id):
-            await self._run(job, None, error)
+        with log_context(scope=job.scope.key, turn=job.client_message_id), \
+                _turn_span(job) as span:
+            await self._run(job, None, span, error)
 
-    async def _run(self, job: Job, session: sdk.Session | None,
+    async def _run(self, job: Job, session: sdk.Session | None, span: Span,
                    not_opened: Exception | None = None) -> None:
         scope = job.scope
         adapter = self._adapter_for(scope.adapter)
@@ -247,15 +268,19 @@ class TurnRunner:
                     raise not_opened
                 assert session.conversation_id is not None
                 bind(conversation=session.conversation_id, agent=session.agent_id)
+                span.set_attributes(attributes(conversation_id=session.conversation_id,
+                                               agent_id=session.agent_id))
                 if self.workspace is not None:  # before the stall clock: downloads take time
                     folder = prepare_scope_dir(self.workspace, scope.key)
                     neutralize_permissions(folder)
                     job = replace(job, message=await receive_files(
                         job.message, adapter, self.files, folder))
                 watch = _Watch(anyio.current_time())
-                with anyio.CancelScope() as watch.scope:
+                with anyio.CancelScope() as watch.scope, \
+                        tracing().turn(session.conversation_id, span):
                     tg.start_soon(self._watchdog, scope, watch)
-                    result = await self._send_when_free(session, job, reply, stream, watch)
+                    result = await self._send_when_free(session, job, reply, stream, watch,
+                                                        span)
                     trailer = self._trailer(result, reply)
                     outcome = ("completed" if result.success else
                                "stopped" if result.subtype == "interrupted" else "failed")
@@ -305,6 +330,9 @@ class TurnRunner:
                             await self._offer_feedback(adapter, refs[-1])
                     await self._done(adapter, scope)
                     seconds = anyio.current_time() - started
+                    span.set_attribute("lettabot.outcome", outcome)
+                    if outcome != "completed":
+                        failed(span, broken or outcome)
                     log.info("turn %s in %.2f s", outcome, seconds)
                     if self.metrics is not None:
                         self.metrics.turn_ended(outcome, seconds)
@@ -342,12 +370,14 @@ class TurnRunner:
 
     async def _stream(
         self, session: sdk.Session, job: Job, reply: _Reply,
-        stream: ReplyStream | NativeStream, watch: _Watch,
+        stream: ReplyStream | NativeStream, watch: _Watch, spans: TurnTrace,
     ) -> sdk.ResultMessage:
         await session.send(message_content(job.message), client_message_id=job.client_message_id)
+        spans.sent()
         result: sdk.ResultMessage | None = None
         async for msg in session.stream():
             watch.last = anyio.current_time()
+            spans.saw(msg)
             if isinstance(msg, sdk.StreamEventMessage):
                 if msg.event.get("message_type", "assistant_message") == "assistant_message":
                     reply.partial += msg.text
@@ -370,14 +400,19 @@ class TurnRunner:
 
     async def _send_when_free(
         self, session: sdk.Session, job: Job, reply: _Reply,
-        stream: ReplyStream | NativeStream, watch: _Watch,
+        stream: ReplyStream | NativeStream, watch: _Watch, span: Span,
     ) -> sdk.ResultMessage:
         """Run the turn; while the conversation still has another run on the App Server
         (a process that died mid-turn left it going: a crash, a cluster takeover), wait
         for that run to end and send again, for up to ``stall_seconds``."""
         waited, delay = 0.0, 0.5
+        assert session.conversation_id is not None
         while True:
-            result = await self._stream(session, job, reply, stream, watch)
+            spans = TurnTrace(tracing(), span, session.conversation_id)
+            try:
+                result = await self._stream(session, job, reply, stream, watch, spans)
+            finally:
+                spans.end()
             busy = not result.success and result.error_code == sdk.CONVERSATION_BUSY
             if not busy or not reply.empty or waited >= self.stall_seconds:
                 return result

@@ -63,6 +63,7 @@ from lettabot.runtime.config.sections import (
     StoreConfig,
     TurnsConfig,
 )
+from lettabot.runtime.config.telemetry import TracingConfig
 
 __all__ = [
     "CHAT_TOOLS",
@@ -101,6 +102,7 @@ __all__ = [
     "ScheduleConfig",
     "ServersConfig",
     "StoreConfig",
+    "TracingConfig",
     "TurnsConfig",
     "adapter_examples",
     "adapter_section_models",

@@ -33,6 +33,7 @@ from lettabot.runtime.config.sections import (
     StoreConfig,
     TurnsConfig,
 )
+from lettabot.runtime.config.telemetry import TracingConfig
 from lettabot.runtime.config.toml_text import mask_secretish, mask_url, masked_fields, toml_lines
 from lettabot.runtime.store import default_store_url
 
@@ -87,6 +88,7 @@ class Config(BaseSettings):
     store: StoreConfig = Field(default_factory=StoreConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
     agents: list[AgentConfig] = Field(default_factory=list)
     """Several agents behind one bot (``[[agents]]``); none: one agent from ``[letta]``."""
     adapters: dict[str, dict[str, Any]] = Field(
