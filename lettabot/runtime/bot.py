@@ -70,7 +70,7 @@ from lettabot.runtime.router import Router
 from lettabot.runtime.scheduler import Scheduler
 from lettabot.runtime.schedules import ScheduleRunner
 from lettabot.runtime.store import Approval, Schedule, Store, open_store
-from lettabot.runtime.tracing import configure_tracing, shutdown_tracing
+from lettabot.runtime.tracing import configure_tracing, failed, post_span, shutdown_tracing
 from lettabot.runtime.turns import TurnRunner
 from lettabot.runtime.workspaces import prepare_scope_dir
 
@@ -275,10 +275,12 @@ class Bot:
         adapter = self.adapters.get(scope.adapter)
         if adapter is None:
             return
-        try:
-            await adapter.notify(scope, text, user_id=user_id)
-        except Exception:
-            log.warning("could not post a note in %s", scope.key, exc_info=True)
+        with post_span("note", scope, len(text)) as span:
+            try:
+                await adapter.notify(scope, text, user_id=user_id)
+            except Exception as exc:
+                failed(span, exc)
+                log.warning("could not post a note in %s", scope.key, exc_info=True)
 
     async def _run_scheduled(self, schedule: Schedule, due: datetime) -> None:
         await self.intake.scheduled(schedule, due)
