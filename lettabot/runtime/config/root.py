@@ -16,6 +16,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from lettabot.runtime.config.budgets import BudgetsConfig
 from lettabot.runtime.config.plugins import AdapterSettings, plugin_sections
 from lettabot.runtime.config.problems import ENV_PREFIX, Problem, ValidationProblems
 from lettabot.runtime.config.sections import (
@@ -89,6 +90,8 @@ class Config(BaseSettings):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     agents: list[AgentConfig] = Field(default_factory=list)
     """Several agents behind one bot (``[[agents]]``); none: one agent from ``[letta]``."""
+    budgets: BudgetsConfig = Field(default_factory=BudgetsConfig)
+    """Daily token and cost limits (``[budgets]``)."""
     adapters: dict[str, dict[str, Any]] = Field(
         default_factory=dict, examples=[{"teams": {"enabled": True, "app_password": "..."}}])
     """Free-form settings of adapters that provide no settings model: ``[adapters.teams]``."""
