@@ -88,7 +88,8 @@ class Refusal:
             "bot": "the bot's daily budget (everyone together)",
         }[self.budget]
         local = self.resets_at.astimezone(ZoneInfo(self.timezone))
-        return (f"⏳ Not answered: {whose} is used up — {amount(self.unit, self.used)} of "
+        used = f"{self.used:,.0f}" if self.unit == "tokens" else f"{self.used:,.2f}"
+        return (f"⏳ Not answered: {whose} is used up — {used} of "
                 f"{amount(self.unit, self.limit)} today ({self.budget} budget). It resets at "
                 f"{local:%Y-%m-%d %H:%M} {self.timezone} (in {duration(self.resets_at - now)}). "
                 "An approver can lift this conversation's budgets for today with "
@@ -96,7 +97,7 @@ class Refusal:
 
 
 def amount(unit: str, value: float) -> str:
-    return f"{int(value):,} tokens" if unit == "tokens" else f"{value:,.2f} cost"
+    return f"{int(value):,} tokens" if unit == "tokens" else f"{value:,.2f} in cost"
 
 
 def duration(left: timedelta) -> str:
