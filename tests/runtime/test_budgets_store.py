@@ -5,6 +5,7 @@ the config's checks."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -184,4 +185,15 @@ def test_check_config_refuses_a_cost_limit_without_prices_and_a_bad_zone(
                     'input = 3\noutput = 15\n')
     config = load_config(good, env_file=None)
     assert config.budgets.enabled and config.budgets.bot_cost == 20
+    assert config.budgets.price_of("anthropic/claude-sonnet-4-5") is not None
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/operate.md"])
+def test_the_documented_example_is_a_valid_config(doc: str, tmp_path: Path) -> None:
+    text = (Path(__file__).resolve().parents[2] / doc).read_text()
+    block = next(b for b in re.findall(r"```toml\n(.*?)```", text, re.S) if "[budgets]" in b)
+    path = tmp_path / "lettabot.toml"
+    path.write_text(block)
+    config = load_config(path, env_file=None)
+    assert config.budgets.enabled and config.budgets.person_tokens == 200000
     assert config.budgets.price_of("anthropic/claude-sonnet-4-5") is not None
