@@ -8,7 +8,7 @@ import re
 import pytest
 
 from lettabot.runtime.bot import Bot
-from lettabot.runtime.store import Store
+from lettabot.runtime.store import Schedule, Store, utcnow
 from lettabot.testing.chat import Note, TestChat
 from lettabot.testing.letta_home import LettaHome
 from lettabot.testing.scripted_model import ChatRequest, Reply, ScriptedModelServer
@@ -129,6 +129,28 @@ async def test_an_approver_lifts_a_scope_budget_and_nobody_else_can(
     assert "Lifted here today by lift:BOSS: no limits" in usage.text
     status = await chat.command("status", scope=scope, user="U1")
     assert "Budgets today: lifted here (no limits)" in status.text
+
+
+async def test_a_scheduled_run_counts_against_its_creator(
+    make_bot: BotMaker, spending: ScriptedModelServer,
+) -> None:
+    bot, chat = await make_bot("sched", budgets={"person_tokens": 1000})
+    asked_here, scheduled_there = chat.scope("C1", "ask"), chat.scope("C2", "sched")
+    await chat.push("spend 1000", scope=asked_here, user="U9")
+    await chat.wait_done(asked_here)
+    now = utcnow()
+    for sid, user, prompt in (("b-1", "U9", "scheduled by nine"),
+                              ("b-2", "U8", "scheduled by eight")):
+        await bot.store.add_schedule(Schedule(id=sid, scope=scheduled_there.key, prompt=prompt,
+                                              next_run=now, created_by=f"sched:{user}",
+                                              created_at=now))
+    bot.schedules.wake()
+    note = await chat.wait_for(lambda: refusal(
+        chat, "the daily budget of sched:U9 (who set up this schedule)"))
+    assert note.scope == scheduled_there and note.user_id is None  # said to the thread
+    await chat.wait_done(scheduled_there)
+    assert chat.texts(scheduled_there) == ["You said: scheduled by eight"]
+    assert not asked(spending, "scheduled by nine")
 
 
 @pytest.mark.slow
