@@ -186,6 +186,10 @@ def test_check_config_refuses_a_cost_limit_without_prices_and_a_bad_zone(
     config = load_config(good, env_file=None)
     assert config.budgets.enabled and config.budgets.bot_cost == 20
     assert config.budgets.price_of("anthropic/claude-sonnet-4-5") is not None
+    assert config.warnings() == [w for w in config.warnings() if "budgets" not in w]
+    good.write_text(good.read_text() + '[letta]\nmodel = "openai/gpt-4.1"\n')
+    assert any("model 'openai/gpt-4.1' has no [[budgets.prices]] entry" in w
+               for w in load_config(good, env_file=None).warnings())
 
 
 @pytest.mark.parametrize("doc", ["README.md", "docs/operate.md"])

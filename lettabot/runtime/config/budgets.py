@@ -3,6 +3,7 @@ and ``[[budgets.prices]]``, what a model's tokens cost."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Self
 
 from pydantic import Field, model_validator
@@ -59,6 +60,15 @@ class BudgetsConfig(Section):
             if price.model == model:
                 return price
         return None
+
+    def unpriced(self, models: Iterable[str | None]) -> list[str]:
+        """Warnings: a cost limit is set but a configured model has no price (its turns
+        count 0 against it)."""
+        if all(v is None for v in (self.person_cost, self.scope_cost, self.bot_cost)):
+            return []
+        return [f"budgets: model {m!r} has no [[budgets.prices]] entry, so its turns cost 0 "
+                "against the cost limits" for m in dict.fromkeys(models)
+                if m and self.price_of(m) is None]
 
     @model_validator(mode="after")
     def _check(self) -> Self:

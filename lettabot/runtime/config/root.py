@@ -235,6 +235,7 @@ class Config(BaseSettings):
         if public and self.access.open and not self.access.allowed_users:
             out.append(f"access.open = true: everyone who can message the bot on "
                        f"{' and '.join(public)} may talk to it")
+        out += self.budgets.unpriced([self.letta.model, *(a.model for a in self.agents)])
         if not self.access.approvers and self.access.self_approve:
             out.append("access.self_approve = true and no access.approvers: whoever starts a "
                        "turn approves its own tool calls")
