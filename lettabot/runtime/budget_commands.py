@@ -18,6 +18,7 @@ from lettabot.runtime.budgets import (
 __all__ = ["budget_command", "status_line", "usage_text"]
 
 _WHO: dict[BudgetKind, str] = {"person": "You", "scope": "Here", "bot": "Everyone"}
+_SHORT: dict[BudgetKind, str] = {"person": "you", "scope": "here", "bot": "bot"}
 
 
 def _line(budgets: Budgets, kind: BudgetKind, used: Used, extra: int) -> str:
@@ -66,8 +67,7 @@ async def status_line(budgets: Budgets, scope: Scope, user_id: str) -> str:
     for kind, used in (await _today(budgets, scope, user_id)).items():
         tokens, _ = budgets.limits(kind)
         limit = f"/{tokens + extra:,}" if tokens is not None else ""
-        parts.append(f"{ {'person': 'you', 'scope': 'here', 'bot': 'bot'}[kind]} "
-                     f"{used.tokens:,}{limit}")
+        parts.append(f"{_SHORT[kind]} {used.tokens:,}{limit}")
     return "Budgets today (tokens): " + "; ".join(parts)
 
 
