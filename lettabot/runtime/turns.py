@@ -216,10 +216,22 @@ class TurnRunner:
         """``job``'s turn on the open ``session``. Raises :class:`SessionBroken` when the
         session should be closed (:class:`ConversationStuck`: and the scope move on)."""
         with log_context(scope=job.scope.key, turn=job.client_message_id):
-            if self.budgets is not None and (refusal := await self.budgets.check(job)):
+            if (refusal := await self._over_budget(job)) is not None:
                 await self._refuse(job, refusal)
                 return
             await self._run(job, session)
+
+    async def _over_budget(self, job: Job) -> Refusal | None:
+        """The budget ``job``'s turn would exceed, if any (a store that cannot answer lets
+        the turn run: it is logged, and the turn's tokens are still recorded afterwards)."""
+        if self.budgets is None:
+            return None
+        try:
+            return await self.budgets.check(job)
+        except Exception:
+            log.warning("could not check the budgets of %s; the turn runs", job.scope.key,
+                        exc_info=True)
+            return None
 
     async def _refuse(self, job: Job, refusal: Refusal) -> None:
         """A budget is used up: say which and when it resets; the agent is not asked."""
