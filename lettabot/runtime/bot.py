@@ -47,6 +47,7 @@ from lettabot.runtime.adapter import (
 )
 from lettabot.runtime.agents import AgentProfile, Agents
 from lettabot.runtime.approvals import ApprovalBroker, ToolPolicy
+from lettabot.runtime.budgets import Budgets
 from lettabot.runtime.chat_tools import ChatTools
 from lettabot.runtime.cli_setup import (
     cli_home,
@@ -145,13 +146,15 @@ class Bot:
             client=self.client, router=self.router, broker=self.broker, notify=self._notify,
             session_options=options, prewarm=prewarm, tools_for=self._tools_for,
             workspaces=config.letta_cwd, letta_home=cli_home(config)[0] / ".letta")
+        self.budgets = Budgets(config.budgets, store, metrics=self.metrics)
         self.turns = TurnRunner(self.adapters.get, show_tools=show_tools,
                                 stall_seconds=config.turns.stall_seconds,
                                 waiting_for_click=self.broker.pending_in,
                                 metrics=self.metrics, files=config.files,
                                 workspace=config.letta_cwd,
                                 reply_as_file_after=config.chat_tools.reply_as_file_after,
-                                stop_button_after=config.turns.stop_button_after)
+                                stop_button_after=config.turns.stop_button_after,
+                                budgets=self.budgets)
         self.scheduler = Scheduler(conversations=self.conversations, turns=self.turns,
                                    router=self.router, broker=self.broker,
                                    notify=self._notify,
@@ -165,7 +168,8 @@ class Bot:
                                  scheduler=self.scheduler, conversations=self.conversations,
                                  broker=self.broker,
                                  model=config.letta.model,
-                                 cli_env={**os.environ, **config.letta.env})
+                                 cli_env={**os.environ, **config.letta.env},
+                                 budgets=self.budgets)
         self.cluster: Replica | None = None
         if config.cluster.enabled:
             name = config.cluster.replica or f"{socket.gethostname()}-{os.getpid()}"

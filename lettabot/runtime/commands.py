@@ -16,6 +16,8 @@ from lettabot import sdk
 from lettabot.runtime.access import AccessPolicy
 from lettabot.runtime.adapter import CommandResult, Scope
 from lettabot.runtime.approvals import ApprovalBroker
+from lettabot.runtime.budget_commands import budget_command, status_line, usage_text
+from lettabot.runtime.budgets import Budgets
 from lettabot.runtime.chat_tools import ToolRefused, cancel_schedule
 from lettabot.runtime.conversations import Conversations
 from lettabot.runtime.router import Router
@@ -32,6 +34,8 @@ COMMANDS = {
     "rules": "list this thread's \"Always allow\" rules; `rules revoke <id>` (approvers)",
     "schedules": "list this thread's schedules; `schedules cancel <id>` (its creator or "
                  "an approver)",
+    "usage": "today's tokens (and cost) of you, this thread and the bot, against the budgets",
+    "budget": "`budget lift [tokens]`: lift this thread's budgets for today (approvers)",
     "help": "this list",
 }
 
@@ -96,7 +100,9 @@ class Commands:
         broker: ApprovalBroker,
         model: str | None = None,
         cli_env: Mapping[str, str] | None = None,
+        budgets: Budgets | None = None,
     ) -> None:
+        self.budgets = budgets
         self.cli_env = cli_env
         self.access = access
         self.router = router
@@ -142,7 +148,16 @@ class Commands:
             return CommandResult(text="Stopping the running turn." if stopped
                                  else "Nothing is running here.", ephemeral=not stopped)
         if name == "status":
-            return CommandResult(text=await self._status(scope), ephemeral=True)
+            text = await self._status(scope)
+            if self.budgets is not None:
+                text += "\n" + await status_line(self.budgets, scope, user_id)
+            return CommandResult(text=text, ephemeral=True)
+        if name == "usage" and self.budgets is not None:
+            return CommandResult(text=await usage_text(self.budgets, scope, user_id),
+                                 ephemeral=True)
+        if name == "budget" and self.budgets is not None:
+            return await budget_command(self.budgets, await self._access(scope), scope,
+                                        user_id, args)
         if name == "memory":
             route = await self.router.lookup(scope)
             agent = route.agent_id if route else await self.router.agent_id(

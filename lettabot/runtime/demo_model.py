@@ -66,10 +66,13 @@ class Reply:
     delay: float = 0.0
     chunk_delay: float = 0.0
     hang: bool = False
+    tokens: tuple[int, int] | None = None
+    """The ``usage`` reported (prompt, completion); default 100 and a quarter of the text."""
 
     @classmethod
-    def say(cls, text: str, *, delay: float = 0.0, chunk_delay: float = 0.0) -> Reply:
-        return cls(text=text, delay=delay, chunk_delay=chunk_delay)
+    def say(cls, text: str, *, delay: float = 0.0, chunk_delay: float = 0.0,
+            tokens: tuple[int, int] | None = None) -> Reply:
+        return cls(text=text, delay=delay, chunk_delay=chunk_delay, tokens=tokens)
 
     @classmethod
     def tool(cls, name: str, text: str = "", /, **arguments: Any) -> Reply:
@@ -364,6 +367,10 @@ def _completion(model: str, reply: Reply) -> dict[str, Any]:
 
 
 def _usage(reply: Reply) -> dict[str, int]:
+    if reply.tokens is not None:
+        prompt, completion = reply.tokens
+        return {"prompt_tokens": prompt, "completion_tokens": completion,
+                "total_tokens": prompt + completion}
     completion = max(1, len(reply.text) // 4)
     return {"prompt_tokens": 100, "completion_tokens": completion, "total_tokens": 100 + completion}
 

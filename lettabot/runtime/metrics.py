@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from pydantic import BaseModel
@@ -117,6 +117,20 @@ class Metrics:
         self.messages = Counter(
             "lettabot_messages", "Inbound messages, by what happened to them",
             ["adapter", "result"], registry=self.registry)
+        self.tokens = Counter(
+            "lettabot_tokens", "Tokens turns used, by kind (input, output)", ["kind"],
+            registry=self.registry)
+        self.budget_refusals = Counter(
+            "lettabot_budget_refusals", "Turns refused before they started because a daily "
+            "budget was used up, by budget (person, scope, bot)", ["budget"],
+            registry=self.registry)
+        self.budget_used = Gauge(
+            "lettabot_budget_bot_used", "Today's use of the whole bot (every replica), read "
+            "from the store at this replica's last turn, by unit (tokens, cost)", ["unit"],
+            registry=self.registry)
+        self.budget_limit = Gauge(
+            "lettabot_budget_bot_limit", "The bot's daily limit, by unit (tokens, cost); "
+            "absent when not set", ["unit"], registry=self.registry)
 
     def watch(self, sample: Callable[[], StateSample]) -> None:
         self.registry.register(_StateCollector(sample))

@@ -34,6 +34,7 @@ from lettabot.runtime.adapter import (
     SupportsFeedback,
     SupportsStopButton,
 )
+from lettabot.runtime.budgets import Budgets, Refusal
 from lettabot.runtime.config import FilesConfig
 from lettabot.runtime.files import receive_files
 from lettabot.runtime.jobs import (
@@ -217,8 +218,10 @@ class TurnRunner:
                  metrics: Metrics | None = None, files: FilesConfig | None = None,
                  workspace: Path | None = None,
                  reply_as_file_after: int | None = None,
-                 stop_button_after: float = 0.0) -> None:
+                 stop_button_after: float = 0.0,
+                 budgets: Budgets | None = None) -> None:
         self._adapter_for = adapter_for
+        self.budgets = budgets
         self.stop_button_after = stop_button_after
         self.reply_as_file_after = reply_as_file_after
         self.metrics = metrics
@@ -233,7 +236,35 @@ class TurnRunner:
         session should be closed (:class:`ConversationStuck`: and the scope move on)."""
         with log_context(scope=job.scope.key, turn=job.client_message_id), \
                 _turn_span(job) as span:
+            if (refusal := await self._over_budget(job)) is not None:
+                span.set_attributes(attributes(outcome="over_budget", budget=refusal.budget))
+                await self._refuse(job, refusal)
+                return
             await self._run(job, session, span)
+
+    async def _over_budget(self, job: Job) -> Refusal | None:
+        """The budget ``job``'s turn would exceed, if any (a store that cannot answer lets
+        the turn run: it is logged, and the turn's tokens are still recorded afterwards)."""
+        if self.budgets is None:
+            return None
+        try:
+            return await self.budgets.check(job)
+        except Exception:
+            log.warning("could not check the budgets of %s; the turn runs", job.scope.key,
+                        exc_info=True)
+            return None
+
+    async def _refuse(self, job: Job, refusal: Refusal) -> None:
+        """A budget is used up: say which and when it resets; the agent is not asked."""
+        adapter = self._adapter_for(job.scope.adapter)
+        if adapter is None or (job.lease is not None and not await job.lease.confirm()):
+            return
+        assert self.budgets is not None
+        user = None if job.scheduled else job.message.user_id or None
+        try:
+            await adapter.notify(job.scope, refusal.note(self.budgets.now()), user_id=user)
+        except Exception:
+            log.warning("could not post a budget note in %s", job.scope.key, exc_info=True)
 
     async def could_not_start(self, job: Job, error: Exception) -> None:
         """Say in the chat that ``job``'s conversation could not be opened (as a turn that
@@ -281,6 +312,7 @@ class TurnRunner:
                     tg.start_soon(self._watchdog, scope, watch)
                     result = await self._send_when_free(session, job, reply, stream, watch,
                                                         span)
+                    await self._count(job, session, result)
                     trailer = self._trailer(result, reply)
                     outcome = ("completed" if result.success else
                                "stopped" if result.subtype == "interrupted" else "failed")
@@ -422,6 +454,19 @@ class TurnRunner:
             waited += delay
             delay = min(delay * 2, 5.0)
             watch.last = anyio.current_time()
+
+    async def _count(self, job: Job, session: sdk.Session, result: sdk.ResultMessage) -> None:
+        """Record the turn's tokens (a store failure is logged, the reply still posted)."""
+        if self.budgets is None or result.usage is None:
+            return
+        model = session.init.model if session.init is not None else None
+        try:
+            with anyio.CancelScope(shield=True):
+                await self.budgets.record(job, result.usage.prompt_tokens,
+                                          result.usage.completion_tokens, model)
+        except Exception:
+            log.warning("could not record the usage of a turn in %s", job.scope.key,
+                        exc_info=True)
 
     @staticmethod
     def _show(job: Job, stream: ReplyStream | NativeStream, reply: _Reply) -> None:

@@ -175,6 +175,10 @@ def test_the_grafana_dashboard_charts_only_metrics_the_bot_exports() -> None:
     metrics.approval_decided("approved", "slack:U1")
     metrics.platform_call("slack", 429)
     metrics.messages.labels("slack", "accepted").inc()
+    metrics.tokens.labels("input").inc()
+    metrics.budget_refusals.labels("person").inc()
+    metrics.budget_used.labels("tokens").set(1)
+    metrics.budget_limit.labels("tokens").set(2)
     exported = {s.name for family in metrics.registry.collect() for s in family.samples}
     dashboard = json.loads((DEPLOY / "grafana-dashboard.json").read_text())
     used = {name for panel in dashboard["panels"] for target in panel["targets"]

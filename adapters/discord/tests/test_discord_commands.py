@@ -27,6 +27,8 @@ async def test_synced_per_guild_and_run_in_a_thread(world: World, bot: Recording
             "memory",
             "rules",
             "schedules",
+            "usage",
+            "budget",
         }
         assert "global" not in fake.commands
 
@@ -56,7 +58,8 @@ async def test_synced_globally_and_usable_in_a_dm(world: World, bot: RecordingBo
     fake = world.fake
     dm = fake.dm_channel(world.ada)
     async with running(fake, bot):
-        expected = {"reset", "status", "stop", "memory", "rules", "schedules"}
+        expected = {"reset", "status", "stop", "memory", "rules", "schedules", "usage",
+                    "budget"}
         assert _subcommands(fake.commands["global"]) == expected
         memory = await fake.slash(dm, world.ada, "lettabot", "memory")
         await fake.wait_for(lambda: fake.responses_to(memory))

@@ -18,6 +18,7 @@ problems), ``environment`` (``LETTABOT_*`` variables and ``.env``), ``loading``
 """
 
 from lettabot.runtime.config.base import is_blank, is_loopback
+from lettabot.runtime.config.budgets import BudgetsConfig, ModelPrice
 from lettabot.runtime.config.environment import CONFIG_ENV, FOREIGN_NAMES
 from lettabot.runtime.config.example import (
     EXAMPLE_FILE,
@@ -83,6 +84,7 @@ __all__ = [
     "AdapterSettings",
     "AgentConfig",
     "ApprovalsConfig",
+    "BudgetsConfig",
     "ChatAdapterSettings",
     "ChatTool",
     "ChatToolsConfig",
@@ -92,6 +94,7 @@ __all__ = [
     "FilesConfig",
     "HealthConfig",
     "LettaConfig",
+    "ModelPrice",
     "PermissionMode",
     "Problem",
     "ProviderConfig",

@@ -16,6 +16,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from lettabot.runtime.config.budgets import BudgetsConfig
 from lettabot.runtime.config.plugins import AdapterSettings, plugin_sections
 from lettabot.runtime.config.problems import ENV_PREFIX, Problem, ValidationProblems
 from lettabot.runtime.config.sections import (
@@ -91,6 +92,8 @@ class Config(BaseSettings):
     tracing: TracingConfig = Field(default_factory=TracingConfig)
     agents: list[AgentConfig] = Field(default_factory=list)
     """Several agents behind one bot (``[[agents]]``); none: one agent from ``[letta]``."""
+    budgets: BudgetsConfig = Field(default_factory=BudgetsConfig)
+    """Daily token and cost limits (``[budgets]``)."""
     adapters: dict[str, dict[str, Any]] = Field(
         default_factory=dict, examples=[{"teams": {"enabled": True, "app_password": "..."}}])
     """Free-form settings of adapters that provide no settings model: ``[adapters.teams]``."""
@@ -234,6 +237,7 @@ class Config(BaseSettings):
         if public and self.access.open and not self.access.allowed_users:
             out.append(f"access.open = true: everyone who can message the bot on "
                        f"{' and '.join(public)} may talk to it")
+        out += self.budgets.unpriced([self.letta.model, *(a.model for a in self.agents)])
         if not self.access.approvers and self.access.self_approve:
             out.append("access.self_approve = true and no access.approvers: whoever starts a "
                        "turn approves its own tool calls")

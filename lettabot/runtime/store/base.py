@@ -111,6 +111,25 @@ class Schedule(_Record):
     created_at: datetime
 
 
+class UsageTotal(_Record):
+    """A day's tokens of one model, summed over some turns (a person's, a scope's, all)."""
+
+    model: str
+    input_tokens: int
+    output_tokens: int
+
+
+class BudgetLift(_Record):
+    """An approver's lift of a scope's budgets for one ``day`` (``YYYY-MM-DD``)."""
+
+    scope: str
+    day: str
+    tokens: int | None
+    """Tokens added to each limit; None: no limit at all for the day."""
+    lifted_by: str
+    updated_at: datetime
+
+
 def input_digest(tool_input: Mapping[str, Any]) -> str:
     """sha256 (hex) of the canonical JSON of a tool input: sorted keys, no spaces, UTF-8."""
     canonical = json.dumps(
@@ -271,6 +290,29 @@ class Store(Protocol):
         """Atomically move a schedule from the run due at ``due`` to ``next_run``: True for
         the one caller that did (it runs the prompt), False for every other (a retry,
         another replica)."""
+        ...
+
+    # usage and budgets ----------------------------------------------------------
+    async def record_usage(self, turn_id: str, *, day: str, person: str, scope: str,
+                           model: str, input_tokens: int, output_tokens: int) -> bool:
+        """Record the tokens of the turn ``turn_id`` on ``day``; True only the first time
+        (a turn recorded again, by a retry or another replica, is counted once)."""
+        ...
+
+    async def usage_totals(self, day: str, *, person: str | None = None,
+                           scope: str | None = None) -> list[UsageTotal]:
+        """``day``'s tokens by model: of ``person``'s turns, of ``scope``'s, or (neither
+        given) of all turns."""
+        ...
+
+    async def lift_budget(self, scope: str, day: str, tokens: int | None,
+                          by: str) -> BudgetLift:
+        """Add ``tokens`` to ``scope``'s limits on ``day`` (None: lift them entirely);
+        lifts by an amount add up, a full lift stays full."""
+        ...
+
+    async def get_budget_lift(self, scope: str, day: str) -> BudgetLift | None:
+        """``scope``'s lift on ``day``, if an approver gave one."""
         ...
 
     async def get_setting(self, key: str) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     DateTime,
     Dialect,
@@ -140,3 +141,31 @@ cluster_keys = Table(
     Column("value", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
 )
+
+usage = Table(
+    "lettabot_usage",
+    metadata,
+    Column("turn_id", String, primary_key=True),
+    Column("day", String(10), nullable=False),
+    Column("person", String, nullable=False),
+    Column("scope", String, nullable=False),
+    Column("model", String, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Index("ix_lettabot_usage_day_person", "day", "person"),
+    Index("ix_lettabot_usage_day_scope", "day", "scope"),
+)
+"""Tokens each turn used, one row per turn (its ``client_message_id``): a turn recorded
+twice (a retry, a takeover) counts once; budgets are sums over a day's rows."""
+
+budget_lifts = Table(
+    "lettabot_budget_lifts",
+    metadata,
+    Column("scope", String, primary_key=True),
+    Column("day", String(10), primary_key=True),
+    Column("tokens", BigInteger),
+    Column("lifted_by", String, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+"""An approver's lift of a scope's budgets for one day: ``tokens`` more, or NULL (none)."""

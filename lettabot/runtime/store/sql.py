@@ -15,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
-from sqlalchemy import delete, event, select, text, update
+from sqlalchemy import delete, event, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, RowMapping, make_url
 from sqlalchemy.exc import ArgumentError
@@ -26,10 +26,12 @@ from lettabot.runtime.store.base import (
     AllowRule,
     Approval,
     ApprovalStatus,
+    BudgetLift,
     Feedback,
     Route,
     Schedule,
     StoreError,
+    UsageTotal,
     input_digest,
 )
 
@@ -469,6 +471,50 @@ class SQLStore:
         stmt = (update(t).where(t.c.id == schedule_id, t.c.next_run == due)
                 .values(next_run=next_run, runs=t.c.runs + 1, last_run=self._now()))
         return await self._write(stmt) == 1
+
+    # usage and budgets ----------------------------------------------------------
+    async def record_usage(self, turn_id: str, *, day: str, person: str, scope: str,
+                           model: str, input_tokens: int, output_tokens: int) -> bool:
+        t = schema.usage
+        stmt = self._insert(t).values(
+            turn_id=turn_id, day=day, person=person, scope=scope, model=model,
+            input_tokens=input_tokens, output_tokens=output_tokens, recorded_at=self._now())
+        return await self._write(stmt.on_conflict_do_nothing(index_elements=[t.c.turn_id])) == 1
+
+    async def usage_totals(self, day: str, *, person: str | None = None,
+                           scope: str | None = None) -> list[UsageTotal]:
+        t = schema.usage
+        stmt = (select(t.c.model, func.sum(t.c.input_tokens).label("input_tokens"),
+                       func.sum(t.c.output_tokens).label("output_tokens"))
+                .where(t.c.day == day).group_by(t.c.model).order_by(t.c.model))
+        if person is not None:
+            stmt = stmt.where(t.c.person == person)
+        if scope is not None:
+            stmt = stmt.where(t.c.scope == scope)
+        return [UsageTotal(model=row["model"], input_tokens=int(row["input_tokens"]),
+                           output_tokens=int(row["output_tokens"]))
+                for row in await self._rows(stmt)]
+
+    async def lift_budget(self, scope: str, day: str, tokens: int | None,
+                          by: str) -> BudgetLift:
+        t = schema.budget_lifts
+        stmt = self._insert(t).values(scope=scope, day=day, tokens=tokens, lifted_by=by,
+                                      updated_at=self._now())
+        # NULL + n stays NULL: a full lift is not narrowed by a later amount
+        added = None if tokens is None else t.c.tokens + stmt.excluded.tokens
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[t.c.scope, t.c.day],
+            set_={"tokens": added, "lifted_by": stmt.excluded.lifted_by,
+                  "updated_at": stmt.excluded.updated_at})
+        await self._write(stmt)
+        lift = await self.get_budget_lift(scope, day)
+        assert lift is not None
+        return lift
+
+    async def get_budget_lift(self, scope: str, day: str) -> BudgetLift | None:
+        t = schema.budget_lifts
+        rows = await self._rows(select(t).where(t.c.scope == scope, t.c.day == day))
+        return BudgetLift(**dict(rows[0])) if rows else None
 
     async def get_setting(self, key: str) -> str | None:
         t = schema.settings

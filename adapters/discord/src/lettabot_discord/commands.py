@@ -23,6 +23,8 @@ COMMANDS: dict[str, str] = {
     "memory": "Show the agent's memory",
     "rules": "List the \"Always allow\" rules here",
     "schedules": "List the schedules here, or cancel one",
+    "usage": "Show today's tokens of you, here and the bot against the budgets",
+    "budget": "Lift this channel's budgets for today (approvers)",
 }
 
 CommandRunner = Callable[[discord.Interaction[Any], str], Awaitable[CommandResult]]
@@ -68,7 +70,8 @@ def lettabot_group(run: CommandRunner) -> app_commands.Group:
     """``/lettabot`` with one subcommand per runtime command."""
     group = app_commands.Group(name="lettabot", description="Control lettabot in this channel")
     for name, description in COMMANDS.items():
-        callback = _schedules(run) if name == "schedules" else _command(run, name)
+        callback = (_schedules(run) if name == "schedules" else _budget(run) if name == "budget"
+                    else _command(run, name))
         group.add_command(
             app_commands.Command(name=name, description=description, callback=callback)
         )
@@ -81,6 +84,15 @@ def _schedules(run: CommandRunner) -> Callable[..., Coroutine[Any, Any, None]]:
         await _answer(interaction, run, f"schedules cancel {cancel}" if cancel else "schedules")
 
     return schedules
+
+
+def _budget(run: CommandRunner) -> Callable[..., Coroutine[Any, Any, None]]:
+    @app_commands.describe(lift="`all` (no limits here today) or a number of tokens to add")
+    async def budget(interaction: discord.Interaction[Any], lift: str | None = None) -> None:
+        amount = "" if lift is None or lift.strip().lower() == "all" else f" {lift.strip()}"
+        await _answer(interaction, run, "budget" if lift is None else f"budget lift{amount}")
+
+    return budget
 
 
 def _command(

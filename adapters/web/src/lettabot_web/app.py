@@ -67,7 +67,7 @@ __all__ = ["ADAPTER_NAME", "COMMANDS", "build_app", "scope_for"]
 
 log = logging.getLogger("lettabot.web")
 
-COMMANDS = ("reset", "status", "stop", "memory", "rules", "help")
+COMMANDS = ("reset", "status", "stop", "memory", "rules", "usage", "budget", "help")
 MAX_TEXT = 20_000
 MAX_BODY = 4 * MAX_TEXT + 1024
 """Bytes of a request body read at most (a message of MAX_TEXT characters fits, escaped)."""

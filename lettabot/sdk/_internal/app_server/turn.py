@@ -58,6 +58,8 @@ class TurnState:
         self.error: str | None = None
         self.stop_reason: str | None = None
         self.steps = 0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
         self.run_ids: list[str] = []
 
     def feed(self, delta: dict[str, Any]) -> list[Message]:
@@ -96,8 +98,10 @@ class TurnState:
             ))
         elif kind == "stop_reason":
             self.stop_reason = delta.get("stop_reason")
-        elif kind == "usage_statistics":
+        elif kind == "usage_statistics":  # one per model call; turn_finished carries none
             self.steps += 1
+            self.prompt_tokens += int(delta.get("prompt_tokens") or 0)
+            self.completion_tokens += int(delta.get("completion_tokens") or 0)
         elif kind == "tool_return_message":
             out.extend(parse_letta_message(delta))
         return out
@@ -111,6 +115,13 @@ class TurnState:
             if isinstance(msg, AssistantMessage):
                 self.last_text = msg.content
         return messages
+
+    def _usage(self) -> Usage | None:
+        """The turn's tokens, summed over its ``usage_statistics`` (None if none came)."""
+        if not self.steps:
+            return None
+        return Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
+                     total_tokens=self.prompt_tokens + self.completion_tokens)
 
     def finish(
         self, frame: dict[str, Any], agent_id: str | None, conversation_id: str | None
@@ -132,7 +143,7 @@ class TurnState:
             "agent_id": agent_id,
             "conversation_id": conversation_id,
             "run_ids": self.run_ids,
-            "usage": Usage.model_validate(usage) if isinstance(usage, dict) else None,
+            "usage": Usage.model_validate(usage) if isinstance(usage, dict) else self._usage(),
             "result": self.last_text,
         }
         if stop == "cancelled":
