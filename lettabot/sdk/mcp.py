@@ -34,14 +34,15 @@ __all__ = [
     "McpToolInfo",
 ]
 
-_NAME = r"^[A-Za-z0-9_-]{1,32}$"
+_NAME = r"^[A-Za-z0-9]+(?:[_-][A-Za-z0-9]+)*$"
 
 
 class _Server(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
-    name: str = Field(pattern=_NAME)
-    """Short name: the tools are ``mcp__<name>__<tool>``."""
+    name: str = Field(pattern=_NAME, max_length=32)
+    """Short name (letters, digits, single ``_`` or ``-`` between them, so no tool name
+    is two servers'): the tools are ``mcp__<name>__<tool>``."""
     connect_timeout: float = Field(default=30.0, gt=0)
     """Seconds to start (or reach) the server and list its tools."""
     call_timeout: float = Field(default=120.0, gt=0)
