@@ -139,3 +139,19 @@ def test_check_config_explains_bad_mcp_servers(tmp_path: Path) -> None:
     ok = Config(_env_file=None, letta={"mcp_servers": [
         {"name": "docs", "url": "http://127.0.0.1:1/mcp", "headers": {"Authorization": "x"}}]})
     assert "Authorization = \"x\"" not in ok.describe()
+
+
+def test_the_operate_docs_example_is_a_valid_config(tmp_path: Path) -> None:
+    import re
+
+    from lettabot.runtime.config import load_config
+
+    text = (Path(__file__).parents[2] / "docs" / "operate.md").read_text()
+    section = text.split("## MCP servers\n", 1)[1]
+    block = re.search(r"```toml\n(.*?)```", section, re.S)
+    assert block is not None
+    config = tmp_path / "lettabot.toml"
+    config.write_text(block.group(1))
+    loaded = load_config(config)
+    fetch, docs = loaded.letta.mcp_servers
+    assert (fetch.type, fetch.trusted, docs.type) == ("stdio", True, "http")
