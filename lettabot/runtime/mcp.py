@@ -140,6 +140,8 @@ class McpServers:
                              "(it starts with this conversation)")
                 continue
             how = "connected" if state.connected else f"not connected ({state.error})"
+            if config.name not in live:
+                how = f"no open conversation here (last seen elsewhere: {how})"
             tools = ", ".join(t.name + (" (read-only)" if t.read_only else "")
                               for t in state.tools) or "none"
             lines.append(f"MCP server {config.name} ({kind}{trusted}): {how}; tools: {tools}")

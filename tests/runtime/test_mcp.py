@@ -105,7 +105,23 @@ async def test_a_stdio_server_runs_in_the_sandbox_with_the_scopes_folder(
     assert results[1].startswith("cannot read:")
     assert results[2] == "LETTABOT_SLACK__BOT_TOKEN=<unset>"
     assert results[3] == "GIVEN=yes"
-    assert (bot.workspace_of(scope) / "note.txt").read_text() == "hi"
+    folder = bot.workspace_of(scope)
+    assert (folder / "note.txt").read_text() == "hi"
+    # its processes (the sandbox names the scope's folder) end with the conversation
+    assert _processes_naming(str(folder))
+    await bot.conversations.close_scope(scope.key)
+    assert not _processes_naming(str(folder))
+
+
+def _processes_naming(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and text.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
 
 
 async def test_each_agent_has_its_own_servers(
@@ -155,3 +171,10 @@ def test_the_operate_docs_example_is_a_valid_config(tmp_path: Path) -> None:
     loaded = load_config(config)
     fetch, docs = loaded.letta.mcp_servers
     assert (fetch.type, fetch.trusted, docs.type) == ("stdio", True, "http")
+
+
+def test_check_config_warns_of_unsandboxed_stdio_servers() -> None:
+    config = Config(_env_file=None, sandbox={"mode": "off"},
+                    letta={"mcp_servers": [demo("tools")]})
+    assert any("MCP servers tools run unsandboxed" in w for w in config.warnings())
+    assert not Config(_env_file=None, letta={"mcp_servers": [demo("tools")]}).warnings()
