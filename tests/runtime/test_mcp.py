@@ -3,7 +3,11 @@ conversation, in the tool sandbox), the real CLI, approvals through the broker."
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +126,41 @@ def _processes_naming(text: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+@pytest.fixture
+def http_url() -> Iterator[str]:
+    """The test MCP server over streamable HTTP, in its own process."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    process = subprocess.Popen([sys.executable, str(DEMO), "http", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("the HTTP MCP server did not start") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+async def test_an_http_server_asks_like_any_tool(
+    make_bot: BotMaker, scripted_model: ScriptedModelServer, http_url: str
+) -> None:
+    _, chat = await make_bot("mcp-http", letta={"mcp_servers": [
+        {"name": "web", "url": http_url, "headers": {"X-Token": "t0ken"}}]})
+    scope = chat.scope("C3", "http")
+    scripted_model.on("web lookup", Reply.tool("mcp__web__lookup", word="reward"))
+    assert await _approved(chat, scope, "web lookup", 1) == "mcp__web__lookup"
+    assert scripted_model.requests[-1].tool_result == "reward means drawer"
 
 
 async def test_each_agent_has_its_own_servers(
