@@ -195,3 +195,33 @@ def test_tool_names_fit_the_model_apis() -> None:
     assert len(long) == 64 and long != tool_name("server", "x" * 81)
     with pytest.raises(ValueError):
         sdk.SessionOptions(mcp_servers=[stdio_server(), stdio_server()])
+
+
+def _processes_naming(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and text.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+async def test_giving_up_on_a_server_that_never_answers_reaps_it(tmp_path: Path) -> None:
+    """Opening is cancelled while a server has not answered: its process is gone after."""
+    import uuid
+
+    import anyio
+
+    marker = f"mcp-sleeper-{uuid.uuid4().hex}"
+    mute = sdk.McpStdioServer(name="mute", command=sys.executable,
+                              args=["-c", "import time; time.sleep(600)", marker],
+                              connect_timeout=600)
+    session = sdk.create_session("agent-local-00000000-0000-0000-0000-000000000000",
+                                 mcp_servers=[mute])
+    with anyio.move_on_after(2):
+        await session.connect()
+    assert session.init is None
+    assert not _processes_naming(marker)
+    await session.close()

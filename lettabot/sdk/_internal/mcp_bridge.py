@@ -103,6 +103,7 @@ class ServerLink:
         self._first = anyio.Event()
         self._host: asyncio.Task[None] | None = None
         self._listed = False
+        self._was_up = False
 
     # -- state --------------------------------------------------------------------
 
@@ -136,18 +137,33 @@ class ServerLink:
         self._stop.set()
         host, self._host = self._host, None
         if host is not None:
-            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+            with anyio.CancelScope(shield=True), \
+                    contextlib.suppress(asyncio.CancelledError, Exception):
                 await host
 
     async def _run(self) -> None:
+        async with anyio.create_task_group() as tg:
+            async def stop_all() -> None:  # a stop cancels a connect or a backoff at once
+                await self._stop.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(stop_all)
+            try:
+                await self._attempts()
+            finally:
+                tg.cancel_scope.cancel()
+                self._session = None
+                self._first.set()
+
+    async def _attempts(self) -> None:
         first, longest = self.server.restart_backoff
         delay = first
         while not self._stop.is_set():
+            self._was_up = False
             try:
                 with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as errlog:
                     try:
                         await self._serve(errlog)
-                        delay = first  # it was up: a later loss starts the backoff again
                     except Exception as exc:
                         self.error = _describe(exc, errlog)
                         log.warning("MCP server %s: %s", self.server.name, self.error)
@@ -155,13 +171,11 @@ class ServerLink:
                 self._session = None
                 self._first.set()
                 self._notify()
-            if self._stop.is_set():
-                break
-            with anyio.move_on_after(delay):
-                await self._stop.wait()
+            if self._was_up:
+                delay = first  # it ran: a new loss starts the backoff again
+            await anyio.sleep(delay)
             delay = min(delay * 2, longest)
-            if not self._stop.is_set():
-                self.restarts += 1
+            self.restarts += 1
 
     async def _serve(self, errlog: IO[str]) -> None:
         self._lost = anyio.Event()
@@ -176,17 +190,11 @@ class ServerLink:
                 self._listed = True
             self.error = None
             self._session = session
+            self._was_up = True
             self._first.set()
             self._notify()
-            async with anyio.create_task_group() as tg:
-                async def until_stopped() -> None:
-                    await self._stop.wait()
-                    tg.cancel_scope.cancel()
-                tg.start_soon(until_stopped)
-                await self._lost.wait()
-                tg.cancel_scope.cancel()
-            if not self._stop.is_set():
-                raise _Lost(self.error or "lost")
+            await self._lost.wait()
+            raise _Lost(self.error or "lost")
 
     def _transport(self, stack: contextlib.AsyncExitStack,
                    errlog: IO[str]) -> contextlib.AbstractAsyncContextManager[Any]:
