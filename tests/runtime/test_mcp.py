@@ -217,3 +217,34 @@ def test_check_config_warns_of_unsandboxed_stdio_servers() -> None:
                     letta={"mcp_servers": [demo("tools")]})
     assert any("MCP servers tools run unsandboxed" in w for w in config.warnings())
     assert not Config(_env_file=None, letta={"mcp_servers": [demo("tools")]}).warnings()
+
+
+def test_only_a_trusted_servers_read_only_tools_skip_the_click() -> None:
+    from pydantic import ValidationError
+
+    from lettabot import sdk
+    from lettabot.runtime.approvals import ToolPolicy
+    from lettabot.runtime.config import McpServerConfig
+    from lettabot.runtime.mcp import McpTrust
+
+    trust = McpTrust([McpServerConfig(name="kb", command="kb", trusted=True),
+                      McpServerConfig(name="web", url="http://127.0.0.1:1/mcp")])
+
+    def tool(server: str, name: str, read_only: bool) -> sdk.McpToolInfo:
+        return sdk.McpToolInfo(server=server, name=name, tool_name=f"mcp__{server}__{name}",
+                               read_only=read_only)
+
+    for server in ("kb", "web"):
+        trust.record(sdk.McpServerState(name=server, type="stdio", connected=True, tools=[
+            tool(server, "search", True), tool(server, "delete", False)]))
+    standard = ToolPolicy("standard", mcp=trust)
+    assert standard.auto_allow("mcp__kb__search", {}, None) is not None
+    assert standard.auto_allow("mcp__kb__delete", {}, None) is None
+    assert standard.auto_allow("mcp__web__search", {}, None) is None  # not trusted
+    assert ToolPolicy("strict", mcp=trust).auto_allow("mcp__kb__search", {}, None) is None
+    # a server named so that its tools could pass for another's is refused
+    for name in ("kb__x", "kb_", "_kb"):
+        with pytest.raises(ValidationError):
+            McpServerConfig(name=name, command="x")
+        with pytest.raises(ValidationError):
+            sdk.McpStdioServer(name=name, command="x")
