@@ -87,6 +87,12 @@ class CanUseToolRequest(Protocol):
     def signal(self) -> sdk.CancelSignal: ...
 
 
+class McpReadOnly(Protocol):
+    """Which MCP tools run without a click (see :mod:`lettabot.runtime.mcp`)."""
+
+    def read_only(self, tool_name: str) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class ToolPolicy:
     """The tool filter and the effective permission mode (see the module doc)."""
@@ -96,6 +102,9 @@ class ToolPolicy:
     disallowed: frozenset[str] = frozenset()
     guard: ToolGuard | None = None
     """What runs without a click; None: the configured mode decides by tool name only."""
+    mcp: McpReadOnly | None = None
+    """The agent's MCP servers: tools a trusted one marks read-only run without a click
+    (not in ``strict`` mode)."""
 
     def guard_or_default(self) -> ToolGuard:
         """The guard (a workspace-less default: everything asks, rules match exactly)."""
@@ -128,6 +137,9 @@ class ToolPolicy:
     def auto_allow(self, tool_name: str, tool_input: Mapping[str, Any],
                    agent_id: str | None, conversation: str | None = None) -> str | None:
         """Why this call runs without asking anyone, or None."""
+        if self.mcp is not None and self.mode != "strict" \
+                and (why := self.mcp.read_only(tool_name)) is not None:
+            return why
         if self.guard is not None:
             return self.guard.auto_allow(tool_name, tool_input, agent_id, conversation)
         return f"permission_mode {self.mode}" if self.pre_approved(tool_name) else None

@@ -20,6 +20,7 @@ Servers) and the store.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -52,6 +53,7 @@ from lettabot.runtime.chat_tools import ChatTools
 from lettabot.runtime.cli_setup import (
     cli_home,
     letta_client,
+    protected_paths,
     session_options,
     tool_guard,
     tool_sandbox,
@@ -65,6 +67,7 @@ from lettabot.runtime.intake import Intake
 from lettabot.runtime.jobs import TurnOwner
 from lettabot.runtime.keyproxy import KeyProxy
 from lettabot.runtime.letta_backend import ensure_backend
+from lettabot.runtime.mcp import McpServers
 from lettabot.runtime.metrics import Metrics, ServerSample, StateSample, rss_bytes
 from lettabot.runtime.providers import connect_providers
 from lettabot.runtime.router import Router
@@ -134,6 +137,12 @@ class Bot:
         self.router = Router(store, self.agents)
         # where the CLI runs: sandboxed, with provider keys kept here (see keyproxy)
         self.sandbox = tool_sandbox(config)
+        # each agent's MCP servers: stdio ones in the sandbox, with the scope's folder
+        self.mcp = McpServers(config.sandbox, sandboxed=self.sandbox is not None,
+                              secret=protected_paths(config))
+        for profile in self.agents.profiles:
+            trust = self.mcp.trust(profile.name, profile.settings.mcp_servers)
+            profile.policy = dataclasses.replace(profile.policy, mcp=trust)
         self.keys = KeyProxy()
         options = session_options(config, self.policy.cli_mode, self.sandbox)
         self.client = letta_client(config, options)
@@ -145,7 +154,8 @@ class Bot:
         self.conversations = Conversations(
             client=self.client, router=self.router, broker=self.broker, notify=self._notify,
             session_options=options, prewarm=prewarm, tools_for=self._tools_for,
-            workspaces=config.letta_cwd, letta_home=cli_home(config)[0] / ".letta")
+            workspaces=config.letta_cwd, letta_home=cli_home(config)[0] / ".letta",
+            mcp_for=lambda profile, folder: self.mcp.for_session(profile.name, folder))
         self.budgets = Budgets(config.budgets, store, metrics=self.metrics)
         self.turns = TurnRunner(self.adapters.get, show_tools=show_tools,
                                 stall_seconds=config.turns.stall_seconds,
@@ -169,7 +179,7 @@ class Bot:
                                  broker=self.broker,
                                  model=config.letta.model,
                                  cli_env={**os.environ, **config.letta.env},
-                                 budgets=self.budgets)
+                                 budgets=self.budgets, mcp=self.mcp)
         self.cluster: Replica | None = None
         if config.cluster.enabled:
             name = config.cluster.replica or f"{socket.gethostname()}-{os.getpid()}"

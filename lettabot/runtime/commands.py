@@ -20,6 +20,7 @@ from lettabot.runtime.budget_commands import budget_command, status_line, usage_
 from lettabot.runtime.budgets import Budgets
 from lettabot.runtime.chat_tools import ToolRefused, cancel_schedule
 from lettabot.runtime.conversations import Conversations
+from lettabot.runtime.mcp import McpServers
 from lettabot.runtime.router import Router
 from lettabot.runtime.scheduler import Scheduler
 from lettabot.runtime.schedules import describe
@@ -28,7 +29,7 @@ __all__ = ["COMMANDS", "Commands", "memory_dir", "memory_summary", "parse_comman
 
 COMMANDS = {
     "reset": "start a new conversation in this thread (the agent's memory is kept)",
-    "status": "agent, conversation, model, queue, pending approvals, servers",
+    "status": "agent, conversation, model, queue, pending approvals, servers, MCP servers",
     "stop": "interrupt the running turn",
     "memory": "list the agent's memory files",
     "rules": "list this thread's \"Always allow\" rules; `rules revoke <id>` (approvers)",
@@ -101,8 +102,10 @@ class Commands:
         model: str | None = None,
         cli_env: Mapping[str, str] | None = None,
         budgets: Budgets | None = None,
+        mcp: McpServers | None = None,
     ) -> None:
         self.budgets = budgets
+        self.mcp = mcp
         self.cli_env = cli_env
         self.access = access
         self.router = router
@@ -241,4 +244,6 @@ class Commands:
             pid = f", pid {server['pid']}" if server.get("pid") else ""
             lines.append(f"Server {server['index']}: {state}{pid}, "
                          f"{server['sessions']} open conversations")
+        if self.mcp is not None and profile is not None:
+            lines += self.mcp.describe(profile.name, session)
         return "\n".join(lines)

@@ -43,6 +43,9 @@ __all__ = ["Binding", "Conversation", "Conversations", "ToolsFor", "available_tr
 log = logging.getLogger("lettabot.runtime.conversations")
 
 Notifier = Callable[[Scope, str], Awaitable[None]]
+McpFor = Callable[[AgentProfile, Path | None], list[sdk.McpServer]]
+"""The MCP servers of a new session of ``profile``'s agent working in a scope folder
+(None: no scope yet)."""
 ToolsFor = Callable[[Callable[[], TurnOwner | None], AgentProfile], list[sdk.Tool]]
 """The chat tools for a new session of ``profile``'s agent, acting for the turn the first
 argument names when they are called."""
@@ -113,6 +116,7 @@ class Conversations:
         tools_for: ToolsFor | None = None,
         workspaces: Path | None = None,
         letta_home: Path | None = None,
+        mcp_for: McpFor | None = None,
     ) -> None:
         self.client = client
         self.router = router
@@ -120,6 +124,7 @@ class Conversations:
         self._notify = notify
         self._options = dict(session_options)
         self._tools_for = tools_for
+        self._mcp_for = mcp_for
         self.workspaces = workspaces
         """The root of the scope folders: each conversation works in its scope's own."""
         self.letta_home = letta_home
@@ -286,9 +291,12 @@ class Conversations:
 
     def _session_options(self, binding: Binding, scope: Scope | None) -> dict[str, Any]:
         options = dict(self._options)
+        folder: Path | None = None
         if scope is not None and self.workspaces is not None:
             options["cwd"] = folder = prepare_scope_dir(self.workspaces, scope.key)
             neutralize_permissions(folder, self.letta_home)
+        if self._mcp_for is not None and (servers := self._mcp_for(binding.profile, folder)):
+            options["mcp_servers"] = servers
         options["can_use_tool"] = binding.can_use_tool
         if binding.tools:
             options["tools"] = [*options.get("tools", []), *binding.tools]

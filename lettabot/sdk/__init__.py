@@ -45,6 +45,13 @@ from lettabot.sdk.errors import (
     UnknownModelError,
 )
 from lettabot.sdk.images import image_from_base64, image_from_file, image_from_url
+from lettabot.sdk.mcp import (
+    McpHttpServer,
+    McpServer,
+    McpServerState,
+    McpStdioServer,
+    McpToolInfo,
+)
 from lettabot.sdk.options import (
     AgentOptions,
     BlockRef,
@@ -97,6 +104,11 @@ __all__ = [
     "InitMessage",
     "LettaClient",
     "LettaSDKError",
+    "McpHttpServer",
+    "McpServer",
+    "McpServerState",
+    "McpStdioServer",
+    "McpToolInfo",
     "MemoryBlock",
     "Message",
     "ModelInfo",

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from lettabot.sdk.mcp import McpServer
 from lettabot.sdk.tools import Tool
 from lettabot.sdk.types import PermissionResult
 
@@ -221,6 +222,9 @@ class SessionOptions(AgentOptions):
     can_use_tool: CanUseTool | None = None
     max_turns: int | None = Field(default=None, ge=1)
     tools: list[Tool] = Field(default_factory=list)
+    mcp_servers: list[McpServer] = Field(default_factory=list)
+    """MCP servers whose tools become the agent's (``mcp__<server>__<tool>``), run by the
+    SDK: see :mod:`lettabot.sdk.mcp`."""
     skill_sources: list[SkillSource] | None = None
     """Where the agent finds skills (``bundled``, ``global``, ``agent``, ``project``); None:
     all of them (the CLI default); ``[]``: no skills."""
@@ -258,6 +262,9 @@ class SessionOptions(AgentOptions):
         names = [t.name for t in self.tools]
         if len(names) != len(set(names)):
             raise ValueError(f"tool names must be unique, got {names}")
+        servers = [s.name for s in self.mcp_servers]
+        if len(servers) != len(set(servers)):
+            raise ValueError(f"MCP server names must be unique, got {servers}")
         return self
 
     @property

@@ -8,12 +8,13 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
 from lettabot.sdk._internal.transport import CanUseToolRequest, Target, Transport
 from lettabot.sdk.errors import SessionClosedError
+from lettabot.sdk.mcp import McpServerState, McpToolInfo
 from lettabot.sdk.options import SessionOptions
 from lettabot.sdk.tools import ToolResult
 from lettabot.sdk.types import (
@@ -33,6 +34,9 @@ from lettabot.sdk.types import (
     ToolCallMessage,
     UserContent,
 )
+
+if TYPE_CHECKING:
+    from lettabot.sdk._internal.mcp_bridge import McpHub
 
 __all__ = ["Session"]
 
@@ -63,6 +67,7 @@ class Session:
         self._tools = {t.name: t for t in options.tools}
         self._last_sent: tuple[str | list[dict[str, Any]], str | None] | None = None
         self._asking: dict[int, CanUseToolRequest] = {}
+        self._mcp: McpHub | None = None
 
     # -- identity ---------------------------------------------------------------
 
@@ -106,17 +111,49 @@ class Session:
             if self._closed:
                 raise SessionClosedError("the session is closed")
             if self._init is None:
-                transport = self._factory(self.options, self.target, self)
-                self._init = await transport.connect()
+                options = await self._start_mcp()
+                try:
+                    transport = self._factory(options, self.target, self)
+                    self._init = await transport.connect()
+                except BaseException:
+                    await self._close_mcp()
+                    raise
                 self._transport = transport
             return self._init
 
+    async def _start_mcp(self) -> SessionOptions:
+        """The options with the MCP servers' tools added (their servers connected)."""
+        if not self.options.mcp_servers:
+            return self.options
+        from lettabot.sdk._internal.mcp_bridge import McpHub
+
+        await self._close_mcp()  # a connect that failed before may have left one
+        self._mcp = hub = McpHub(list(self.options.mcp_servers))
+        try:
+            tools = await hub.start({t.name for t in self.options.tools})
+        except BaseException:
+            await self._close_mcp()
+            raise
+        self._tools.update({t.name: t for t in tools})
+        return self.options.model_copy(update={"tools": [*self.options.tools, *tools]})
+
+    async def _close_mcp(self) -> None:
+        hub, self._mcp = self._mcp, None
+        if hub is not None:
+            for name in hub.tools:
+                self._tools.pop(name, None)
+            await hub.close()
+
     async def close(self) -> None:
-        """Close the conversation and release its process or server slot."""
+        """Close the conversation and release its process or server slot (and stop the
+        MCP servers it started)."""
         self._closed = True
         transport, self._transport = self._transport, None
-        if transport is not None:
-            await transport.close()
+        try:
+            if transport is not None:
+                await transport.close()
+        finally:
+            await self._close_mcp()
 
     async def __aenter__(self) -> Session:
         await self.connect()
@@ -186,6 +223,16 @@ class Session:
         """The CLI's conversation id (``default`` for the agent's own) and the agent id."""
         assert self._init is not None
         return self._init.conversation_id or "default", self._init.agent_id
+
+    def mcp_status(self) -> list[McpServerState]:
+        """Each MCP server of this session: connected or not, its tools, the last error
+        (empty before the session opens)."""
+        return self._mcp.states() if self._mcp is not None else []
+
+    def mcp_tool(self, tool_name: str) -> McpToolInfo | None:
+        """The MCP tool the agent calls ``tool_name`` (``mcp__<server>__<tool>``), or None:
+        which server, and whether it says it is read-only."""
+        return self._mcp.tools.get(tool_name) if self._mcp is not None else None
 
     def pending_approvals(self) -> list[CanUseToolRequest]:
         """The ``can_use_tool`` requests of this session waiting for an answer now."""

@@ -30,6 +30,7 @@ from lettabot.runtime.config.example import (
     section_example,
 )
 from lettabot.runtime.config.loading import DEFAULT_CONFIG_FILE, load_config
+from lettabot.runtime.config.mcp import McpServerConfig
 from lettabot.runtime.config.plugins import SETTINGS_GROUP, AdapterSettings, ChatAdapterSettings
 from lettabot.runtime.config.problems import (
     ENV_PREFIX,
@@ -94,6 +95,7 @@ __all__ = [
     "FilesConfig",
     "HealthConfig",
     "LettaConfig",
+    "McpServerConfig",
     "ModelPrice",
     "PermissionMode",
     "Problem",

@@ -241,6 +241,11 @@ class Config(BaseSettings):
         if not self.access.approvers and self.access.self_approve:
             out.append("access.self_approve = true and no access.approvers: whoever starts a "
                        "turn approves its own tool calls")
+        stdio = sorted({s.name for a in self.agent_configs()
+                        for s in a.resolved(self.letta).mcp_servers if s.command})
+        if stdio and self.sandbox.mode == "off":
+            out.append(f"MCP servers {', '.join(stdio)} run unsandboxed ([sandbox] mode = "
+                       "\"off\"): they can read whatever lettabot can")
         return out
 
     def describe(self) -> str:

@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from lettabot.runtime.adapter import Scope
 from lettabot.runtime.config.base import Section, is_blank, is_loopback
+from lettabot.runtime.config.mcp import McpServerConfig, check_unique
 from lettabot.runtime.config.problems import Problem, ValidationProblems
 from lettabot.runtime.schedules import check_cron, check_timezone
 from lettabot.runtime.store import StoreError, normalize_url
@@ -164,12 +165,16 @@ class LettaConfig(Section):
     can be read by an approved tool call."""
     providers: list[ProviderConfig] = Field(default_factory=list)
     """``[[letta.providers]]``: model providers connected at start (local backend)."""
+    mcp_servers: list[McpServerConfig] = Field(default_factory=list)
+    """``[[letta.mcp_servers]]``: MCP servers whose tools become the agent's (every agent's,
+    unless an ``[[agents]]`` table lists its own)."""
 
     _legacy_mode = field_validator("permission_mode", mode="before")(_legacy_mode)
 
     @model_validator(mode="after")
     def _check(self) -> Self:
         problems = _agent_problems(self.agent_id, self.allowed_tools, self.disallowed_tools)
+        problems += check_unique(self.mcp_servers)
         if self.providers and self.backend == "cloud":
             problems.append(Problem(
                 "providers", 'are connected in the local backend\'s home, not with backend '
@@ -550,6 +555,9 @@ class AgentConfig(Section):
     """Unset: ``letta.allowed_tools``."""
     disallowed_tools: list[str] | None = None
     """Unset: ``letta.disallowed_tools``."""
+    mcp_servers: list[McpServerConfig] | None = None
+    """``[[agents.mcp_servers]]``: this agent's MCP servers. Unset: ``letta.mcp_servers``;
+    ``[]``: none."""
     approvers: list[str] | None = Field(default=None, examples=[["slack:U0OPSLEAD"]])
     """Who may approve this agent's tool calls (and so may talk where it serves)."""
     default: bool = False
@@ -564,13 +572,14 @@ class AgentConfig(Section):
     @model_validator(mode="after")
     def _check(self) -> Self:
         return self.raise_problems(_agent_problems(self.agent_id, self.allowed_tools or [],
-                                           self.disallowed_tools or []))
+                                           self.disallowed_tools or [])
+                                   + check_unique(self.mcp_servers or []))
 
     def resolved(self, letta: LettaConfig) -> LettaConfig:
         """``[letta]`` with this agent's own settings over it."""
         own = {k: getattr(self, k) for k in ("agent_id", "model", "system_prompt", "persona",
                                             "permission_mode", "allowed_tools",
-                                            "disallowed_tools")
+                                            "disallowed_tools", "mcp_servers")
                if getattr(self, k) is not None}
         if self.agent_id is None:
             own["agent_id"] = None  # [letta].agent_id belongs to the implicit single agent

@@ -217,4 +217,5 @@ class AgentMemorySession(Session):
 
 
 def agent_fields(opts: SessionOptions) -> dict[str, Any]:
-    return {name: getattr(opts, name) for name in opts.model_fields_set}
+    # the agent is made by a session of its own: it needs no MCP servers
+    return {name: getattr(opts, name) for name in opts.model_fields_set - {"mcp_servers"}}
