@@ -144,6 +144,7 @@ class Bot:
             client=self.client, router=self.router, broker=self.broker, notify=self._notify,
             session_options=options, prewarm=prewarm, tools_for=self._tools_for,
             workspaces=config.letta_cwd, letta_home=cli_home(config)[0] / ".letta")
+        self.conversations.on_open = lambda how: self.metrics.sessions_opened.labels(how).inc()
         self.turns = TurnRunner(self.adapters.get, show_tools=show_tools,
                                 stall_seconds=config.turns.stall_seconds,
                                 waiting_for_click=self.broker.pending_in,

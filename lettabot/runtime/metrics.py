@@ -117,6 +117,9 @@ class Metrics:
         self.messages = Counter(
             "lettabot_messages", "Inbound messages, by what happened to them",
             ["adapter", "result"], registry=self.registry)
+        self.sessions_opened = Counter(
+            "lettabot_sessions_opened", "Sessions opened for a scope's conversation: "
+            "resumed (its conversation reopened) or new", ["how"], registry=self.registry)
 
     def watch(self, sample: Callable[[], StateSample]) -> None:
         self.registry.register(_StateCollector(sample))
