@@ -6,6 +6,7 @@ from a stale session; a replica that stops answering leaves its threads to the o
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -85,6 +86,7 @@ async def cluster(module_home: LettaHome, affinity_db: str) -> AsyncIterator[Clu
             chat = TestChat(bot, name="test")
             if chats:
                 chat.posts = chats[0].posts  # one platform: replicas post into one place
+                chat._ids = itertools.count(1_000_000 * n)  # whose ids do not collide
             bot.add_adapter(chat)
             bots.append(bot)
             chats.append(chat)
