@@ -49,7 +49,7 @@ from lettabot.runtime.jobs import Job
 from lettabot.runtime.metrics import Metrics
 from lettabot.runtime.router import Router
 from lettabot.runtime.scheduler import Scheduler
-from lettabot.runtime.store import Store
+from lettabot.runtime.store import Route, Store
 
 __all__ = ["Replica"]
 
@@ -135,7 +135,8 @@ class Replica:
         """A job of the inbox, on this replica: the scope is claimed, a stale session
         closed, then its turn (the session stays open for the scope's next job)."""
         scope = message.scope
-        if not await self._store_answers(scope, lease):
+        answered, route = await self._store_answers(scope, lease)
+        if not answered:
             return  # taken over meanwhile: the other replica answers
         try:
             epoch = await self.inbox.claim(scope.key, lease)
@@ -154,7 +155,7 @@ class Replica:
             except Exception:  # the turn goes on in the conversation (it waits for it)
                 log.warning("could not move %s to a fork after a takeover", scope.key,
                             exc_info=True)
-        await self._drop_stale_session(scope, epoch)
+        await self._drop_stale_session(scope, epoch, route)
         adapter = self.adapters.get(scope.adapter)
         if isinstance(adapter, SupportsAcknowledge):  # this replica's adapter learns of it
             await acknowledge(adapter, message)
@@ -169,7 +170,8 @@ class Replica:
         self.scheduler.enqueue(job)
         await job.finished.wait()
 
-    async def _drop_stale_session(self, scope: Scope, epoch: int | None) -> None:
+    async def _drop_stale_session(self, scope: Scope, epoch: int | None,
+                                  route: Route | None) -> None:
         """Close the scope's session kept open here if the scope ran on another replica
         since (``epoch`` is not the one it was opened at; None: unknown) or its route no
         longer names the session's conversation (a reset, a fork)."""
@@ -177,7 +179,6 @@ class Replica:
         if held is not None:
             stale = epoch is None or self._epochs.get(scope.key) != epoch
             if not stale:
-                route = await self.store.get_route(scope.key)
                 stale = route is None or route.conversation_id != held.session.conversation_id
             if stale:
                 log.info("%s ran elsewhere or moved since its session opened here; "
@@ -188,22 +189,21 @@ class Replica:
                             if k in self.conversations.open_now}
         self._epochs[scope.key] = epoch
 
-    async def _store_answers(self, scope: Scope, lease: Lease) -> bool:
+    async def _store_answers(self, scope: Scope, lease: Lease) -> tuple[bool, Route | None]:
         """Wait until the store answers (at most :data:`STORE_WAIT` s): a turn begun while
         the database is away fails its first lookups. False: the job is not this
-        replica's any more."""
+        replica's any more; else True and the scope's route."""
         delay = 0.5
         with anyio.move_on_after(STORE_WAIT):
             while not lease.lost:
                 try:
-                    await self.store.get_route(scope.key)
-                    return True
+                    return True, await self.store.get_route(scope.key)
                 except Exception as exc:
                     log.warning("the store did not answer for %s (%s: %s); waiting for it",
                                 scope.key, type(exc).__name__, exc)
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        return not lease.lost
+        return not lease.lost, None
 
     async def _stop_taken_over(self, job: Job) -> None:
         """``job`` was taken over by another replica (this one was frozen or cut off): stop
