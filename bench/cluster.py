@@ -1,15 +1,18 @@
-"""Benchmark the cluster (issue 15): 1, 2 and 3 ``lettabot run`` replicas behind one Slack
-app (HTTP mode) on one PostgreSQL store, an instant scripted model. Prints a table; asserts
-only that every message was answered.
+"""Benchmark the cluster (issues 15, 26): one ``lettabot run`` without ``[cluster]`` (the
+baseline), then 1, 2 and 3 replicas, behind one Slack app (HTTP mode) on one PostgreSQL
+store, an instant scripted model. Prints a table; asserts only that every message was
+answered.
 
-    .venv/bin/python bench/cluster.py [--threads 40] [--messages 3] [--replicas 1,2,3]
+    .venv/bin/python bench/cluster.py [--threads 40] [--messages 3] [--replicas 0,1,2,3]
+
+``0`` in ``--replicas`` is the baseline: one process, the same store, no ``[cluster]``.
 
 For each replica count: ``threads`` Slack threads × ``messages`` messages, each thread's
 messages sent one after the other (as a person would), all threads at once, delivered
 round-robin to the replicas' endpoints. Reported: turns per second over the run, latency
 from Slack getting 200 to the answer's final text reaching the Slack API (p50, p99), and
-the peak RSS of everything started (replicas, the shared App Server), with the ratio to
-one replica measured in the same run.
+the peak RSS of everything started (replicas, the shared App Server), with the ratios to
+one replica (turns/s) and to one process (p50 latency) measured in the same run.
 
 Runs offline: the real CLI, the scripted model, PostgreSQL on 127.0.0.1:5432, the mock
 Slack Web API. The replicas share one App Server (see docs/scaling.md).
@@ -26,7 +29,7 @@ import uuid
 from pathlib import Path
 
 import anyio
-from _offline import offline_home, print_table
+from _offline import offline_home
 from _rss import Peak, own_and_descendants_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,8 +95,9 @@ async def run_load(mock: MockSlack, replicas: list[Replica], threads: int, messa
 
 
 async def main(threads: int, messages: int, counts: list[int]) -> None:
-    rows: list[tuple[str, str, str]] = []
-    base: float | None = None
+    rows: list[str] = []
+    base: float | None = None  # turns/s of one replica
+    single: float | None = None  # p50 of one process without [cluster]
     with offline_home() as (model, home):
         model.on(re.compile(r"-t\d+-m\d+$"), lambda r: Reply.say(f"You said: {r.user_text}"))
         with external_app_server(TOKEN, home.workdir) as server:
@@ -105,7 +109,7 @@ async def main(threads: int, messages: int, counts: list[int]) -> None:
                 root = home.path / f"bench-{count}"
                 replicas = []
                 try:
-                    for n in range(count):
+                    for n in range(max(count, 1)):
                         folder = root / f"r{n}"
                         folder.mkdir(parents=True)
                         replica = Replica(f"r{n}", folder / "lettabot.toml", free_port(),
@@ -114,6 +118,8 @@ async def main(threads: int, messages: int, counts: list[int]) -> None:
                                                     store_url=pg, server_url=server.url,
                                                     slack_api=mock.api_url)
                         settings["log_level"] = "WARNING"
+                        if count == 0:
+                            del settings["cluster"]  # the baseline: one process
                         replica.config.write_text(toml(settings))
                         replica.start()
                         await replica.ready()
@@ -131,21 +137,29 @@ async def main(threads: int, messages: int, counts: list[int]) -> None:
                     await mock.stop()
                     await drop_database(pg)
                 rate = len(lat) / wall
-                base = base or rate
                 q = statistics.quantiles(lat, n=100)
-                rows.append((f"{count} replica{'s' * (count > 1)}: turns/s", f"{rate:.1f}",
-                             f"{rate / base:.2f}x one replica; {len(lat)} turns in {wall:.1f} s"))
-                rows.append((f"{count} replica{'s' * (count > 1)}: latency p50 / p99",
-                             f"{q[49]:.2f} / {q[98]:.2f} s", "200 from lettabot → answer posted"))
-                rows.append((f"{count} replica{'s' * (count > 1)}: peak RSS",
-                             f"{peak.peak:.0f} MB", "replicas + shared App Server + bench"))
-    print_table(rows)
+                if count == 0:
+                    single = q[49]
+                elif base is None:
+                    base = rate
+                name = ("one process, no [cluster]" if count == 0 else
+                        f"{count} replica{'s' * (count > 1)}")
+                rows.append(" | ".join([
+                    name, f"{rate:.1f}", f"{rate / base:.2f}x" if base else "–",
+                    f"{q[49]:.2f} / {q[98]:.2f} s",
+                    f"{q[49] / single:.2f}x" if single and count else "–",
+                    f"{peak.peak:.0f} MB"]))
+                print(f"{name}: {len(lat)} turns in {wall:.1f} s", flush=True)
+    print("\n| setup | turns/s | vs 1 replica | latency p50 / p99 | p50 vs one process "
+          "| peak RSS |\n|---|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row} |")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=40)
     parser.add_argument("--messages", type=int, default=3)
-    parser.add_argument("--replicas", default="1,2,3")
+    parser.add_argument("--replicas", default="0,1,2,3")
     args = parser.parse_args()
     anyio.run(main, args.threads, args.messages, [int(c) for c in args.replicas.split(",")])

@@ -157,6 +157,7 @@ class Bot:
             workspaces=config.letta_cwd, letta_home=cli_home(config)[0] / ".letta",
             mcp_for=lambda profile, folder: self.mcp.for_session(profile.name, folder))
         self.budgets = Budgets(config.budgets, store, metrics=self.metrics)
+        self.conversations.on_open = lambda how: self.metrics.sessions_opened.labels(how).inc()
         self.turns = TurnRunner(self.adapters.get, show_tools=show_tools,
                                 stall_seconds=config.turns.stall_seconds,
                                 waiting_for_click=self.broker.pending_in,

@@ -141,6 +141,8 @@ class Conversations:
         self._next_server = 0
         self._closed = False
         self._tg: TaskGroup | None = None
+        self.on_open: Callable[[str], None] | None = None
+        """Called with ``resumed`` or ``new`` when a scope's session opens."""
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -175,12 +177,16 @@ class Conversations:
         if held is not None:
             return held
         conversation = await self._resume(scope)
+        how = "resumed"
         if conversation is None:
+            how = "new"
             profile = self.router.agents.for_scope(scope)
             conversation = await self._new(profile, scope)
             session = conversation.session
             assert session.agent_id and session.conversation_id
             await self.router.bind(scope, session.agent_id, session.conversation_id)
+        if self.on_open is not None:
+            self.on_open(how)
         conversation.last_used = anyio.current_time()
         self.open_now[scope.key] = conversation
         return conversation

@@ -131,6 +131,9 @@ class Metrics:
         self.budget_limit = Gauge(
             "lettabot_budget_bot_limit", "The bot's daily limit, by unit (tokens, cost); "
             "absent when not set", ["unit"], registry=self.registry)
+        self.sessions_opened = Counter(
+            "lettabot_sessions_opened", "Sessions opened for a scope's conversation: "
+            "resumed (its conversation reopened) or new", ["how"], registry=self.registry)
 
     def watch(self, sample: Callable[[], StateSample]) -> None:
         self.registry.register(_StateCollector(sample))

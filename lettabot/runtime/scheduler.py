@@ -373,7 +373,7 @@ class Scheduler:
 
     async def release(self, scope: Scope) -> bool:
         """Close the scope's session now if nothing waits there (a cluster replica does
-        after each job: the scope's next message may run on another replica)."""
+        when the scope ran on another replica since its session opened here)."""
         lane = self.lanes.get(scope.key)
         if lane is not None and lane.busy:
             return False

@@ -192,3 +192,59 @@ async def test_a_job_is_taken_over_once_and_only_from_a_silent_worker(bare_db: s
     finally:
         await conn.close()
         await inbox.close()
+
+
+async def test_a_dead_owners_jobs_go_back_to_the_shared_queue(bare_db: str) -> None:
+    """A scope's jobs go to its owner's own queue while the owner's heartbeat is fresh;
+    once it is not, new ones go to the shared queue, waiting ones are moved there, and a
+    job it was running is taken over into the shared queue (any worker runs them). Only
+    the worker holding a scope's job claims the scope; the epoch changes with the owner."""
+    from lettabot.runtime.cluster.inbox import QUEUE, Inbox, Lease, worker_queue
+
+    async def never(*args: object) -> None:
+        raise AssertionError("no job runs here")
+
+    inbox = Inbox(bare_db, "unit3", never, concurrency=1, heartbeat_seconds=1,
+                  takeover_seconds=4)
+    await inbox.open()
+    manager = inbox.manager
+    conn = await asyncpg.connect(libpq_url(bare_db))
+    scope = TestChat(name="unit").scope("C1", "owned")
+
+    def message(n: int) -> InboundMessage:
+        return InboundMessage(scope=scope, user_id="U1", text=f"m{n}", message_id=f"m{n}")
+
+    async def queue_of(job_id: int) -> str:
+        return str(await conn.fetchval("SELECT queue_name FROM procrastinate_jobs "
+                                       "WHERE id = $1", job_id))
+
+    try:
+        owner, other = await manager.register_worker(), await manager.register_worker()
+        first = await inbox.defer(message(0), "unit:m0")
+        assert await queue_of(first) == QUEUE  # nobody owns the scope yet
+        job = await manager.fetch_job([QUEUE, worker_queue(owner)], owner)
+        assert job is not None and job.id == first
+        lease = Lease(inbox, first, owner, job.attempts, 0.0)
+        assert await inbox.claim(scope.key, Lease(inbox, first, other, 0, 0.0)) is None
+        epoch = await inbox.claim(scope.key, lease)
+        assert epoch is not None and await inbox.claim(scope.key, lease) == epoch
+        second = await inbox.defer(message(1), "unit:m1")
+        assert await queue_of(second) == worker_queue(owner)
+        # the owner stops sending heartbeats, its first job still running
+        await conn.execute("UPDATE procrastinate_workers SET last_heartbeat = "
+                           "now() - interval '1 minute' WHERE id = $1", owner)
+        third = await inbox.defer(message(2), "unit:m2")
+        assert await queue_of(third) == QUEUE
+        assert await manager.move_stranded(inbox.affine_seconds) == 1
+        assert await queue_of(second) == QUEUE
+        assert await manager.take_over(job, 4)
+        assert await queue_of(first) == QUEUE
+        again = await manager.fetch_job([QUEUE, worker_queue(other)], other)
+        assert again is not None and again.id == first  # the lock keeps the order
+        taken = Lease(inbox, first, other, again.attempts, 0.0)
+        moved = await inbox.claim(scope.key, taken)
+        assert moved is not None and moved != epoch
+        await manager.finish_job(again, pjobs.Status.SUCCEEDED, delete_job=True)
+    finally:
+        await conn.close()
+        await inbox.close()

@@ -2,11 +2,22 @@
 
 - :meth:`Inbox.defer` writes the job before the platform is told the message was seen;
   the job's procrastinate ``lock`` is its scope, so jobs of one scope run one at a time,
-  in the order they were deferred, on whichever replica's worker is free.
+  in the order they were deferred (the lock holds across queues).
+- Scope affinity: the worker that runs a scope's job claims the scope
+  (``lettabot_scope_owners``: scope → worker, epoch; :meth:`Inbox.claim`, under the job's
+  lock). A scope's next job goes into its owner's own queue (``lettabot_turns@<worker
+  id>``) while the owner's heartbeat is fresh (:attr:`Inbox.affine_seconds`), else into the
+  shared queue; every worker takes jobs from its own queue and the shared one. The epoch
+  changes whenever another worker claims the scope, so a replica can tell that a session it
+  kept open is stale (the scope ran elsewhere meanwhile).
+- Wake-ups: a finished job wakes the worker of its scope's next job (NOTIFY on that job's
+  queue; procrastinate only notifies inserts), and workers poll every
+  :data:`POLL_SECONDS` for what a missed notification left.
 - :meth:`Inbox.run` is this replica's worker (``concurrency`` turns at once) plus the
   takeover loop: a job still ``doing`` on a worker whose heartbeat is older than
-  ``takeover_seconds`` (its replica died) is put back, and the next worker runs it with
-  ``attempts > 0``, so the runtime can tell the thread.
+  ``takeover_seconds`` (its replica died) is put back, into the shared queue, and the next
+  worker runs it with ``attempts > 0``, so the runtime can tell the thread. Jobs waiting in
+  the own queue of a worker whose heartbeat is no longer fresh move to the shared queue.
 
 Completed jobs are deleted; the store keeps what matters (routes, approvals).
 
@@ -44,12 +55,18 @@ from procrastinate import worker as pworker
 
 from lettabot.runtime.adapter import InboundMessage
 
-__all__ = ["Inbox", "Lease", "RunJob", "libpq_url"]
+__all__ = ["Inbox", "Lease", "RunJob", "libpq_url", "worker_queue"]
 
 log = logging.getLogger("lettabot.runtime.cluster.inbox")
 
 QUEUE = "lettabot_turns"
+"""The shared queue: every worker takes jobs from it (and from its own)."""
 TASK = "lettabot.turn"
+POLL_SECONDS = 0.5
+"""How often a worker looks for jobs without a notification (missed ones)."""
+PRUNE_EVERY = 600.0
+OWNERS_KEPT = "1 day"
+"""Scope owners not claimed for this long are forgotten (the scope goes to any worker)."""
 _SCHEMA_LOCK = zlib.crc32(b"lettabot procrastinate schema")
 
 RunJob = Callable[[InboundMessage, str, int, "Lease"], Awaitable[None]]
@@ -82,6 +99,46 @@ _RETRY_MINE = """WITH mine AS (
 SELECT procrastinate_retry_job_v2(id, %(retry_at)s, %(priority)s::integer,
                                   %(queue)s::varchar, %(lock)s::varchar) IS NULL AS done
   FROM mine"""
+_OWNERS_TABLE = """CREATE TABLE IF NOT EXISTS lettabot_scope_owners (
+    scope varchar PRIMARY KEY,
+    worker_id bigint NOT NULL,
+    epoch bigint NOT NULL,
+    claimed_at timestamptz NOT NULL DEFAULT now());
+CREATE SEQUENCE IF NOT EXISTS lettabot_scope_epochs"""
+_OWNER_QUEUE = """SELECT o.worker_id FROM lettabot_scope_owners o
+  JOIN procrastinate_workers w ON w.id = o.worker_id
+ WHERE o.scope = %(scope)s
+   AND w.last_heartbeat > now() - make_interval(secs => %(seconds)s)"""
+# Only the worker holding the scope's job claims it (a frozen one that lost its job does
+# not); an epoch comes from a sequence, so it never repeats, even after a row was pruned.
+_CLAIM = """INSERT INTO lettabot_scope_owners AS o (scope, worker_id, epoch, claimed_at)
+SELECT %(scope)s, %(worker_id)s, nextval('lettabot_scope_epochs'), now()
+ WHERE EXISTS (SELECT 1 FROM procrastinate_jobs
+                WHERE id = %(job_id)s AND worker_id = %(worker_id)s AND status = 'doing'
+                  AND attempts = %(attempts)s)
+ON CONFLICT (scope) DO UPDATE SET
+    worker_id = EXCLUDED.worker_id, claimed_at = EXCLUDED.claimed_at,
+    epoch = CASE WHEN o.worker_id = EXCLUDED.worker_id THEN o.epoch ELSE EXCLUDED.epoch END
+RETURNING epoch"""
+_WAKE_NEXT = """SELECT pg_notify('procrastinate_queue_v1#' || queue_name,
+                 json_build_object('type', 'job_inserted', 'job_id', id)::text)
+  FROM (SELECT id, queue_name FROM procrastinate_jobs
+         WHERE lock = %(lock)s AND status = 'todo'
+         ORDER BY priority DESC, id LIMIT 1) AS next"""
+_MOVE_STRANDED = """WITH moved AS (
+    UPDATE procrastinate_jobs j SET queue_name = %(shared)s
+     WHERE j.status = 'todo' AND starts_with(j.queue_name, %(prefix)s)
+       AND NOT EXISTS (
+           SELECT 1 FROM procrastinate_workers w
+            WHERE j.queue_name = %(prefix)s || w.id::text
+              AND w.last_heartbeat > now() - make_interval(secs => %(seconds)s))
+    RETURNING j.id)
+SELECT count(*) AS n,
+       pg_notify('procrastinate_queue_v1#' || %(shared)s,
+                 json_build_object('type', 'job_inserted', 'job_id', min(id))::text)
+  FROM moved HAVING count(*) > 0"""
+_PRUNE_OWNERS = f"""DELETE FROM lettabot_scope_owners
+ WHERE claimed_at < now() - interval '{OWNERS_KEPT}'"""
 _TAKE_OVER = """WITH stalled AS (
     SELECT j.id FROM procrastinate_jobs j
      WHERE j.id = %(job_id)s AND j.status = 'doing'
@@ -90,8 +147,13 @@ _TAKE_OVER = """WITH stalled AS (
              WHERE w.id = j.worker_id
                AND w.last_heartbeat < now() - make_interval(secs => %(seconds)s)))
        FOR UPDATE)
-SELECT procrastinate_retry_job_v2(id, now(), NULL::integer, NULL::varchar,
+SELECT procrastinate_retry_job_v2(id, now(), NULL::integer, %(queue)s::varchar,
                                   NULL::varchar) IS NULL AS done FROM stalled"""
+
+
+def worker_queue(worker_id: int) -> str:
+    """The own queue of worker ``worker_id`` (jobs of the scopes it owns)."""
+    return f"{QUEUE}@{worker_id}"
 
 
 def _clock() -> float:
@@ -187,6 +249,10 @@ class _Manager(pmanager.JobManager):
         sent = _clock()
         worker_id = await super().register_worker()
         self.inbox._heartbeat_ok(worker_id, sent)
+        worker = self.inbox.worker
+        if worker is not None and worker.worker_id is None:  # the worker registering
+            # its own queue is known once it has an id (fetches and LISTEN come after)
+            worker.queues = [QUEUE, worker_queue(worker_id)]
         return worker_id
 
     async def update_heartbeat(self, worker_id: int) -> None:
@@ -219,6 +285,7 @@ class _Manager(pmanager.JobManager):
                          delete_job: bool) -> None:
         await self._settle(job, "finish", _FINISH_MINE, status=status.value,
                            delete_job=delete_job)
+        await self._wake_next(job.lock)
 
     async def retry_job(self, job: pjobs.Job, retry_at: Any = None, priority: int | None = None,
                         queue: str | None = None, lock: str | None = None) -> None:
@@ -226,6 +293,17 @@ class _Manager(pmanager.JobManager):
 
         await self._settle(job, "retry", _RETRY_MINE, retry_at=retry_at or utils.utcnow(),
                            priority=priority, queue=queue, lock=lock)
+        await self._wake_next(job.lock)
+
+    async def _wake_next(self, lock: str | None) -> None:
+        """Wake the worker that may take the next job of ``lock`` (procrastinate notifies
+        only inserts: a job that waited behind this one would wait for a poll)."""
+        if lock is None:
+            return
+        try:
+            await self.connector.execute_query_all_async(_WAKE_NEXT, lock=lock)
+        except Exception as exc:  # the poll finds it
+            self.inbox._db_failed("waking the next job's worker", exc)
 
     async def _settle(self, job: pjobs.Job, what: str, query: Any, **args: Any) -> None:
         """Finish or retry ``job`` if it is still this worker's (else nothing: another
@@ -273,9 +351,19 @@ class _Manager(pmanager.JobManager):
                                rows[0]["attempts"]) == ("doing", worker_id, attempts)
 
     async def take_over(self, job: pjobs.Job, seconds: float) -> bool:
+        """Put a stalled job back, into the shared queue (not its dead owner's)."""
         rows = await self.connector.execute_query_all_async(_TAKE_OVER, job_id=job.id,
-                                                            seconds=seconds)
+                                                            seconds=seconds, queue=QUEUE)
+        if rows:
+            await self._wake_next(job.lock)
         return bool(rows)
+
+    async def move_stranded(self, seconds: float) -> int:
+        """Move jobs waiting in the own queue of a worker without a heartbeat for
+        ``seconds`` to the shared queue; returns how many."""
+        rows = await self.connector.execute_query_all_async(
+            _MOVE_STRANDED, shared=QUEUE, prefix=worker_queue(0)[:-1], seconds=seconds)
+        return int(rows[0]["n"]) if rows else 0
 
 
 class Inbox:
@@ -287,6 +375,8 @@ class Inbox:
         self.concurrency = concurrency
         self.heartbeat_seconds = heartbeat_seconds
         self.takeover_seconds = takeover_seconds
+        self.affine_seconds = min(takeover_seconds, 2 * heartbeat_seconds + 1)
+        """A scope's jobs go to its owner's queue while its heartbeat is this fresh."""
         self.app = procrastinate.App(connector=procrastinate.PsycopgConnector(
             conninfo=self.dsn, min_size=1, max_size=max(4, concurrency + 2),
             timeout=10.0))
@@ -294,6 +384,8 @@ class Inbox:
         self.app.job_manager = self.manager
         self.app.task(name=TASK, queue=QUEUE, pass_context=True)(self._turn)
         self.taken_over = 0
+        self.moved = 0
+        """Jobs moved from a silent worker's own queue to the shared one."""
         self.closing = False
         self.worker: pworker.Worker | None = None
         self.registrations = 0
@@ -317,6 +409,7 @@ class Inbox:
                 if exists is None:
                     log.info("cluster: creating the inbox tables (procrastinate)")
                     await self.app.schema_manager.apply_schema_async()
+                await conn.execute(_OWNERS_TABLE)
             finally:
                 await conn.execute("SELECT pg_advisory_unlock($1)", _SCHEMA_LOCK)
         finally:
@@ -327,11 +420,32 @@ class Inbox:
         with anyio.CancelScope(shield=True):
             await self.app.close_async()
 
-    async def defer(self, message: InboundMessage, client_message_id: str) -> int:
-        """Store the message's job; returns its id. Raises if PostgreSQL did not take it."""
+    async def defer(self, message: InboundMessage, client_message_id: str, *,
+                    queue: str | None = None) -> int:
+        """Store the message's job, in its scope owner's queue if the owner lives (else
+        the shared one; ``queue``: this one); returns its id. Raises if PostgreSQL did not
+        take it."""
+        key = message.scope.key
+        if queue is None:
+            queue = await self.queue_for(key)
         task = self.app.tasks[TASK]
-        return await task.configure(lock=message.scope.key).defer_async(
+        return await task.configure(lock=key, queue=queue).defer_async(
             message=message.model_dump_json(), client_message_id=client_message_id)
+
+    async def queue_for(self, scope_key: str) -> str:
+        """The queue of the scope's owner while its heartbeat is fresh, else the shared."""
+        rows = await self.app.connector.execute_query_all_async(
+            _OWNER_QUEUE, scope=scope_key, seconds=self.affine_seconds)
+        return worker_queue(int(rows[0]["worker_id"])) if rows else QUEUE
+
+    async def claim(self, scope_key: str, lease: Lease) -> int | None:
+        """Make this worker the owner of ``scope_key`` (its job runs here, holding the
+        scope's lock); returns the scope's epoch, which changes whenever the owner does.
+        None: the job is not this worker's any more (taken over)."""
+        rows = await self.app.connector.execute_query_all_async(
+            _CLAIM, scope=scope_key, worker_id=lease.worker_id, job_id=lease.job_id,
+            attempts=lease.attempts)
+        return int(rows[0]["epoch"]) if rows else None
 
     async def _turn(self, context: Any, message: str, client_message_id: str) -> None:
         job = context.job
@@ -359,7 +473,7 @@ class Inbox:
                 worker = pworker.Worker(
                     self.app, queues=[QUEUE], name=self.replica, concurrency=self.concurrency,
                     install_signal_handlers=False, listen_notify=True,
-                    fetch_job_polling_interval=2.0, delete_jobs="successful",
+                    fetch_job_polling_interval=POLL_SECONDS, delete_jobs="successful",
                     update_heartbeat_interval=self.heartbeat_seconds,
                     stalled_worker_timeout=NEVER, shutdown_graceful_timeout=5.0)
                 self.worker = worker
@@ -444,14 +558,27 @@ class Inbox:
 
     async def _take_over(self) -> None:
         manager = self.manager
+        pruned = _clock()
         while True:
             await anyio.sleep(self.heartbeat_seconds)
+            if not self._failing:  # moving a waiting job is always safe
+                try:
+                    moved = await manager.move_stranded(self.affine_seconds)
+                    if moved:
+                        self.moved += moved
+                        log.info("cluster: %d job(s) waiting for a silent worker moved to "
+                                 "the shared queue", moved)
+                    if _clock() - pruned > PRUNE_EVERY:
+                        pruned = _clock()
+                        await manager.connector.execute_query_async(_PRUNE_OWNERS)
+                except Exception as exc:
+                    self._db_failed("moving waiting jobs", exc)
             if not self._may_take_over():
                 continue
             own = self.worker.worker_id if self.worker is not None else None
             try:
                 stalled = await manager.get_stalled_jobs(
-                    queue=QUEUE, seconds_since_heartbeat=self.takeover_seconds)
+                    task_name=TASK, seconds_since_heartbeat=self.takeover_seconds)
                 for job in stalled:
                     if job.worker_id is not None and job.worker_id == own:
                         continue
@@ -467,6 +594,6 @@ class Inbox:
     async def pending(self) -> int:
         """Jobs waiting or running (all replicas)."""
         rows = await self.app.connector.execute_query_all_async(
-            "SELECT count(*) AS n FROM procrastinate_jobs WHERE queue_name = %(q)s "
-            "AND status IN ('todo', 'doing')", q=QUEUE)
+            "SELECT count(*) AS n FROM procrastinate_jobs WHERE task_name = %(t)s "
+            "AND status IN ('todo', 'doing')", t=TASK)
         return int(rows[0]["n"]) if rows else 0

@@ -1,11 +1,14 @@
 """One replica of a cluster: the durable inbox's worker and the bus's handlers.
 
 - :meth:`Replica.submit` puts an accepted message (or a scheduled run) in the inbox
-  (intake's last step);
-  the inbox runs it here or on another replica (:meth:`Replica._run_job`), which queues
-  it on its scheduler and closes the scope's session after the turn (the scope's next
-  message may run elsewhere). A job taken over from a dead replica continues in a fork
-  of its conversation.
+  (intake's last step), in the queue of the replica that ran the scope's last job while
+  that one lives (scope affinity), else in the shared queue;
+  the inbox runs it (:meth:`Replica._run_job`), which claims the scope and queues the
+  job on its scheduler. The scope's session stays open after the turn (the idle timer
+  closes it); before a job runs, a session kept open here is closed if the scope ran
+  elsewhere meanwhile (its epoch changed) or its route moved (a reset, a fork), so a
+  conversation never goes on from stale state. A job taken over from a dead replica
+  continues in a fork of its conversation.
 - A job starts its turn once the store answers (a turn begun while the database is away
   would fail its lookups; waiting for the store is its retry), and posts only while this
   replica still holds the job (:class:`~lettabot.runtime.cluster.inbox.Lease`).
@@ -46,7 +49,7 @@ from lettabot.runtime.jobs import Job
 from lettabot.runtime.metrics import Metrics
 from lettabot.runtime.router import Router
 from lettabot.runtime.scheduler import Scheduler
-from lettabot.runtime.store import Store
+from lettabot.runtime.store import Route, Store
 
 __all__ = ["Replica"]
 
@@ -96,6 +99,8 @@ class Replica:
         self._notify = notify
         self._run_command: RunCommand | None = None
         self._tg: TaskGroup | None = None
+        self._epochs: dict[str, int | None] = {}
+        """Scope key → the scope's epoch when this replica last ran it (its session)."""
         self.inbox = Inbox(config.store_url, name, self._run_job,
                            concurrency=config.servers.max_concurrent_turns,
                            heartbeat_seconds=cluster.heartbeat_seconds,
@@ -127,11 +132,20 @@ class Replica:
 
     async def _run_job(self, message: InboundMessage, client_message_id: str,
                        attempts: int, lease: Lease) -> None:
-        """A job of the inbox, on this replica: its turn, then its session is closed (the
-        scope's next message may run on another replica)."""
+        """A job of the inbox, on this replica: the scope is claimed, a stale session
+        closed, then its turn (the session stays open for the scope's next job)."""
         scope = message.scope
-        if not await self._store_answers(scope, lease):
+        answered, route = await self._store_answers(scope, lease)
+        if not answered:
             return  # taken over meanwhile: the other replica answers
+        try:
+            epoch = await self.inbox.claim(scope.key, lease)
+            if epoch is None:
+                return  # taken over meanwhile: the other replica answers
+        except Exception as exc:  # unknown: whatever session is open here is not trusted
+            log.warning("could not claim %s (%s: %s); its session is reopened", scope.key,
+                        type(exc).__name__, exc)
+            epoch = None
         if attempts:
             self.metrics.messages.labels(scope.adapter, "taken_over").inc()
             await self._notify(scope, "⚠️ The lettabot replica that was answering this "
@@ -141,6 +155,7 @@ class Replica:
             except Exception:  # the turn goes on in the conversation (it waits for it)
                 log.warning("could not move %s to a fork after a takeover", scope.key,
                             exc_info=True)
+        await self._drop_stale_session(scope, epoch, route)
         adapter = self.adapters.get(scope.adapter)
         if isinstance(adapter, SupportsAcknowledge):  # this replica's adapter learns of it
             await acknowledge(adapter, message)
@@ -153,28 +168,42 @@ class Replica:
 
             lease.on_lost = stop_here
         self.scheduler.enqueue(job)
-        try:
-            await job.finished.wait()
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self.scheduler.release(scope)
+        await job.finished.wait()
 
-    async def _store_answers(self, scope: Scope, lease: Lease) -> bool:
+    async def _drop_stale_session(self, scope: Scope, epoch: int | None,
+                                  route: Route | None) -> None:
+        """Close the scope's session kept open here if the scope ran on another replica
+        since (``epoch`` is not the one it was opened at; None: unknown) or its route no
+        longer names the session's conversation (a reset, a fork)."""
+        held = self.conversations.get(scope)
+        if held is not None:
+            stale = epoch is None or self._epochs.get(scope.key) != epoch
+            if not stale:
+                stale = route is None or route.conversation_id != held.session.conversation_id
+            if stale:
+                log.info("%s ran elsewhere or moved since its session opened here; "
+                         "reopening it", scope.key)
+                await self.scheduler.release(scope)
+        if len(self._epochs) > 2 * len(self.conversations.open_now) + 100:
+            self._epochs = {k: e for k, e in self._epochs.items()
+                            if k in self.conversations.open_now}
+        self._epochs[scope.key] = epoch
+
+    async def _store_answers(self, scope: Scope, lease: Lease) -> tuple[bool, Route | None]:
         """Wait until the store answers (at most :data:`STORE_WAIT` s): a turn begun while
         the database is away fails its first lookups. False: the job is not this
-        replica's any more."""
+        replica's any more; else True and the scope's route."""
         delay = 0.5
         with anyio.move_on_after(STORE_WAIT):
             while not lease.lost:
                 try:
-                    await self.store.get_route(scope.key)
-                    return True
+                    return True, await self.store.get_route(scope.key)
                 except Exception as exc:
                     log.warning("the store did not answer for %s (%s: %s); waiting for it",
                                 scope.key, type(exc).__name__, exc)
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        return not lease.lost
+        return not lease.lost, None
 
     async def _stop_taken_over(self, job: Job) -> None:
         """``job`` was taken over by another replica (this one was frozen or cut off): stop
