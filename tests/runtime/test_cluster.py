@@ -16,8 +16,12 @@ from dataclasses import dataclass
 
 import anyio
 import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from lettabot.runtime.bot import Bot
+from lettabot.runtime.config import TracingConfig
+from lettabot.runtime.tracing import configure_tracing, shutdown_tracing
 from lettabot.testing.app_server import external_app_server
 from lettabot.testing.chat import Posted, TestChat
 from lettabot.testing.letta_home import LettaHome
@@ -105,6 +109,34 @@ async def test_a_redelivered_message_to_another_replica_is_answered_once(
     await cluster.chats[0].wait_for(lambda: cluster.texts(scope.key) or None, within=90)
     await anyio.sleep(2)
     assert cluster.texts(scope.key) == ["You said: only once please"]
+
+
+async def test_a_turn_joins_its_messages_trace_through_the_inbox(cluster: Cluster) -> None:
+    """[tracing]: the message's context travels in the inbox job, so its turn (on whichever
+    replica) is in the message's trace, and its wait starts when it was accepted."""
+    exporter = InMemorySpanExporter()
+    configure_tracing(TracingConfig(enabled=True), exporter=exporter)
+    try:
+        scope = cluster.chats[1].scope("C1", "traced")
+        await cluster.chats[1].push("traced through the inbox", scope=scope)
+        await cluster.chats[0].wait_for(lambda: cluster.texts(scope.key) or None, within=90)
+
+        def turn() -> ReadableSpan | None:
+            return next((s for s in exporter.get_finished_spans() if s.name == "lettabot.turn"
+                         and (s.attributes or {}).get("lettabot.scope") == scope.key), None)
+
+        span = await cluster.chats[0].wait_for(turn, within=10)
+        spans = exporter.get_finished_spans()
+        (message,) = [s for s in spans if s.name == "lettabot.message"
+                      and (s.attributes or {}).get("lettabot.scope") == scope.key]
+        (queued,) = [s for s in spans if s.name == "lettabot.queued"
+                     and (s.attributes or {}).get("lettabot.scope") == scope.key]
+        assert span.context.trace_id == message.context.trace_id
+        assert span.parent is not None and span.parent.span_id == message.context.span_id
+        assert message.start_time is not None and queued.start_time is not None
+        assert message.start_time <= queued.start_time <= (message.end_time or 0)
+    finally:
+        shutdown_tracing()
 
 
 async def test_a_click_on_another_replica_decides_the_turn(

@@ -42,8 +42,8 @@ from __future__ import annotations
 import logging
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 import anyio
 import asyncpg  # type: ignore[import-untyped]
@@ -54,6 +54,7 @@ from procrastinate import manager as pmanager
 from procrastinate import worker as pworker
 
 from lettabot.runtime.adapter import InboundMessage
+from lettabot.runtime.tracing import carrier
 
 __all__ = ["Inbox", "Lease", "RunJob", "libpq_url", "worker_queue"]
 
@@ -69,9 +70,14 @@ OWNERS_KEPT = "1 day"
 """Scope owners not claimed for this long are forgotten (the scope goes to any worker)."""
 _SCHEMA_LOCK = zlib.crc32(b"lettabot procrastinate schema")
 
-RunJob = Callable[[InboundMessage, str, int, "Lease"], Awaitable[None]]
-"""Run one message's turn here (``message``, ``client_message_id``, earlier attempts, and
-this replica's :class:`Lease` on the job)."""
+class RunJob(Protocol):
+    """Run one message's turn here: ``message``, its ``client_message_id``, earlier
+    ``attempts``, this replica's :class:`Lease` on the job, and where the message was
+    accepted (its ``trace`` context and ``accepted_ns``)."""
+
+    async def __call__(self, message: InboundMessage, client_message_id: str, attempts: int,
+                       lease: Lease, *, trace: Mapping[str, str],
+                       accepted_ns: int | None) -> None: ...
 
 NEVER = 10 * 365 * 86400.0
 """procrastinate's worker prunes "stalled" workers when it starts; ours must not (after an
@@ -430,7 +436,8 @@ class Inbox:
             queue = await self.queue_for(key)
         task = self.app.tasks[TASK]
         return await task.configure(lock=key, queue=queue).defer_async(
-            message=message.model_dump_json(), client_message_id=client_message_id)
+            message=message.model_dump_json(), client_message_id=client_message_id,
+            trace=dict[str, Any](carrier()), accepted_ns=time.time_ns())
 
     async def queue_for(self, scope_key: str) -> str:
         """The queue of the scope's owner while its heartbeat is fresh, else the shared."""
@@ -447,7 +454,9 @@ class Inbox:
             attempts=lease.attempts)
         return int(rows[0]["epoch"]) if rows else None
 
-    async def _turn(self, context: Any, message: str, client_message_id: str) -> None:
+    async def _turn(self, context: Any, message: str, client_message_id: str,
+                    trace: dict[str, str] | None = None,
+                    accepted_ns: int | None = None) -> None:
         job = context.job
         attempts = int(getattr(job, "attempts", 0) or 0)
         lease = Lease(self, job.id, job.worker_id, attempts, self.held_until(job.worker_id))
@@ -456,7 +465,8 @@ class Inbox:
         self._leases[job.id] = lease
         try:
             await self._run_job(InboundMessage.model_validate_json(message),
-                                client_message_id, attempts, lease)
+                                client_message_id, attempts, lease, trace=trace or {},
+                                accepted_ns=accepted_ns)
         finally:
             if self._leases.get(job.id) is lease:
                 del self._leases[job.id]

@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -131,7 +132,8 @@ class Replica:
     # -- the inbox's jobs ----------------------------------------------------------------
 
     async def _run_job(self, message: InboundMessage, client_message_id: str,
-                       attempts: int, lease: Lease) -> None:
+                       attempts: int, lease: Lease, *, trace: Mapping[str, str],
+                       accepted_ns: int | None) -> None:
         """A job of the inbox, on this replica: the scope is claimed, a stale session
         closed, then its turn (the session stays open for the scope's next job)."""
         scope = message.scope
@@ -159,7 +161,8 @@ class Replica:
         adapter = self.adapters.get(scope.adapter)
         if isinstance(adapter, SupportsAcknowledge):  # this replica's adapter learns of it
             await acknowledge(adapter, message)
-        job = Job(message, client_message_id=client_message_id, lease=lease)
+        job = Job(message, client_message_id=client_message_id, lease=lease, trace=trace,
+                  accepted_ns=accepted_ns or time.time_ns())
         if self._tg is not None:
             tg = self._tg
 
