@@ -216,7 +216,8 @@ class Conversations:
                 "permissions. Say `reset` to start a new conversation here with "
                 f"{self.router.agents.for_scope(scope).name}.")
         binding = self._binding(profile)
-        server = self.client.server_for(route.conversation_id)
+        server = (self.client.host_server(profile.host) if profile.host
+                  else self.client.server_for(route.conversation_id))
         session = self.client.resume_session(route.conversation_id, server=server,
                                              **self._session_options(binding, scope))
         try:
@@ -250,8 +251,11 @@ class Conversations:
         """A new conversation on ``profile``'s agent, on the next App Server in turn;
         closed if it fails."""
         agent = await self.router.agent_id(profile)
-        server = self._next_server % self.servers
-        self._next_server += 1
+        if profile.host:  # its agent lives on that host's backend only
+            server = self.client.host_server(profile.host)
+        else:
+            server = self._next_server % self.client.pool_size
+            self._next_server += 1
         binding = self._binding(profile)
         session = self.client.create_session(agent, server=server,
                                              **self._session_options(binding, scope))
@@ -305,9 +309,22 @@ class Conversations:
         self._refilling = True
         try:
             profile = self.router.agents.default
-            agent = await self.router.agent_id(profile)
+            try:
+                agent = await self.router.agent_id(profile)
+            except sdk.AppServerUnreachableError:
+                if profile.host is None:
+                    raise
+                log.warning("the default agent's host %s is unreachable: nothing prewarmed",
+                            profile.host)
+                return
             try:
                 warm = await self._open_new(profile)
+            except sdk.AppServerUnreachableError:
+                if profile.host is None:
+                    raise
+                log.warning("the default agent's host %s is unreachable: nothing prewarmed",
+                            profile.host)
+                return
             except sdk.LettaSDKError as exc:
                 raise self.router.agents.missing(profile, agent,
                                                  str(exc).splitlines()[0]) from exc

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -200,6 +200,9 @@ class TurnRunner:
                  reply_as_file_after: int | None = None,
                  stop_button_after: float = 0.0) -> None:
         self._adapter_for = adapter_for
+        self.hold: Callable[[Job, Exception], Awaitable[bool]] | None = None
+        """Set with ``[[hosts]]``: takes a job whose agent's host is unreachable (True),
+        so it waits instead of failing (:class:`~lettabot.runtime.hosts.HostWait`)."""
         self.stop_button_after = stop_button_after
         self.reply_as_file_after = reply_as_file_after
         self.metrics = metrics
@@ -219,6 +222,8 @@ class TurnRunner:
         """Say in the chat that ``job``'s conversation could not be opened (as a turn that
         failed: the user sees why, the log has the details)."""
         with log_context(scope=job.scope.key, turn=job.client_message_id):
+            if self.hold is not None and await self.hold(job, error):
+                return  # it waits for its agent's host (the holder told the thread)
             await self._run(job, None, error)
 
     async def _run(self, job: Job, session: sdk.Session | None,

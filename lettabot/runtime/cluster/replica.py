@@ -41,6 +41,7 @@ from lettabot.runtime.cluster.bus import Bus
 from lettabot.runtime.cluster.inbox import Inbox, Lease, libpq_url
 from lettabot.runtime.config import Config
 from lettabot.runtime.conversations import Conversations
+from lettabot.runtime.hosts import HostWait, WaitForHost
 from lettabot.runtime.intake import acknowledge
 from lettabot.runtime.jobs import Job
 from lettabot.runtime.metrics import Metrics
@@ -95,6 +96,8 @@ class Replica:
         self.adapters = adapters
         self._notify = notify
         self._run_command: RunCommand | None = None
+        self.host_wait: HostWait | None = None
+        """Set with ``[[hosts]]``: a job whose agent's host is unreachable is retried."""
         self._tg: TaskGroup | None = None
         self.inbox = Inbox(config.store_url, name, self._run_job,
                            concurrency=config.servers.max_concurrent_turns,
@@ -132,7 +135,8 @@ class Replica:
         scope = message.scope
         if not await self._store_answers(scope, lease):
             return  # taken over meanwhile: the other replica answers
-        if attempts:
+        if attempts and not (self.host_wait is not None
+                             and await self.host_wait.was_held(client_message_id)):
             self.metrics.messages.labels(scope.adapter, "taken_over").inc()
             await self._notify(scope, "⚠️ The lettabot replica that was answering this "
                                       "stopped; another one is answering it now.")
@@ -158,6 +162,10 @@ class Replica:
         finally:
             with anyio.CancelScope(shield=True):
                 await self.scheduler.release(scope)
+        if self.host_wait is not None:
+            if self.host_wait.retry_later(client_message_id):
+                raise WaitForHost(scope.key)  # the inbox retries it; later ones wait
+            await self.host_wait.answered(client_message_id)
 
     async def _store_answers(self, scope: Scope, lease: Lease) -> bool:
         """Wait until the store answers (at most :data:`STORE_WAIT` s): a turn begun while

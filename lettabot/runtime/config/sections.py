@@ -373,6 +373,16 @@ class RemoteServer(Section):
         return self.raise_problems(problems)
 
 
+class HostConfig(RemoteServer):
+    """An App Server host (``[[hosts]]``): a ``lettabot host`` (``letta server --listen``)
+    on its own Letta home that owns the local backend of the agents placed on it. Only
+    agents that name it (``[[agents]] host``) run there; see docs/scaling.md."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$", examples=["host-a"])
+    """Its name, which ``[[agents]] host`` refers to: lower-case letters, digits, ``_``
+    and ``-``."""
+
+
 class ServersConfig(Section):
     """App Servers: local processes started by lettabot plus remote ones by URL."""
 
@@ -554,6 +564,10 @@ class AgentConfig(Section):
     """Who may approve this agent's tool calls (and so may talk where it serves)."""
     default: bool = False
     """Serves every scope no rule of any agent matches."""
+    host: str | None = Field(default=None, examples=["host-a"])
+    """The ``[[hosts]]`` entry (by name) whose App Server owns this agent: the agent is
+    made and all its conversations run there only; while it is unreachable its messages
+    wait. Unset: the agent's conversations go to ``[servers]``."""
     routes: list[RouteRule] = Field(default_factory=list)
     """The scopes it serves (``[[agents.routes]]``). The most specific rule that matches,
     of any agent, wins; a conversation keeps its agent until ``reset``."""

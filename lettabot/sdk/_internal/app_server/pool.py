@@ -39,6 +39,9 @@ URL_ENV = "LETTA_APP_SERVER_URL"
 TOKEN_ENV = "LETTA_APP_SERVER_TOKEN"
 IDLE_ENV = "LETTABOT_SDK_APP_SERVER_IDLE"
 DEFAULT_IDLE = 60.0
+REMOTE_CONNECT_WINDOW = 2.0
+"""Seconds a remote App Server is tried before :class:`AppServerUnreachableError`: a host
+that is down fails its sessions fast (a local server we started gets up to 30 s)."""
 
 
 def idle_seconds(options: SessionOptions) -> float:
@@ -213,7 +216,8 @@ class Slot:
         """Connect; a server that just printed its URL may need a while (seconds, on a busy
         machine) before it takes upgrades. Ours is replaced only if its process died."""
         start = anyio.current_time()
-        deadline = start + min(timeout, 30.0)
+        window = 30.0 if self.url is None else REMOTE_CONNECT_WINDOW
+        deadline = start + min(timeout, window)
         attempt, replaced = 0, False
         while True:
             conn = Connection(url, self.token)
@@ -346,9 +350,13 @@ class ServerSet:
     """
 
     def __init__(self, name: str, *, local: int, remote: list[tuple[str, str | None]],
-                 cli: str | None, env: dict[str, str], cwd: Path) -> None:
+                 cli: str | None, env: dict[str, str], cwd: Path,
+                 pool: int | None = None) -> None:
         self.name = name
-        self.specs: list[tuple[str | None, str | None]] = [*remote, *[(None, None)] * local]
+        # remote[:pool] (all by default), the local ones, then remote[pool:] (named hosts)
+        pool = len(remote) if pool is None else pool
+        self.specs: list[tuple[str | None, str | None]] = [
+            *remote[:pool], *[(None, None)] * local, *remote[pool:]]
         self.cli = cli
         self.env = env
         self.cwd = cwd
