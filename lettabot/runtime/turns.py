@@ -237,6 +237,7 @@ class TurnRunner:
         stream = reply_stream(adapter, scope, user_id=job.message.user_id or None,
                               as_file_after=self.reply_as_file_after)
         broken: BaseException | None = None
+        held = False
         trailer = ""
         outcome: TurnOutcome = "failed"
         started = anyio.current_time()
@@ -276,6 +277,13 @@ class TurnRunner:
                     broken = ConversationStuck("no progress")
             except AgentNotConfigured as exc:
                 trailer = f"⚠️ {exc}"
+            except sdk.AppServerUnreachableError as exc:
+                # the host went away before it took the message: it may wait for it
+                held = (reply.empty and self.hold is not None and await self.hold(job, exc))
+                if not held:
+                    log.warning("turn in %s failed: %s", scope.key, exc)
+                    trailer = f"⚠️ Sorry — I could not reach the agent ({_short(str(exc))})."
+                broken = exc
             except sdk.LettaSDKError as exc:
                 log.warning("turn in %s failed: %s", scope.key, exc)
                 trailer = f"⚠️ Sorry — I could not reach the agent ({_short(str(exc))})."
@@ -308,11 +316,12 @@ class TurnRunner:
                     else:
                         if outcome == "completed" and refs:
                             await self._offer_feedback(adapter, refs[-1])
-                    await self._done(adapter, scope)
-                    seconds = anyio.current_time() - started
-                    log.info("turn %s in %.2f s", outcome, seconds)
-                    if self.metrics is not None:
-                        self.metrics.turn_ended(outcome, seconds)
+                    if not held:  # else no turn: the message waits (the holder said so)
+                        await self._done(adapter, scope)
+                        seconds = anyio.current_time() - started
+                        log.info("turn %s in %.2f s", outcome, seconds)
+                        if self.metrics is not None:
+                            self.metrics.turn_ended(outcome, seconds)
         if session is None:
             return  # nothing was opened: nothing to close
         if isinstance(broken, SessionBroken):
