@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -129,9 +130,12 @@ async def test_each_agent_runs_on_its_host_and_waits_for_it(
 
 
 async def _nothing_held(bot: Bot) -> None:
+    """Wait until every held message was forgotten (just after its turn ended)."""
     with anyio.fail_after(10):
-        while await bot.store.held_messages():
-            await anyio.sleep(0.1)
+        for delay in itertools.repeat(0.1):
+            if not await bot.store.held_messages():
+                return
+            await anyio.sleep(delay)
 
 
 async def _held(data: Path) -> list[Any]:
