@@ -180,6 +180,7 @@ class Bot:
                                       adapters=self.adapters,
                                       clustered=config.cluster.enabled)
             self.turns.hold = self.host_wait.hold
+            self.commands.drop_held = self.host_wait.drop
             if self.cluster is not None:
                 self.cluster.host_wait = self.host_wait
         self.metrics.watch(self._sample)

@@ -140,6 +140,18 @@ class HostWait:
             return
         self.scheduler.enqueue(Job(message, client_message_id=client_message_id))
 
+    async def drop(self, scope: Scope) -> int:
+        """``reset``: forget the scope's waiting messages (alone; a cluster's inbox jobs
+        run in the new conversation). Returns how many."""
+        if self.clustered:
+            return 0
+        async with self._lock:
+            self.waiting.pop(scope.key, None)
+            rows = [r for r in await self.store.held_messages() if r.scope == scope.key]
+            for row in rows:
+                await self.store.release_held(row.client_message_id)
+        return len(rows)
+
     # -- the cluster's side ----------------------------------------------------------
 
     def retry_later(self, client_message_id: str) -> bool:

@@ -97,6 +97,12 @@ async def test_each_agent_runs_on_its_host_and_waits_for_it(
         note = "host alpha is unreachable; your message will be answered when it is back"
         await chat.wait_for(lambda: sum(note in n.text for n in chat.notes) >= 3, within=30)
         assert {n.scope for n in chat.notes if note in n.text} == {on_a, also_a}
+        # `reset` drops what waits there, as it drops queued messages
+        dropped = chat.scope("CA", "t3")
+        await chat.push("forget me", scope=dropped)
+        await chat.wait_for(lambda: sum(note in n.text for n in chat.notes) >= 4, within=30)
+        reset = await chat.command("reset", scope=dropped)
+        assert "1 message still waiting for an answer was dropped" in reset.text
         # the other agent keeps answering; nothing of agent a is answered meanwhile
         await chat.push("still there?", scope=on_b)
         await chat.wait_done(on_b, 2)
@@ -109,6 +115,7 @@ async def test_each_agent_runs_on_its_host_and_waits_for_it(
         assert chat.texts(on_a) == ["You said: hello a", "You said: first while down",
                                     "You said: second while down"]
         assert chat.texts(also_a) == ["You said: new thread while down"]
+        assert chat.texts(dropped) == []
         await _nothing_held(bot)  # forgotten once answered
         # ... answered once each, by agent a on alpha (the route kept its agent)
         route = await bot.store.get_route(also_a.key)
@@ -117,7 +124,7 @@ async def test_each_agent_runs_on_its_host_and_waits_for_it(
         # a message waiting for its host survives a lettabot restart
         alpha.kill()
         await chat.push("across a restart", scope=on_a)
-        await chat.wait_for(lambda: sum(note in n.text for n in chat.notes) >= 4, within=30)
+        await chat.wait_for(lambda: sum(note in n.text for n in chat.notes) >= 5, within=30)
     assert len(await _held(data)) == 1
 
     alpha.start()
