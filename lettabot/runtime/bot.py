@@ -235,7 +235,8 @@ class Bot:
     async def _start(self, tg: TaskGroup) -> None:
         config = self.config
         self.keys.start()
-        if config.servers.count:  # before its App Servers start
+        if config.servers.count and any(p.host is None for p in self.agents.profiles):
+            # before its App Servers start (hosts keep their own Letta homes)
             await ensure_backend(config)
         await connect_providers(config, self.client, self.keys)
         await self.agents.load()

@@ -46,8 +46,8 @@ class CLIConnectionError(LettaSDKError):
 class AppServerUnreachableError(CLIConnectionError):
     """No App Server answered at ``url`` (refused, timed out, no route, or a proxy's 5xx).
 
-    A remote server is tried for a moment only (see ``REMOTE_CONNECT_WINDOW``), so a host
-    that is down fails the session's first request fast."""
+    A client's named host is tried for a moment only (2 s), so a host that is down fails
+    the session's first request fast; other servers are tried for up to 30 s."""
 
     def __init__(self, message: str, *, url: str, status: int | None = None) -> None:
         self.url = url

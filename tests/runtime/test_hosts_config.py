@@ -161,3 +161,20 @@ while :; do sleep 0.1; done
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_no_local_server_is_needed_when_every_agent_has_a_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in [k for k in os.environ if k.startswith("LETTABOT_")]:
+        monkeypatch.delenv(name)
+    placed = tmp_path / "placed.toml"
+    placed.write_text("[servers]\ncount = 0\n" + HOSTS
+                      + '\n[[agents]]\nname = "ops"\nhost = "alpha"\n')
+    assert load_config(placed).servers.count == 0
+    unplaced = tmp_path / "unplaced.toml"
+    unplaced.write_text("[servers]\ncount = 0\n" + HOSTS + '\n[[agents]]\nname = "ops"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(unplaced)
+    assert any(p.startswith("servers.count") and "host" in p for p in caught.value.problems)

@@ -144,6 +144,11 @@ class Config(BaseSettings):
                                         f"does not list ({known})",
                                         "add a [[hosts]] entry with that name, or fix the "
                                         "name"))
+        unplaced = not self.agents or any(a.host is None for a in self.agents)
+        if self.servers.count == 0 and not self.servers.urls and unplaced:
+            problems.append(Problem("servers.count", "is 0 and no urls are given",
+                                    "set count >= 1 or list urls (or give every agent a "
+                                    "host)"))
         if self.hosts and self.letta.backend == "cloud":
             problems.append(Problem("hosts", 'is set with letta.backend = "cloud"',
                                     "Letta Cloud serves every agent from every App Server: "

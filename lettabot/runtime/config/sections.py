@@ -393,7 +393,8 @@ class ServersConfig(Section):
 
     count: int = Field(default=1, ge=0, le=64)
     """How many local App Servers (``letta server --listen`` processes) to start. Each holds
-    many conversations; a conversation always runs on the same one. 0 needs ``urls``."""
+    many conversations; a conversation always runs on the same one. 0 needs ``urls``, unless
+    every agent has a ``host``."""
     urls: list[RemoteServer] = Field(default_factory=list)
     """App Servers on other machines, used beside the local ones (conversations are spread
     over all of them). They must serve the same agents (one Letta backend)."""
@@ -401,13 +402,6 @@ class ServersConfig(Section):
     """Turns running at once across all conversations; more are queued fairly, never
     dropped."""
 
-    @model_validator(mode="after")
-    def _check(self) -> Self:
-        if self.count == 0 and not self.urls:
-            return self.raise_problems(
-                [Problem("count", "is 0 and no urls are given", "set count >= 1 or list urls")]
-            )
-        return self
 
 
 class HealthConfig(Section):
