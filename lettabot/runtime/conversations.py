@@ -130,6 +130,9 @@ class Conversations:
         self.servers = len(client.servers())
         self.open_now: dict[str, Conversation] = {}
         self._creating = anyio.Lock()
+        self._host_locks: dict[str, anyio.Lock] = {}
+        """The same per host: each host has a backend of its own (and one down must not
+        hold up the others' agents)."""
         """One new conversation at a time (see _open_new)."""
         self._warm: Conversation | None = None
         self._refilling = False
@@ -222,7 +225,7 @@ class Conversations:
                                              **self._session_options(binding, scope))
         try:
             # several local App Servers share one backend's files: open one at a time
-            async with self._opening():
+            async with self._opening(profile):
                 await session.connect()
         except sdk.ConversationNotFoundError as exc:
             with anyio.CancelScope(shield=True):
@@ -262,7 +265,7 @@ class Conversations:
         try:
             # Local App Servers number new conversations from their own memory and the
             # folders on disk: two creating at once on one backend can pick the same id.
-            async with self._creating:
+            async with self._creating_on(profile):
                 await session.connect()
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -271,14 +274,23 @@ class Conversations:
         return Conversation(session, binding, server)
 
     @asynccontextmanager
-    async def _opening(self) -> AsyncIterator[None]:
+    async def _opening(self, profile: AgentProfile) -> AsyncIterator[None]:
         """Serialise opening conversations when several App Servers share this process's
         local backend (a conversation reopened on one while another opens is not safe)."""
-        if self.servers > 1:
+        if profile.host is not None:
+            async with self._creating_on(profile):
+                yield
+        elif self.servers > 1:
             async with self._creating:
                 yield
         else:
             yield
+
+    def _creating_on(self, profile: AgentProfile) -> anyio.Lock:
+        """The lock for opening conversations on ``profile``'s backend."""
+        if profile.host is None:
+            return self._creating
+        return self._host_locks.setdefault(profile.host, anyio.Lock())
 
     def _binding(self, profile: AgentProfile) -> Binding:
         """A binding whose session gets lettabot's chat tools (acting for its turn)."""
