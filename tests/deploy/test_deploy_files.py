@@ -366,8 +366,9 @@ def test_the_host_statefulset_validates_and_gives_each_host_its_own_volume() -> 
     assert service["spec"]["ports"][0]["port"] == port
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert mounts[claim["metadata"]["name"]] == HOST_HOME
-    [token] = container["env"]  # the token from the secret, never in the args
-    assert token["name"] == "LETTABOT_HOST_TOKEN"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["HOME"]["value"] == HOST_HOME
+    token = env["LETTABOT_HOST_TOKEN"]  # from the secret, never in the args
     assert token["valueFrom"]["secretKeyRef"]["name"] == secret["name"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
