@@ -50,6 +50,8 @@ class AgentProfile:
     default: bool = False
     agent_id: str | None = None
     """Known once configured, remembered or created."""
+    host: str | None = None
+    """The ``[[hosts]]`` entry whose App Server owns the agent (None: ``[servers]``)."""
 
     @property
     def setting_key(self) -> str:
@@ -90,7 +92,7 @@ class Agents:
                 policy=ToolPolicy.from_config(settings, guard(settings)),
                 access=AccessPolicy(access, adapter_settings),
                 routes=list(agent.routes), default=agent is default or agent.name == default.name,
-                agent_id=settings.agent_id,
+                agent_id=settings.agent_id, host=agent.host,
             ))
         self.default = next(p for p in self.profiles if p.default)
 

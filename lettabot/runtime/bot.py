@@ -63,6 +63,7 @@ from lettabot.runtime.commands import Commands
 from lettabot.runtime.config import AdapterSettings, Config, ConfigError
 from lettabot.runtime.conversations import Conversations
 from lettabot.runtime.history import entries_from
+from lettabot.runtime.hosts import HostWait
 from lettabot.runtime.intake import Intake
 from lettabot.runtime.jobs import TurnOwner
 from lettabot.runtime.keyproxy import KeyProxy
@@ -188,6 +189,16 @@ class Bot:
                 config, name, store=store, router=self.router, scheduler=self.scheduler,
                 conversations=self.conversations, broker=self.broker, access=self.access,
                 metrics=self.metrics, adapters=self.adapters, notify=self._notify)
+        self.host_wait: HostWait | None = None
+        if config.hosts:  # messages for an unreachable host wait for it
+            self.host_wait = HostWait(store=store, router=self.router, client=self.client,
+                                      scheduler=self.scheduler, notify=self._notify,
+                                      adapters=self.adapters,
+                                      clustered=config.cluster.enabled)
+            self.turns.hold = self.host_wait.hold
+            self.commands.drop_held = self.host_wait.drop
+            if self.cluster is not None:
+                self.cluster.host_wait = self.host_wait
         self.metrics.watch(self._sample)
         self._tg: TaskGroup | None = None
         self._stale: list[Approval] = []
@@ -242,15 +253,22 @@ class Bot:
         if config.tracing.enabled:
             configure_tracing(config.tracing)
         self.keys.start()
-        if config.servers.count:  # before its App Servers start
+        if config.servers.count and any(p.host is None for p in self.agents.profiles):
+            # before its App Servers start (hosts keep their own Letta homes)
             await ensure_backend(config)
         await connect_providers(config, self.client, self.keys)
         await self.agents.load()
         self._stale = await self.broker.expire_stale()
         await self.conversations.start(tg)
         await self.scheduler.start(tg)
-        self.intake.start(tg.start_soon,
-                          submit=self.cluster.submit if self.cluster is not None else None)
+        submit = None
+        if self.cluster is not None:
+            submit = self.cluster.submit
+        elif self.host_wait is not None:
+            submit = self.host_wait.submit
+        if self.host_wait is not None:
+            await self.host_wait.start(tg)
+        self.intake.start(tg.start_soon, submit=submit)
         if self.cluster is not None:
             await self.cluster.open(tg, self.commands.run)
         await self.schedules.sync_config(config.schedules)
@@ -273,8 +291,9 @@ class Bot:
     async def _create_agent(self, profile: AgentProfile) -> str:
         letta = profile.settings
         tags = ["lettabot"] + ([f"lettabot:{profile.name}"] if profile.name != "default" else [])
+        server = self.client.host_server(profile.host) if profile.host else 0
         return await self.client.create_agent(
-            server=0, model=letta.model, system_prompt=letta.system_prompt,
+            server=server, model=letta.model, system_prompt=letta.system_prompt,
             persona=letta.persona, tags=tags,
         )
 

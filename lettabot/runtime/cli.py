@@ -1,4 +1,5 @@
-"""The ``lettabot`` command: ``run``, ``check-config``, ``init``, ``db``, ``--version``.
+"""The ``lettabot`` command: ``run``, ``check-config``, ``init``, ``db``, ``host``,
+``--version``.
 
 ``lettabot run`` starts every enabled adapter in one process under one anyio task
 group; SIGTERM / SIGINT drain it (running turns finish within ``--grace`` seconds or are
@@ -76,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     from lettabot.runtime.init import add_parser as add_init
 
     add_init(sub)
+    from lettabot.runtime.host import add_parser as add_host
+
+    add_host(sub)
     sub.add_parser("example-config",
                    help="print the whole config, every key commented (from the settings models)")
     db = sub.add_parser("db", help="the store's schema: `current` or `upgrade` (migrate)")
@@ -105,7 +109,8 @@ def _agent_line(agent: AgentConfig, config: Config) -> str:
     approvers = agent.approvers if agent.approvers is not None else config.access.approvers
     return (f"{agent.name}: agent {letta.agent_id or 'created on first use'}, model "
             f"{letta.model or 'the CLI default'}, permission_mode {letta.permission_mode}, "
-            f"approvers {', '.join(approvers) or 'none'}; serves "
+            f"approvers {', '.join(approvers) or 'none'}; "
+            f"{f'on host {agent.host}; ' if agent.host else ''}serves "
             f"{'; '.join(where) or 'nothing'}")
 
 
@@ -591,6 +596,10 @@ def main(argv: list[str] | None = None) -> None:
         from lettabot.runtime.init import run_init
 
         raise SystemExit(run_init(args))
+    if args.command == "host":
+        from lettabot.runtime.host import host_command
+
+        raise SystemExit(host_command(args))
     if args.command == "run":
         raise SystemExit(run(args, demo=bool(getattr(args, "demo", False))))
     parser.print_help()

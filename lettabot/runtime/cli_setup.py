@@ -116,12 +116,14 @@ def session_options(config: Config, permission_mode: str,
 
 
 def letta_client(config: Config, options: dict[str, Any]) -> sdk.LettaClient:
-    """The SDK client: ``servers.count`` local App Servers plus ``servers.urls``, with where
-    and how the CLI runs (from the session ``options``)."""
+    """The SDK client: ``servers.count`` local App Servers plus ``servers.urls``, and the
+    named ``[[hosts]]`` (outside the spread), with where and how the CLI runs (from the
+    session ``options``)."""
     where = {k: v for k, v in options.items() if k in ("cwd", "cli_path", "env")}
     transport = available_transport()
     if transport:
         where["transport"] = transport
     servers = config.servers
     return sdk.LettaClient(servers=servers.count,
-                           urls=[(u.url, u.token) for u in servers.urls], **where)
+                           urls=[(u.url, u.token) for u in servers.urls],
+                           hosts={h.name: (h.url, h.token) for h in config.hosts}, **where)

@@ -9,7 +9,7 @@ form ``/reset`` or ``!reset`` for adapters that have no native one. Only allowed
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 from lettabot import sdk
@@ -113,6 +113,8 @@ class Commands:
         self.conversations = conversations
         self.broker = broker
         self.model = model
+        self.drop_held: Callable[[Scope], Awaitable[int]] | None = None
+        """With ``[[hosts]]``: drops the scope's messages waiting for its agent's host."""
 
     async def _access(self, scope: Scope) -> AccessPolicy:
         """The access rules of the agent serving ``scope`` (its approvers may talk there)."""
@@ -126,6 +128,8 @@ class Commands:
         name = command.strip().lstrip("/!").lower()
         if name == "reset":
             had, dropped = await self.scheduler.reset(scope)
+            if self.drop_held is not None:
+                dropped += await self.drop_held(scope)
             cleared = await self.broker.store.clear_allow_rules(scope.key)
             text = ("Started a new conversation here (the agent's memory is kept)." if had
                     else "There was no conversation here yet; the next message starts one.")

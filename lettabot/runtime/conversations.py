@@ -135,6 +135,9 @@ class Conversations:
         self.servers = len(client.servers())
         self.open_now: dict[str, Conversation] = {}
         self._creating = anyio.Lock()
+        self._host_locks: dict[str, anyio.Lock] = {}
+        """The same per host: each host has a backend of its own (and one down must not
+        hold up the others' agents)."""
         """One new conversation at a time (see _open_new)."""
         self._warm: Conversation | None = None
         self._refilling = False
@@ -227,12 +230,13 @@ class Conversations:
                 "permissions. Say `reset` to start a new conversation here with "
                 f"{self.router.agents.for_scope(scope).name}.")
         binding = self._binding(profile)
-        server = self.client.server_for(route.conversation_id)
+        server = (self.client.host_server(profile.host) if profile.host
+                  else self.client.server_for(route.conversation_id))
         session = self.client.resume_session(route.conversation_id, server=server,
                                              **self._session_options(binding, scope))
         try:
             # several local App Servers share one backend's files: open one at a time
-            async with self._opening():
+            async with self._opening(profile):
                 await session.connect()
         except sdk.ConversationNotFoundError as exc:
             with anyio.CancelScope(shield=True):
@@ -261,15 +265,18 @@ class Conversations:
         """A new conversation on ``profile``'s agent, on the next App Server in turn;
         closed if it fails."""
         agent = await self.router.agent_id(profile)
-        server = self._next_server % self.servers
-        self._next_server += 1
+        if profile.host:  # its agent lives on that host's backend only
+            server = self.client.host_server(profile.host)
+        else:
+            server = self._next_server % self.client.pool_size
+            self._next_server += 1
         binding = self._binding(profile)
         session = self.client.create_session(agent, server=server,
                                              **self._session_options(binding, scope))
         try:
             # Local App Servers number new conversations from their own memory and the
             # folders on disk: two creating at once on one backend can pick the same id.
-            async with self._creating:
+            async with self._creating_on(profile):
                 await session.connect()
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -278,14 +285,23 @@ class Conversations:
         return Conversation(session, binding, server)
 
     @asynccontextmanager
-    async def _opening(self) -> AsyncIterator[None]:
+    async def _opening(self, profile: AgentProfile) -> AsyncIterator[None]:
         """Serialise opening conversations when several App Servers share this process's
         local backend (a conversation reopened on one while another opens is not safe)."""
-        if self.servers > 1:
+        if profile.host is not None:
+            async with self._creating_on(profile):
+                yield
+        elif self.servers > 1:
             async with self._creating:
                 yield
         else:
             yield
+
+    def _creating_on(self, profile: AgentProfile) -> anyio.Lock:
+        """The lock for opening conversations on ``profile``'s backend."""
+        if profile.host is None:
+            return self._creating
+        return self._host_locks.setdefault(profile.host, anyio.Lock())
 
     def _binding(self, profile: AgentProfile) -> Binding:
         """A binding whose session gets lettabot's chat tools (acting for its turn)."""
@@ -319,9 +335,22 @@ class Conversations:
         self._refilling = True
         try:
             profile = self.router.agents.default
-            agent = await self.router.agent_id(profile)
+            try:
+                agent = await self.router.agent_id(profile)
+            except sdk.AppServerUnreachableError:
+                if profile.host is None:
+                    raise
+                log.warning("the default agent's host %s is unreachable: nothing prewarmed",
+                            profile.host)
+                return
             try:
                 warm = await self._open_new(profile)
+            except sdk.AppServerUnreachableError:
+                if profile.host is None:
+                    raise
+                log.warning("the default agent's host %s is unreachable: nothing prewarmed",
+                            profile.host)
+                return
             except sdk.LettaSDKError as exc:
                 raise self.router.agents.missing(profile, agent,
                                                  str(exc).splitlines()[0]) from exc

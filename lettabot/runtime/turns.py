@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -222,6 +222,9 @@ class TurnRunner:
                  budgets: Budgets | None = None) -> None:
         self._adapter_for = adapter_for
         self.budgets = budgets
+        self.hold: Callable[[Job, Exception], Awaitable[bool]] | None = None
+        """Set with ``[[hosts]]``: takes a job whose agent's host is unreachable (True),
+        so it waits instead of failing (:class:`~lettabot.runtime.hosts.HostWait`)."""
         self.stop_button_after = stop_button_after
         self.reply_as_file_after = reply_as_file_after
         self.metrics = metrics
@@ -271,6 +274,9 @@ class TurnRunner:
         failed: the user sees why, the log has the details)."""
         with log_context(scope=job.scope.key, turn=job.client_message_id), \
                 _turn_span(job) as span:
+            if self.hold is not None and await self.hold(job, error):
+                span.set_attribute("lettabot.outcome", "held_for_host")
+                return  # it waits for its agent's host (the holder told the thread)
             await self._run(job, None, span, error)
 
     async def _run(self, job: Job, session: sdk.Session | None, span: Span,
@@ -284,6 +290,7 @@ class TurnRunner:
         stream = reply_stream(adapter, scope, user_id=job.message.user_id or None,
                               as_file_after=self.reply_as_file_after)
         broken: BaseException | None = None
+        held = False
         trailer = ""
         outcome: TurnOutcome = "failed"
         started = anyio.current_time()
@@ -328,6 +335,13 @@ class TurnRunner:
                     broken = ConversationStuck("no progress")
             except AgentNotConfigured as exc:
                 trailer = f"⚠️ {exc}"
+            except sdk.AppServerUnreachableError as exc:
+                # the host went away before it took the message: it may wait for it
+                held = (reply.empty and self.hold is not None and await self.hold(job, exc))
+                if not held:
+                    log.warning("turn in %s failed: %s", scope.key, exc)
+                    trailer = f"⚠️ Sorry — I could not reach the agent ({_short(str(exc))})."
+                broken = exc
             except sdk.LettaSDKError as exc:
                 log.warning("turn in %s failed: %s", scope.key, exc)
                 trailer = f"⚠️ Sorry — I could not reach the agent ({_short(str(exc))})."
@@ -360,14 +374,17 @@ class TurnRunner:
                     else:
                         if outcome == "completed" and refs:
                             await self._offer_feedback(adapter, refs[-1])
-                    await self._done(adapter, scope)
-                    seconds = anyio.current_time() - started
-                    span.set_attribute("lettabot.outcome", outcome)
-                    if outcome != "completed":
-                        failed(span, broken or outcome)
-                    log.info("turn %s in %.2f s", outcome, seconds)
-                    if self.metrics is not None:
-                        self.metrics.turn_ended(outcome, seconds)
+                    if not held:  # else no turn: the message waits (the holder said so)
+                        await self._done(adapter, scope)
+                        seconds = anyio.current_time() - started
+                        span.set_attribute("lettabot.outcome", outcome)
+                        if outcome != "completed":
+                            failed(span, broken or outcome)
+                        log.info("turn %s in %.2f s", outcome, seconds)
+                        if self.metrics is not None:
+                            self.metrics.turn_ended(outcome, seconds)
+                    else:
+                        span.set_attribute("lettabot.outcome", "held_for_host")
         if session is None:
             return  # nothing was opened: nothing to close
         if isinstance(broken, SessionBroken):

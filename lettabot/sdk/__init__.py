@@ -33,6 +33,7 @@ from lettabot.sdk.client import (
 )
 from lettabot.sdk.errors import (
     AgentNotFoundError,
+    AppServerUnreachableError,
     CLIConnectionError,
     CLIJSONDecodeError,
     CLINotFoundError,
@@ -89,6 +90,7 @@ __all__ = [
     "CONVERSATION_BUSY",
     "AgentNotFoundError",
     "AgentOptions",
+    "AppServerUnreachableError",
     "AssistantMessage",
     "BlockRef",
     "CLIConnectionError",

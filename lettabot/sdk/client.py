@@ -9,9 +9,12 @@
 The client starts its local App Servers lazily (``servers`` of them) and uses the remote ones
 it is given (``urls``: a URL, or ``(url, token)``); every session is pinned to one of them:
 ``server=`` picks it, else a resumed conversation goes to ``server_for(conversation_id)`` (a
-stable hash) and a new one to the next server in turn. ``close()`` stops the servers it started
-once their sessions have closed. Keyword defaults (``model``, ``cwd``, ``permission_mode``,
-``env``, ...) apply to every session and agent the client makes; per-call options win.
+stable hash) and a new one to the next server in turn. Named ``hosts`` (``{name: (url,
+token)}``) are remote servers outside that spread: a session goes to one only when asked
+(``server=client.host_server(name)``), for agents that live on that host's local backend.
+``close()`` stops the servers it started once their sessions have closed. Keyword defaults
+(``model``, ``cwd``, ``permission_mode``, ``env``, ...) apply to every session and agent the
+client makes; per-call options win.
 
 The module-level ``create_session`` & co. run on :func:`default_client`: its sessions use
 process-wide App Servers, one per environment (``env``, ``cli_path``, ``HOME``...), started on
@@ -23,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -74,6 +77,8 @@ class ServerInfo(BaseModel):
 
     index: int
     remote: bool
+    host: str | None = None
+    """The host's name, for a named host (outside the conversation spread)."""
     url: str | None = None
     pid: int | None = None
     """Local servers only, once started."""
@@ -97,28 +102,33 @@ class LettaClient:
         *,
         servers: int | None = None,
         urls: Sequence[str | tuple[str, str | SecretStr | None]] = (),
+        hosts: Mapping[str, str | tuple[str, str | SecretStr | None]] | None = None,
         _shared: bool = False,
         **defaults: Any,
     ) -> None:
         self.defaults = dict(defaults)
         self._shared = _shared
         options = SessionOptions.model_validate(self.defaults)  # fails early on bad defaults
-        remote = [(u, None) if isinstance(u, str) else
-                  (u[0], u[1].get_secret_value() if isinstance(u[1], SecretStr) else u[1])
-                  for u in urls]
-        local = servers if servers is not None else (0 if remote else 1)
-        if local < 0 or local + len(remote) == 0:
-            raise ValueError("a LettaClient needs at least one App Server (servers or urls)")
+        remote = [_url_token(u) for u in urls]
+        named = {name: _url_token(u) for name, u in (hosts or {}).items()}
+        local = servers if servers is not None else (0 if remote or named else 1)
+        if local < 0 or local + len(remote) + len(named) == 0:
+            raise ValueError("a LettaClient needs at least one App Server (servers, urls or "
+                             "hosts)")
         self._options = options
         self._set: Any = None
         if options.transport != "subprocess" and not _shared:
             from lettabot.sdk._internal.app_server.pool import ServerSet
             from lettabot.sdk._internal.cli import cli_env
 
-            self._set = ServerSet(f"client-{next(_names)}", local=local, remote=remote,
+            self._set = ServerSet(f"client-{next(_names)}", local=local,
+                                  remote=[*remote, *named.values()],
                                   cli=options.cli_path, env=cli_env(options.env),
-                                  cwd=options.cwd or Path.cwd())
+                                  cwd=options.cwd or Path.cwd(), pool=len(remote))
         self._count = local + len(remote)
+        """The servers conversations are spread over (hosts are not)."""
+        self._hosts = {name: self._count + i for i, name in enumerate(named)}
+        self._total = self._count + len(named)
         self._next = 0
         self._open: dict[int, weakref.WeakSet[Session]] = {}
         self._closed = False
@@ -131,30 +141,49 @@ class LettaClient:
     # -- servers ---------------------------------------------------------------------
 
     def server_for(self, conversation_id: str) -> int:
-        """The server a conversation is reopened on (stable across runs)."""
+        """The server a conversation is reopened on (stable across runs; never a host)."""
+        if self._count == 0:
+            raise ValueError("this client has only named hosts: pass server=host_server(name)")
         return _stable_hash(conversation_id) % self._count
+
+    def host_server(self, name: str) -> int:
+        """The server index of the named host ``name``."""
+        try:
+            return self._hosts[name]
+        except KeyError:
+            raise ValueError(f"this client has no host named {name!r}") from None
+
+    @property
+    def pool_size(self) -> int:
+        """How many servers conversations without a host are spread over."""
+        return self._count
 
     def servers(self) -> list[ServerInfo]:
         """Each server: where it is, whether it runs, how many of our sessions use it."""
         if self._shared:
             sessions = sum(1 for s in self._open.get(0, ()) if not s.closed)
             return [ServerInfo(index=0, remote=False, sessions=sessions)]
+        names = {index: name for name, index in self._hosts.items()}
         if self._set is None:
-            return [ServerInfo(index=i, remote=False) for i in range(self._count)]
+            return [ServerInfo(index=i, remote=i in names, host=names.get(i))
+                    for i in range(self._total)]
         out = []
         for index, state in enumerate(self._set.states()):
             sessions = sum(1 for s in self._open.get(index, ()) if not s.closed)
-            out.append(ServerInfo.model_validate({**state, "sessions": sessions}))
+            out.append(ServerInfo.model_validate({**state, "sessions": sessions,
+                                                  "host": names.get(index)}))
         return out
 
     def _pick(self, server: int | None, conversation_id: str | None) -> int:
         if server is not None:
-            if not 0 <= server < self._count:
+            if not 0 <= server < self._total:
                 raise ValueError(f"server {server} does not exist (this client has "
-                                 f"{self._count})")
+                                 f"{self._total})")
             return server
         if conversation_id is not None:
             return self.server_for(conversation_id)
+        if self._count == 0:
+            raise ValueError("this client has only named hosts: pass server=host_server(name)")
         index = self._next % self._count
         self._next += 1
         return index
@@ -197,6 +226,17 @@ class LettaClient:
         :func:`lettabot.sdk.resume_session`), on ``server_for(id)`` unless ``server``."""
         return internal.resume_session(id, self._merged(options),
                                        self._factory(self._pick(server, id)))
+
+    async def check_server(self, server: int, *, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Connect to server ``server`` now (a local one is started if it is not running);
+        raises :class:`~lettabot.sdk.AppServerUnreachableError` if it does not answer."""
+        if self._set is None:
+            return
+        lease = self._set.lease(self._pick(server, None))
+        try:
+            await lease.connection(timeout)
+        finally:
+            await lease.release()
 
     async def list_models(self, *, server: int = 0) -> list[ModelInfo]:
         """The models server ``server`` can use."""
@@ -318,6 +358,13 @@ class LettaClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def _url_token(spec: str | tuple[str, str | SecretStr | None]) -> tuple[str, str | None]:
+    if isinstance(spec, str):
+        return spec, None
+    url, token = spec
+    return url, token.get_secret_value() if isinstance(token, SecretStr) else token
 
 
 def _wire_conversation(conversation_id: str) -> tuple[str, str | None]:

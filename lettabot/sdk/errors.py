@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "AgentNotFoundError",
+    "AppServerUnreachableError",
     "CLIConnectionError",
     "CLIJSONDecodeError",
     "CLINotFoundError",
@@ -40,6 +41,17 @@ class CLIConnectionError(LettaSDKError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         self.status = status
         super().__init__(message)
+
+
+class AppServerUnreachableError(CLIConnectionError):
+    """No App Server answered at ``url`` (refused, timed out, no route, or a proxy's 5xx).
+
+    A client's named host is tried for a moment only (2 s), so a host that is down fails
+    the session's first request fast; other servers are tried for up to 30 s."""
+
+    def __init__(self, message: str, *, url: str, status: int | None = None) -> None:
+        self.url = url
+        super().__init__(message, status=status)
 
 
 class ProcessError(LettaSDKError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import tempfile
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from lettabot.sdk.cli import cli_env, find_cli
 
-__all__ = ["ExternalAppServer", "external_app_server"]
+__all__ = ["ExternalAppServer", "LettabotHost", "external_app_server"]
 
 _LISTENING = re.compile(r"Listening on (ws://\S+)")
 
@@ -63,3 +64,64 @@ def external_app_server(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+class LettabotHost:
+    """``lettabot host`` run by a test on a fixed port and its own Letta home: an App
+    Server host that can be killed (as a crash would) and started again on the same URL."""
+
+    def __init__(self, home: Path, token: str, workdir: Path) -> None:
+        self.home = home
+        self.token_file = workdir / "token"
+        self.token_file.write_text(token + "\n")
+        self.log = workdir / "host.log"
+        self.port = _free_port()
+        self.url = f"ws://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60) -> None:
+        import shutil
+        import sys
+
+        lettabot = shutil.which("lettabot", path=str(Path(sys.executable).parent)) or "lettabot"
+        mark = self.log.stat().st_size if self.log.exists() else 0
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [lettabot, "host", "--listen", self.url, "--home", str(self.home),
+                 "--token-file", str(self.token_file)],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while "Listening on" not in self.log.read_text(errors="replace")[mark:]:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"lettabot host did not start:\n{self.log.read_text()}")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL the host and its server (the whole process group), as a crash would."""
+        import os
+        import signal
+
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self.process = None
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self.process = None
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -325,3 +326,98 @@ def test_a_masked_proc_refuses_the_sandbox_its_own_proc() -> None:
                 pytest.skip(f"no nested user namespace here: {done.stderr.strip()}")
         else:
             assert done.returncode != 0 and "Can't mount proc" in done.stderr, done.stderr
+
+
+# -- App Server hosts (docs/scaling.md, "Agents on App Server hosts") --------------------
+
+HOST_HOME = "/var/lib/lettabot-host"
+
+
+def _host_args(argv: list[str]) -> Any:
+    """``argv`` (after ``lettabot``) parsed by the real command's parser."""
+    from lettabot.runtime.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    assert args.command == "host"
+    return args
+
+
+def test_the_host_statefulset_validates_and_gives_each_host_its_own_volume() -> None:
+    hosts = DEPLOY / "k8s" / "hosts"
+    kustomization = yaml.safe_load((hosts / "kustomization.yaml").read_text())
+    resources = [hosts / name for name in kustomization["resources"]]
+    assert all(r.is_file() for r in resources)
+    [secret] = kustomization["secretGenerator"]
+    assert (hosts / "token.env.example").is_file()
+    assert "k8s/hosts/token.env" in (DEPLOY / ".gitignore").read_text().splitlines()
+    done = _tool("kubernetes-validate", "--strict", *map(str, resources))
+    assert done.returncode == 0, done.stdout + done.stderr
+    service = yaml.safe_load((hosts / "service.yaml").read_text())
+    assert service["spec"]["clusterIP"] == "None"  # headless: a stable name per pod
+    stateful = yaml.safe_load((hosts / "statefulset.yaml").read_text())
+    spec = stateful["spec"]
+    assert stateful["kind"] == "StatefulSet" and spec["serviceName"] == service["metadata"]["name"]
+    [claim] = spec["volumeClaimTemplates"]  # each pod its own volume: its agents' state
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert spec["persistentVolumeClaimRetentionPolicy"]["whenScaled"] == "Retain"
+    pod = spec["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    [container] = pod["containers"]
+    args = _host_args(container["args"])
+    assert args.home == HOST_HOME and args.listen.startswith("ws://0.0.0.0:")
+    port = int(args.listen.rsplit(":", 1)[1])
+    assert container["ports"][0]["containerPort"] == port
+    assert service["spec"]["ports"][0]["port"] == port
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts[claim["metadata"]["name"]] == HOST_HOME
+    env = {e["name"]: e for e in container["env"]}
+    assert env["HOME"]["value"] == HOST_HOME
+    token = env["LETTABOT_HOST_TOKEN"]  # from the secret, never in the args
+    assert token["valueFrom"]["secretKeyRef"]["name"] == secret["name"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_the_hosts_compose_file_matches_the_schema_and_gives_each_host_a_volume() -> None:
+    compose = DEPLOY / "compose.hosts.yaml"
+    done = _tool("check-jsonschema", "--builtin-schema", "vendor.compose-spec", str(compose))
+    assert done.returncode == 0, done.stdout + done.stderr
+    spec = yaml.safe_load(compose.read_text())
+    hosts = {n: s for n, s in spec["services"].items() if n.startswith("lettabot-host")}
+    assert len(hosts) == 2
+    volumes = set()
+    for service in hosts.values():
+        args = _host_args(service["command"])
+        assert args.home == HOST_HOME and args.token_file is None
+        assert "LETTABOT_HOST_TOKEN" in service["environment"]
+        [mount] = service["volumes"]
+        volume, path = mount.split(":")
+        assert path == HOST_HOME
+        volumes.add(volume)
+        assert "/readyz" in " ".join(service["healthcheck"]["test"])
+    assert len(volumes) == 2 and volumes <= set(spec["volumes"])  # one volume per host
+    assert set(spec["services"]["lettabot"]["depends_on"]) == set(hosts)
+
+
+def test_the_host_systemd_unit_runs_lettabot_host_hardened() -> None:
+    unit = (DEPLOY / "systemd" / "lettabot-host.service").read_text()
+    service = {k: v for k, _, v in (line.partition("=") for line in unit.splitlines()
+                                    if "=" in line and not line.startswith("#"))}
+    exec_start = shlex.split(service["ExecStart"])
+    assert exec_start[0] == "/opt/lettabot/bin/lettabot"
+    args = _host_args(exec_start[1:])
+    assert args.home == HOST_HOME == service["ReadWritePaths"] and args.token_file
+    assert not args.token_file.startswith(HOST_HOME)  # the token is not the agents' to read
+    assert service["User"] == "lettabot-host" and service["NoNewPrivileges"] == "yes"
+    assert service["ProtectSystem"] == "strict" and service["KillSignal"] == "SIGTERM"
+    assert service["RestartPreventExitStatus"] == "2"  # no token: a restart will not help
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze here")
+def test_the_host_systemd_unit_verifies(tmp_path: Path) -> None:
+    unit = (DEPLOY / "systemd" / "lettabot-host.service").read_text()
+    local = tmp_path / "lettabot-host.service"
+    local.write_text(unit.replace("/opt/lettabot/bin/lettabot", str(BIN / "lettabot")))
+    done = subprocess.run(["systemd-analyze", "verify", str(local)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0 and not done.stderr.strip(), done.stderr

@@ -54,6 +54,8 @@ from procrastinate import manager as pmanager
 from procrastinate import worker as pworker
 
 from lettabot.runtime.adapter import InboundMessage
+from lettabot.runtime.hosts import RETRY_SECONDS as HOST_RETRY_SECONDS
+from lettabot.runtime.hosts import WaitForHost
 from lettabot.runtime.tracing import carrier
 
 __all__ = ["Inbox", "Lease", "RunJob", "libpq_url", "worker_queue"]
@@ -388,7 +390,10 @@ class Inbox:
             timeout=10.0))
         self.manager = _Manager(self.app.connector, self)
         self.app.job_manager = self.manager
-        self.app.task(name=TASK, queue=QUEUE, pass_context=True)(self._turn)
+        # a job whose agent's host is unreachable is tried again later (never given up)
+        retry = procrastinate.RetryStrategy(wait=int(HOST_RETRY_SECONDS),
+                                            retry_exceptions={WaitForHost})
+        self.app.task(name=TASK, queue=QUEUE, pass_context=True, retry=retry)(self._turn)
         self.taken_over = 0
         self.moved = 0
         """Jobs moved from a silent worker's own queue to the shared one."""

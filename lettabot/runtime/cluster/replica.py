@@ -45,6 +45,7 @@ from lettabot.runtime.cluster.bus import Bus
 from lettabot.runtime.cluster.inbox import Inbox, Lease, libpq_url
 from lettabot.runtime.config import Config
 from lettabot.runtime.conversations import Conversations
+from lettabot.runtime.hosts import HostWait, WaitForHost
 from lettabot.runtime.intake import acknowledge
 from lettabot.runtime.jobs import Job
 from lettabot.runtime.metrics import Metrics
@@ -99,6 +100,8 @@ class Replica:
         self.adapters = adapters
         self._notify = notify
         self._run_command: RunCommand | None = None
+        self.host_wait: HostWait | None = None
+        """Set with ``[[hosts]]``: a job whose agent's host is unreachable is retried."""
         self._tg: TaskGroup | None = None
         self._epochs: dict[str, int | None] = {}
         """Scope key → the scope's epoch when this replica last ran it (its session)."""
@@ -148,7 +151,8 @@ class Replica:
             log.warning("could not claim %s (%s: %s); its session is reopened", scope.key,
                         type(exc).__name__, exc)
             epoch = None
-        if attempts:
+        if attempts and not (self.host_wait is not None
+                             and await self.host_wait.was_held(client_message_id)):
             self.metrics.messages.labels(scope.adapter, "taken_over").inc()
             await self._notify(scope, "⚠️ The lettabot replica that was answering this "
                                       "stopped; another one is answering it now.")
@@ -172,6 +176,10 @@ class Replica:
             lease.on_lost = stop_here
         self.scheduler.enqueue(job)
         await job.finished.wait()
+        if self.host_wait is not None:
+            if self.host_wait.retry_later(client_message_id):
+                raise WaitForHost(scope.key)  # the inbox retries it; later ones wait
+            await self.host_wait.answered(client_message_id)
 
     async def _drop_stale_session(self, scope: Scope, epoch: int | None,
                                   route: Route | None) -> None:

@@ -27,6 +27,7 @@ from lettabot.runtime.config.sections import (
     ClusterConfig,
     FilesConfig,
     HealthConfig,
+    HostConfig,
     LettaConfig,
     SandboxConfig,
     ScheduleConfig,
@@ -90,6 +91,9 @@ class Config(BaseSettings):
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     tracing: TracingConfig = Field(default_factory=TracingConfig)
+    hosts: list[HostConfig] = Field(default_factory=list)
+    """App Server hosts that own the agents placed on them (``[[hosts]]``; see
+    docs/scaling.md, *Agents on App Server hosts*)."""
     agents: list[AgentConfig] = Field(default_factory=list)
     """Several agents behind one bot (``[[agents]]``); none: one agent from ``[letta]``."""
     budgets: BudgetsConfig = Field(default_factory=BudgetsConfig)
@@ -127,6 +131,40 @@ class Config(BaseSettings):
             raise ValidationProblems([Problem("cluster.enabled", "needs the store on PostgreSQL",
                                      'set store.url = "postgresql+asyncpg://user@host/db"')])
         return self
+
+    @model_validator(mode="after")
+    def _check_hosts(self) -> Self:
+        problems: list[Problem] = []
+        seen: set[str] = set()
+        for i, host in enumerate(self.hosts):
+            if host.name in seen:
+                problems.append(Problem(f"hosts[{i}].name", f"{host.name!r} is used twice",
+                                        "give every host its own name"))
+            seen.add(host.name)
+        for i, agent in enumerate(self.agents):
+            if agent.host is not None and agent.host not in seen:
+                known = ", ".join(sorted(seen)) or "none is configured"
+                problems.append(Problem(f"agents[{i}].host",
+                                        f"names the host {agent.host!r}, which [[hosts]] "
+                                        f"does not list ({known})",
+                                        "add a [[hosts]] entry with that name, or fix the "
+                                        "name"))
+        unplaced = not self.agents or any(a.host is None for a in self.agents)
+        if self.servers.count == 0 and not self.servers.urls and unplaced:
+            problems.append(Problem("servers.count", "is 0 and no urls are given",
+                                    "set count >= 1 or list urls (or give every agent a "
+                                    "host)"))
+        if self.hosts and self.letta.backend == "cloud":
+            problems.append(Problem("hosts", 'is set with letta.backend = "cloud"',
+                                    "Letta Cloud serves every agent from every App Server: "
+                                    "list the servers in servers.urls and drop [[hosts]]"))
+        if problems:
+            raise ValidationProblems(problems)
+        return self
+
+    def host(self, name: str) -> HostConfig:
+        """The ``[[hosts]]`` entry named ``name``."""
+        return next(h for h in self.hosts if h.name == name)
 
     @model_validator(mode="after")
     def _check_agents(self) -> Self:

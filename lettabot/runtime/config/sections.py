@@ -348,6 +348,18 @@ class TurnsConfig(Section):
     chat told; the clock pauses while an approval prompt waits for a click."""
 
 
+def _server_problems(url: str, token: SecretStr | None) -> list[Problem]:
+    """What is wrong with an App Server's URL and token."""
+    if not re.match(r"^wss?://[^/]+", url):
+        return [Problem("url", "is not a WebSocket URL", "write ws://host:port or wss://host:port")]
+    host = re.sub(r"^wss?://", "", url).split("/")[0].rsplit(":", 1)[0]
+    if not is_loopback(host) and is_blank(token):
+        return [Problem("token", "is required for an App Server that is not on this machine",
+                        "set it to the capability token the server was started with "
+                        "(--ws-auth capability-token --ws-token-file ...)")]
+    return []
+
+
 class RemoteServer(Section):
     """An App Server on another machine (``letta server --listen``)."""
 
@@ -359,23 +371,26 @@ class RemoteServer(Section):
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        problems = []
-        if not re.match(r"^wss?://[^/]+", self.url):
-            problems.append(
-                Problem("url", "is not a WebSocket URL", "write ws://host:port or wss://host:port")
-            )
-        else:
-            host = re.sub(r"^wss?://", "", self.url).split("/")[0].rsplit(":", 1)[0]
-            if not is_loopback(host) and is_blank(self.token):
-                problems.append(
-                    Problem(
-                        "token",
-                        "is required for an App Server that is not on this machine",
-                        "set it to the capability token the server was started with "
-                        "(--ws-auth capability-token --ws-token-file ...)",
-                    )
-                )
-        return self.raise_problems(problems)
+        return self.raise_problems(_server_problems(self.url, self.token))
+
+
+class HostConfig(Section):
+    """An App Server host (``[[hosts]]``): a ``lettabot host`` (``letta server --listen``)
+    on its own Letta home that owns the local backend of the agents placed on it. Only
+    agents that name it (``[[agents]] host``) run there; see docs/scaling.md."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$", examples=["host-a"])
+    """Its name, which ``[[agents]] host`` refers to: lower-case letters, digits, ``_``
+    and ``-``."""
+    url: str = Field(examples=["wss://lettabot-host-0.lettabot-host:8790"])
+    """Where its App Server listens: ``ws://host:port`` or ``wss://host:port``."""
+    token: SecretStr | None = Field(default=None, examples=["capability-token"])
+    """The capability token it was started with (``lettabot host --token-file``, or
+    ``$LETTABOT_HOST_TOKEN``); required unless it is on this machine (loopback)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        return self.raise_problems(_server_problems(self.url, self.token))
 
 
 class ServersConfig(Section):
@@ -383,7 +398,8 @@ class ServersConfig(Section):
 
     count: int = Field(default=1, ge=0, le=64)
     """How many local App Servers (``letta server --listen`` processes) to start. Each holds
-    many conversations; a conversation always runs on the same one. 0 needs ``urls``."""
+    many conversations; a conversation always runs on the same one. 0 needs ``urls``, unless
+    every agent has a ``host``."""
     urls: list[RemoteServer] = Field(default_factory=list)
     """App Servers on other machines, used beside the local ones (conversations are spread
     over all of them). They must serve the same agents (one Letta backend)."""
@@ -391,13 +407,6 @@ class ServersConfig(Section):
     """Turns running at once across all conversations; more are queued fairly, never
     dropped."""
 
-    @model_validator(mode="after")
-    def _check(self) -> Self:
-        if self.count == 0 and not self.urls:
-            return self.raise_problems(
-                [Problem("count", "is 0 and no urls are given", "set count >= 1 or list urls")]
-            )
-        return self
 
 
 class HealthConfig(Section):
@@ -562,6 +571,10 @@ class AgentConfig(Section):
     """Who may approve this agent's tool calls (and so may talk where it serves)."""
     default: bool = False
     """Serves every scope no rule of any agent matches."""
+    host: str | None = None
+    """The ``[[hosts]]`` entry (by name) whose App Server owns this agent: the agent is
+    made and all its conversations run there only; while it is unreachable its messages
+    wait. Unset: the agent's conversations go to ``[servers]``."""
     routes: list[RouteRule] = Field(default_factory=list)
     """The scopes it serves (``[[agents.routes]]``). The most specific rule that matches,
     of any agent, wins; a conversation keeps its agent until ``reset``."""

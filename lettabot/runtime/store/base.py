@@ -45,6 +45,18 @@ class Route(_Record):
     updated_at: datetime
 
 
+class HeldMessage(_Record):
+    """An accepted message waiting for its agent's App Server host (see
+    :mod:`lettabot.runtime.hosts`); ``message`` is the ``InboundMessage`` as JSON."""
+
+    id: int
+    client_message_id: str
+    scope: str
+    host: str
+    message: str
+    created_at: datetime
+
+
 class Approval(_Record):
     """One ``can_use_tool`` request and, once decided, who decided it, how and why."""
 
@@ -325,6 +337,20 @@ class Store(Protocol):
 
     async def set_setting(self, key: str, value: str) -> None:
         """Create or replace a persisted value."""
+        ...
+
+    async def hold_message(self, client_message_id: str, scope: str, host: str,
+                           message: str) -> bool:
+        """Keep a message until its host is back (once per ``client_message_id``: a message
+        held again keeps its place). True if it was not held yet."""
+        ...
+
+    async def held_messages(self) -> list[HeldMessage]:
+        """Every held message, oldest first."""
+        ...
+
+    async def release_held(self, client_message_id: str) -> bool:
+        """Forget a held message (it was answered, or dropped by a reset)."""
         ...
 
     async def ping(self) -> None:

@@ -134,6 +134,17 @@ schedules = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 
+held_messages = Table(
+    "lettabot_held_messages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("client_message_id", String, nullable=False, unique=True),
+    Column("scope", String, nullable=False, index=True),
+    Column("host", String, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
 cluster_keys = Table(
     "lettabot_cluster_keys",
     metadata,

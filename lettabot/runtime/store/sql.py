@@ -28,6 +28,7 @@ from lettabot.runtime.store.base import (
     ApprovalStatus,
     BudgetLift,
     Feedback,
+    HeldMessage,
     Route,
     Schedule,
     StoreError,
@@ -515,6 +516,23 @@ class SQLStore:
         t = schema.budget_lifts
         rows = await self._rows(select(t).where(t.c.scope == scope, t.c.day == day))
         return BudgetLift(**dict(rows[0])) if rows else None
+
+    # messages waiting for their host ----------------------------------------------
+    async def hold_message(self, client_message_id: str, scope: str, host: str,
+                           message: str) -> bool:
+        t = schema.held_messages
+        stmt = self._insert(t).values(client_message_id=client_message_id, scope=scope,
+                                      host=host, message=message, created_at=self._now())
+        return await self._write(stmt.on_conflict_do_nothing(
+            index_elements=[t.c.client_message_id])) == 1
+
+    async def held_messages(self) -> list[HeldMessage]:
+        t = schema.held_messages
+        return [HeldMessage(**dict(row)) for row in await self._rows(select(t).order_by(t.c.id))]
+
+    async def release_held(self, client_message_id: str) -> bool:
+        t = schema.held_messages
+        return await self._write(delete(t).where(t.c.client_message_id == client_message_id)) > 0
 
     async def get_setting(self, key: str) -> str | None:
         t = schema.settings

@@ -21,7 +21,11 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from lettabot.sdk._internal.app_server.frames import validate
-from lettabot.sdk.errors import CLIConnectionError, ProtocolTimeoutError
+from lettabot.sdk.errors import (
+    AppServerUnreachableError,
+    CLIConnectionError,
+    ProtocolTimeoutError,
+)
 
 __all__ = ["CHANNEL_BUFFER", "LOST", "Channel", "Connection", "RuntimeKey"]
 
@@ -102,15 +106,18 @@ class Connection:
                     "missing or wrong token; set LETTA_APP_SERVER_TOKEN to its capability token",
                     status=status,
                 ) from exc
-            raise CLIConnectionError(
-                f"the App Server at {self.url} answered HTTP {status}", status=status
+            raise AppServerUnreachableError(
+                f"the App Server at {self.url} answered HTTP {status}", url=self.url,
+                status=status,
             ) from exc
         except TimeoutError as exc:
-            raise CLIConnectionError(
-                f"no App Server answered at {self.url} within {timeout}s"
+            raise AppServerUnreachableError(
+                f"no App Server answered at {self.url} within {timeout}s", url=self.url
             ) from exc
         except (OSError, WebSocketException) as exc:
-            raise CLIConnectionError(f"cannot reach the App Server at {self.url}: {exc}") from exc
+            raise AppServerUnreachableError(
+                f"cannot reach the App Server at {self.url}: {exc}", url=self.url
+            ) from exc
         # The reader's task group must be entered and left in one task, and sessions
         # open and close from any task: so it lives in one host task per connection.
         self._host = asyncio.get_running_loop().create_task(self._run_host())

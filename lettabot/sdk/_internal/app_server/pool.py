@@ -39,6 +39,11 @@ URL_ENV = "LETTA_APP_SERVER_URL"
 TOKEN_ENV = "LETTA_APP_SERVER_TOKEN"
 IDLE_ENV = "LETTABOT_SDK_APP_SERVER_IDLE"
 DEFAULT_IDLE = 60.0
+CONNECT_WINDOW = 30.0
+"""Seconds a server is tried before :class:`AppServerUnreachableError` (one that just
+printed its URL may need a while before it takes upgrades)."""
+HOST_CONNECT_WINDOW = 2.0
+"""The same for a client's named host: a host that is down fails its sessions fast."""
 
 
 def idle_seconds(options: SessionOptions) -> float:
@@ -179,6 +184,8 @@ class Slot:
     generation: int = 0
     idle: float = 0.0
     """Seconds the local server stays up after the last session (process-wide slots)."""
+    window: float = CONNECT_WINDOW
+    """Seconds a connection is tried before the server counts as unreachable."""
 
     async def ensure(self, timeout: float) -> Connection:  # noqa: ASYNC109
         """The live connection, (re)starting the local server if needed."""
@@ -213,7 +220,7 @@ class Slot:
         """Connect; a server that just printed its URL may need a while (seconds, on a busy
         machine) before it takes upgrades. Ours is replaced only if its process died."""
         start = anyio.current_time()
-        deadline = start + min(timeout, 30.0)
+        deadline = start + min(timeout, self.window)
         attempt, replaced = 0, False
         while True:
             conn = Connection(url, self.token)
@@ -346,9 +353,15 @@ class ServerSet:
     """
 
     def __init__(self, name: str, *, local: int, remote: list[tuple[str, str | None]],
-                 cli: str | None, env: dict[str, str], cwd: Path) -> None:
+                 cli: str | None, env: dict[str, str], cwd: Path,
+                 pool: int | None = None) -> None:
         self.name = name
-        self.specs: list[tuple[str | None, str | None]] = [*remote, *[(None, None)] * local]
+        # remote[:pool] (all by default), the local ones, then remote[pool:] (named hosts)
+        pool = len(remote) if pool is None else pool
+        self.specs: list[tuple[str | None, str | None]] = [
+            *remote[:pool], *[(None, None)] * local, *remote[pool:]]
+        self.hosts_from = pool + local
+        """Servers from this index on are named hosts (tried for HOST_CONNECT_WINDOW)."""
         self.cli = cli
         self.env = env
         self.cwd = cwd
@@ -362,7 +375,9 @@ class ServerSet:
         slot = self._slots.get(key)
         if slot is None:
             url, token = self.specs[index]
-            slot = Slot(key=f"{self.name}:{index}", url=url, token=token, users=1)
+            slot = Slot(key=f"{self.name}:{index}", url=url, token=token, users=1,
+                        window=HOST_CONNECT_WINDOW if index >= self.hosts_from
+                        else CONNECT_WINDOW)
             if url is None:
                 slot.cli = find_cli(self.cli)
                 slot.env = dict(self.env)

@@ -44,6 +44,7 @@ from lettabot.sdk._internal.app_server.turn import TurnState
 from lettabot.sdk._internal.cli_words import is_conversation_busy
 from lettabot.sdk._internal.transport import ControlHandler, Target
 from lettabot.sdk.errors import (
+    AppServerUnreachableError,
     CLIConnectionError,
     ConversationBusyError,
     ProcessError,
@@ -145,6 +146,13 @@ class AppServerTransport:
             self._ledger.add(entry)
             try:
                 answer = await conn.request(frame, "input_accepted", self._timeout)
+            except CLIConnectionError as exc:
+                self._ledger.forget(entry)
+                if conn.dead:  # the server went away before it took the message
+                    raise AppServerUnreachableError(
+                        f"the App Server at {conn.url} went away before it took the message "
+                        f"({exc})", url=conn.url) from exc
+                raise
             except BaseException:
                 self._ledger.forget(entry)
                 raise

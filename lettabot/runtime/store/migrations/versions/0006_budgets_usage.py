@@ -1,7 +1,7 @@
 """Budgets: each turn's tokens (``lettabot_usage``) and approvers' lifts of a scope's
 budgets for a day (``lettabot_budget_lifts``).
 
-Revision ID: 0006_budgets
+Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-05
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_budgets"
+revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None
