@@ -6,6 +6,12 @@ own, whose local backend holds the agents placed on it (``[[agents]] host``).
   client (lettabot replicas, ``[[hosts]] token``) sends it as a bearer token.
 - ``HOME`` and ``LETTA_LOCAL_BACKEND_DIR`` point into ``--home`` (a volume of its own), and
   the home is put on the local backend (``letta backend local``) before the server starts.
+- The agents' tools run in lettabot's tool sandbox (docs/security.md), as on a bot that
+  runs its own App Servers: the CLI in bubblewrap with only the system, its files, the
+  Letta home and ``--workspaces`` mounted, each shell command (and the CLI's own git) in a
+  second sandbox that sees only its conversation's folder. ``--workspaces`` must be the
+  replicas' ``letta.cwd`` at the same path (a shared volume): conversations work in their
+  scope's folder there. ``--no-sandbox`` runs tools as this host's user (warned).
 - The server runs as this process's child: SIGTERM, SIGINT and SIGHUP are passed on to it,
   it dies with this process (``PR_SET_PDEATHSIG``), and this process is a child subreaper
   (``PR_SET_CHILD_SUBREAPER``), so whatever the agents' tools leave behind is reaped here,
@@ -26,6 +32,8 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+from lettabot.runtime.config import SandboxConfig
+from lettabot.runtime.sandbox import SandboxUnavailable, prepare
 from lettabot.sdk import LettaSDKError, cli_env, find_cli
 
 __all__ = ["TOKEN_ENV", "add_parser", "host_command", "server_argv"]
@@ -47,6 +55,14 @@ def add_parser(sub: Any) -> None:
                            "provider keys); its own volume")
     host.add_argument("--token-file", metavar="FILE",
                       help=f"the capability token (default: ${TOKEN_ENV})")
+    host.add_argument("--workspaces", metavar="DIR",
+                      help="the root of the conversations' folders: the replicas' letta.cwd, "
+                           "mounted at the same path (default: <home>/workspaces)")
+    host.add_argument("--sandbox-network", choices=("none", "host"), default="none",
+                      help="shell commands' network (default: none)")
+    host.add_argument("--no-sandbox", action="store_true",
+                      help="run the agents' tools unsandboxed, as this host's user (they can "
+                           "read its Letta home: provider keys, every conversation)")
 
 
 def _prctl(option: int, value: int) -> None:
@@ -109,8 +125,23 @@ def host_command(args: argparse.Namespace) -> int:
     except (LettaSDKError, OSError, subprocess.SubprocessError) as exc:
         print(f"lettabot host: cannot prepare the Letta home {home}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.no_sandbox:
+        print("lettabot host: --no-sandbox: the agents' tools run as this host's user and can "
+              "read whatever it can (provider keys in the Letta home, other conversations)",
+              file=sys.stderr)
+        launcher = cli
+    else:
+        workspaces = Path(args.workspaces or home / "workspaces").resolve()
+        try:
+            launcher = str(prepare(
+                SandboxConfig(network=args.sandbox_network), home / ".lettabot-host" / "sandbox",
+                workspaces=workspaces, home=home, backend=home / ".letta" / "lc-local-backend",
+                secret=[token_file]).cli_path)
+        except SandboxUnavailable as exc:
+            print(f"lettabot host: {exc}; {exc.fix}", file=sys.stderr)
+            return EXIT_USAGE
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
-    return supervise(server_argv(cli, args.listen, token_file), env, home)
+    return supervise(server_argv(launcher, args.listen, token_file), env, home)
 
 
 def supervise(argv: list[str], env: dict[str, str], cwd: Path) -> int:

@@ -70,8 +70,11 @@ class LettabotHost:
     """``lettabot host`` run by a test on a fixed port and its own Letta home: an App
     Server host that can be killed (as a crash would) and started again on the same URL."""
 
-    def __init__(self, home: Path, token: str, workdir: Path) -> None:
+    def __init__(self, home: Path, token: str, workdir: Path,
+                 workspaces: Path | None = None) -> None:
         self.home = home
+        self.workspaces = workspaces
+        """The replicas' ``letta.cwd`` (the tools' sandbox mounts it); None: the default."""
         self.token_file = workdir / "token"
         self.token_file.write_text(token + "\n")
         self.log = workdir / "host.log"
@@ -88,7 +91,8 @@ class LettabotHost:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [lettabot, "host", "--listen", self.url, "--home", str(self.home),
-                 "--token-file", str(self.token_file)],
+                 "--token-file", str(self.token_file),
+                 *(["--workspaces", str(self.workspaces)] if self.workspaces else [])],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while "Listening on" not in self.log.read_text(errors="replace")[mark:]:

@@ -375,7 +375,12 @@ def test_the_host_statefulset_validates_and_gives_each_host_its_own_volume() -> 
     token = env["LETTABOT_HOST_TOKEN"]  # from the secret, never in the args
     assert token["valueFrom"]["secretKeyRef"]["name"] == secret["name"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    security = container["securityContext"]  # the tool sandbox, as in ../deployment.yaml
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["procMount"] == "Unmasked" and pod["hostUsers"] is False
+    assert security["seccompProfile"] == {"type": "Unconfined"}
+    assert args.workspaces == mounts["workspace"] == "/var/lib/lettabot/workspace"
+    assert not args.no_sandbox
 
 
 def test_the_hosts_compose_file_matches_the_schema_and_gives_each_host_a_volume() -> None:
@@ -388,12 +393,14 @@ def test_the_hosts_compose_file_matches_the_schema_and_gives_each_host_a_volume(
     volumes = set()
     for service in hosts.values():
         args = _host_args(service["command"])
-        assert args.home == HOST_HOME and args.token_file is None
+        assert args.home == HOST_HOME and args.token_file is None and not args.no_sandbox
         assert "LETTABOT_HOST_TOKEN" in service["environment"]
-        [mount] = service["volumes"]
+        mount, workspace = service["volumes"]
         volume, path = mount.split(":")
         assert path == HOST_HOME
         volumes.add(volume)
+        assert workspace["target"] == args.workspaces == "/var/lib/lettabot/workspace"
+        assert set(service["security_opt"]) == SANDBOX_OPTS
         assert "/readyz" in " ".join(service["healthcheck"]["test"])
     assert len(volumes) == 2 and volumes <= set(spec["volumes"])  # one volume per host
     assert set(spec["services"]["lettabot"]["depends_on"]) == set(hosts)
@@ -406,7 +413,9 @@ def test_the_host_systemd_unit_runs_lettabot_host_hardened() -> None:
     exec_start = shlex.split(service["ExecStart"])
     assert exec_start[0] == "/opt/lettabot/bin/lettabot"
     args = _host_args(exec_start[1:])
-    assert args.home == HOST_HOME == service["ReadWritePaths"] and args.token_file
+    assert service["ReadWritePaths"].split() == [HOST_HOME, args.workspaces]
+    assert args.home == HOST_HOME and args.token_file and not args.no_sandbox
+    assert service["RestrictNamespaces"] == "user mnt pid ipc uts net cgroup"
     assert not args.token_file.startswith(HOST_HOME)  # the token is not the agents' to read
     assert service["User"] == "lettabot-host" and service["NoNewPrivileges"] == "yes"
     assert service["ProtectSystem"] == "strict" and service["KillSignal"] == "SIGTERM"

@@ -17,6 +17,7 @@ from lettabot.runtime.config import Config
 from lettabot.testing.app_server import LettabotHost
 from lettabot.testing.chat import TestChat
 from lettabot.testing.letta_home import LettaHome
+from lettabot.testing.scripted_model import ScriptedModelServer
 from tests.runtime.bot_fixtures import make_config
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -41,7 +42,9 @@ def hosts(tmp_path: Path, _letta_home_template: Path,
             shutil.copytree(_letta_home_template, home, symlinks=True)  # connected, local
             workdir = tmp_path / f"host-{name}-run"
             workdir.mkdir()
-            made[name] = LettabotHost(home, TOKEN, workdir)
+            # the bot's letta.cwd (make_config: <data_dir>/workspace), as a shared volume
+            made[name] = LettabotHost(home, TOKEN, workdir,
+                                      workspaces=tmp_path / "data" / "workspace")
             made[name].start()
         yield made
     finally:
@@ -67,6 +70,7 @@ def _agents_on(host: LettabotHost) -> str:
 
 async def test_each_agent_runs_on_its_host_and_waits_for_it(
     letta_home: LettaHome, hosts: dict[str, LettabotHost], tmp_path: Path,
+    scripted_model: ScriptedModelServer,
 ) -> None:
     alpha, beta = hosts["alpha"], hosts["beta"]
     data = tmp_path / "data"
@@ -89,6 +93,18 @@ async def test_each_agent_runs_on_its_host_and_waits_for_it(
         assert agent_b in _agents_on(beta) and agent_b not in _agents_on(alpha)
         assert bot.conversations.open_now[on_a.key].server == bot.client.host_server("alpha")
         assert bot.conversations.open_now[on_b.key].server == bot.client.host_server("beta")
+        # the agent's tools run in the host's tool sandbox: its Letta home (provider keys,
+        # every conversation) and its capability token are out of their reach
+        # (a path naming `.letta` is refused by the guard first: the home's folder is listed;
+        # the sandbox shows only the folders its own mounts need there)
+        await chat.push(f"run: cat {alpha.token_file}; echo cat=$?; ls -a {alpha.home}",
+                        scope=on_a)
+        prompt = await chat.wait_prompt(on_a)
+        await chat.click(prompt.request_id, "approve", user="U1")
+        await chat.wait_done(on_a, 2)
+        result = scripted_model.requests[-1].tool_result or ""
+        assert "No such file or directory" in result and "cat=1" in result, result
+        assert TOKEN not in result and ".lettabot-host" not in result, result
 
         alpha.kill()
         await chat.push("first while down", scope=on_a)
@@ -107,13 +123,14 @@ async def test_each_agent_runs_on_its_host_and_waits_for_it(
         await chat.push("still there?", scope=on_b)
         await chat.wait_done(on_b, 2)
         assert chat.texts(on_b)[-1] == "You said: still there?"
-        assert chat.texts(on_a) == ["You said: hello a"] and chat.texts(also_a) == []
+        assert len(chat.texts(on_a)) == 2 and chat.texts(also_a) == []
 
         alpha.start()
-        await chat.wait_done(on_a, 3, within=90)
+        await chat.wait_done(on_a, 4, within=90)
         await chat.wait_done(also_a, within=60)
-        assert chat.texts(on_a) == ["You said: hello a", "You said: first while down",
-                                    "You said: second while down"]
+        assert chat.texts(on_a)[0] == "You said: hello a"
+        assert chat.texts(on_a)[2:] == ["You said: first while down",
+                                        "You said: second while down"]
         assert chat.texts(also_a) == ["You said: new thread while down"]
         assert chat.texts(dropped) == []
         await _nothing_held(bot)  # forgotten once answered

@@ -44,7 +44,7 @@ def alpha(tmp_path: Path, _letta_home_template: Path,
     home = tmp_path / "host-alpha"
     shutil.copytree(_letta_home_template, home, symlinks=True)
     (tmp_path / "alpha-run").mkdir()
-    host = LettabotHost(home, TOKEN, tmp_path / "alpha-run")
+    host = LettabotHost(home, TOKEN, tmp_path / "alpha-run", workspaces=tmp_path / "shared")
     host.start()
     try:
         yield host
@@ -61,6 +61,7 @@ async def replicas(letta_home: LettaHome, cluster_db: str, alpha: LettabotHost,
         for n in range(2):
             config = make_config(
                 letta_home, tmp_path / f"data-{n}", store={"url": cluster_db},
+                letta={"cwd": str(tmp_path / "shared")},  # one volume, the host's too
                 hosts=[{"name": "alpha", "url": alpha.url, "token": TOKEN}],
                 agents=[{"name": "a", "host": "alpha"}],
                 cluster={"enabled": True, "replica": f"r{n}", "heartbeat_seconds": 1,

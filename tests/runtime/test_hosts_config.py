@@ -139,8 +139,9 @@ while :; do sleep 0.1; done
     fake.chmod(0o755)
     home = tmp_path / "home"
     env = {**_clean_env(), "LETTA_CLI_PATH": str(fake), "LETTABOT_HOST_TOKEN": "s3cret"}
+    # --no-sandbox: the sandbox starts the CLI bundled with lettabot, not a stand-in
     proc = subprocess.Popen([*LETTABOT, "host", "--listen", "ws://0.0.0.0:8790",
-                             "--home", str(home)], env=env, cwd=tmp_path,
+                             "--home", str(home), "--no-sandbox"], env=env, cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
@@ -157,6 +158,8 @@ while :; do sleep 0.1; done
         assert (tmp_path / "record.backend").read_text().strip() == "backend local"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
+        assert proc.stdout is not None
+        assert b"--no-sandbox: the agents' tools run as this host's user" in proc.stdout.read()
     finally:
         if proc.poll() is None:
             proc.kill()
