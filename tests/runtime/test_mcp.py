@@ -3,10 +3,7 @@ conversation, in the tool sandbox), the real CLI, approvals through the broker."
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,10 +16,10 @@ from lettabot.testing.chat import TestChat
 from lettabot.testing.scripted_model import Reply, ScriptedModelServer
 from tests.runtime.bot_fixtures import *  # noqa: F403 (fixtures)
 from tests.runtime.bot_fixtures import BotMaker
+from tests.sdk.mcp_servers import DEMO, demo_http_server
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
-DEMO = Path(__file__).parents[1] / "sdk" / "mcp_servers" / "demo_server.py"
 
 
 def demo(name: str, **fields: Any) -> dict[str, Any]:
@@ -131,25 +128,8 @@ def _processes_naming(text: str) -> list[int]:
 @pytest.fixture
 def http_url() -> Iterator[str]:
     """The test MCP server over streamable HTTP, in its own process."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    process = subprocess.Popen([sys.executable, str(DEMO), "http", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("the HTTP MCP server did not start") from None
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        process.terminate()
-        process.wait(10)
+    with demo_http_server() as url:
+        yield url
 
 
 async def test_an_http_server_asks_like_any_tool(

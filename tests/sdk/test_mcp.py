@@ -4,10 +4,7 @@ and streamable HTTP) started by the tests, real turns through the real CLI."""
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,10 +14,10 @@ import pytest
 from lettabot import sdk
 from lettabot.testing.letta_home import LettaHome
 from lettabot.testing.scripted_model import Reply, ScriptedModelServer
+from tests.sdk.mcp_servers import DEMO, demo_http_server
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
-DEMO = Path(__file__).parent / "mcp_servers" / "demo_server.py"
 
 
 def stdio_server(**fields: Any) -> sdk.McpStdioServer:
@@ -28,32 +25,11 @@ def stdio_server(**fields: Any) -> sdk.McpStdioServer:
                               **fields)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def http_url() -> Iterator[str]:
     """A streamable-HTTP MCP server in its own process."""
-    port = _free_port()
-    process = subprocess.Popen([sys.executable, str(DEMO), "http", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("the HTTP MCP server did not start") from None
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        process.terminate()
-        process.wait(10)
+    with demo_http_server() as url:
+        yield url
 
 
 def allow_all(asked: list[str]) -> Any:
