@@ -337,23 +337,19 @@ class Conversations:
             profile = self.router.agents.default
             try:
                 agent = await self.router.agent_id(profile)
+                try:
+                    warm = await self._open_new(profile)
+                except sdk.AppServerUnreachableError:
+                    raise
+                except sdk.LettaSDKError as exc:
+                    raise self.router.agents.missing(profile, agent,
+                                                     str(exc).splitlines()[0]) from exc
             except sdk.AppServerUnreachableError:
                 if profile.host is None:
                     raise
                 log.warning("the default agent's host %s is unreachable: nothing prewarmed",
                             profile.host)
                 return
-            try:
-                warm = await self._open_new(profile)
-            except sdk.AppServerUnreachableError:
-                if profile.host is None:
-                    raise
-                log.warning("the default agent's host %s is unreachable: nothing prewarmed",
-                            profile.host)
-                return
-            except sdk.LettaSDKError as exc:
-                raise self.router.agents.missing(profile, agent,
-                                                 str(exc).splitlines()[0]) from exc
             if self._closed:
                 with anyio.CancelScope(shield=True):
                     await warm.session.close()

@@ -3,7 +3,9 @@ Server per module (the real CLI + the scripted model), bots on it, and the test 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -12,13 +14,14 @@ import pytest
 
 from lettabot.runtime.bot import Bot
 from lettabot.runtime.config import Config
+from lettabot.runtime.logs import JSONFormatter, configure_logging
 from lettabot.runtime.store import Store, open_store
 from lettabot.testing.chat import TestChat
 from lettabot.testing.letta_home import LettaHome
 
 __all__ = [
-    "BotMaker", "anyio_backend", "make_bot", "make_config", "module_bot", "module_home",
-    "module_store",
+    "BotMaker", "anyio_backend", "json_logs", "make_bot", "make_config", "module_bot",
+    "module_home", "module_store",
 ]
 
 BotMaker = Callable[..., Awaitable[tuple[Bot, TestChat]]]
@@ -69,3 +72,27 @@ async def make_bot(module_home: LettaHome, module_store: Store) -> AsyncIterator
 async def module_bot(make_bot: BotMaker) -> tuple[Bot, TestChat]:
     """The module's default bot: no access limits, the turn's starter approves."""
     return await make_bot()
+
+
+@pytest.fixture
+def json_logs() -> Iterator[list[dict[str, object]]]:
+    """The JSON log lines lettabot writes (``log_format = "json"``), parsed."""
+    configure_logging("INFO", "json")
+    root = logging.getLogger()
+    [ours] = [h for h in root.handlers if getattr(h, "_lettabot", False)]
+    lines: list[dict[str, object]] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(json.loads(self.format(record)))
+
+    capture = Capture()
+    capture.setFormatter(JSONFormatter())
+    for f in ours.filters:
+        capture.addFilter(f)
+    root.addHandler(capture)
+    try:
+        yield lines
+    finally:
+        root.removeHandler(capture)
+        root.removeHandler(ours)

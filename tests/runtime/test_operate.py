@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from lettabot.runtime.bot import Bot
 from lettabot.runtime.health import serve_health
-from lettabot.runtime.logs import JSONFormatter, configure_logging, log_context
+from lettabot.runtime.logs import log_context
 from tests.runtime.bot_fixtures import *  # noqa: F403 (fixtures)
 from tests.runtime.bot_fixtures import BotMaker
 
@@ -112,34 +112,16 @@ async def test_readyz_is_ok_only_while_the_store_answers_and_adapters_are_connec
 
 
 async def test_json_logs_carry_the_turns_scope_conversation_and_id(
-    make_bot: BotMaker,
+    make_bot: BotMaker, json_logs: list[dict[str, object]],
 ) -> None:
-    configure_logging("INFO", "json")
-    root = logging.getLogger()
-    [ours] = [h for h in root.handlers if getattr(h, "_lettabot", False)]
-    lines: list[str] = []
-
-    class Capture(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(self.format(record))
-
-    capture = Capture()
-    capture.setFormatter(JSONFormatter())
-    for f in ours.filters:
-        capture.addFilter(f)
-    root.addHandler(capture)
-    try:
-        _, chat = await make_bot("jsonlogs")
-        scope = chat.scope("C1", "json-logs")
-        await chat.push("hello json", scope=scope, user="U1")
-        await chat.wait_done(scope)
-        logging.getLogger("lettabot.test").info("outside a turn")
-        with log_context(scope="s", turn="t"):
-            logging.getLogger("lettabot.test").warning("inside")
-    finally:
-        root.removeHandler(capture)
-        root.removeHandler(ours)
-    records = [json.loads(line) for line in lines]
+    _, chat = await make_bot("jsonlogs")
+    scope = chat.scope("C1", "json-logs")
+    await chat.push("hello json", scope=scope, user="U1")
+    await chat.wait_done(scope)
+    logging.getLogger("lettabot.test").info("outside a turn")
+    with log_context(scope="s", turn="t"):
+        logging.getLogger("lettabot.test").warning("inside")
+    records = json_logs
     inside = [r for r in records if r["message"] == "inside"]
     assert inside and inside[0]["scope"] == "s" and inside[0]["turn"] == "t"
     outside = [r for r in records if r["message"] == "outside a turn"]

@@ -5,8 +5,6 @@ OTLP/HTTP receiver for the configured exporter)."""
 from __future__ import annotations
 
 import hashlib
-import json
-import logging
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,7 +20,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from lettabot.runtime.adapter import AdapterLimits, MessageRef, RateLimited, Scope
 from lettabot.runtime.bot import Bot
 from lettabot.runtime.config import ConfigError, TracingConfig, load_config
-from lettabot.runtime.logs import JSONFormatter, configure_logging
 from lettabot.runtime.render import ReplyStream
 from lettabot.runtime.tracing import configure_tracing, shutdown_tracing
 from lettabot.testing.chat import TestChat
@@ -41,30 +38,6 @@ def spans() -> Iterator[InMemorySpanExporter]:
         yield exporter
     finally:
         shutdown_tracing()
-
-
-@pytest.fixture
-def json_logs() -> Iterator[list[dict[str, object]]]:
-    """The JSON log lines lettabot writes (``log_format = "json"``), parsed."""
-    configure_logging("INFO", "json")
-    root = logging.getLogger()
-    [ours] = [h for h in root.handlers if getattr(h, "_lettabot", False)]
-    lines: list[dict[str, object]] = []
-
-    class Capture(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(json.loads(self.format(record)))
-
-    capture = Capture()
-    capture.setFormatter(JSONFormatter())
-    for f in ours.filters:
-        capture.addFilter(f)
-    root.addHandler(capture)
-    try:
-        yield lines
-    finally:
-        root.removeHandler(capture)
-        root.removeHandler(ours)
 
 
 def _hashed(user: str) -> str:
