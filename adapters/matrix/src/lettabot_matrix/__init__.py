@@ -1,0 +1,1 @@
+"""lettabot's Matrix adapter (mautrix). Entry point: :func:`create_adapter`."""
