@@ -283,6 +283,13 @@ class Person:
         chunk = self.call("GET", f"/rooms/{quote(room)}/messages", dir="b", limit=limit)["chunk"]
         return [e for e in reversed(chunk) if e.get("type") == event_type]
 
+    def download(self, mxc: str) -> bytes:
+        path = mxc.removeprefix("mxc://")
+        r = httpx.get(f"{self.url}/_matrix/client/v1/media/download/{path}",
+                      headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
+        r.raise_for_status()
+        return r.content
+
     def joined_rooms(self) -> list[str]:
         return list(self.call("GET", "/joined_rooms")["joined_rooms"])
 

@@ -243,12 +243,19 @@ class MatrixAdapter:
             return False
 
     async def member_count(self, room_id: str) -> int:
+        """People in the room (joined or invited), the bot included; cached until the
+        room's membership changes."""
         if room_id not in self._members:
-            body = await self._api().request(Method.GET,
-                                             MxPath.v3.rooms[room_id].joined_members)
-            joined = body.get("joined") if isinstance(body, dict) else None
-            self._members[room_id] = len(joined) if isinstance(joined, dict) else 0
+            body = await self._api().request(Method.GET, MxPath.v3.rooms[room_id].members,
+                                             query_params={"not_membership": "leave"})
+            chunk = body.get("chunk") if isinstance(body, dict) else None
+            self._members[room_id] = sum(
+                1 for ev in chunk or [] if isinstance(ev, dict)
+                and (ev.get("content") or {}).get("membership") in ("join", "invite"))
         return self._members[room_id]
+
+    def members_changed(self, room_id: str) -> None:
+        self._members.pop(room_id, None)
 
     def prompt_for(self, event_id: str) -> tuple[str, Scope] | None:
         return self._prompts.get(event_id)

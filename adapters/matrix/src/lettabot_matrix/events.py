@@ -187,9 +187,10 @@ def classify(event: Any, room_id: str, *, is_dm: bool, me: Identity,
     if rel.get("rel_type") == "m.replace":
         return Ignored("an edit")
     thread = _str(rel.get("event_id")) if rel.get("rel_type") == "m.thread" else None
-    mentioned = is_dm or _mentions_me(content, me)
+    named = _mentions_me(content, me)
+    mentioned = is_dm or named
     text = _strip_reply_fallback(body)
-    if mentioned and not is_dm:
+    if named:
         text = _strip_mention(text, me)
     command = _command(text, settings.command_prefix, mentioned)
     if command is not None:

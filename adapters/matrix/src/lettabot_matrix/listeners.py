@@ -56,6 +56,7 @@ class ListenerHost(Protocol):
     async def leave(self, room_id: str, notice: str = "") -> None: ...
     async def is_encrypted(self, room_id: str) -> bool: ...
     async def member_count(self, room_id: str) -> int: ...
+    def members_changed(self, room_id: str) -> None: ...
     async def post(self, scope: Scope, text: str) -> Any: ...
     async def notify(self, scope: Scope, text: str, *, user_id: str | None = None) -> None: ...
     def prompt_for(self, event_id: str) -> tuple[str, Scope] | None: ...
@@ -148,12 +149,15 @@ class Listeners:
         return ok
 
     async def _on_room(self, room_id: str, room: dict[str, Any], initial: bool) -> None:
+        if any(isinstance(ev, dict) and ev.get("type") == "m.room.member"
+               for ev in _events(room.get("state")) + _events(room.get("timeline"))):
+            self.host.members_changed(room_id)
         if not await self._serves(room_id, room):
             return
         if initial:
             return  # history before the bot's first start is not answered
         state = self.host.state
-        for event in _events(room.get("timeline")):
+        for event in self._since_invited(_events(room.get("timeline"))):
             event_id = event.get("event_id") if isinstance(event, dict) else None
             if isinstance(event_id, str) and state.seen(event_id):
                 continue
@@ -163,6 +167,19 @@ class Listeners:
                 log.exception("matrix: handling event %s in %s failed", event_id, room_id)
             if isinstance(event_id, str):
                 state.mark(event_id)
+
+    def _since_invited(self, timeline: list[Any]) -> list[Any]:
+        """A room the bot just joined shows some history: only what was said after the
+        bot was invited (or joined, when it was not invited) is for it."""
+        me = self.host.me.user_id
+        cut = None
+        for i, ev in enumerate(timeline):
+            if (isinstance(ev, dict) and ev.get("type") == "m.room.member"
+                    and ev.get("state_key") == me and isinstance(ev.get("content"), dict)):
+                membership = ev["content"].get("membership")
+                if membership == "invite" or (membership == "join" and cut is None):
+                    cut = i
+        return timeline if cut is None else timeline[cut + 1:]
 
     # -- events --------------------------------------------------------------------------
 

@@ -63,11 +63,11 @@ class MatrixConfig(ChatAdapterSettings):
         if self.user_id and not (self.user_id.startswith("@") and ":" in self.user_id):
             problems.append(Problem("user_id", f"{self.user_id!r} is not a Matrix user id",
                                     "use the full id, e.g. @lettabot:example.org"))
-        bad = [r for r in self.rooms if not (r.startswith("!") and ":" in r)]
+        bad = [r for r in self.rooms if not r.startswith("!")]  # v12 ids have no server
         if bad:
             problems.append(Problem("rooms", f"{bad} are not room ids",
-                                    "use room ids (!abc:example.org; Element: room settings → "
-                                    "Advanced)"))
+                                    "use room ids (!abc:example.org or !abc; Element: room "
+                                    "settings → Advanced)"))
         if not self.command_prefix.strip():
             problems.append(Problem("command_prefix", "is empty", "use e.g. !lettabot"))
         if problems:
