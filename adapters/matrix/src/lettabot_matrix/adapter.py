@@ -391,15 +391,19 @@ class MatrixAdapter:
         if preview:
             await self.send_file(scope, f"approval-{view.request_id}.txt",
                                  approval_full_text(view).encode())
-        for key, decision in REACTIONS.items():
-            if decision == "always" and not view.allow_always:
-                continue
-            try:
-                await self._send(scope.channel, "m.reaction", {"m.relates_to": {
-                    "rel_type": "m.annotation", "event_id": event_id, "key": key}})
-            except MatrixRequestError as exc:
-                log.warning("matrix: could not add %s under a prompt: %s", key, exc)
+        keys = [k for k, d in REACTIONS.items() if d != "always" or view.allow_always]
+        # returned at once: the runtime needs the prompt's ref before a decision can edit it
+        self.spawn(lambda: self._offer(scope.channel, event_id, keys), "reactions")
         return MessageRef(scope=scope, id=event_id)
+
+    async def _offer(self, room_id: str, event_id: str, keys: list[str]) -> None:
+        """The bot's own ✅ ❌ 🔁 under a prompt, so people have them to click."""
+        for key in keys:
+            try:
+                await self._send(room_id, "m.reaction", {"m.relates_to": {
+                    "rel_type": "m.annotation", "event_id": event_id, "key": key}})
+            except (MatrixRequestError, RateLimited) as exc:
+                log.warning("matrix: could not add %s under a prompt: %s", key, exc)
 
     async def resolve_approval(self, ref: MessageRef, view: ApprovalView, text: str) -> None:
         """The prompt edited to show the outcome; reactions on it decide nothing more."""
