@@ -43,7 +43,8 @@ class MatrixConfig(ChatAdapterSettings):
     64 KiB; a message carries its text twice, as plain text and as HTML)."""
     sync_timeout_seconds: float = Field(default=30.0, ge=1, le=120)
     """How long one /sync long-poll waits for news."""
-    state_path: Path | None = None
+    state_path: Path | None = Field(default=None,
+                                    examples=["/var/lib/lettabot/matrix-state.json"])
     """Where the sync position and recently handled event ids are kept (so a restart
     answers nothing twice). Unset: ``<data_dir>/matrix-state.json``."""
 
