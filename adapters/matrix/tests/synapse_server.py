@@ -7,6 +7,7 @@ Test users talk to it over the client-server API with plain httpx (:class:`Perso
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import os
@@ -47,11 +48,16 @@ def install() -> Path:
     if marker.exists():
         return python
     venv.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([*_uv(), "venv", "--quiet", "--python", sys.executable, str(venv)],
-                   check=True)
-    subprocess.run([*_uv(), "pip", "install", "--quiet", "--python", str(python), SYNAPSE],
-                   check=True)
-    marker.write_text(SYNAPSE)
+    with (venv.parent / "install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another test process may be installing it
+        if marker.exists():
+            return python
+        shutil.rmtree(venv, ignore_errors=True)  # a half-made one from an interrupted run
+        subprocess.run([*_uv(), "venv", "--quiet", "--python", sys.executable, str(venv)],
+                       check=True)
+        subprocess.run([*_uv(), "pip", "install", "--quiet", "--python", str(python),
+                        SYNAPSE], check=True)
+        marker.write_text(SYNAPSE)
     return python
 
 
@@ -298,4 +304,4 @@ class Person:
 
 
 if __name__ == "__main__":
-    print(install())
+    print(f"synapse for the Matrix tests: {install()}")

@@ -109,6 +109,7 @@ class MatrixAdapter:
         self.client: ClientAPI | None = None
         self._tg: TaskGroup | None = None
         self._connected = False
+        self._identified = False
         self._members: dict[str, int] = {}
         self._prompts: dict[str, tuple[str, Scope]] = {}
         self._prompt_texts: dict[str, str] = {}
@@ -160,8 +161,9 @@ class MatrixAdapter:
         backoff = 1.0
         while True:
             try:
-                if self.state.since is None:
+                if not self._identified:
                     await self._whoami()
+                    self._identified = True
                 response = await self._sync()
             except MatrixInvalidToken:
                 raise MatrixAdapterError(
