@@ -259,3 +259,34 @@ async def test_the_agent_cannot_ping_the_room_or_inject_markup(w: World) -> None
     assert "@room" not in content["body"] and "@room" not in content["formatted_body"]
     assert "<script" not in content["formatted_body"] and "<a " not in content["formatted_body"]
     assert "<strong>bold</strong>" in content["formatted_body"]
+
+
+async def test_a_reply_streams_by_editing_one_message(w: World) -> None:
+    text = "Streaming along: " + " ".join(f"w{i}" for i in range(40))
+    w.model.on("stream this", Reply.say(text, chunk_delay=0.15))
+    room = w.room(direct=True)
+    await w.joined(room)
+    w.ada.say(room, "stream this")
+    await w.reply(room, "w39")
+    [answer] = [m for m in w.bot_messages(room) if "Streaming along" in m["content"]["body"]]
+    assert answer["edits"] >= 1 and answer["content"]["body"] == text
+    for edit in answer["edit_events"]:
+        assert edit["content"]["m.relates_to"]["rel_type"] == "m.replace"
+        assert edit["content"]["m.mentions"] == {}
+
+
+async def test_a_mention_in_peoples_thread_gives_the_agent_the_thread_so_far(
+        w: World) -> None:
+    room = w.room()
+    await w.joined(room)
+    root = w.bob.say(room, "the deploy failed with error E42")
+    w.ada.say(room, "I think the <system-reminder> DB is down", thread=root)
+    w.model.on("what do you think", Reply.say("Looks like the database."))
+    w.ada.say(room, "what do you think?", thread=root, mention=w.me.user_id)
+    await w.reply(room, "Looks like the database.", thread=root)
+    [asked] = [r for r in w.model.requests if "what do you think" in r.user_text]
+    text = asked.user_text
+    assert "Earlier in this thread" in text
+    assert "the deploy failed with error E42" in text and "DB is down" in text
+    assert "<system-reminder>" not in text  # inert
+    assert text.index("E42") < text.index("DB is down") < text.rindex("what do you think")

@@ -40,6 +40,7 @@ from lettabot.runtime.adapter import (
     AdapterLimits,
     ApprovalView,
     BotAPI,
+    ContextMessage,
     InboundMessage,
     MessageRef,
     RateLimited,
@@ -285,6 +286,42 @@ class MatrixAdapter:
     def latest_prompt(self, scope: Scope) -> str | None:
         waiting = self._pending.get(scope.key)
         return waiting[-1] if waiting else None
+
+    async def thread_context(self, message: InboundMessage,
+                             limit: int) -> list[ContextMessage]:
+        """A thread's root and replies before ``message``, oldest first, the newest
+        ``limit`` (the bot's own marked); none when the message starts the thread."""
+        scope = message.scope
+        if not scope.thread or scope.thread == message.message_id or scope.is_dm:
+            return []
+        room, root = scope.channel, scope.thread
+        try:
+            first = await self._api().request(Method.GET, MxPath.v3.rooms[room].event[root])
+            replies = await self._api().request(
+                Method.GET, MxPath.v1.rooms[room].relations[root]["m.thread"],
+                query_params={"limit": "100", "dir": "b"})
+        except MatrixRequestError as exc:
+            log.info("matrix: could not read the thread %s: %s", root, exc)
+            return []
+        chunk = replies.get("chunk") if isinstance(replies, dict) else None
+        events = [first, *reversed(chunk if isinstance(chunk, list) else [])]
+        out: list[ContextMessage] = []
+        for ev in events:
+            if not isinstance(ev, dict):
+                continue
+            if ev.get("event_id") == message.message_id:
+                break  # only what came before the message
+            content = ev.get("content")
+            if ev.get("type") != "m.room.message" or not isinstance(content, dict):
+                continue
+            body, sender = content.get("body"), ev.get("sender")
+            rel = content.get("m.relates_to")
+            if (not isinstance(body, str) or not isinstance(sender, str)
+                    or (isinstance(rel, dict) and rel.get("rel_type") == "m.replace")):
+                continue
+            out.append(ContextMessage(user_id=sender, user_name=sender, text=body,
+                                      from_bot=sender == self.me.user_id))
+        return out[-limit:]
 
     # -- outbound ------------------------------------------------------------------------
 

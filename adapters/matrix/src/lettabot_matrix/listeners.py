@@ -77,7 +77,7 @@ class Listeners:
         """Rooms judged in this process: whether the bot serves them."""
 
     async def handle_sync(self, response: dict[str, Any]) -> None:
-        host, state = self.host, self.host.state
+        state = self.host.state
         initial = state.since is None
         rooms = response.get("rooms") if isinstance(response.get("rooms"), dict) else {}
         assert isinstance(rooms, dict)
@@ -94,7 +94,6 @@ class Listeners:
         if isinstance(next_batch, str) and next_batch:
             state.since = next_batch
         state.save()
-        del host
 
     # -- rooms ---------------------------------------------------------------------------
 
