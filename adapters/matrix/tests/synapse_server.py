@@ -289,6 +289,13 @@ class Person:
         chunk = self.call("GET", f"/rooms/{quote(room)}/messages", dir="b", limit=limit)["chunk"]
         return [e for e in reversed(chunk) if e.get("type") == event_type]
 
+    def upload(self, name: str, data: bytes, mime: str) -> str:
+        r = httpx.post(f"{self.url}/_matrix/media/v3/upload", params={"filename": name},
+                       content=data, headers={"Authorization": f"Bearer {self.token}",
+                                              "Content-Type": mime}, timeout=30)
+        r.raise_for_status()
+        return str(r.json()["content_uri"])
+
     def download(self, mxc: str) -> bytes:
         path = mxc.removeprefix("mxc://")
         r = httpx.get(f"{self.url}/_matrix/client/v1/media/download/{path}",

@@ -8,6 +8,7 @@ works in its own room, so they do not see each other's messages.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -290,3 +291,21 @@ async def test_a_mention_in_peoples_thread_gives_the_agent_the_thread_so_far(
     assert "the deploy failed with error E42" in text and "DB is down" in text
     assert "<system-reminder>" not in text  # inert
     assert text.index("E42") < text.index("DB is down") < text.rindex("what do you think")
+
+
+async def test_a_file_reaches_the_agents_workspace(w: World) -> None:
+    room = w.room(direct=True)
+    await w.joined(room)
+    data = b"line one\nline two\n"
+    mxc = w.ada.upload("notes.txt", data, "text/plain")
+    w.model.on("look at this", Reply.say("Got it."))
+    w.ada.send(room, {"msgtype": "m.file", "body": "look at this", "filename": "../../notes.txt",
+                      "url": mxc, "info": {"mimetype": "text/plain", "size": len(data)}})
+    await w.reply(room, "Got it.")
+    [asked] = [r for r in w.model.requests if "look at this" in r.user_text]
+    match = re.search(r"saved in your working folder as (\S+notes\.txt)", asked.user_text)
+    assert match, asked.user_text
+    folder = w.bot.workspace_of(Scope(adapter="matrix", channel=room, is_dm=True))
+    saved = folder / match.group(1)
+    assert saved.read_bytes() == data
+    assert saved.parent.parent == folder / "uploads"  # not ../../: its folder

@@ -87,6 +87,21 @@ def test_scopes_and_mentions() -> None:
     assert isinstance(notice, Ignored)
 
 
+def test_files() -> None:
+    def cls(**content: Any) -> Any:
+        return classify(_ev({"msgtype": "m.file", "body": "notes.txt", **content}), "!d",
+                        is_dm=True, me=ME, settings=SETTINGS)
+
+    msg = cls(url="mxc://example.org/abc", info={"mimetype": "text/plain", "size": 5})
+    assert isinstance(msg, InboundMessage) and msg.text == ""
+    [file] = msg.attachments
+    assert (file.name, file.url, file.size) == ("notes.txt", "mxc://example.org/abc", 5)
+    captioned = cls(url="mxc://e/x", filename="a.png", body="look")
+    assert isinstance(captioned, InboundMessage) and captioned.text == "look"
+    assert isinstance(cls(url="https://attacker.example/steal"), Ignored)
+    assert isinstance(cls(), Ignored)
+
+
 def test_commands_and_reactions() -> None:
     def cls(body: str, **content: Any) -> Any:
         return classify(_ev({"msgtype": "m.text", "body": body, **content}), "!r",

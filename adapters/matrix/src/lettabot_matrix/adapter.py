@@ -39,6 +39,7 @@ from mautrix.types import UserID
 from lettabot.runtime.adapter import (
     AdapterLimits,
     ApprovalView,
+    Attachment,
     BotAPI,
     ContextMessage,
     InboundMessage,
@@ -286,6 +287,27 @@ class MatrixAdapter:
     def latest_prompt(self, scope: Scope) -> str | None:
         waiting = self._pending.get(scope.key)
         return waiting[-1] if waiting else None
+
+    async def download(self, attachment: Attachment, limit: int) -> bytes:
+        """A file from the homeserver's authenticated media API (``mxc://`` only: the
+        access token goes nowhere else)."""
+        url = attachment.url or ""
+        if not url.startswith("mxc://") or url.count("/") != 3:
+            raise ValueError("not a Matrix content URI (mxc://)")
+        if attachment.size is not None and attachment.size > limit:
+            raise ValueError(f"larger than {limit:,} bytes")
+        server, media_id = url.removeprefix("mxc://").split("/")
+        api = self._api()
+        path = MxPath.v1.media.download[server][media_id]
+        async with api.session.get(api.base_url.with_path("/" + str(path), encoded=True),
+                                   headers={"Authorization": f"Bearer {api.token}"},
+                                   allow_redirects=False) as response:
+            if response.status != 200:
+                raise ValueError(f"the homeserver answered HTTP {response.status}")
+            data = await response.content.read(limit + 1)
+        if len(data) > limit:
+            raise ValueError(f"larger than {limit:,} bytes")
+        return data
 
     async def thread_context(self, message: InboundMessage,
                              limit: int) -> list[ContextMessage]:

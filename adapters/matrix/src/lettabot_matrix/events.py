@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
-from lettabot.runtime.adapter import InboundMessage, Scope
+from lettabot.runtime.adapter import Attachment, InboundMessage, Scope
 from lettabot.runtime.commands import COMMANDS
 from lettabot_matrix.settings import MatrixSettings
 
@@ -38,6 +38,7 @@ ADAPTER = "matrix"
 APPROVAL_COMMANDS = {"approve": "approve", "deny": "deny", "always": "always"}
 _WITH_ARGS = {"rules", "schedules", *APPROVAL_COMMANDS}
 _TEXT_TYPES = {"m.text", "m.emote"}
+_MEDIA_TYPES = {"m.image", "m.file", "m.audio", "m.video"}
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,20 @@ def room_scope(room_id: str, *, is_dm: bool, thread: str | None = None) -> Scope
 
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _attachment(content: dict[str, Any]) -> Attachment | None:
+    """A media message's file (unencrypted: ``url`` is an ``mxc://`` URI)."""
+    url = content.get("url")
+    if not isinstance(url, str) or not url.startswith("mxc://"):
+        return None
+    info = content.get("info") if isinstance(content.get("info"), dict) else {}
+    assert isinstance(info, dict)
+    name = content.get("filename") or content.get("body") or "file"
+    mime, size = info.get("mimetype"), info.get("size")
+    return Attachment(name=str(name)[:200], url=url,
+                      content_type=mime if isinstance(mime, str) else None,
+                      size=size if isinstance(size, int) and not isinstance(size, bool) else None)
 
 
 def _mentions_me(content: dict[str, Any], me: Identity) -> bool:
@@ -180,7 +195,15 @@ def classify(event: Any, room_id: str, *, is_dm: bool, me: Identity,
         return Ignored("malformed: no body or msgtype")
     if msgtype == "m.notice" and not settings.allow_bots:
         return Ignored("a notice (bots post notices)")
-    if msgtype not in _TEXT_TYPES | {"m.notice"}:
+    attachments: tuple[Attachment, ...] = ()
+    if msgtype in _MEDIA_TYPES:
+        file = _attachment(content)
+        if file is None:
+            return Ignored("malformed: a file without an mxc:// url")
+        attachments = (file,)
+        # a caption, where the client sent one apart from the file's name
+        body = body if content.get("filename") not in (None, body) else ""
+    elif msgtype not in _TEXT_TYPES | {"m.notice"}:
         return Ignored(f"not text: {msgtype}")
     rel = content.get("m.relates_to")
     rel = rel if isinstance(rel, dict) else {}
@@ -201,7 +224,7 @@ def classify(event: Any, room_id: str, *, is_dm: bool, me: Identity,
     ts = event.get("origin_server_ts")
     received = (datetime.fromtimestamp(ts / 1000, UTC)
                 if isinstance(ts, int | float) and not isinstance(ts, bool) else None)
-    if not text.strip():
+    if not text.strip() and not attachments:
         return Ignored("empty")
     return InboundMessage(
         scope=room_scope(room_id, is_dm=is_dm, thread=thread),
@@ -211,5 +234,6 @@ def classify(event: Any, room_id: str, *, is_dm: bool, me: Identity,
         message_id=event_id,
         mentioned=mentioned,
         is_bot=msgtype == "m.notice",
+        attachments=attachments,
         received_at=received,
     )
