@@ -28,9 +28,9 @@ from mautrix.api import HTTPAPI, Method
 from mautrix.api import Path as MxPath
 from mautrix.client.api import ClientAPI
 from mautrix.errors import (
-    MatrixConnectionError,
     MatrixInvalidToken,
     MatrixRequestError,
+    MForbidden,
     MLimitExceeded,
     MNotFound,
 )
@@ -51,7 +51,7 @@ from lettabot.runtime.adapter import (
 from lettabot.runtime.config import ConfigError
 from lettabot.runtime.inflight import InFlight
 from lettabot_matrix.events import ADAPTER, Identity, room_scope
-from lettabot_matrix.listeners import Listeners
+from lettabot_matrix.listeners import RETRYABLE, Listeners
 from lettabot_matrix.render import (
     REACTIONS,
     approval_text,
@@ -76,7 +76,6 @@ _FILTER: dict[str, Any] = {
              "timeline": {"limit": 100}},
 }
 _FIRST_FILTER = {**_FILTER, "room": {**_FILTER["room"], "timeline": {"limit": 0}}}
-_RETRYABLE = (MatrixConnectionError, aiohttp.ClientError, TimeoutError, OSError)
 
 
 class MatrixAdapterError(ConfigError):
@@ -171,7 +170,7 @@ class MatrixAdapter:
                 raise MatrixAdapterError(
                     "the homeserver rejected matrix.access_token — log the bot in again and "
                     "put the new token in LETTABOT_MATRIX__ACCESS_TOKEN") from None
-            except (*_RETRYABLE, MatrixRequestError) as exc:
+            except (*RETRYABLE, MatrixRequestError) as exc:
                 if isinstance(exc, MatrixRequestError) and not _server_side(exc):
                     raise
                 if self._connected or backoff == 1.0:
@@ -186,7 +185,14 @@ class MatrixAdapter:
                          self.settings.user_id)
             self._connected = True
             backoff = 1.0
-            await self.listeners.handle_sync(response)
+            try:
+                await self.listeners.handle_sync(response)
+            except RETRYABLE as exc:
+                # went away mid-batch: the position is unchanged, the batch comes again
+                log.warning("matrix: homeserver %s went away during a sync batch (%s)",
+                            self.settings.homeserver, exc or type(exc).__name__)
+                self._connected = False
+                await anyio.sleep(1)
 
     async def _whoami(self) -> None:
         body = await self._api().request(Method.GET, MxPath.v3.account.whoami)
@@ -231,7 +237,7 @@ class MatrixAdapter:
         if notice:
             try:
                 await self._send(room_id, "m.room.message", message_content(notice))
-            except (MatrixRequestError, *_RETRYABLE) as exc:
+            except (MatrixRequestError, *RETRYABLE) as exc:
                 log.warning("matrix: could not post in %s before leaving: %s", room_id, exc)
         try:
             await self._api().request(Method.POST, MxPath.v3.rooms[room_id].leave, {})
@@ -243,8 +249,8 @@ class MatrixAdapter:
             await self._api().request(
                 Method.GET, MxPath.v3.rooms[room_id].state["m.room.encryption"][""])
             return True
-        except MNotFound:
-            return False
+        except (MNotFound, MForbidden):
+            return False  # none, or a room the bot is no longer in
 
     async def member_count(self, room_id: str) -> int:
         """People in the room (joined or invited), the bot included; cached until the

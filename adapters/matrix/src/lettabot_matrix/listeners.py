@@ -10,8 +10,12 @@ the rooms and the position, so nothing said before the bot started is answered.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
+
+import aiohttp
+from mautrix.errors import MatrixConnectionError, MatrixRequestError
 
 from lettabot.runtime.adapter import (
     ApprovalDecision,
@@ -64,6 +68,22 @@ class ListenerHost(Protocol):
     def latest_prompt(self, scope: Scope) -> str | None: ...
 
 
+RETRYABLE = (MatrixConnectionError, aiohttp.ClientError, TimeoutError, OSError)
+"""The homeserver did not answer: retried with backoff, never skipped."""
+
+
+@contextmanager
+def _one_room(room_id: str) -> Iterator[None]:
+    """A room that cannot be handled (the homeserver refuses a call about it) is logged and
+    skipped, so it cannot stall every other room; an unreachable homeserver is raised."""
+    try:
+        yield
+    except RETRYABLE:
+        raise
+    except MatrixRequestError as exc:
+        log.warning("matrix: skipped a sync update of %s: %s", room_id, exc)
+
+
 def _events(section: Any) -> list[Any]:
     if isinstance(section, dict) and isinstance(section.get("events"), list):
         return list(section["events"])
@@ -83,10 +103,13 @@ class Listeners:
         assert isinstance(rooms, dict)
         invites = rooms.get("invite") if isinstance(rooms.get("invite"), dict) else {}
         for room_id, invite in (invites or {}).items():
-            await self._on_invite(str(room_id), invite)
+            with _one_room(str(room_id)):
+                await self._on_invite(str(room_id), invite)
         joined = rooms.get("join") if isinstance(rooms.get("join"), dict) else {}
         for room_id, room in (joined or {}).items():
-            await self._on_room(str(room_id), room if isinstance(room, dict) else {}, initial)
+            with _one_room(str(room_id)):
+                await self._on_room(str(room_id), room if isinstance(room, dict) else {},
+                                    initial)
         left = rooms.get("leave") if isinstance(rooms.get("leave"), dict) else {}
         for room_id in left or {}:
             self._checked.pop(str(room_id), None)
@@ -162,6 +185,8 @@ class Listeners:
                 continue
             try:
                 await self._on_event(room_id, event)
+            except RETRYABLE:
+                raise  # the homeserver is away: this batch is handled again, this event too
             except Exception:
                 log.exception("matrix: handling event %s in %s failed", event_id, room_id)
             if isinstance(event_id, str):
