@@ -82,6 +82,21 @@ async def test_mention_starts_a_thread_replies_continue_it(
         assert len(rec.messages) == 3  # the bot's own reply was not delivered
 
 
+async def test_a_room_stays_a_room_when_people_leave(
+        synapse: Synapse, people: dict[str, Person], rec: RecordingBot, tmp_path: Path) -> None:
+    ada, bob, me = people["ada"], people["bob"], people["bot"]
+    async with running(synapse, me, rec, tmp_path / "state.json"):
+        room = ada.create_room([me.user_id, bob.user_id])
+        bob.join(room)
+        await wait_for(lambda: room in me.joined_rooms())
+        ada.say(room, "first", mention=me.user_id)
+        await wait_for(lambda: rec.messages)
+        bob.call("POST", f"/rooms/{room}/leave", {})
+        asked = ada.say(room, "second", mention=me.user_id)
+        [_, second] = await wait_for(lambda: rec.messages[1:] and rec.messages)
+        assert second.scope == Scope(adapter="matrix", channel=room, thread=asked)
+
+
 async def test_a_dm_is_one_scope(
         synapse: Synapse, people: dict[str, Person], rec: RecordingBot, tmp_path: Path) -> None:
     ada, me = people["ada"], people["bot"]

@@ -477,9 +477,20 @@ class MatrixAdapter:
         waiting = self._pending.get(ref.scope.key, [])
         if view.request_id in waiting:
             waiting.remove(view.request_id)
-        prompt = self._prompt_texts.pop(ref.id, None) or (
+        prompt = self._prompt_texts.pop(ref.id, None) or await self._body_of(ref) or (
             f"**Approval request** for `{view.tool_name}`")
         await self.edit(ref, f"{prompt}\n\n**{text}**")
+
+    async def _body_of(self, ref: MessageRef) -> str | None:
+        """What a message of the bot's said (a prompt from before a restart)."""
+        try:
+            event = await self._api().request(
+                Method.GET, MxPath.v3.rooms[ref.scope.channel].event[ref.id])
+        except MatrixRequestError:
+            return None
+        content = event.get("content") if isinstance(event, dict) else None
+        body = content.get("body") if isinstance(content, dict) else None
+        return body if isinstance(body, str) and event.get("sender") == self.me.user_id else None
 
 
 def _server_side(exc: MatrixRequestError) -> bool:

@@ -141,12 +141,17 @@ class Listeners:
                 host.state.direct.add(room_id)
 
     async def is_dm(self, room_id: str) -> bool:
-        host = self.host
-        if room_id in host.state.direct:
+        """Invited as a DM (``is_direct``), or two people (the bot and one other) when the
+        bot first saw the room — judged once and remembered, so a room that later shrinks
+        to two keeps its threads as they were."""
+        state = self.host.state
+        if room_id in state.direct:
             return True
-        if room_id in host.settings.rooms:
+        if room_id in state.group or room_id in self.host.settings.rooms:
             return False
-        return await host.member_count(room_id) <= 2
+        dm = await self.host.member_count(room_id) <= 2
+        (state.direct if dm else state.group).add(room_id)
+        return dm
 
     async def _serves(self, room_id: str, room: dict[str, Any]) -> bool:
         """Judge a room once per process (and again when its encryption changes)."""

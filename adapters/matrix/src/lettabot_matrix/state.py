@@ -1,5 +1,5 @@
 """What the adapter remembers across restarts, in one JSON file (mode 600): the sync
-position, the event ids it handled lately, the rooms it knows to be DMs and the rooms it
+position, the event ids it handled lately, which rooms are DMs and which not, the rooms it
 has told it cannot read encrypted messages. Written atomically after every sync batch,
 so a restart resumes where the last batch ended and answers nothing twice."""
 
@@ -26,6 +26,7 @@ class SyncState:
         self.since: str | None = None
         self._seen: OrderedDict[str, None] = OrderedDict()
         self.direct: set[str] = set()
+        self.group: set[str] = set()
         self.warned_encrypted: set[str] = set()
         if path is not None and path.exists():
             try:
@@ -33,6 +34,7 @@ class SyncState:
                 self.since = data.get("since") or None
                 self._seen = OrderedDict.fromkeys(data.get("seen", []))
                 self.direct = set(data.get("direct", []))
+                self.group = set(data.get("group", []))
                 self.warned_encrypted = set(data.get("warned_encrypted", []))
             except (OSError, ValueError, AttributeError) as exc:
                 log.warning("matrix: could not read %s (%s); starting a fresh sync", path, exc)
@@ -49,6 +51,7 @@ class SyncState:
         if self.path is None:
             return
         data = {"since": self.since, "seen": list(self._seen), "direct": sorted(self.direct),
+                "group": sorted(self.group),
                 "warned_encrypted": sorted(self.warned_encrypted)}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
