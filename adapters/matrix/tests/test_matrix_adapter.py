@@ -3,6 +3,7 @@ reaches the runtime with the right scope, and what the runtime sends looks right
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -334,6 +335,20 @@ async def test_restart_delivers_nothing_twice(
         await wait_for(lambda: again.messages[1:])
     assert [m.text for m in rec.messages] == ["one"]
     assert [m.text for m in again.messages] == ["two, while the bot was down", "three"]
+
+
+async def test_a_sync_position_the_homeserver_refuses_starts_afresh(
+        synapse: Synapse, people: dict[str, Person], rec: RecordingBot, tmp_path: Path) -> None:
+    ada, me = people["ada"], people["bot"]
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"since": "not-a-real-token", "seen": []}))
+    room = ada.create_room([me.user_id], direct=True)
+    async with running(synapse, me, rec, state) as adapter:
+        await wait_for(lambda: room in me.joined_rooms())
+        assert adapter.state.since != "not-a-real-token"
+        ada.say(room, "still here?")
+        [msg] = await wait_for(lambda: rec.messages)
+        assert msg.text == "still here?"
 
 
 async def test_a_homeserver_that_goes_away_is_reconnected(

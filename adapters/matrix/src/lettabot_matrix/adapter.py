@@ -172,7 +172,14 @@ class MatrixAdapter:
                     "put the new token in LETTABOT_MATRIX__ACCESS_TOKEN") from None
             except (*RETRYABLE, MatrixRequestError) as exc:
                 if isinstance(exc, MatrixRequestError) and not _server_side(exc):
-                    raise
+                    if self.state.since is None:
+                        raise
+                    # e.g. a homeserver restored from a backup: its old position is gone
+                    log.warning("matrix: the homeserver refused the stored sync position "
+                                "(%s); starting afresh (what was said meanwhile is not "
+                                "answered)", exc)
+                    self.state.since = None
+                    continue
                 if self._connected or backoff == 1.0:
                     log.warning("matrix: homeserver %s unreachable (%s); retrying with backoff",
                                 self.settings.homeserver, exc or type(exc).__name__)
