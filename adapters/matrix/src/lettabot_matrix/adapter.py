@@ -147,7 +147,9 @@ class MatrixAdapter:
 
     def spawn(self, work: Callable[[], Awaitable[None]], what: str) -> None:
         """Run ``work`` beside the sync loop (a command, a reaction), errors logged."""
-        assert self._tg is not None
+        if self._tg is None:
+            log.info("matrix: not running; %s skipped", what)
+            return
 
         async def run() -> None:
             with self.handlers.track():
