@@ -94,7 +94,7 @@ def test_a_section_for_an_adapter_that_is_not_installed_says_what_to_install(
     tmp_path: Path,
 ) -> None:
     config = tmp_path / "lettabot.toml"
-    config.write_text("[matrix]\nenabled = true\n")
+    config.write_text("[zulip]\nenabled = true\n")
     done = _cli("check-config", "--config", str(config), site=tmp_path, cwd=tmp_path)
     assert done.returncode == 2
-    assert "matrix: unknown key: no installed adapter reads this section" in done.stderr
+    assert "zulip: unknown key: no installed adapter reads this section" in done.stderr
