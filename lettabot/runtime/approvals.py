@@ -247,6 +247,9 @@ class _Waiting:
     """Who may decide (the agent's approvers); None: the broker's."""
     done: anyio.Event = field(default_factory=anyio.Event)
     result: sdk.PermissionResult | None = None
+    unshown: str | None = None
+    """How it was resolved while the prompt was still being posted (no ``ref`` yet): shown
+    once the post returns."""
 
 
 async def _first_of(done: anyio.Event, signal: sdk.CancelSignal | None) -> None:
@@ -447,6 +450,8 @@ class ApprovalBroker:
             if adapter is None:
                 raise RuntimeError(f"no adapter {owner.scope.adapter!r} to show the prompt")
             waiting.ref = await adapter.present_approval(view)
+            if waiting.unshown is not None:  # decided while the prompt was being posted
+                await self._resolve(waiting, waiting.unshown)
             await self.store.set_approval_message(rid, waiting.ref.id)
             with anyio.move_on_after(timeout):
                 await _first_of(waiting.done, signal)
@@ -674,7 +679,10 @@ class ApprovalBroker:
 
     async def _resolve(self, waiting: _Waiting, text: str) -> None:
         adapter = self._adapter_for(waiting.owner.scope.adapter)
-        if adapter is None or waiting.ref is None:
+        if waiting.ref is None:
+            waiting.unshown = text
+            return
+        if adapter is None:
             return
         try:
             with anyio.CancelScope(shield=True):

@@ -5,13 +5,14 @@ from __future__ import annotations
 import anyio
 import pytest
 
+from lettabot.runtime.adapter import ApprovalView, MessageRef
 from lettabot.runtime.bot import Bot
-from lettabot.runtime.store import ApprovalStatus
+from lettabot.runtime.store import ApprovalStatus, Store
 from lettabot.testing.chat import TestChat
 from lettabot.testing.letta_home import LettaHome
 from lettabot.testing.scripted_model import Reply, ScriptedModelServer
 from tests.runtime.bot_fixtures import *  # noqa: F403 (fixtures)
-from tests.runtime.bot_fixtures import BotMaker
+from tests.runtime.bot_fixtures import BotMaker, make_config
 
 pytestmark = pytest.mark.anyio
 
@@ -434,3 +435,29 @@ async def test_an_approval_shows_invisible_characters_so_a_command_cannot_be_dis
     assert "\u202e" not in chat.transcript(scope)
     assert not target.exists()
 
+
+
+class _SlowPromptChat(TestChat):
+    """The prompt is on screen (clickable) a while before the platform call returns (a
+    platform that adds reactions or buttons after posting)."""
+
+    async def present_approval(self, view: ApprovalView) -> MessageRef:
+        ref = await super().present_approval(view)
+        await anyio.sleep(1.0)
+        return ref
+
+
+async def test_a_click_before_the_prompt_call_returned_still_updates_the_prompt(
+    module_home: LettaHome, module_store: Store,
+) -> None:
+    config = make_config(module_home, module_home.path / "data")
+    async with Bot.open(config, store=module_store, grace=5) as bot:
+        chat = _SlowPromptChat(bot, name="slowprompt")
+        bot.add_adapter(chat)
+        scope = chat.scope("C9", "early-click")
+        await chat.push("run: echo early > early.txt", scope=scope, user="U1")
+        prompt = await chat.wait_prompt(scope)
+        outcome = await chat.click(prompt.request_id, "approve", user="U1", user_name="Ada")
+        assert outcome.status == "decided"
+        await chat.wait_done(scope)
+        assert prompt.resolved == "Approved by Ada"  # not left showing its buttons
