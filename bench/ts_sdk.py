@@ -120,6 +120,50 @@ async def py_warm(agent: str, turns: int) -> list[float]:
     return times
 
 
+async def raw_warm(agent: str, turns: int, *, with_ids: bool) -> list[float]:
+    """Warm turns over the bare App Server protocol (no SDK): one LocalServer, one
+    WebSocket, ``input`` → ``turn_finished``; ``with_ids`` sends a client_message_id as
+    lettabot does (the server then records each input in its durable ledger)."""
+    from websockets.asyncio.client import connect
+
+    from lettabot.sdk import find_cli
+    from lettabot.sdk._internal.app_server import frames
+    from lettabot.sdk._internal.app_server.process import LocalServer
+    from lettabot.sdk._internal.cli import cli_env
+
+    server = LocalServer(find_cli(), cli_env({}), Path.cwd())
+    url = await server.start(60)
+    times = []
+    try:
+        async with connect(url.rstrip("/") + "/ws", max_size=None, additional_headers={
+                "Authorization": f"Bearer {server.token}"}) as ws:
+
+            async def until(kind: str) -> dict[str, Any]:
+                while True:
+                    frame: dict[str, Any] = json.loads(await ws.recv())
+                    if frame.get("type") == kind:
+                        return frame
+
+            await ws.send(json.dumps(frames.runtime_start(
+                "rs-1", agent_id=agent, create_conversation={}, mode="standard",
+                cwd=os.getcwd())))
+            runtime = (await until("runtime_start_response"))["runtime"]
+            for n in range(turns + 1):
+                message: dict[str, Any] = {"role": "user", "content": f"raw {n}"}
+                if with_ids:
+                    message["client_message_id"] = f"raw-{n}-{time.time_ns()}"
+                start = time.perf_counter()
+                await ws.send(json.dumps({
+                    "type": "input", "request_id": f"in-{n}", "runtime": runtime,
+                    "payload": {"kind": "create_message", "messages": [message]}}))
+                await until("turn_finished")
+                if n:  # the first one warms up
+                    times.append((time.perf_counter() - start) * 1000)
+    finally:
+        await server.stop()
+    return times
+
+
 async def py_prompts(agent: str, count: int) -> list[float]:
     times = []
     for n in range(count):
@@ -206,6 +250,8 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=10)
     parser.add_argument("--resumes", type=int, default=8)
     parser.add_argument("--sessions", type=int, default=50)
+    parser.add_argument("--warm-only", action="store_true",
+                        help="only the warm-turn rows (a quick before/after)")
     parser.add_argument("--subprocess-concurrent", action="store_true",
                         help="also start --sessions sessions at once on lettabot's subprocess "
                              "transport")
@@ -223,6 +269,17 @@ def main() -> None:
         pool.stop_idle()
         rows.append(("warm turn (median)", ms(med(py)), ms(med(ts["times"])),
                      ratio(med(py), med(ts["times"])), "<= 1.0x"))
+        # ... and the bare App Server protocol on the same CLI, no SDK: what the server
+        # itself costs per turn, with and without a client_message_id
+        for with_ids in (True, False):
+            raw = anyio.run(lambda w=with_ids: raw_warm(agent, args.turns, with_ids=w))
+            rows.append((f"  ... bare App Server protocol, {'with' if with_ids else 'no'} "
+                         "client_message_id", ms(med(raw)), ms(med(ts["times"])),
+                         ratio(med(raw), med(ts["times"])),
+                         "no SDK" + (" (what lettabot sends)" if with_ids else "")))
+        if args.warm_only:
+            print_table(rows)
+            return
 
         # 2. sequential prompt() x N, from no server running (first call = cold start)
         py = anyio.run(py_prompts, agent, args.prompts)
