@@ -27,7 +27,6 @@ import json
 import os
 import resource
 import shutil
-import statistics
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -138,19 +137,16 @@ class Host:
 async def open_sessions(host: Host, count: int, batch: int, stack: contextlib.AsyncExitStack
                         ) -> None:
     """Open ``count`` more conversations on ``host`` (``batch`` at a time)."""
+    async def one() -> None:
+        session = sdk.create_session(host.agent, env=host.env)
+        await stack.enter_async_context(session)
+        host.sessions.append(session)
+
     while len(host.sessions) < count:
         todo = min(batch, count - len(host.sessions))
-        opened: list[sdk.Session] = []
-
-        async def one() -> None:
-            session = sdk.create_session(host.agent, env=host.env)
-            await stack.enter_async_context(session)
-            opened.append(session)
-
         async with anyio.create_task_group() as tg:
             for _ in range(todo):
                 tg.start_soon(one)
-        host.sessions.extend(opened)
 
 
 async def turns(sessions: list[sdk.Session], tag: str) -> tuple[list[float], list[str]]:

@@ -115,7 +115,7 @@ class LocalServer:
     def _spawn(self, argv: list[str], env: dict[str, str], gate: StartGate) -> None:
         # Popen runs in the loop's thread: the parent-death signal follows the forking
         # thread, and a worker thread may exit long before we do.
-        self._proc = subprocess.Popen(  # noqa: ASYNC220 (fork+exec only; see above)
+        self._proc = subprocess.Popen(
             argv,
             env=env,
             cwd=self.cwd,
