@@ -8,13 +8,13 @@ one per conversation, all conversations already open on the App Server(s). Repor
 p99 / max turn latency beside the model's own, failures, the App Servers' peak RSS and CPU
 seconds (with the git processes they spawn), and this client's CPU seconds.
 
-``--hosts 2`` runs the same on two App Servers, each on its own Letta home (two "hosts" on
+A plan item ``2:N,...`` runs the same on two App Servers, each on its own Letta home (two "hosts" on
 this machine: their own agent, their own local backend; the client spreads the
 conversations over them, half each). It is not three lettabot cluster replicas: those
 share one App Server here (docs/scaling.md), so they would not add App Server capacity.
 
-    .venv/bin/python bench/capacity.py [--sizes 100,300,1000] [--hosts 1,2]
-        [--reply-seconds 2] [--open-batch 25]
+    .venv/bin/python bench/capacity.py [--plan 1:100,300,1000 2:100,300,1000]
+        [--reply-seconds 2] [--open-batch 25] [--json rows.json]
 
 Asserts nothing; prints a table (and ``--json`` writes the rows).
 """
@@ -130,8 +130,10 @@ class Host:
 
     home: LettaHome
     env: dict[str, str]
+    ledger: str = "disk"
     agent: str = ""
     sessions: list[sdk.Session] = field(default_factory=list)
+    pids: list[int] = field(default_factory=list)
 
 
 async def open_sessions(host: Host, count: int, batch: int, stack: contextlib.AsyncExitStack
@@ -182,10 +184,11 @@ async def measure(hosts: list[Host], model: ScriptedModelServer, n: int, batch: 
 
     base = await model_baseline(model.port, n)
 
-    pids = server_pids()
+    pids = [p for host in hosts for p in host.pids]
     cpu_before = {p: cpu_seconds(p) for p in pids}
     own_before = own_cpu()
     sampler = Sampler(pids)
+    idle_rss = sum(rss_kb(p) for p in pids) / 1024
     began = time.perf_counter()
     async with anyio.create_task_group() as tg:
         tg.start_soon(sampler.run)
@@ -193,33 +196,39 @@ async def measure(hosts: list[Host], model: ScriptedModelServer, n: int, batch: 
         sampler.stop.set()
     wall = time.perf_counter() - began
     return {
-        "n": n, "hosts": len(hosts),
+        "n": n, "hosts": len(hosts), "ledger": hosts[0].ledger,
         "model_p50": pct(base, 0.5), "model_p99": pct(base, 0.99),
         "p50": pct(times, 0.5), "p99": pct(times, 0.99), "max": max(times, default=0.0),
         "ok": len(times), "failed": len(failures), "failures": sorted(set(failures))[:5],
         "wall": wall, "open_s": open_seconds,
-        "rss_mb": sampler.peak,
+        "idle_rss_mb": idle_rss, "rss_mb": sampler.peak,
         "server_cpu_s": sum(cpu_seconds(p) - c for p, c in cpu_before.items()),
         "client_cpu_s": own_cpu() - own_before,
         "conversations_open": sum(len(h.sessions) for h in hosts),
     }
 
 
-async def run_hosts(hosts: list[Host], model: ScriptedModelServer, sizes: list[int],
-                    batch: int) -> list[dict[str, Any]]:
+async def start_host(host: Host, stack: contextlib.AsyncExitStack) -> None:
+    known = set(server_pids())
+    host.agent = await sdk.create_agent(model=host.home.model, env=host.env)
+    # The first turn of a fresh server goes alone (the SDK's warm-up rule).
+    await open_sessions(host, 1, 1, stack)
+    await host.sessions[0].run_turn("warm up")
+    host.pids = [p for p in server_pids() if p not in known]
+
+
+async def run_plan(plan: list[tuple[str, list[int]]], sets: dict[str, list[Host]],
+                   model: ScriptedModelServer, batch: int) -> list[dict[str, Any]]:
     rows = []
     async with contextlib.AsyncExitStack() as stack:
-        for host in hosts:
-            host.agent = await sdk.create_agent(model=host.home.model, env=host.env)
-            # The first turn of a fresh server goes alone (the SDK's warm-up rule).
-            await open_sessions(host, 1, 1, stack)
-            await host.sessions[0].run_turn("warm up")
-        idle_rss = sum(rss_kb(p) for p in server_pids()) / 1024
-        for n in sizes:
-            row = await measure(hosts, model, n, batch, stack)
-            row["idle_rss_mb"] = idle_rss
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+        for hosts in sets.values():
+            for host in hosts:
+                await start_host(host, stack)
+        for name, sizes in plan:
+            for n in sizes:
+                row = await measure(sets[name], model, n, batch, stack)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
     return rows
 
 
@@ -229,13 +238,13 @@ def print_table(rows: list[dict[str, Any]], reply_seconds: float) -> None:
     lines = [head]
     for r in rows:
         lines.append((
-            str(r["hosts"]), r.get("ledger", "disk"), str(r["n"]),
+            str(r["hosts"]), r["ledger"], str(r["n"]),
             f"{r['model_p50']:.2f} / {r['model_p99']:.2f} s",
             f"{r['p50']:.2f} / {r['p99']:.2f} / {r['max']:.2f} s",
             f"{r['p99'] / r['model_p99']:.2f}x" if r["ok"] else "-",
             f"{r['failed']}/{r['n']}",
             f"{r['idle_rss_mb']:.0f} → {r['rss_mb']:.0f} MB",
-            f"{r['server_cpu_s']:.1f} s",
+            f"{r['server_cpu_s']:.1f} s ({1000 * r['server_cpu_s'] / r['n']:.0f} ms/turn)",
             f"{r['client_cpu_s']:.1f} s",
             f"{r['wall']:.1f} s",
         ))
@@ -253,41 +262,43 @@ def print_table(rows: list[dict[str, Any]], reply_seconds: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", default="100,300,1000")
-    parser.add_argument("--hosts", default="1,2", help="App Server hosts, e.g. 1 or 1,2")
+    parser.add_argument("--plan", nargs="+", default=["1:100,300,1000", "2:100,300,1000"],
+                        metavar="HOSTS:N,N",
+                        help="what to run, in order: host count (a 't' after it puts the "
+                             "App Servers' input ledger, ~/.letta/state, on tmpfs), then the "
+                             "Ns; e.g. 1:100,300 2:100,300 1:1000 1t:100")
     parser.add_argument("--reply-seconds", type=float, default=2.0)
     parser.add_argument("--open-batch", type=int, default=25,
                         help="conversations opened at once while preparing")
-    parser.add_argument("--state-tmpfs", action="store_true",
-                        help="also run each host count with the App Server's input ledger "
-                             "(~/.letta/state) on tmpfs (/dev/shm): what its fsyncs cost")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
-    host_counts = [int(h) for h in args.hosts.split(",")]
-    rows: list[dict[str, Any]] = []
+    plan = [(item.split(":")[0], [int(n) for n in item.split(":")[1].split(",")])
+            for item in args.plan]
     with ScriptedModelServer() as model, tempfile.TemporaryDirectory() as tmp:
         template = prepare_template(Path(tmp) / "template", model.base_url)
         model.reply_seconds = args.reply_seconds
         os.environ.setdefault("NODE_COMPILE_CACHE", str(Path(tmp) / "node-cache"))
         os.environ["LETTABOT_SDK_APP_SERVER_IDLE"] = "0"
         shm = Path(tempfile.mkdtemp(prefix="lettabot-capacity-", dir="/dev/shm"))
+        sets: dict[str, list[Host]] = {}
         try:
-            for count in host_counts:
-                for tmpfs in (False, True) if args.state_tmpfs else (False,):
-                    hosts = []
-                    for h in range(count):
-                        name = f"hosts{count}-{h}{'-tmpfs' if tmpfs else ''}"
-                        home = LettaHome.copy_of(template, Path(tmp) / name,
-                                                 model=f"openai-compatible/{model.models[0]}")
-                        if tmpfs:
-                            (shm / name).mkdir(mode=0o700)
-                            (home.path / ".letta" / "state").symlink_to(shm / name)
-                        hosts.append(Host(home=home, env=dict(home.env)))
-                    os.chdir(hosts[0].home.workdir)
-                    for row in anyio.run(run_hosts, hosts, model, sizes, args.open_batch):
-                        rows.append({**row, "ledger": "tmpfs" if tmpfs else "disk"})
-                    pool.stop_idle()
+            for name, _ in plan:
+                if name in sets:
+                    continue
+                tmpfs = name.endswith("t")
+                sets[name] = []
+                for h in range(int(name.rstrip("t"))):
+                    folder = f"hosts{name}-{h}"
+                    home = LettaHome.copy_of(template, Path(tmp) / folder,
+                                             model=f"openai-compatible/{model.models[0]}")
+                    if tmpfs:
+                        (shm / folder).mkdir(mode=0o700)
+                        (home.path / ".letta" / "state").symlink_to(shm / folder)
+                    sets[name].append(Host(home=home, env=dict(home.env),
+                                           ledger="tmpfs" if tmpfs else "disk"))
+            os.chdir(next(iter(sets.values()))[0].home.workdir)
+            rows = anyio.run(run_plan, plan, sets, model, args.open_batch)
+            pool.stop_idle()
         finally:
             shutil.rmtree(shm, ignore_errors=True)
     print_table(rows, args.reply_seconds)
