@@ -6,7 +6,8 @@ The scripted model answers every request after a realistic delay (``--reply-seco
 latency, in the same run, as the baseline), then N concurrent turns through lettabot.sdk,
 one per conversation, all conversations already open on the App Server(s). Reported: p50 /
 p99 / max turn latency beside the model's own, failures, the App Servers' peak RSS and CPU
-seconds (with the git processes they spawn), and this client's CPU seconds.
+seconds (with the git processes they spawn), and this process's CPU seconds (the SDK
+client and the scripted model, which runs on threads here).
 
 A plan item ``2:N,...`` runs the same on two App Servers, each on its own Letta home (two "hosts" on
 this machine: their own agent, their own local backend; the client spreads the
@@ -218,8 +219,9 @@ async def start_host(host: Host, stack: contextlib.AsyncExitStack) -> None:
 
 
 async def run_plan(plan: list[tuple[str, list[int]]], sets: dict[str, list[Host]],
-                   model: ScriptedModelServer, batch: int) -> list[dict[str, Any]]:
-    rows = []
+                   model: ScriptedModelServer, batch: int, out: Path | None
+                   ) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
     async with contextlib.AsyncExitStack() as stack:
         for hosts in sets.values():
             for host in hosts:
@@ -229,12 +231,14 @@ async def run_plan(plan: list[tuple[str, list[int]]], sets: dict[str, list[Host]
                 row = await measure(sets[name], model, n, batch, stack)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+                if out is not None:  # as it goes: a long run stopped early keeps its rows
+                    await anyio.Path(out).write_text(json.dumps(rows, indent=2))
     return rows
 
 
 def print_table(rows: list[dict[str, Any]], reply_seconds: float) -> None:
     head = ("hosts", "ledger", "N", "model p50 / p99", "turn p50 / p99 / max", "p99 / model p99",
-            "failed", "server RSS", "server CPU", "client CPU", "wall")
+            "failed", "server RSS", "server CPU", "client+model CPU", "wall")
     lines = [head]
     for r in rows:
         lines.append((
@@ -270,8 +274,13 @@ def main() -> None:
     parser.add_argument("--reply-seconds", type=float, default=2.0)
     parser.add_argument("--open-batch", type=int, default=25,
                         help="conversations opened at once while preparing")
-    parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--json", type=Path, help="also write the rows here (after each)")
+    parser.add_argument("--print", type=Path, metavar="JSON",
+                        help="only print the table of rows a --json run wrote")
     args = parser.parse_args()
+    if args.print:
+        print_table(json.loads(args.print.read_text()), args.reply_seconds)
+        return
     plan = [(item.split(":")[0], [int(n) for n in item.split(":")[1].split(",")])
             for item in args.plan]
     with ScriptedModelServer() as model, tempfile.TemporaryDirectory() as tmp:
@@ -297,13 +306,11 @@ def main() -> None:
                     sets[name].append(Host(home=home, env=dict(home.env),
                                            ledger="tmpfs" if tmpfs else "disk"))
             os.chdir(next(iter(sets.values()))[0].home.workdir)
-            rows = anyio.run(run_plan, plan, sets, model, args.open_batch)
+            rows = anyio.run(run_plan, plan, sets, model, args.open_batch, args.json)
             pool.stop_idle()
         finally:
             shutil.rmtree(shm, ignore_errors=True)
     print_table(rows, args.reply_seconds)
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":
