@@ -23,7 +23,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 from lettabot.sdk._internal.app_server.frames import validate
 from lettabot.sdk.errors import CLIConnectionError, ProtocolTimeoutError
 
-__all__ = ["CHANNEL_BUFFER", "LOST", "Channel", "Connection", "RuntimeKey"]
+__all__ = ["BUSY_WAIT_FACTOR", "CHANNEL_BUFFER", "LOST", "Channel", "Connection", "RuntimeKey"]
 
 log = logging.getLogger("lettabot.sdk.app_server")
 
@@ -34,6 +34,8 @@ LOST = "_connection_lost"
 
 RuntimeKey = tuple[str | None, str]
 _ids = itertools.count(1)
+BUSY_WAIT_FACTOR = 10
+"""How many request timeouts a request waits in all while the server keeps sending frames."""
 # Frames that matter to nobody here (state snapshots for UIs), dropped by the reader.
 # (update_loop_status and update_queue are kept: they tie runs to inputs.)
 _NOISE = frozenset({"update_device_status", "update_subagent_state"})
@@ -84,6 +86,8 @@ class Connection:
         self._stop = anyio.Event()
         self._host: asyncio.Task[None] | None = None
         self._send_lock = anyio.Lock()
+        self.last_frame_at = 0.0
+        """When the server last sent a frame (``anyio.current_time()``)."""
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -144,6 +148,7 @@ class Connection:
         assert self._ws is not None
         try:
             async for raw in self._ws:
+                self.last_frame_at = anyio.current_time()
                 try:
                     frame = json.loads(raw)
                 except ValueError:
@@ -261,8 +266,18 @@ class Connection:
         self._pending[rid] = pending
         try:
             await self.send(frame)
-            with anyio.move_on_after(timeout):
-                await pending.done.wait()
+            # ``timeout`` is silence: the server runs commands one after another on one
+            # event loop, so under a burst an answer comes late while others keep coming
+            # (measured: input_accepted seconds after the input). Give up after ``timeout``
+            # without any frame, or after BUSY_WAIT_FACTOR x ``timeout`` in all.
+            give_up = anyio.current_time() + timeout * BUSY_WAIT_FACTOR
+            deadline = anyio.current_time() + timeout
+            while not pending.done.is_set():
+                with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+                    await pending.done.wait()
+                deadline = min(self.last_frame_at + timeout, give_up)
+                if pending.done.is_set() or deadline <= anyio.current_time():
+                    break
         finally:
             self._pending.pop(rid, None)
         if pending.frame is not None:
