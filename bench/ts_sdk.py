@@ -120,22 +120,21 @@ async def py_warm(agent: str, turns: int) -> list[float]:
     return times
 
 
-async def raw_warm(agent: str, turns: int, *, with_ids: bool) -> list[float]:
-    """Warm turns over the bare App Server protocol (no SDK): one LocalServer, one
-    WebSocket, ``input`` → ``turn_finished``; ``with_ids`` sends a client_message_id as
-    lettabot does (the server then records each input in its durable ledger)."""
+async def interleaved_warm(agent: str, turns: int) -> dict[str, list[float]]:
+    """Warm turns on one App Server, taking turns: a lettabot session's, then two over the
+    bare protocol (one WebSocket, ``input`` → ``turn_finished``, no SDK) with and without a
+    client_message_id (with one, the server records the input in its durable ledger). Taking
+    turns puts the three under the same machine load."""
     from websockets.asyncio.client import connect
 
-    from lettabot.sdk import find_cli
     from lettabot.sdk._internal.app_server import frames
-    from lettabot.sdk._internal.app_server.process import LocalServer
-    from lettabot.sdk._internal.cli import cli_env
 
-    server = LocalServer(find_cli(), cli_env({}), Path.cwd())
-    url = await server.start(60)
-    times = []
-    try:
-        async with connect(url.rstrip("/") + "/ws", max_size=None, additional_headers={
+    times: dict[str, list[float]] = {"sdk": [], "with_id": [], "no_id": []}
+    async with sdk.create_session(agent) as session:
+        await session.run_turn("warm up")
+        server = next(s.server for s in pool.shared_slots() if s.server is not None)
+        assert server.url is not None
+        async with connect(server.url.rstrip("/") + "/ws", max_size=None, additional_headers={
                 "Authorization": f"Bearer {server.token}"}) as ws:
 
             async def until(kind: str) -> dict[str, Any]:
@@ -148,19 +147,25 @@ async def raw_warm(agent: str, turns: int, *, with_ids: bool) -> list[float]:
                 "rs-1", agent_id=agent, create_conversation={}, mode="standard",
                 cwd=os.getcwd())))
             runtime = (await until("runtime_start_response"))["runtime"]
-            for n in range(turns + 1):
+
+            async def bare(n: int, with_id: bool) -> float:
                 message: dict[str, Any] = {"role": "user", "content": f"raw {n}"}
-                if with_ids:
+                if with_id:
                     message["client_message_id"] = f"raw-{n}-{time.time_ns()}"
                 start = time.perf_counter()
                 await ws.send(json.dumps({
-                    "type": "input", "request_id": f"in-{n}", "runtime": runtime,
+                    "type": "input", "request_id": f"in-{n}-{with_id}", "runtime": runtime,
                     "payload": {"kind": "create_message", "messages": [message]}}))
                 await until("turn_finished")
-                if n:  # the first one warms up
-                    times.append((time.perf_counter() - start) * 1000)
-    finally:
-        await server.stop()
+                return (time.perf_counter() - start) * 1000
+
+            await bare(-1, True)  # the bare conversation's first turn
+            for n in range(turns):
+                start = time.perf_counter()
+                await session.run_turn(f"turn {n}")
+                times["sdk"].append((time.perf_counter() - start) * 1000)
+                times["with_id"].append(await bare(n, True))
+                times["no_id"].append(await bare(n, False))
     return times
 
 
@@ -269,14 +274,17 @@ def main() -> None:
         pool.stop_idle()
         rows.append(("warm turn (median)", ms(med(py)), ms(med(ts["times"])),
                      ratio(med(py), med(ts["times"])), "<= 1.0x"))
-        # ... and the bare App Server protocol on the same CLI, no SDK: what the server
-        # itself costs per turn, with and without a client_message_id
-        for with_ids in (True, False):
-            raw = anyio.run(lambda w=with_ids: raw_warm(agent, args.turns, with_ids=w))
-            rows.append((f"  ... bare App Server protocol, {'with' if with_ids else 'no'} "
-                         "client_message_id", ms(med(raw)), ms(med(ts["times"])),
-                         ratio(med(raw), med(ts["times"])),
-                         "no SDK" + (" (what lettabot sends)" if with_ids else "")))
+        # ... and, taking turns on one App Server: lettabot, and the bare protocol with and
+        # without a client_message_id (what the server itself costs per turn)
+        mixed = anyio.run(interleaved_warm, agent, args.turns)
+        pool.stop_idle()
+        for key, label, note in (
+                ("sdk", "lettabot", "interleaved with the next two"),
+                ("with_id", "bare App Server protocol, with client_message_id",
+                 "no SDK (what lettabot sends)"),
+                ("no_id", "bare App Server protocol, no client_message_id", "no SDK")):
+            rows.append((f"  ... {label}", ms(med(mixed[key])), ms(med(ts["times"])),
+                         ratio(med(mixed[key]), med(ts["times"])), note))
         if args.warm_only:
             print_table(rows)
             return
