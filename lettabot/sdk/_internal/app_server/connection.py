@@ -23,7 +23,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 from lettabot.sdk._internal.app_server.frames import validate
 from lettabot.sdk.errors import CLIConnectionError, ProtocolTimeoutError
 
-__all__ = ["BUSY_WAIT_FACTOR", "CHANNEL_BUFFER", "LOST", "Channel", "Connection", "RuntimeKey"]
+__all__ = ["BUSY_WAIT_FACTOR", "CHANNEL_BUFFER", "LOST", "PING_TIMEOUT", "Channel", "Connection",
+           "RuntimeKey"]
 
 log = logging.getLogger("lettabot.sdk.app_server")
 
@@ -34,6 +35,12 @@ LOST = "_connection_lost"
 
 RuntimeKey = tuple[str | None, str]
 _ids = itertools.count(1)
+PING_INTERVAL = 20.0
+PING_TIMEOUT = 300.0
+"""How long a ping may go unanswered before the connection counts as dead. Not the library's
+20 s: a server running a thousand turns at once answered no ping for longer than that (its
+one event loop was busy), and the closed connection lost every turn in flight (measured
+with bench/capacity.py). A server that dies closes its socket; this is for a frozen one."""
 BUSY_WAIT_FACTOR = 10
 """How many request timeouts a request waits in all while the server keeps sending frames."""
 # Frames that matter to nobody here (state snapshots for UIs), dropped by the reader.
@@ -96,7 +103,8 @@ class Connection:
         try:
             with anyio.fail_after(timeout):
                 self._ws = await connect(
-                    self.url, additional_headers=headers, max_size=None, open_timeout=None
+                    self.url, additional_headers=headers, max_size=None, open_timeout=None,
+                    ping_interval=PING_INTERVAL, ping_timeout=PING_TIMEOUT,
                 )
         except InvalidStatus as exc:
             status = exc.response.status_code
