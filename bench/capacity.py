@@ -1,18 +1,20 @@
 """How many conversations one App Server host keeps turning at once (issue 26, part 5).
 
 The scripted model answers every request after a realistic delay (``--reply-seconds``,
-2 s by default), streamed in 16-character chunks spread over it. For each N in
-``--sizes``: N concurrent requests straight to the model over HTTP (the model's own
+2 s by default), streamed in 16-character chunks spread over it. For each N of the
+``--plan``: N concurrent requests straight to the model over HTTP (the model's own
 latency, in the same run, as the baseline), then N concurrent turns through lettabot.sdk,
 one per conversation, all conversations already open on the App Server(s). Reported: p50 /
 p99 / max turn latency beside the model's own, failures, the App Servers' peak RSS and CPU
 seconds (with the git processes they spawn), and this process's CPU seconds (the SDK
 client and the scripted model, which runs on threads here).
 
-A plan item ``2:N,...`` runs the same on two App Servers, each on its own Letta home (two "hosts" on
-this machine: their own agent, their own local backend; the client spreads the
-conversations over them, half each). It is not three lettabot cluster replicas: those
-share one App Server here (docs/scaling.md), so they would not add App Server capacity.
+A plan item ``2:N,...`` runs the same on two App Servers, each on its own Letta home (two
+"hosts" on this machine: their own agent, their own local backend; the client spreads the
+conversations over them, half each); ``1t:N,...`` puts the App Server's input ledger
+(``~/.letta/state``) on tmpfs, to see what its ``fsync``s cost. It is not three lettabot
+cluster replicas: those share one App Server here (docs/scaling.md), so they would not add
+App Server capacity.
 
     .venv/bin/python bench/capacity.py [--plan 1:100,300,1000 2:100,300,1000]
         [--reply-seconds 2] [--open-batch 25] [--json rows.json]
