@@ -120,6 +120,55 @@ async def py_warm(agent: str, turns: int) -> list[float]:
     return times
 
 
+async def interleaved_warm(agent: str, turns: int) -> dict[str, list[float]]:
+    """Warm turns on one App Server, taking turns: a lettabot session's, then two over the
+    bare protocol (one WebSocket, ``input`` → ``turn_finished``, no SDK) with and without a
+    client_message_id (with one, the server records the input in its durable ledger). Taking
+    turns puts the three under the same machine load."""
+    from websockets.asyncio.client import connect
+
+    from lettabot.sdk._internal.app_server import frames
+
+    times: dict[str, list[float]] = {"sdk": [], "with_id": [], "no_id": []}
+    async with sdk.create_session(agent) as session:
+        await session.run_turn("warm up")
+        server = next(s.server for s in pool.shared_slots() if s.server is not None)
+        assert server.url is not None
+        async with connect(server.url.rstrip("/") + "/ws", max_size=None, additional_headers={
+                "Authorization": f"Bearer {server.token}"}) as ws:
+
+            async def until(kind: str) -> dict[str, Any]:
+                while True:
+                    frame: dict[str, Any] = json.loads(await ws.recv())
+                    if frame.get("type") == kind:
+                        return frame
+
+            await ws.send(json.dumps(frames.runtime_start(
+                "rs-1", agent_id=agent, create_conversation={}, mode="standard",
+                cwd=os.getcwd())))
+            runtime = (await until("runtime_start_response"))["runtime"]
+
+            async def bare(n: int, with_id: bool) -> float:
+                message: dict[str, Any] = {"role": "user", "content": f"raw {n}"}
+                if with_id:
+                    message["client_message_id"] = f"raw-{n}-{time.time_ns()}"
+                start = time.perf_counter()
+                await ws.send(json.dumps({
+                    "type": "input", "request_id": f"in-{n}-{with_id}", "runtime": runtime,
+                    "payload": {"kind": "create_message", "messages": [message]}}))
+                await until("turn_finished")
+                return (time.perf_counter() - start) * 1000
+
+            await bare(-1, True)  # the bare conversation's first turn
+            for n in range(turns):
+                start = time.perf_counter()
+                await session.run_turn(f"turn {n}")
+                times["sdk"].append((time.perf_counter() - start) * 1000)
+                times["with_id"].append(await bare(n, True))
+                times["no_id"].append(await bare(n, False))
+    return times
+
+
 async def py_prompts(agent: str, count: int) -> list[float]:
     times = []
     for n in range(count):
@@ -206,6 +255,8 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=10)
     parser.add_argument("--resumes", type=int, default=8)
     parser.add_argument("--sessions", type=int, default=50)
+    parser.add_argument("--warm-only", action="store_true",
+                        help="only the warm-turn rows (a quick before/after)")
     parser.add_argument("--subprocess-concurrent", action="store_true",
                         help="also start --sessions sessions at once on lettabot's subprocess "
                              "transport")
@@ -223,6 +274,20 @@ def main() -> None:
         pool.stop_idle()
         rows.append(("warm turn (median)", ms(med(py)), ms(med(ts["times"])),
                      ratio(med(py), med(ts["times"])), "<= 1.0x"))
+        # ... and, taking turns on one App Server: lettabot, and the bare protocol with and
+        # without a client_message_id (what the server itself costs per turn)
+        mixed = anyio.run(interleaved_warm, agent, args.turns)
+        pool.stop_idle()
+        for key, label, note in (
+                ("sdk", "lettabot", "interleaved with the next two"),
+                ("with_id", "bare App Server protocol, with client_message_id",
+                 "no SDK (what lettabot sends)"),
+                ("no_id", "bare App Server protocol, no client_message_id", "no SDK")):
+            rows.append((f"  ... {label}", ms(med(mixed[key])), ms(med(ts["times"])),
+                         ratio(med(mixed[key]), med(ts["times"])), note))
+        if args.warm_only:
+            print_table(rows)
+            return
 
         # 2. sequential prompt() x N, from no server running (first call = cold start)
         py = anyio.run(py_prompts, agent, args.prompts)

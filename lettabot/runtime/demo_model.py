@@ -28,7 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -233,6 +233,11 @@ def demo_brain(request: ChatRequest) -> Reply:
     return Reply.say(f"You said: {text}")
 
 
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # the listen backlog: a thousand concurrent turns connect at once
+
+
 class ScriptedModelServer:
     """The server. Use as a context manager or call :meth:`start` / :meth:`stop`."""
 
@@ -245,8 +250,13 @@ class ScriptedModelServer:
         fallback: Responder | None = demo_brain,
         chunk_size: int = 16,
         api_key: str | None = None,
+        reply_seconds: float = 0.0,
     ) -> None:
         self.models = models
+        self.reply_seconds = reply_seconds
+        """When set, every reply without its own delay takes about this long, as a real
+        model's does: a streamed one sends its chunks spread evenly over it (the first
+        after one step), a whole one comes at the end. For capacity benchmarks."""
         self.api_key = api_key
         """When set, requests without ``Authorization: Bearer <api_key>`` get 401, as a
         real provider answers a wrong key."""
@@ -256,8 +266,7 @@ class ScriptedModelServer:
         self.requests: list[ChatRequest] = []
         self._lock = threading.Lock()
         self._closing = threading.Event()
-        self._httpd = ThreadingHTTPServer((host, port), _handler_for(self))
-        self._httpd.daemon_threads = True
+        self._httpd = _HTTPServer((host, port), _handler_for(self))
         self._thread: threading.Thread | None = None
 
     # -- script -------------------------------------------------------------
@@ -410,6 +419,20 @@ def _chunks(model: str, reply: Reply, size: int) -> Iterator[dict[str, Any]]:
     yield final
 
 
+def _paced(reply: Reply, server: ScriptedModelServer, stream: bool) -> Reply:
+    """``reply`` spread over the server's ``reply_seconds`` (unless it has its own pace)."""
+    total = server.reply_seconds
+    if total <= 0 or reply.hang or reply.delay or reply.chunk_delay or reply.status != 200:
+        return reply
+    if not stream:
+        return replace(reply, delay=total)
+    # A streamed reply's events: the opening one, one per text chunk and per tool call,
+    # the finish and the usage; a pause comes before the first and after each.
+    pauses = -(-len(reply.text) // server.chunk_size) + len(reply.tool_calls) + 4
+    step = total / pauses
+    return replace(reply, delay=step, chunk_delay=step)
+
+
 def _handler_for(server: ScriptedModelServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -464,7 +487,7 @@ def _handler_for(server: ScriptedModelServer) -> type[BaseHTTPRequestHandler]:
                 return
             if not self._authorized():
                 return
-            reply = server.answer(ChatRequest(body))
+            reply = _paced(server.answer(ChatRequest(body)), server, bool(body.get("stream")))
             if reply.hang:
                 while server.sleep(0.2):
                     pass

@@ -32,6 +32,12 @@ before the lock with a :class:`StartGate` preloaded (``cli_start_gate.cjs``): it
 parallel with the others and waits at its first touch of the home until the lock is
 held; only the part from there to ``init`` is serial.
 
+An App Server (``letta server --listen``) start is no different: it reads the settings
+before it listens and rewrites them (truncate, then write) as it begins to listen
+(measured); ``LocalServer.start`` holds the lock, behind the same gate, from its first touch
+of the home until it listens. Its later writes (on ``create_agent``, some turns) merge into
+the file as it is then and are not serialised.
+
 A process that does not take the lock (someone's own ``letta`` on the same home) is
 not serialised; :class:`SettingsGuard` then puts back the settings keys a start lost.
 """

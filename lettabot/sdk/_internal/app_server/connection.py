@@ -27,7 +27,8 @@ from lettabot.sdk.errors import (
     ProtocolTimeoutError,
 )
 
-__all__ = ["CHANNEL_BUFFER", "LOST", "Channel", "Connection", "RuntimeKey"]
+__all__ = ["BUSY_WAIT_FACTOR", "CHANNEL_BUFFER", "LOST", "PING_TIMEOUT", "Channel", "Connection",
+           "RuntimeKey"]
 
 log = logging.getLogger("lettabot.sdk.app_server")
 
@@ -38,6 +39,14 @@ LOST = "_connection_lost"
 
 RuntimeKey = tuple[str | None, str]
 _ids = itertools.count(1)
+PING_INTERVAL = 20.0
+PING_TIMEOUT = 300.0
+"""How long a ping may go unanswered before the connection counts as dead. Not the library's
+20 s: a server running a thousand turns at once answered no ping for longer than that (its
+one event loop was busy), and the closed connection lost every turn in flight (measured
+with bench/capacity.py). A server that dies closes its socket; this is for a frozen one."""
+BUSY_WAIT_FACTOR = 10
+"""How many request timeouts a request waits in all while the server keeps sending frames."""
 # Frames that matter to nobody here (state snapshots for UIs), dropped by the reader.
 # (update_loop_status and update_queue are kept: they tie runs to inputs.)
 _NOISE = frozenset({"update_device_status", "update_subagent_state"})
@@ -88,6 +97,8 @@ class Connection:
         self._stop = anyio.Event()
         self._host: asyncio.Task[None] | None = None
         self._send_lock = anyio.Lock()
+        self.last_frame_at = 0.0
+        """When the server last sent a frame (``anyio.current_time()``)."""
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -96,7 +107,8 @@ class Connection:
         try:
             with anyio.fail_after(timeout):
                 self._ws = await connect(
-                    self.url, additional_headers=headers, max_size=None, open_timeout=None
+                    self.url, additional_headers=headers, max_size=None, open_timeout=None,
+                    ping_interval=PING_INTERVAL, ping_timeout=PING_TIMEOUT,
                 )
         except InvalidStatus as exc:
             status = exc.response.status_code
@@ -151,6 +163,7 @@ class Connection:
         assert self._ws is not None
         try:
             async for raw in self._ws:
+                self.last_frame_at = anyio.current_time()
                 try:
                     frame = json.loads(raw)
                 except ValueError:
@@ -268,8 +281,18 @@ class Connection:
         self._pending[rid] = pending
         try:
             await self.send(frame)
-            with anyio.move_on_after(timeout):
-                await pending.done.wait()
+            # ``timeout`` is silence: the server runs commands one after another on one
+            # event loop, so under a burst an answer comes late while others keep coming
+            # (measured: input_accepted seconds after the input). Give up after ``timeout``
+            # without any frame, or after BUSY_WAIT_FACTOR x ``timeout`` in all.
+            give_up = anyio.current_time() + timeout * BUSY_WAIT_FACTOR
+            deadline = anyio.current_time() + timeout
+            while not pending.done.is_set():
+                with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+                    await pending.done.wait()
+                deadline = min(self.last_frame_at + timeout, give_up)
+                if pending.done.is_set() or deadline <= anyio.current_time():
+                    break
         finally:
             self._pending.pop(rid, None)
         if pending.frame is not None:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import anyio
 
+from lettabot.sdk._internal.start_lock import SettingsGuard, StartGate, cli_start_lock
 from lettabot.sdk.errors import ProcessError
 
 __all__ = ["LocalServer"]
@@ -60,6 +61,7 @@ class LocalServer:
         self._token_dir: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._tail: collections.deque[str] = collections.deque(maxlen=200)
+        self._found = threading.Event()
 
     @property
     def pid(self) -> int | None:
@@ -84,11 +86,38 @@ class LocalServer:
             fh.write(self.token)
         argv = [self.cli, "server", "--listen", "ws://127.0.0.1:0",
                 "--ws-auth", "capability-token", "--ws-token-file", str(token_file)]
+        # The server reads settings.json as it starts and rewrites it (truncate, then
+        # write) as it begins to listen: beside another CLI start on this home that can
+        # wipe the settings (see start_lock). So, like a subprocess start, it boots at once
+        # and from its first touch of the home until it listens holds the home's lock.
+        env = dict(self.env)
+        gate = StartGate()
+        gate.prepare(env, self.cli)
+        deadline = time.monotonic() + timeout
+        try:
+            if gate.active:
+                self._spawn(argv, env, gate)
+            async with cli_start_lock(env):
+                guard = SettingsGuard(env)
+                if not gate.active:
+                    self._spawn(argv, env, gate)
+                gate.open()
+                try:
+                    await self._wait_listening(deadline, timeout)
+                finally:
+                    guard.repair()
+        finally:
+            gate.close()
+        log.debug("App Server pid %s listening on %s", self.pid, self.url)
+        assert self.url is not None
+        return self.url
+
+    def _spawn(self, argv: list[str], env: dict[str, str], gate: StartGate) -> None:
         # Popen runs in the loop's thread: the parent-death signal follows the forking
         # thread, and a worker thread may exit long before we do.
-        self._proc = subprocess.Popen(  # noqa: ASYNC220 (fork+exec only; see above)
+        self._proc = subprocess.Popen(
             argv,
-            env=self.env,
+            env=env,
             cwd=self.cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -97,12 +126,16 @@ class LocalServer:
             # Its own session: a terminal's Ctrl-C (SIGINT to the whole foreground group)
             # must reach only us, so turns in flight can drain before we stop the server.
             start_new_session=True,
+            pass_fds=gate.pass_fds,
         )
+        gate.started()
         _live.add(self)
-        found = threading.Event()
-        threading.Thread(target=self._drain, args=(found,), daemon=True).start()
-        deadline = time.monotonic() + timeout
-        while not found.is_set():
+        self._found = threading.Event()
+        threading.Thread(target=self._drain, args=(self._found,), daemon=True).start()
+
+    async def _wait_listening(self, deadline: float, timeout: float) -> None:  # noqa: ASYNC109
+        assert self._proc is not None
+        while not self._found.is_set():
             if self._proc.poll() is not None:
                 raise ProcessError(
                     "letta server exited before listening",
@@ -120,8 +153,6 @@ class LocalServer:
                 await anyio.to_thread.run_sync(lambda: self._proc and self._proc.wait(5))
             raise ProcessError("letta server exited before listening",
                                exit_code=self._proc.returncode, stderr=self.output_tail())
-        log.debug("App Server pid %s listening on %s", self.pid, self.url)
-        return self.url
 
     def _drain(self, found: threading.Event) -> None:
         """Read the server's output (so its pipe never fills); note the URL."""
