@@ -4,6 +4,7 @@ store, an instant scripted model. Prints a table; asserts only that every messag
 answered.
 
     .venv/bin/python bench/cluster.py [--threads 40] [--messages 3] [--replicas 0,1,2,3]
+                                      [--turns-per-server 16]
 
 ``0`` in ``--replicas`` is the baseline: one process, the same store, no ``[cluster]``.
 
@@ -94,7 +95,8 @@ async def run_load(mock: MockSlack, replicas: list[Replica], threads: int, messa
     return wall, latencies
 
 
-async def main(threads: int, messages: int, counts: list[int]) -> None:
+async def main(threads: int, messages: int, counts: list[int],
+               turns_per_server: int = 16) -> None:
     rows: list[str] = []
     base: float | None = None  # turns/s of one replica
     single: float | None = None  # p50 of one process without [cluster]
@@ -118,6 +120,13 @@ async def main(threads: int, messages: int, counts: list[int]) -> None:
                                                     store_url=pg, server_url=server.url,
                                                     slack_api=mock.api_url)
                         settings["log_level"] = "WARNING"
+                        # the one App Server's turns shared by the replicas, as an operator
+                        # sizes servers.max_concurrent_turns (it is per replica)
+                        servers = settings["servers"]
+                        assert isinstance(servers, dict)
+                        if turns_per_server:
+                            servers["max_concurrent_turns"] = -(-turns_per_server
+                                                                // max(count, 1))
                         if count == 0:
                             del settings["cluster"]  # the baseline: one process
                         replica.config.write_text(toml(settings))
@@ -161,5 +170,9 @@ if __name__ == "__main__":
     parser.add_argument("--threads", type=int, default=40)
     parser.add_argument("--messages", type=int, default=3)
     parser.add_argument("--replicas", default="0,1,2,3")
+    parser.add_argument("--turns-per-server", type=int, default=16,
+                        help="turns at once on the one App Server, shared by the replicas: "
+                             "each gets max_concurrent_turns = this / replicas (0: 16 each)")
     args = parser.parse_args()
-    anyio.run(main, args.threads, args.messages, [int(c) for c in args.replicas.split(",")])
+    anyio.run(main, args.threads, args.messages, [int(c) for c in args.replicas.split(",")],
+              args.turns_per_server)
